@@ -1,0 +1,1 @@
+//! azlin control layer.

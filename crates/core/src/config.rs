@@ -1,0 +1,275 @@
+//! Where azlin keeps things ([`Paths`]) and what the user configured ([`Config`]).
+//!
+//! Both are resolved once, at the CLI edge, from explicit inputs; nothing below reads the process
+//! environment or `HOME` on its own.
+
+use crate::RepoUrl;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// The directories azlin uses (XDG layout; everything under one folder when `AZLIN_HOME` is set).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Paths {
+    /// `~/.config/azlin`: `config.toml`.
+    pub config_dir: PathBuf,
+    /// `~/.local/state/azlin`: the state store, VM folders, logs.
+    pub state_dir: PathBuf,
+    /// `~/.cache/azlin`: base images and other rebuildable things.
+    pub cache_dir: PathBuf,
+    /// `~/.ssh`: where `azlin_key` lives.
+    pub ssh_dir: PathBuf,
+}
+
+/// The environment variables that decide [`Paths`], read once by the caller.
+#[derive(Debug, Clone, Default)]
+pub struct PathInputs {
+    /// `AZLIN_HOME`: a folder standing in for `HOME`, for every azlin path.
+    pub azlin_home: Option<PathBuf>,
+    /// `HOME`.
+    pub home: Option<PathBuf>,
+    /// `XDG_CONFIG_HOME`.
+    pub xdg_config_home: Option<PathBuf>,
+    /// `XDG_STATE_HOME`.
+    pub xdg_state_home: Option<PathBuf>,
+    /// `XDG_CACHE_HOME`.
+    pub xdg_cache_home: Option<PathBuf>,
+}
+
+impl PathInputs {
+    /// Reads the variables from the process environment (for the CLI edge only).
+    pub fn from_process_env() -> Self {
+        let var = |name| {
+            std::env::var_os(name)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
+        PathInputs {
+            azlin_home: var("AZLIN_HOME"),
+            home: var("HOME"),
+            xdg_config_home: var("XDG_CONFIG_HOME"),
+            xdg_state_home: var("XDG_STATE_HOME"),
+            xdg_cache_home: var("XDG_CACHE_HOME"),
+        }
+    }
+}
+
+impl Paths {
+    /// Resolves the directories. `AZLIN_HOME` wins over everything; otherwise XDG variables,
+    /// then their defaults under `HOME`.
+    pub fn resolve(inputs: &PathInputs) -> Paths {
+        if let Some(root) = &inputs.azlin_home {
+            return Paths::under(root);
+        }
+        let home = inputs
+            .home
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("/root"));
+        let xdg = |var: &Option<PathBuf>, default: &str| {
+            var.clone().unwrap_or_else(|| home.join(default))
+        };
+        Paths {
+            config_dir: xdg(&inputs.xdg_config_home, ".config").join("azlin"),
+            state_dir: xdg(&inputs.xdg_state_home, ".local/state").join("azlin"),
+            cache_dir: xdg(&inputs.xdg_cache_home, ".cache").join("azlin"),
+            ssh_dir: home.join(".ssh"),
+        }
+    }
+
+    /// Every directory under `root`, laid out as under a home directory.
+    pub fn under(root: &Path) -> Paths {
+        Paths {
+            config_dir: root.join(".config/azlin"),
+            state_dir: root.join(".local/state/azlin"),
+            cache_dir: root.join(".cache/azlin"),
+            ssh_dir: root.join(".ssh"),
+        }
+    }
+
+    /// The default config file.
+    pub fn config_file(&self) -> PathBuf {
+        self.config_dir.join("config.toml")
+    }
+
+    /// The azlin SSH private key (`azlin_key`; the public key is `azlin_key.pub`).
+    pub fn ssh_key(&self) -> PathBuf {
+        self.ssh_dir.join("azlin_key")
+    }
+
+    /// The known_hosts file azlin writes host keys of its VMs to.
+    pub fn known_hosts(&self) -> PathBuf {
+        self.state_dir.join("known_hosts")
+    }
+}
+
+/// Sim provider settings.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimConfig {
+    /// Boot latency in milliseconds.
+    pub boot_ms: Option<u64>,
+    /// Probability (0..=1) that a create fails.
+    pub fail_rate: Option<f64>,
+}
+
+/// Azure provider settings.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AzureConfig {
+    /// Subscription id; the `az` default when absent.
+    pub subscription: Option<String>,
+    /// ARM endpoint (`https://management.azure.com` unless a test double stands in).
+    pub endpoint: Option<String>,
+    /// Image URN `publisher:offer:sku:version`.
+    pub image: Option<String>,
+}
+
+/// A named set of defaults for `new --template NAME` (seed 000, "VM Templates").
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Template {
+    /// Provider.
+    pub provider: Option<String>,
+    /// Size.
+    pub size: Option<String>,
+    /// Region.
+    pub region: Option<String>,
+    /// Image profile.
+    pub image: Option<String>,
+    /// Repositories to clone.
+    #[serde(default)]
+    pub repos: Vec<RepoUrl>,
+    /// A cloud-config file merged into the generated one.
+    pub cloud_init: Option<PathBuf>,
+    /// Tags.
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+}
+
+/// The config file (`config.toml`): defaults for every command. Unknown keys are refused.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Default provider.
+    pub provider: Option<String>,
+    /// Default size.
+    pub size: Option<String>,
+    /// Default region.
+    pub region: Option<String>,
+    /// Default resource group.
+    pub resource_group: Option<String>,
+    /// Default image profile.
+    pub image: Option<String>,
+    /// Repositories cloned on every new VM.
+    #[serde(default)]
+    pub repos: Vec<RepoUrl>,
+    /// PEM files of CA certificates every new VM trusts.
+    #[serde(default)]
+    pub ca_certs: Vec<PathBuf>,
+    /// A command run (through `sh -c`) to notify of completion; `AZLIN_NOTIFY_*` variables
+    /// carry the details.
+    pub notify_command: Option<String>,
+    /// NATS server URL; the in-process bus when absent.
+    pub nats_url: Option<String>,
+    /// Where base images are cached (shared between users of one machine).
+    pub image_dir: Option<PathBuf>,
+    /// Seconds to wait for SSH before giving up (exit 5).
+    pub ssh_timeout_secs: Option<u64>,
+    /// Seconds to wait for cloud-init before giving up (exit 5).
+    pub cloud_init_timeout_secs: Option<u64>,
+    /// Most workflow sessions (VMs) at once for `azlin run`.
+    pub max_concurrent_sessions: Option<usize>,
+    /// Sim provider settings.
+    #[serde(default)]
+    pub sim: SimConfig,
+    /// Azure provider settings.
+    #[serde(default)]
+    pub azure: AzureConfig,
+    /// Named templates.
+    #[serde(default)]
+    pub templates: BTreeMap<String, Template>,
+}
+
+/// A config file that could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML of the expected shape.
+    #[error("invalid config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What the parser said (with line and column).
+        message: String,
+    },
+}
+
+impl Config {
+    /// Loads `path`. A missing file is an empty config unless `required` (an explicit `--config`).
+    pub fn load(path: &Path, required: bool) -> Result<Config, ConfigError> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Config::parse(&text).map_err(|message| ConfigError::Parse {
+                path: path.to_path_buf(),
+                message,
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {
+                Ok(Config::default())
+            }
+            Err(source) => Err(ConfigError::Read {
+                path: path.to_path_buf(),
+                source,
+            }),
+        }
+    }
+
+    /// Parses config text.
+    pub fn parse(text: &str) -> Result<Config, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn azlin_home_puts_everything_under_one_folder() {
+        let paths = Paths::resolve(&PathInputs {
+            azlin_home: Some("/t".into()),
+            home: Some("/home/u".into()),
+            ..PathInputs::default()
+        });
+        assert_eq!(paths.ssh_key(), PathBuf::from("/t/.ssh/azlin_key"));
+        assert_eq!(
+            paths.config_file(),
+            PathBuf::from("/t/.config/azlin/config.toml")
+        );
+        assert!(paths.state_dir.starts_with("/t"));
+    }
+
+    #[test]
+    fn xdg_variables_are_honoured() {
+        let paths = Paths::resolve(&PathInputs {
+            home: Some("/home/u".into()),
+            xdg_state_home: Some("/var/st".into()),
+            ..PathInputs::default()
+        });
+        assert_eq!(paths.state_dir, PathBuf::from("/var/st/azlin"));
+        assert_eq!(paths.cache_dir, PathBuf::from("/home/u/.cache/azlin"));
+    }
+
+    #[test]
+    fn config_refuses_unknown_keys_and_bad_repos() {
+        assert!(Config::parse("provider = \"sim\"\nsize = \"s\"").is_ok());
+        let err = Config::parse("provdier = \"sim\"").unwrap_err();
+        assert!(err.contains("provdier"), "{err}");
+        assert!(Config::parse("repos = [\"http://x/y.git\"]").is_err());
+    }
+}

@@ -1,0 +1,93 @@
+//! The provider boundary: every kind of VM is created, listed and deleted through [`VmProvider`].
+
+use crate::{ErrorKind, Vm, VmName, VmSpec};
+use async_trait::async_trait;
+
+/// What a provider needs to create one VM. The control plane renders cloud-init and generates
+/// the host key; the provider only delivers them.
+#[derive(Debug, Clone)]
+pub struct CreateRequest {
+    /// Idempotency key: a provider asked twice for the same request id makes one VM.
+    pub request_id: String,
+    /// What to create.
+    pub spec: VmSpec,
+    /// Rendered `#cloud-config` user data.
+    pub user_data: String,
+    /// The admin user's SSH public key (also in the user data; Azure wants it separately).
+    pub admin_public_key: String,
+    /// The SSH host public key the VM will present (its private half is in the user data).
+    pub host_public_key: String,
+}
+
+/// What a delete (or the cleanup of a failed create) removed, in the order it was removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeleteReport {
+    /// Human-readable descriptions, e.g. `network namespace azlin-3`.
+    pub removed: Vec<String>,
+}
+
+/// A provider failure.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct ProviderError {
+    /// What kind of failure: decides exit code and retry.
+    pub kind: ErrorKind,
+    /// A message a user can act on.
+    pub message: String,
+    /// For a failed create: what was removed while cleaning up after it.
+    pub cleaned_up: Vec<String>,
+}
+
+impl ProviderError {
+    /// A failure of `kind` with `message`.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        ProviderError {
+            kind,
+            message: message.into(),
+            cleaned_up: Vec::new(),
+        }
+    }
+
+    /// No VM of that name exists.
+    pub fn not_found(name: &VmName) -> Self {
+        Self::new(ErrorKind::NotFound, format!("no VM named '{name}'"))
+    }
+
+    /// Records what the cleanup after this failure removed.
+    pub fn with_cleanup(mut self, removed: Vec<String>) -> Self {
+        self.cleaned_up = removed;
+        self
+    }
+}
+
+/// A place VMs run. Implementations: nspawn, qemu, azure, sim.
+#[async_trait]
+pub trait VmProvider: Send + Sync {
+    /// Creates and boots a VM. On failure everything made so far is removed and listed in
+    /// [`ProviderError::cleaned_up`]. If a VM for `request.request_id` already exists, returns it.
+    async fn create(&self, request: &CreateRequest) -> Result<Vm, ProviderError>;
+
+    /// The VM named `name`, if azlin made it.
+    async fn get(&self, name: &VmName) -> Result<Option<Vm>, ProviderError>;
+
+    /// Every VM azlin made with this provider.
+    async fn list(&self) -> Result<Vec<Vm>, ProviderError>;
+
+    /// Starts a stopped VM.
+    async fn start(&self, name: &VmName) -> Result<Vm, ProviderError>;
+
+    /// Stops a VM, keeping its disk.
+    async fn stop(&self, name: &VmName) -> Result<(), ProviderError>;
+
+    /// Deletes a VM and every resource made for it.
+    async fn delete(&self, name: &VmName) -> Result<DeleteReport, ProviderError>;
+
+    /// The VM made for `request_id`, if any (how a redelivered request finds its VM).
+    async fn find_by_request(&self, request_id: &str) -> Result<Option<Vm>, ProviderError> {
+        Ok(self
+            .list()
+            .await?
+            .into_iter()
+            .find(|vm| vm.request_id == request_id))
+    }
+}

@@ -1,0 +1,1 @@
+//! azlin workflow layer.
