@@ -1,1 +1,3 @@
+//! The `azlin` command.
+
 fn main() {}

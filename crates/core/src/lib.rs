@@ -17,7 +17,7 @@ pub mod vm;
 pub use config::{Config, Paths};
 pub use exit::{ErrorKind, ExitCode};
 pub use name::VmName;
-pub use provider::{CreateRequest, DeleteReport, ProviderError, VmProvider};
+pub use provider::{CreateRequest, DeleteReport, ProviderError, Tool, VmProvider};
 pub use repo::RepoUrl;
 pub use spec::{ImageProfile, ProviderKind, Region, Size, VmSpec};
 pub use vm::{Vm, VmState};

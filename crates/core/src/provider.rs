@@ -60,9 +60,29 @@ impl ProviderError {
     }
 }
 
+/// A program a provider needs on the machine it runs on (step 1 of seed 000).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tool {
+    /// The program name looked up on `PATH`.
+    pub program: &'static str,
+    /// Arguments that make it print its version.
+    pub version_args: &'static [&'static str],
+    /// What azlin uses it for.
+    pub purpose: &'static str,
+    /// How to install it on Debian/Ubuntu.
+    pub install_hint: &'static str,
+}
+
 /// A place VMs run. Implementations: nspawn, qemu, azure, sim.
 #[async_trait]
 pub trait VmProvider: Send + Sync {
+    /// The programs this provider runs (checked by `azlin doctor` and before `new`; exit 2).
+    fn required_tools(&self) -> Vec<Tool>;
+
+    /// Step 2 of seed 000: checks that the provider can act (credentials, privileges) and
+    /// describes the identity it acts as. Fails with [`ErrorKind::Auth`] (exit 3).
+    async fn authenticate(&self) -> Result<String, ProviderError>;
+
     /// Creates and boots a VM. On failure everything made so far is removed and listed in
     /// [`ProviderError::cleaned_up`]. If a VM for `request.request_id` already exists, returns it.
     async fn create(&self, request: &CreateRequest) -> Result<Vm, ProviderError>;

@@ -1,1 +1,6 @@
-//! azlin providers layer.
+//! [`VmProvider`](azlin_core::VmProvider) implementations: `nspawn`, `qemu`, `azure` and `sim`.
+//!
+//! This is the only layer that runs cloud CLIs, `systemd-nspawn`, `qemu` or `ip`.
+
+pub mod record;
+pub mod sim;
