@@ -1,1 +1,7 @@
-//! azlin workflow layer.
+//! Running GitHub Actions workflows on azlin VMs, one VM per workflow session (seed 002).
+//!
+//! - [`model`]: the workflow file, parsed with a real YAML parser into typed jobs and steps.
+//! - [`expression`]: `${{ }}` templates and `if:` conditions with GitHub's semantics.
+//! - [`matrix`]: strategy matrices expanded with GitHub's include/exclude rules.
+
+pub mod expression;

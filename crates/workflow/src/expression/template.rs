@@ -1,0 +1,216 @@
+//! Strings with `${{ }}` inside them, and `if:` conditions.
+
+use super::ExpressionError;
+use super::eval::{Scope, evaluate};
+use super::parser::{Expr, Function, parse};
+use super::value::Value;
+
+#[derive(Debug, Clone, PartialEq)]
+enum Segment {
+    Text(String),
+    Expr(Expr),
+}
+
+/// A string with embedded expressions, parsed once.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Template {
+    segments: Vec<Segment>,
+}
+
+/// Finds the `}}` closing an expression that starts at `from`, skipping quoted strings.
+fn closing(text: &str, from: usize) -> Option<usize> {
+    let b = text.as_bytes();
+    let mut i = from;
+    let mut quoted = false;
+    while i < b.len() {
+        match b[i] {
+            b'\'' => quoted = !quoted,
+            b'}' if !quoted && b.get(i + 1) == Some(&b'}') => return Some(i),
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
+impl Template {
+    /// Parses `text`, which may hold any number of `${{ }}`.
+    pub fn parse(text: &str) -> Result<Template, ExpressionError> {
+        let mut segments = Vec::new();
+        let mut rest = 0;
+        while let Some(found) = text[rest..].find("${{") {
+            let start = rest + found;
+            if start > rest {
+                segments.push(Segment::Text(text[rest..start].to_string()));
+            }
+            let inner_start = start + 3;
+            let end = closing(text, inner_start).ok_or_else(|| ExpressionError {
+                message: format!(
+                    "An expression was expected to end with '}}}}': {}",
+                    &text[start..]
+                ),
+            })?;
+            segments.push(Segment::Expr(parse(text[inner_start..end].trim())?));
+            rest = end + 2;
+        }
+        if rest < text.len() {
+            segments.push(Segment::Text(text[rest..].to_string()));
+        }
+        Ok(Template { segments })
+    }
+
+    /// Whether the text holds any expression.
+    pub fn has_expressions(&self) -> bool {
+        self.segments.iter().any(|s| matches!(s, Segment::Expr(_)))
+    }
+
+    /// Whether any expression reads the named context.
+    pub fn reads_context(&self, name: &str) -> bool {
+        self.segments
+            .iter()
+            .any(|s| matches!(s, Segment::Expr(e) if e.reads_context(name)))
+    }
+
+    /// The value: a lone `${{ }}` keeps its type (an object, a number…); anything else is the
+    /// concatenated string.
+    pub fn evaluate(&self, scope: &Scope<'_>) -> Result<Value, ExpressionError> {
+        if let [Segment::Expr(e)] = self.segments.as_slice() {
+            return evaluate(e, scope);
+        }
+        self.render(scope).map(Value::String)
+    }
+
+    /// The text with every expression replaced by its value as a string.
+    pub fn render(&self, scope: &Scope<'_>) -> Result<String, ExpressionError> {
+        let mut out = String::new();
+        for segment in &self.segments {
+            match segment {
+                Segment::Text(t) => out.push_str(t),
+                Segment::Expr(e) => out.push_str(&evaluate(e, scope)?.to_interpolated()),
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// An `if:` condition: an expression with or without `${{ }}`, implicitly
+/// `success() && (…)` unless it calls a status function.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Condition {
+    /// A single expression.
+    Expr(Expr),
+    /// Text mixing literal parts and expressions: true when the rendered text is non-empty
+    /// (GitHub's documented pitfall: `${{ a }} == b` is always true).
+    Text(Template),
+}
+
+impl Condition {
+    /// Parses an `if:` value; an empty one means `success()`.
+    pub fn parse(text: &str) -> Result<Condition, ExpressionError> {
+        let t = text.trim();
+        let expr = if t.is_empty() {
+            Expr::Call(Function::Success, Vec::new())
+        } else if t.contains("${{") {
+            let template = Template::parse(t)?;
+            match template.segments.as_slice() {
+                [Segment::Expr(e)] => e.clone(),
+                _ => return Ok(Condition::Text(template)),
+            }
+        } else {
+            parse(t)?
+        };
+        Ok(Condition::Expr(if expr.uses_status_function() {
+            expr
+        } else {
+            Expr::And(
+                Box::new(Expr::Call(Function::Success, Vec::new())),
+                Box::new(expr),
+            )
+        }))
+    }
+
+    /// Whether the condition holds.
+    pub fn holds(&self, scope: &Scope<'_>) -> Result<bool, ExpressionError> {
+        match self {
+            Condition::Expr(e) => Ok(evaluate(e, scope)?.truthy()),
+            Condition::Text(t) => Ok(!t.render(scope)?.is_empty()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::eval::Status;
+    use super::super::value::Object;
+    use super::*;
+
+    fn ctx() -> Object {
+        let mut env = Object::new();
+        env.insert("ACT", Value::from("true"));
+        let mut matrix = Object::new();
+        matrix.insert("node", Value::Number(14.0));
+        matrix.insert("os", Value::from("ubuntu"));
+        let mut o = Object::new();
+        o.insert("env", Value::Object(env));
+        o.insert("matrix", Value::Object(matrix));
+        o
+    }
+
+    #[test]
+    fn templates_interpolate_and_keep_lone_types() {
+        let c = ctx();
+        let s = Scope::new(&c);
+        let t = Template::parse("node ${{ matrix.node }} on ${{matrix.os}}!").unwrap();
+        assert_eq!(t.render(&s).unwrap(), "node 14 on ubuntu!");
+        assert_eq!(
+            Template::parse("${{ matrix.node }}")
+                .unwrap()
+                .evaluate(&s)
+                .unwrap(),
+            Value::Number(14.0)
+        );
+        assert!(matches!(
+            Template::parse("${{ matrix }}")
+                .unwrap()
+                .evaluate(&s)
+                .unwrap(),
+            Value::Object(_)
+        ));
+        assert_eq!(
+            Template::parse("plain").unwrap().evaluate(&s).unwrap(),
+            Value::from("plain")
+        );
+        // A `}}` inside a string literal does not end the expression.
+        assert_eq!(
+            Template::parse("${{ format('{0}}}', 'x') }}")
+                .unwrap()
+                .render(&s)
+                .unwrap(),
+            "x}"
+        );
+        assert!(Template::parse("${{ matrix.node ").is_err());
+    }
+
+    #[test]
+    fn conditions_are_implicitly_success_and() {
+        let c = ctx();
+        let mut s = Scope::new(&c);
+        let holds = |text: &str, s: &Scope<'_>| Condition::parse(text).unwrap().holds(s).unwrap();
+        assert!(holds("${{ env.ACT }}", &s));
+        assert!(!holds("${{ !env.ACT }}", &s));
+        assert!(holds("env.ACT", &s));
+        assert!(holds("", &s));
+        s.status = Status {
+            success: false,
+            failure: true,
+            cancelled: false,
+        };
+        assert!(!holds("env.ACT", &s));
+        assert!(!holds("", &s));
+        assert!(holds("always()", &s));
+        assert!(holds("failure() && env.ACT", &s));
+        assert!(holds("success() || failure()", &s));
+        // Mixed text is a non-empty string: always true (GitHub's documented pitfall).
+        assert!(holds("${{ false }} == true", &s));
+    }
+}
