@@ -122,6 +122,10 @@ pub struct AzureConfig {
     pub endpoint: Option<String>,
     /// Image URN `publisher:offer:sku:version`.
     pub image: Option<String>,
+    /// Address or CIDR allowed to reach SSH on Azure VMs; anywhere (`*`) when absent.
+    pub ssh_source_prefix: Option<String>,
+    /// The Azure CLI program (name on `PATH` or path); `az` when absent.
+    pub az_program: Option<PathBuf>,
 }
 
 /// A named set of defaults for `new --template NAME` (seed 000, "VM Templates").

@@ -2,5 +2,9 @@
 //!
 //! This is the only layer that runs cloud CLIs, `systemd-nspawn`, `qemu` or `ip`.
 
+pub mod command;
+pub mod image;
+pub mod lock;
+pub mod nspawn;
 pub mod record;
 pub mod sim;

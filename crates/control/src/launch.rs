@@ -1,0 +1,370 @@
+//! The [`Launcher`]: steps 4–6 of seed 000 for one request — provision, wait for SSH and
+//! cloud-init, clone repositories — publishing each stage as an event. Also deletes.
+
+use crate::bus::{Bus, BusError};
+use azlin_core::cloudinit::CloudConfig;
+use azlin_core::event::{
+    CloudInitComplete, CreateComplete, CreateFailed, CreateRequested, DeleteComplete, DeleteFailed, DeleteRequested, Event,
+    EventError, SCHEMA, SshVerified, Stage, Status, VmEndpoint,
+};
+use azlin_core::{CreateRequest, ErrorKind, ImageProfile, ProviderError, ProviderKind, Vm, VmName, VmProvider, now_rfc3339};
+use azlin_remote::ready::{wait_for_cloud_init, wait_for_ssh};
+use azlin_remote::{Identity, Shell, keys, quote};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Gives the launcher the provider for a kind (built lazily by the CLI from its settings).
+pub trait ProviderSource: Send + Sync {
+    /// The provider of `kind`, or why it cannot be used here.
+    fn provider(&self, kind: ProviderKind) -> Result<Arc<dyn VmProvider>, ProviderError>;
+}
+
+/// Timeouts and identity of a launcher.
+#[derive(Debug, Clone)]
+pub struct LaunchSettings {
+    /// How long to wait for SSH.
+    pub ssh_timeout: Duration,
+    /// How long to wait for cloud-init.
+    pub cloud_init_timeout: Duration,
+    /// This worker's id, stamped on its events.
+    pub worker_id: String,
+}
+
+/// Performs creates and deletes, publishing events as it goes.
+pub struct Launcher {
+    bus: Arc<dyn Bus>,
+    providers: Arc<dyn ProviderSource>,
+    identity: Identity,
+    settings: LaunchSettings,
+}
+
+/// Why a create failed, and whether retrying can help.
+#[derive(Debug, Clone)]
+pub struct LaunchFailure {
+    /// The event to publish if no retry follows.
+    pub event: CreateFailed,
+}
+
+impl LaunchFailure {
+    /// Whether the failure may go away on another attempt (everything made was removed).
+    pub fn retryable(&self) -> bool {
+        self.event.error.retryable
+    }
+}
+
+/// Stamps events of one request.
+struct Reporter<'a> {
+    bus: &'a dyn Bus,
+    request_id: &'a str,
+    name: &'a VmName,
+    attempt: u32,
+    worker: &'a str,
+}
+
+impl Reporter<'_> {
+    async fn status(&self, stage: Stage, message: impl Into<String>, warning: bool) -> Result<(), BusError> {
+        let status = Status {
+            schema: SCHEMA,
+            request_id: self.request_id.to_string(),
+            name: self.name.clone(),
+            stage,
+            message: message.into(),
+            attempt: self.attempt,
+            worker: self.worker.to_string(),
+            at: now_rfc3339(),
+            warning,
+        };
+        self.bus.publish(&Event::CreateStatus(status)).await
+    }
+
+    fn failure(&self, kind: ErrorKind, message: String, cleaned: Option<Vec<String>>) -> LaunchFailure {
+        let vm_left_running = kind == ErrorKind::Readiness;
+        LaunchFailure {
+            event: CreateFailed {
+                schema: SCHEMA,
+                request_id: self.request_id.to_string(),
+                name: self.name.clone(),
+                error: EventError {
+                    kind,
+                    retryable: kind.retryable() && cleaned.is_some(),
+                    message,
+                },
+                attempt: self.attempt,
+                cleaned_up: cleaned.is_some(),
+                removed: cleaned.unwrap_or_default(),
+                vm_left_running,
+            },
+        }
+    }
+}
+
+fn bus_failure(reporter: &Reporter<'_>, e: BusError) -> LaunchFailure {
+    reporter.failure(ErrorKind::Transient, format!("publishing progress failed: {e}"), None)
+}
+
+fn millis(since: Instant) -> u64 {
+    u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+impl Launcher {
+    /// A launcher publishing on `bus`, using `identity` to reach the VMs it makes.
+    pub fn new(bus: Arc<dyn Bus>, providers: Arc<dyn ProviderSource>, identity: Identity, settings: LaunchSettings) -> Self {
+        Launcher {
+            bus,
+            providers,
+            identity,
+            settings,
+        }
+    }
+
+    /// The worker id on this launcher's events.
+    pub fn worker_id(&self) -> &str {
+        &self.settings.worker_id
+    }
+
+    /// Renders the cloud-config for a request: the requester's key and this worker's (when
+    /// different), a fresh host key, trusted CAs, packages the image lacks, the user's extras.
+    fn user_data(&self, request: &CreateRequested) -> Result<(String, String), ProviderError> {
+        let spec = &request.spec;
+        let host_key = keys::generate_host_key(spec.name.as_str())
+            .map_err(|e| ProviderError::new(ErrorKind::KeySetup, e.to_string()))?;
+        let mut authorized = vec![request.ssh_public_key.trim().to_string()];
+        let own = self.identity.public_openssh.trim().to_string();
+        if !authorized.contains(&own) {
+            authorized.push(own);
+        }
+        // Local images have the profile's tools baked in; elsewhere cloud-init installs them.
+        let packages: Vec<&str> = if spec.provider.is_local() || spec.image == ImageProfile::Minimal {
+            Vec::new()
+        } else {
+            spec.image.packages().to_vec()
+        };
+        let user_data = CloudConfig {
+            hostname: spec.name.as_str(),
+            authorized_keys: authorized,
+            host_key: &host_key,
+            ca_certs: &spec.ca_certs,
+            packages: &packages,
+            extra: spec.cloud_init.as_deref(),
+        }
+        .render()
+        .map_err(|e| ProviderError::new(ErrorKind::Usage, e.to_string()))?;
+        Ok((user_data, host_key.public_openssh))
+    }
+
+    /// Creates the VM of `request` (attempt number `attempt`), waits until it is ready, clones
+    /// its repositories, and returns the `vm.create.complete` event — or the failure.
+    pub async fn create(&self, request: &CreateRequested, attempt: u32) -> Result<CreateComplete, LaunchFailure> {
+        let spec = &request.spec;
+        let r = Reporter {
+            bus: self.bus.as_ref(),
+            request_id: &request.request_id,
+            name: &spec.name,
+            attempt,
+            worker: &self.settings.worker_id,
+        };
+        let mut timings = BTreeMap::new();
+        r.status(Stage::Accepted, format!("worker {} took the request", self.settings.worker_id), false)
+            .await
+            .map_err(|e| bus_failure(&r, e))?;
+        let provider = self
+            .providers
+            .provider(spec.provider)
+            .map_err(|e| r.failure(e.kind, e.message, Some(Vec::new())))?;
+        let (user_data, host_public_key) = self
+            .user_data(request)
+            .map_err(|e| r.failure(e.kind, e.message, Some(Vec::new())))?;
+
+        let started = Instant::now();
+        r.status(Stage::Provisioning, format!("creating {} VM", spec.provider), false)
+            .await
+            .map_err(|e| bus_failure(&r, e))?;
+        let create = CreateRequest {
+            request_id: request.request_id.clone(),
+            spec: spec.clone(),
+            user_data,
+            admin_public_key: request.ssh_public_key.clone(),
+            host_public_key,
+        };
+        let vm = provider
+            .create(&create)
+            .await
+            .map_err(|e| r.failure(e.kind, e.message.clone(), Some(e.cleaned_up)))?;
+        timings.insert("provision".to_string(), millis(started));
+        r.status(Stage::Provisioned, format!("booting at {}", vm.address), false)
+            .await
+            .map_err(|e| bus_failure(&r, e))?;
+
+        let shell = self.wait_until_ready(&vm, &r, &mut timings).await?;
+        let warnings = self.clone_repos(spec, shell.as_ref(), &r, &mut timings).await?;
+        Ok(CreateComplete {
+            schema: SCHEMA,
+            request_id: request.request_id.clone(),
+            vm: VmEndpoint {
+                name: vm.name.clone(),
+                provider: vm.provider,
+                address: vm.address.clone(),
+                ssh_port: vm.ssh_port,
+                user: vm.user.clone(),
+                host_key: vm.host_key.clone(),
+            },
+            timings,
+            warnings,
+            details: vm.details.clone(),
+        })
+    }
+
+    /// Step 5: SSH with the injected host key, then cloud-init. Failures leave the VM running.
+    async fn wait_until_ready(
+        &self,
+        vm: &Vm,
+        r: &Reporter<'_>,
+        timings: &mut BTreeMap<String, u64>,
+    ) -> Result<Arc<dyn Shell>, LaunchFailure> {
+        let not_ready = |message: String| {
+            r.failure(
+                ErrorKind::Readiness,
+                format!("{message}; the VM '{}' is left running (inspect it, or `azlin delete {}`)", vm.name, vm.name),
+                None,
+            )
+        };
+        let started = Instant::now();
+        r.status(Stage::WaitingForSsh, format!("waiting for SSH on {}:{}", vm.address, vm.ssh_port), false)
+            .await
+            .map_err(|e| bus_failure(r, e))?;
+        let shell: Arc<dyn Shell> = if vm.provider == ProviderKind::Sim {
+            azlin_remote::connect(vm, &self.identity).await.map_err(|e| not_ready(e.to_string()))?
+        } else {
+            let target = azlin_remote::ssh_target(vm);
+            Arc::new(
+                wait_for_ssh(&target, &self.identity, self.settings.ssh_timeout)
+                    .await
+                    .map_err(|e| not_ready(e.to_string()))?,
+            )
+        };
+        timings.insert("ssh".to_string(), millis(started));
+        let verified = Event::SshVerified(SshVerified {
+            schema: SCHEMA,
+            request_id: r.request_id.to_string(),
+            name: vm.name.clone(),
+            at: now_rfc3339(),
+        });
+        self.bus.publish(&verified).await.map_err(|e| bus_failure(r, e))?;
+        r.status(Stage::SshReady, "SSH answered with the injected host key", false)
+            .await
+            .map_err(|e| bus_failure(r, e))?;
+
+        r.status(Stage::WaitingForCloudInit, "waiting for cloud-init", false)
+            .await
+            .map_err(|e| bus_failure(r, e))?;
+        let outcome = wait_for_cloud_init(shell.as_ref(), self.settings.cloud_init_timeout)
+            .await
+            .map_err(|e| not_ready(e.to_string()))?;
+        timings.insert("cloud_init".to_string(), millis(started));
+        let complete = Event::CloudInitComplete(CloudInitComplete {
+            schema: SCHEMA,
+            request_id: r.request_id.to_string(),
+            name: vm.name.clone(),
+            status: outcome.status.clone(),
+            at: now_rfc3339(),
+        });
+        self.bus.publish(&complete).await.map_err(|e| bus_failure(r, e))?;
+        if !outcome.is_done() {
+            return Err(not_ready(format!("cloud-init ended with status '{}':\n{}", outcome.status, outcome.detail)));
+        }
+        r.status(Stage::CloudInitDone, "cloud-init finished", false)
+            .await
+            .map_err(|e| bus_failure(r, e))?;
+        Ok(shell)
+    }
+
+    /// Step 6: clone each repository into `~/<name>`. A failed clone is a warning; the
+    /// launch goes on (seed 000).
+    async fn clone_repos(
+        &self,
+        spec: &azlin_core::VmSpec,
+        shell: &dyn Shell,
+        r: &Reporter<'_>,
+        timings: &mut BTreeMap<String, u64>,
+    ) -> Result<Vec<String>, LaunchFailure> {
+        let mut warnings = Vec::new();
+        if spec.repos.is_empty() {
+            return Ok(warnings);
+        }
+        let started = Instant::now();
+        for repo in &spec.repos {
+            let Some(dir) = repo.dir_name() else { continue };
+            r.status(Stage::CloningRepos, format!("cloning {repo} into ~/{dir}"), false)
+                .await
+                .map_err(|e| bus_failure(r, e))?;
+            // A clone left by an earlier attempt of this request counts as done.
+            let command = format!(
+                "test -d {dir}/.git || git clone --quiet -- {url} {dir}",
+                dir = quote::sh(dir),
+                url = quote::sh(repo.as_str())
+            );
+            let warning = match shell.capture(&command).await {
+                Ok(out) if out.code == 0 => None,
+                Ok(out) => Some(format!("cloning {repo} failed: {}", out.stderr_text().trim())),
+                Err(e) => Some(format!("cloning {repo} failed: {e}")),
+            };
+            if let Some(warning) = warning {
+                r.status(Stage::CloningRepos, warning.clone(), true)
+                    .await
+                    .map_err(|e| bus_failure(r, e))?;
+                warnings.push(warning);
+            }
+        }
+        timings.insert("repos".to_string(), millis(started));
+        r.status(Stage::ReposDone, format!("{} of {} repositories cloned", spec.repos.len() - warnings.len(), spec.repos.len()), false)
+            .await
+            .map_err(|e| bus_failure(r, e))?;
+        Ok(warnings)
+    }
+
+    /// Deletes the VM of `request`, returning the terminal event to publish.
+    pub async fn delete(&self, request: &DeleteRequested) -> Event {
+        let failed = |error: ProviderError| {
+            Event::DeleteFailed(DeleteFailed {
+                schema: SCHEMA,
+                request_id: request.request_id.clone(),
+                name: request.name.clone(),
+                error: EventError {
+                    kind: error.kind,
+                    retryable: error.kind.retryable(),
+                    message: error.message,
+                },
+                at: now_rfc3339(),
+            })
+        };
+        let provider = match self.providers.provider(request.provider) {
+            Ok(provider) => provider,
+            Err(e) => return failed(e),
+        };
+        let status = Event::DeleteStatus(Status {
+            schema: SCHEMA,
+            request_id: request.request_id.clone(),
+            name: request.name.clone(),
+            stage: Stage::Deleting,
+            message: format!("deleting {} VM", request.provider),
+            attempt: 1,
+            worker: self.settings.worker_id.clone(),
+            at: now_rfc3339(),
+            warning: false,
+        });
+        if let Err(e) = self.bus.publish(&status).await {
+            tracing::warn!("publishing delete progress: {e}");
+        }
+        match provider.delete(&request.name).await {
+            Ok(report) => Event::DeleteComplete(DeleteComplete {
+                schema: SCHEMA,
+                request_id: request.request_id.clone(),
+                name: request.name.clone(),
+                removed: report.removed,
+                at: now_rfc3339(),
+            }),
+            Err(e) => failed(e),
+        }
+    }
+}

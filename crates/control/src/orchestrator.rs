@@ -1,0 +1,86 @@
+//! The [`Orchestrator`]: subscribes instead of polling. It records every event in the state
+//! store, keeps `deployment-state.yaml` (the readable view of what exists) current, and tells a
+//! caller when the requests it waits for have ended.
+
+use crate::bus::Subscription;
+use crate::store::{StateStore, StoreError, VmRecord};
+use azlin_core::event::Event;
+use serde::Serialize;
+use std::collections::{BTreeMap, HashSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Records events and maintains the deployment state file.
+#[derive(Clone)]
+pub struct Orchestrator {
+    store: Arc<dyn StateStore>,
+    state_file: PathBuf,
+}
+
+#[derive(Serialize)]
+struct DeploymentState<'a> {
+    updated_at: String,
+    vms: &'a [VmRecord],
+}
+
+impl Orchestrator {
+    /// An orchestrator writing `state_file`.
+    pub fn new(store: Arc<dyn StateStore>, state_file: PathBuf) -> Self {
+        Orchestrator { store, state_file }
+    }
+
+    /// The store it records into.
+    pub fn store(&self) -> &Arc<dyn StateStore> {
+        &self.store
+    }
+
+    /// Records `event` and rewrites the deployment state.
+    pub async fn apply(&self, event: &Event) -> Result<(), StoreError> {
+        self.store.apply(event).await?;
+        self.write_state().await
+    }
+
+    /// Rewrites `deployment-state.yaml` atomically (temporary file, then rename).
+    pub async fn write_state(&self) -> Result<(), StoreError> {
+        let vms = self.store.vms().await?;
+        let state = DeploymentState {
+            updated_at: azlin_core::now_rfc3339(),
+            vms: &vms,
+        };
+        let yaml = yaml_serde::to_string(&state).map_err(|e| StoreError(e.to_string()))?;
+        let text = format!("# Written by azlin from the event stream: the VMs it knows and their state.\n{yaml}");
+        if let Some(dir) = self.state_file.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| StoreError(e.to_string()))?;
+        }
+        let tmp = self.state_file.with_extension(format!("yaml.tmp.{}", std::process::id()));
+        std::fs::write(&tmp, text).map_err(|e| StoreError(e.to_string()))?;
+        std::fs::rename(&tmp, &self.state_file).map_err(|e| StoreError(e.to_string()))
+    }
+
+    /// Follows `subscription` until every request in `pending` has a terminal event, recording
+    /// each event and passing those of the pending requests to `on_event`. Returns the terminal
+    /// event of each request (or fewer, if the bus closed first).
+    pub async fn follow(
+        &self,
+        subscription: &mut Subscription,
+        mut pending: HashSet<String>,
+        mut on_event: impl FnMut(&Event),
+    ) -> BTreeMap<String, Event> {
+        let mut ended = BTreeMap::new();
+        while !pending.is_empty() {
+            let Some(event) = subscription.next().await else { break };
+            if let Err(e) = self.apply(&event).await {
+                tracing::warn!("recording {}: {e}", event.subject());
+            }
+            if !pending.contains(event.request_id()) {
+                continue;
+            }
+            on_event(&event);
+            if event.is_terminal() {
+                pending.remove(event.request_id());
+                ended.insert(event.request_id().to_string(), event);
+            }
+        }
+        ended
+    }
+}

@@ -1,0 +1,198 @@
+//! The state store: what azlin knows about its VMs, kept current from the events. An embedded
+//! SQLite database on one machine ([`SqliteStore`]); JetStream key-value when NATS is used.
+
+pub mod sqlite;
+
+pub use sqlite::SqliteStore;
+
+use async_trait::async_trait;
+use azlin_core::event::{Event, Request};
+use azlin_core::{ProviderKind, VmName};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// A store failure.
+#[derive(Debug, thiserror::Error)]
+#[error("state store: {0}")]
+pub struct StoreError(pub String);
+
+/// Where a VM is in its life, as the events tell it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordState {
+    /// A create was requested and is under way.
+    Creating,
+    /// The VM is ready (SSH and cloud-init done).
+    Ready,
+    /// The create failed; nothing is left, or the VM was left running (see the message).
+    Failed,
+    /// A delete was requested.
+    Deleting,
+}
+
+impl RecordState {
+    /// The snake_case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecordState::Creating => "creating",
+            RecordState::Ready => "ready",
+            RecordState::Failed => "failed",
+            RecordState::Deleting => "deleting",
+        }
+    }
+}
+
+/// What the store holds about one VM.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VmRecord {
+    /// The VM.
+    pub name: VmName,
+    /// Its provider.
+    pub provider: ProviderKind,
+    /// Its state.
+    pub state: RecordState,
+    /// The last stage reported.
+    pub stage: String,
+    /// The last message.
+    pub message: String,
+    /// The create request.
+    pub request_id: String,
+    /// SSH address ("" until known).
+    pub address: String,
+    /// SSH port.
+    pub ssh_port: u16,
+    /// Login user.
+    pub user: String,
+    /// SSH host key.
+    pub host_key: String,
+    /// Milliseconds per stage.
+    #[serde(default)]
+    pub timings: BTreeMap<String, u64>,
+    /// Provider details.
+    #[serde(default)]
+    pub details: BTreeMap<String, String>,
+    /// Whether a failed VM was left running.
+    #[serde(default)]
+    pub left_running: bool,
+    /// When the record last changed (RFC 3339).
+    pub updated_at: String,
+}
+
+/// One entry of the audit trail.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoggedEvent {
+    /// Position in the trail.
+    pub seq: u64,
+    /// The subject.
+    pub subject: String,
+    /// The payload.
+    pub payload: serde_json::Value,
+}
+
+/// Persistent state, shared by every azlin process of a machine (or, with NATS, of a fleet).
+#[async_trait]
+pub trait StateStore: Send + Sync {
+    /// Records that a request was submitted.
+    async fn record_request(&self, request: &Request) -> Result<(), StoreError>;
+    /// Applies an event: updates the VM record and appends to the audit trail.
+    async fn apply(&self, event: &Event) -> Result<(), StoreError>;
+    /// Every VM record, by name.
+    async fn vms(&self) -> Result<Vec<VmRecord>, StoreError>;
+    /// One VM record.
+    async fn vm(&self, name: &VmName) -> Result<Option<VmRecord>, StoreError>;
+    /// Forgets a VM (after it was deleted outside the bus).
+    async fn forget(&self, name: &VmName) -> Result<(), StoreError>;
+    /// The audit trail after position `after`, oldest first.
+    async fn events(&self, after: u64) -> Result<Vec<LoggedEvent>, StoreError>;
+}
+
+/// How an event changes a record; `None` means the event does not touch records, and
+/// `Some(None)` that the record is gone. Shared by every store implementation.
+pub fn next_record(current: Option<VmRecord>, event: &Event) -> Option<Option<VmRecord>> {
+    let now = azlin_core::now_rfc3339();
+    match event {
+        Event::CreateStatus(s) => {
+            let mut record = current?;
+            if record.request_id != s.request_id {
+                return None;
+            }
+            record.stage = s.stage.as_str().to_string();
+            record.message = s.message.clone();
+            record.updated_at = now;
+            Some(Some(record))
+        }
+        Event::CreateComplete(c) => {
+            let mut record = current?;
+            if record.request_id != c.request_id {
+                return None;
+            }
+            record.state = RecordState::Ready;
+            record.stage = "ready".into();
+            record.message = if c.warnings.is_empty() {
+                "ready".into()
+            } else {
+                c.warnings.join("; ")
+            };
+            record.address = c.vm.address.clone();
+            record.ssh_port = c.vm.ssh_port;
+            record.user = c.vm.user.clone();
+            record.host_key = c.vm.host_key.clone();
+            record.timings = c.timings.clone();
+            record.details = c.details.clone();
+            record.updated_at = now;
+            Some(Some(record))
+        }
+        Event::CreateFailed(f) => {
+            let mut record = current?;
+            if record.request_id != f.request_id {
+                return None;
+            }
+            if f.cleaned_up && !f.vm_left_running {
+                return Some(None);
+            }
+            record.state = RecordState::Failed;
+            record.message = f.error.message.clone();
+            record.left_running = f.vm_left_running;
+            record.updated_at = now;
+            Some(Some(record))
+        }
+        Event::DeleteStatus(s) => {
+            let mut record = current?;
+            record.state = RecordState::Deleting;
+            record.message = s.message.clone();
+            record.updated_at = now;
+            Some(Some(record))
+        }
+        Event::DeleteComplete(_) => Some(None),
+        Event::DeleteFailed(f) => {
+            let mut record = current?;
+            record.message = f.error.message.clone();
+            record.updated_at = now;
+            Some(Some(record))
+        }
+        Event::SshVerified(_) | Event::CloudInitComplete(_) => None,
+    }
+}
+
+/// The record a create request starts.
+pub fn requested_record(request: &Request) -> Option<VmRecord> {
+    let Request::Create(create) = request else {
+        return None;
+    };
+    Some(VmRecord {
+        name: create.spec.name.clone(),
+        provider: create.spec.provider,
+        state: RecordState::Creating,
+        stage: "requested".into(),
+        message: "waiting for a worker".into(),
+        request_id: create.request_id.clone(),
+        address: String::new(),
+        ssh_port: 22,
+        user: String::new(),
+        host_key: String::new(),
+        timings: BTreeMap::new(),
+        details: BTreeMap::new(),
+        left_running: false,
+        updated_at: azlin_core::now_rfc3339(),
+    })
+}

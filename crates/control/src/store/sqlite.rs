@@ -1,0 +1,135 @@
+//! [`SqliteStore`]: the state store of one machine, an SQLite database in WAL mode so that
+//! several azlin processes can use it at once.
+
+use super::{LoggedEvent, StateStore, StoreError, VmRecord, next_record, requested_record};
+use async_trait::async_trait;
+use azlin_core::VmName;
+use azlin_core::event::{Event, Request};
+use rusqlite::{Connection, OptionalExtension, params};
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// The SQLite state store.
+#[derive(Debug)]
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+}
+
+fn err(e: impl std::fmt::Display) -> StoreError {
+    StoreError(e.to_string())
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS vms (
+    name TEXT PRIMARY KEY,
+    record TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    subject TEXT NOT NULL,
+    request_id TEXT NOT NULL,
+    payload TEXT NOT NULL
+);
+";
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path`.
+    pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(err)?;
+        }
+        let conn = Connection::open(path).map_err(err)?;
+        conn.busy_timeout(Duration::from_secs(10)).map_err(err)?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL").map_err(err)?;
+        conn.execute_batch(SCHEMA).map_err(err)?;
+        Ok(SqliteStore { conn: Mutex::new(conn) })
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
+        let mut conn = self.conn.lock().map_err(|_| StoreError("store lock poisoned".into()))?;
+        f(&mut conn).map_err(err)
+    }
+}
+
+fn load(conn: &Connection, name: &str) -> rusqlite::Result<Option<VmRecord>> {
+    let json: Option<String> = conn
+        .query_row("SELECT record FROM vms WHERE name = ?1", [name], |row| row.get(0))
+        .optional()?;
+    Ok(json.and_then(|j| serde_json::from_str(&j).ok()))
+}
+
+fn save(conn: &Connection, record: &VmRecord) -> rusqlite::Result<()> {
+    let json = serde_json::to_string(record).unwrap_or_default();
+    conn.execute(
+        "INSERT INTO vms (name, record) VALUES (?1, ?2) ON CONFLICT(name) DO UPDATE SET record = excluded.record",
+        params![record.name.as_str(), json],
+    )?;
+    Ok(())
+}
+
+#[async_trait]
+impl StateStore for SqliteStore {
+    async fn record_request(&self, request: &Request) -> Result<(), StoreError> {
+        let Some(record) = requested_record(request) else {
+            return Ok(());
+        };
+        self.with(|conn| save(conn, &record))
+    }
+
+    async fn apply(&self, event: &Event) -> Result<(), StoreError> {
+        self.with(|conn| {
+            let tx = conn.transaction()?;
+            tx.execute(
+                "INSERT INTO events (subject, request_id, payload) VALUES (?1, ?2, ?3)",
+                params![event.subject(), event.request_id(), String::from_utf8_lossy(&event.encode())],
+            )?;
+            let current = load(&tx, event.name().as_str())?;
+            match next_record(current, event) {
+                Some(Some(record)) => save(&tx, &record)?,
+                Some(None) => {
+                    tx.execute("DELETE FROM vms WHERE name = ?1", [event.name().as_str()])?;
+                }
+                None => {}
+            }
+            tx.commit()
+        })
+    }
+
+    async fn vms(&self) -> Result<Vec<VmRecord>, StoreError> {
+        self.with(|conn| {
+            let mut stmt = conn.prepare("SELECT record FROM vms ORDER BY name")?;
+            let rows = stmt.query_map([], |row| row.get::<_, String>(0))?;
+            Ok(rows
+                .filter_map(|r| r.ok())
+                .filter_map(|j| serde_json::from_str(&j).ok())
+                .collect())
+        })
+    }
+
+    async fn vm(&self, name: &VmName) -> Result<Option<VmRecord>, StoreError> {
+        self.with(|conn| load(conn, name.as_str()))
+    }
+
+    async fn forget(&self, name: &VmName) -> Result<(), StoreError> {
+        self.with(|conn| conn.execute("DELETE FROM vms WHERE name = ?1", [name.as_str()]).map(drop))
+    }
+
+    async fn events(&self, after: u64) -> Result<Vec<LoggedEvent>, StoreError> {
+        self.with(|conn| {
+            let mut stmt = conn.prepare("SELECT seq, subject, payload FROM events WHERE seq > ?1 ORDER BY seq")?;
+            let rows = stmt.query_map([i64::try_from(after).unwrap_or(i64::MAX)], |row| {
+                Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?, row.get::<_, String>(2)?))
+            })?;
+            Ok(rows
+                .filter_map(|r| r.ok())
+                .map(|(seq, subject, payload)| LoggedEvent {
+                    seq: u64::try_from(seq).unwrap_or(0),
+                    subject,
+                    payload: serde_json::from_str(&payload).unwrap_or(serde_json::Value::Null),
+                })
+                .collect())
+        })
+    }
+}

@@ -1,0 +1,191 @@
+//! The launch [`Worker`]: takes requests off the bus, at most `concurrency` at a time, runs them
+//! through the [`Launcher`], retries retryable failures with backoff up to a bound, and moves
+//! what cannot be processed to the dead letters. Shutting down stops taking requests and lets
+//! the ones in flight finish.
+
+use crate::bus::{Acker, Bus, BusError, DeadLetter, Delivery};
+use crate::launch::Launcher;
+use azlin_core::event::{Event, Request, SCHEMA, Stage, Status};
+use azlin_core::now_rfc3339;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+
+/// How a worker paces itself.
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    /// Requests processed at once.
+    pub concurrency: usize,
+    /// Attempts per request before it is given up (and dead-lettered).
+    pub max_attempts: u32,
+    /// Delay before the second attempt; doubled for each further one.
+    pub backoff: Duration,
+    /// How often to tell the bus a long create is still in progress.
+    pub progress_interval: Duration,
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        WorkerSettings {
+            concurrency: 4,
+            max_attempts: 3,
+            backoff: Duration::from_secs(1),
+            progress_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A launch worker.
+pub struct Worker {
+    bus: Arc<dyn Bus>,
+    launcher: Arc<Launcher>,
+    settings: WorkerSettings,
+}
+
+impl Worker {
+    /// A worker taking requests from `bus`.
+    pub fn new(bus: Arc<dyn Bus>, launcher: Arc<Launcher>, settings: WorkerSettings) -> Arc<Self> {
+        Arc::new(Worker { bus, launcher, settings })
+    }
+
+    /// Serves requests until `shutdown` turns true, then waits for the requests in flight.
+    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) -> Result<(), BusError> {
+        let permits = Arc::new(Semaphore::new(self.settings.concurrency.max(1)));
+        let mut in_flight = JoinSet::new();
+        let outcome = loop {
+            if *shutdown.borrow() {
+                break Ok(());
+            }
+            let permit = tokio::select! {
+                permit = permits.clone().acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    Err(_) => break Ok(()),
+                },
+                _ = shutdown.changed() => break Ok(()),
+            };
+            let delivery = tokio::select! {
+                delivery = self.bus.next_request() => match delivery {
+                    Ok(delivery) => delivery,
+                    Err(e) => break Err(e),
+                },
+                _ = shutdown.changed() => break Ok(()),
+            };
+            let worker = self.clone();
+            in_flight.spawn(async move {
+                worker.handle(delivery).await;
+                drop(permit);
+            });
+            while in_flight.try_join_next().is_some() {}
+        };
+        while in_flight.join_next().await.is_some() {}
+        outcome
+    }
+
+    /// Processes one delivery to the end: ack, nak for a retry, or dead letter.
+    async fn handle(&self, delivery: Delivery) {
+        let request = match Request::decode(&delivery.subject, &delivery.payload) {
+            Ok(request) => request,
+            Err(e) => {
+                self.give_up(&delivery, e.to_string()).await;
+                return;
+            }
+        };
+        let result = match request {
+            Request::Create(request) => {
+                let launch = self.launcher.create(&request, delivery.attempt);
+                match keep_alive(delivery.acker.as_ref(), self.settings.progress_interval, launch).await {
+                    Ok(complete) => self.finish(&delivery, Event::CreateComplete(complete)).await,
+                    Err(failure) if failure.retryable() && delivery.attempt < self.settings.max_attempts => {
+                        self.retry(&delivery, &failure.event).await
+                    }
+                    Err(failure) => {
+                        let exhausted = failure.retryable();
+                        let reason = failure.event.error.message.clone();
+                        let published = self.bus.publish(&Event::CreateFailed(failure.event)).await;
+                        if exhausted {
+                            self.give_up(&delivery, format!("failed after {} attempts: {reason}", delivery.attempt))
+                                .await;
+                            return;
+                        }
+                        match published {
+                            Ok(()) => delivery.acker.ack().await,
+                            Err(e) => Err(e),
+                        }
+                    }
+                }
+            }
+            Request::Delete(request) => {
+                let event = self.launcher.delete(&request).await;
+                self.finish(&delivery, event).await
+            }
+        };
+        if let Err(e) = result {
+            // The request stays unacknowledged and will be redelivered.
+            tracing::warn!(subject = %delivery.subject, "could not settle a request: {e}");
+        }
+    }
+
+    async fn finish(&self, delivery: &Delivery, event: Event) -> Result<(), BusError> {
+        self.bus.publish(&event).await?;
+        delivery.acker.ack().await
+    }
+
+    async fn retry(&self, delivery: &Delivery, failed: &azlin_core::event::CreateFailed) -> Result<(), BusError> {
+        let delay = self.settings.backoff * 2u32.saturating_pow(delivery.attempt.saturating_sub(1));
+        let status = Status {
+            schema: SCHEMA,
+            request_id: failed.request_id.clone(),
+            name: failed.name.clone(),
+            stage: Stage::Retrying,
+            message: format!(
+                "attempt {} of {} failed ({}); retrying in {}s",
+                delivery.attempt,
+                self.settings.max_attempts,
+                failed.error.message,
+                delay.as_secs_f32()
+            ),
+            attempt: delivery.attempt,
+            worker: self.launcher.worker_id().to_string(),
+            at: now_rfc3339(),
+            warning: true,
+        };
+        self.bus.publish(&Event::CreateStatus(status)).await?;
+        delivery.acker.nak(delay).await
+    }
+
+    /// Moves a delivery to the dead letters and acknowledges it, so it is never redelivered.
+    async fn give_up(&self, delivery: &Delivery, reason: String) {
+        let letter = DeadLetter {
+            subject: delivery.subject.clone(),
+            payload: String::from_utf8_lossy(&delivery.payload).into_owned(),
+            reason,
+            attempts: delivery.attempt,
+            at: now_rfc3339(),
+        };
+        if let Err(e) = self.bus.dead_letter(letter).await {
+            tracing::warn!("could not dead-letter a message: {e}");
+            return;
+        }
+        if let Err(e) = delivery.acker.ack().await {
+            tracing::warn!("could not acknowledge a dead letter: {e}");
+        }
+    }
+}
+
+/// Runs `work`, telling the bus every `interval` that it is still in progress.
+async fn keep_alive<T>(acker: &dyn Acker, interval: Duration, work: impl Future<Output = T>) -> T {
+    tokio::pin!(work);
+    let mut ticker = tokio::time::interval(interval);
+    ticker.tick().await;
+    loop {
+        tokio::select! {
+            out = &mut work => return out,
+            _ = ticker.tick() => {
+                if let Err(e) = acker.in_progress().await {
+                    tracing::warn!("could not report progress: {e}");
+                }
+            }
+        }
+    }
+}

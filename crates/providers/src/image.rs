@@ -1,0 +1,289 @@
+//! Base images for local VMs: a Debian bookworm rootfs made by `debootstrap`, configured for
+//! azlin (NoCloud seed, no baked host keys, locale), cached under the image folder and rebuilt
+//! only when its recipe changes.
+//!
+//! Layout: `<image_dir>/<profile>-<digest>/rootfs`, where the digest is a hash of the recipe
+//! text. A build happens in a scratch folder under a lock and is renamed into place, so readers
+//! only ever see complete images.
+
+use crate::lock::FileLock;
+use azlin_core::{ErrorKind, ImageProfile, ProviderError};
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+
+/// Bump when the build steps change in a way the recipe text does not show.
+const RECIPE_VERSION: u32 = 1;
+/// The Debian release images are built from.
+pub const SUITE: &str = "bookworm";
+/// The mirror used unless configured otherwise.
+pub const DEFAULT_MIRROR: &str = "http://deb.debian.org/debian";
+
+/// cloud-init settings baked into every image: seed from NoCloud only, and leave the network
+/// alone (the host configures the VM's interface before boot).
+const CLOUD_CFG: &str = "# azlin: VMs are seeded through NoCloud; the host sets up the network.\n\
+datasource_list: [ NoCloud, None ]\n\
+network: {config: disabled}\n";
+
+/// Files written into the rootfs after debootstrap.
+const FILES: &[(&str, &str)] = &[
+    ("etc/cloud/cloud.cfg.d/90-azlin.cfg", CLOUD_CFG),
+    ("etc/locale.gen", "en_US.UTF-8 UTF-8\n"),
+    ("etc/default/locale", "LANG=en_US.UTF-8\n"),
+];
+
+/// Shell run inside the rootfs to finish it: locales, `host.azlin.internal` in the hosts
+/// template cloud-init renders, no host keys or machine id baked in (each VM gets its own), no
+/// package caches.
+const FINISH: &str = "set -e\n\
+locale-gen\n\
+echo '10.213.255.254 host.azlin.internal' >> /etc/cloud/templates/hosts.debian.tmpl\n\
+rm -f /etc/ssh/ssh_host_*\n\
+: > /etc/machine-id\n\
+rm -f /var/lib/dbus/machine-id\n\
+apt-get clean\n\
+rm -rf /var/lib/apt/lists/*\n";
+
+/// What an image is made of; its text's hash names the image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recipe {
+    profile: ImageProfile,
+    /// Packages given to debootstrap.
+    base_packages: Vec<&'static str>,
+    /// Packages installed with apt afterwards (the `dev` tools).
+    extra_packages: Vec<&'static str>,
+}
+
+impl Recipe {
+    /// The recipe of `profile`.
+    pub fn for_profile(profile: ImageProfile) -> Recipe {
+        let base = ImageProfile::Minimal.packages().to_vec();
+        let extra = profile.packages().iter().copied().filter(|p| !base.contains(p)).collect();
+        Recipe {
+            profile,
+            base_packages: base,
+            extra_packages: extra,
+        }
+    }
+
+    /// The full recipe as text.
+    pub fn text(&self) -> String {
+        let mut text = format!(
+            "azlin image recipe v{RECIPE_VERSION}\nsuite: {SUITE}\nvariant: minbase\nprofile: {}\ndebootstrap --include: {}\napt install: {}\n",
+            self.profile,
+            self.base_packages.join(","),
+            self.extra_packages.join(" ")
+        );
+        for (path, content) in FILES {
+            text.push_str(&format!("file /{path}:\n{content}"));
+        }
+        text.push_str(&format!("finish:\n{FINISH}"));
+        text
+    }
+
+    /// The first 12 hex digits of the recipe's SHA-256.
+    pub fn digest(&self) -> String {
+        let hash = Sha256::digest(self.text().as_bytes());
+        hash.iter().take(6).map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+/// A built image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BaseImage {
+    /// Its profile.
+    pub profile: ImageProfile,
+    /// The recipe digest.
+    pub digest: String,
+    /// The image folder (`<profile>-<digest>`).
+    pub dir: PathBuf,
+}
+
+impl BaseImage {
+    /// The root filesystem.
+    pub fn rootfs(&self) -> PathBuf {
+        self.dir.join("rootfs")
+    }
+}
+
+/// The folder holding base images.
+#[derive(Debug, Clone)]
+pub struct ImageStore {
+    dir: PathBuf,
+    mirror: String,
+}
+
+fn image_error(message: String) -> ProviderError {
+    ProviderError::new(ErrorKind::Provision, message)
+}
+
+impl ImageStore {
+    /// Images under `dir`, built from `mirror`.
+    pub fn new(dir: impl Into<PathBuf>, mirror: impl Into<String>) -> Self {
+        ImageStore {
+            dir: dir.into(),
+            mirror: mirror.into(),
+        }
+    }
+
+    /// The folder images live in.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn image_dir(&self, recipe: &Recipe) -> PathBuf {
+        self.dir.join(format!("{}-{}", recipe.profile, recipe.digest()))
+    }
+
+    /// The image of `profile` for the current recipe, if it has been built.
+    pub fn locate(&self, profile: ImageProfile) -> Option<BaseImage> {
+        let recipe = Recipe::for_profile(profile);
+        let dir = self.image_dir(&recipe);
+        dir.join("rootfs").is_dir().then(|| BaseImage {
+            profile,
+            digest: recipe.digest(),
+            dir,
+        })
+    }
+
+    /// The image of `profile`, building it first if needed. `progress` receives a line per
+    /// step of a build. Concurrent callers wait for one build.
+    pub async fn ensure(&self, profile: ImageProfile, progress: &mut (dyn FnMut(&str) + Send)) -> Result<BaseImage, ProviderError> {
+        if let Some(image) = self.locate(profile) {
+            return Ok(image);
+        }
+        let _lock = FileLock::acquire(&self.dir.join(format!(".{profile}.lock"))).await?;
+        if let Some(image) = self.locate(profile) {
+            return Ok(image);
+        }
+        self.build(profile, progress).await
+    }
+
+    /// Builds the image of `profile` (the caller holds the lock).
+    async fn build(&self, profile: ImageProfile, progress: &mut (dyn FnMut(&str) + Send)) -> Result<BaseImage, ProviderError> {
+        let recipe = Recipe::for_profile(profile);
+        let final_dir = self.image_dir(&recipe);
+        let scratch = self.dir.join(format!(".build-{profile}-{}", recipe.digest()));
+        if scratch.exists() {
+            std::fs::remove_dir_all(&scratch).map_err(|e| image_error(format!("removing stale {}: {e}", scratch.display())))?;
+        }
+        std::fs::create_dir_all(&scratch).map_err(|e| image_error(format!("creating {}: {e}", scratch.display())))?;
+        let result = self.build_into(&recipe, &scratch.join("rootfs"), progress).await;
+        if let Err(e) = result {
+            let _ = std::fs::remove_dir_all(&scratch);
+            return Err(e);
+        }
+        std::fs::write(scratch.join("recipe.txt"), recipe.text()).map_err(|e| image_error(format!("writing recipe: {e}")))?;
+        std::fs::rename(&scratch, &final_dir)
+            .map_err(|e| image_error(format!("moving image into {}: {e}", final_dir.display())))?;
+        progress(&format!("image ready: {}", final_dir.display()));
+        Ok(BaseImage {
+            profile,
+            digest: recipe.digest(),
+            dir: final_dir,
+        })
+    }
+
+    async fn build_into(&self, recipe: &Recipe, rootfs: &Path, progress: &mut (dyn FnMut(&str) + Send)) -> Result<(), ProviderError> {
+        let rootfs_arg = rootfs.display().to_string();
+        let include = format!("--include={}", recipe.base_packages.join(","));
+        progress(&format!("debootstrap {SUITE} from {}", self.mirror));
+        stream(
+            "debootstrap",
+            &["--variant=minbase", &include, SUITE, &rootfs_arg, &self.mirror],
+            progress,
+        )
+        .await?;
+        for (path, content) in FILES {
+            let target = rootfs.join(path);
+            if let Some(dir) = target.parent() {
+                std::fs::create_dir_all(dir).map_err(|e| image_error(format!("creating {}: {e}", dir.display())))?;
+            }
+            std::fs::write(&target, content).map_err(|e| image_error(format!("writing {}: {e}", target.display())))?;
+        }
+        let mut script = String::new();
+        if !recipe.extra_packages.is_empty() {
+            progress(&format!("installing {} extra packages", recipe.extra_packages.len()));
+            script.push_str(&format!(
+                "export DEBIAN_FRONTEND=noninteractive\napt-get update\napt-get install -y --no-install-recommends {}\n",
+                recipe.extra_packages.join(" ")
+            ));
+        }
+        script.push_str(FINISH);
+        progress("configuring image (locale, no host keys, no machine id)");
+        // nspawn (not chroot) gives the package scripts /proc, /dev and the host's DNS.
+        stream(
+            "systemd-nspawn",
+            &["-q", "--register=no", "--keep-unit", "-D", &rootfs_arg, "/bin/sh", "-c", &script],
+            progress,
+        )
+        .await
+    }
+}
+
+/// Runs a program, passing each output line to `progress`; fails with the last lines.
+async fn stream(program: &str, args: &[&str], progress: &mut (dyn FnMut(&str) + Send)) -> Result<(), ProviderError> {
+    let mut child = Command::new(program)
+        .args(args)
+        .env("LANG", "C.UTF-8")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| ProviderError::new(ErrorKind::Prerequisites, format!("cannot run {program}: {e}")))?;
+    let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
+        return Err(image_error(format!("{program}: no output pipes")));
+    };
+    let mut out = BufReader::new(stdout).lines();
+    let mut err = BufReader::new(stderr).lines();
+    let mut tail: Vec<String> = Vec::new();
+    let (mut out_open, mut err_open) = (true, true);
+    while out_open || err_open {
+        let line = tokio::select! {
+            l = out.next_line(), if out_open => l.ok().flatten().or_else(|| { out_open = false; None }),
+            l = err.next_line(), if err_open => l.ok().flatten().or_else(|| { err_open = false; None }),
+        };
+        if let Some(line) = line {
+            progress(&line);
+            tail.push(line);
+            if tail.len() > 8 {
+                tail.remove(0);
+            }
+        }
+    }
+    let status = child.wait().await.map_err(|e| image_error(format!("waiting for {program}: {e}")))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(image_error(format!("{program} failed ({status}):\n{}", tail.join("\n"))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digests_follow_the_recipe() {
+        let minimal = Recipe::for_profile(ImageProfile::Minimal);
+        let dev = Recipe::for_profile(ImageProfile::Dev);
+        assert_eq!(minimal.digest(), Recipe::for_profile(ImageProfile::Minimal).digest());
+        assert_ne!(minimal.digest(), dev.digest());
+        assert_eq!(minimal.digest().len(), 12);
+        assert!(dev.text().contains("docker.io") && !minimal.text().contains("docker.io"));
+        assert!(minimal.text().contains("python3-cffi-backend"));
+    }
+
+    #[test]
+    fn missing_images_are_not_located() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ImageStore::new(dir.path(), DEFAULT_MIRROR);
+        assert!(store.locate(ImageProfile::Minimal).is_none());
+        let recipe = Recipe::for_profile(ImageProfile::Minimal);
+        std::fs::create_dir_all(dir.path().join(format!("minimal-{}/rootfs", recipe.digest()))).unwrap();
+        assert!(store.locate(ImageProfile::Minimal).is_some());
+    }
+}

@@ -1,0 +1,277 @@
+//! The `nspawn` provider: each VM is a systemd-nspawn machine booted with full systemd from a
+//! copy-on-write overlay of the Debian base image, in its own network namespace, configured by
+//! real cloud-init through a NoCloud seed, reached over real SSH.
+
+mod machine;
+pub mod network;
+
+use crate::image::ImageStore;
+use crate::record::RecordStore;
+use azlin_core::cloudinit::{ADMIN_USER, meta_data};
+use azlin_core::{CreateRequest, DeleteReport, ErrorKind, ProviderError, ProviderKind, Tool, Vm, VmName, VmProvider, VmState};
+use async_trait::async_trait;
+use machine::MachineDir;
+use network::Slot;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// The programs the nspawn provider runs.
+pub const TOOLS: [Tool; 4] = [
+    Tool {
+        program: "systemd-nspawn",
+        version_args: &["--version"],
+        purpose: "boots local VMs",
+        install_hint: "apt-get install systemd-container",
+    },
+    Tool {
+        program: "ip",
+        version_args: &["-V"],
+        purpose: "creates VM network namespaces",
+        install_hint: "apt-get install iproute2",
+    },
+    Tool {
+        program: "nft",
+        version_args: &["--version"],
+        purpose: "gives local VMs outbound NAT",
+        install_hint: "apt-get install nftables",
+    },
+    Tool {
+        program: "debootstrap",
+        version_args: &["--version"],
+        purpose: "builds the Debian base image",
+        install_hint: "apt-get install debootstrap",
+    },
+];
+
+/// Keys of [`Vm::details`] this provider sets.
+mod detail {
+    pub const SLOT: &str = "slot";
+    pub const NETNS: &str = "netns";
+    pub const PID: &str = "pid";
+    pub const IMAGE: &str = "image";
+    pub const FOLDER: &str = "folder";
+}
+
+/// The nspawn provider.
+#[derive(Debug, Clone)]
+pub struct NspawnProvider {
+    records: RecordStore,
+    images: ImageStore,
+}
+
+impl NspawnProvider {
+    /// VMs kept under `vm_dir`, booted from images in `images`.
+    pub fn new(vm_dir: impl Into<PathBuf>, images: ImageStore) -> Self {
+        NspawnProvider {
+            records: RecordStore::new(vm_dir),
+            images,
+        }
+    }
+
+    fn machine(&self, name: &VmName) -> MachineDir {
+        MachineDir(self.records.dir(name))
+    }
+
+    fn slot(vm: &Vm) -> Option<Slot> {
+        vm.details.get(detail::SLOT)?.parse().ok().map(Slot)
+    }
+
+    fn pid(vm: &Vm) -> Option<u32> {
+        vm.details.get(detail::PID)?.parse().ok()
+    }
+
+    fn rootfs_arg(&self, name: &VmName) -> String {
+        self.machine(name).rootfs().display().to_string()
+    }
+
+    /// Whether the machine's nspawn process is alive.
+    fn running(&self, vm: &Vm) -> bool {
+        Self::pid(vm).is_some_and(|pid| machine::is_nspawn(pid, &self.rootfs_arg(&vm.name)))
+    }
+
+    /// The record with its state checked against the host.
+    fn refresh(&self, mut vm: Vm) -> Vm {
+        if matches!(vm.state, VmState::Running | VmState::Creating) && !self.running(&vm) {
+            vm.state = if vm.state == VmState::Creating {
+                VmState::Failed
+            } else {
+                VmState::Stopped
+            };
+        }
+        vm
+    }
+
+    fn require(&self, name: &VmName) -> Result<Vm, ProviderError> {
+        self.records.load(name)?.ok_or_else(|| ProviderError::not_found(name))
+    }
+
+    /// Mounts, networks and boots a machine whose record exists; records the pid.
+    async fn boot(&self, mut vm: Vm, seed: Option<(&str, &str)>) -> Result<Vm, ProviderError> {
+        let dir = self.machine(&vm.name);
+        let image = vm.details.get(detail::IMAGE).cloned().unwrap_or_default();
+        let slot = match Self::slot(&vm) {
+            Some(slot) => {
+                network::ensure(slot).await?;
+                slot
+            }
+            None => {
+                let slot = network::create().await?;
+                vm.details.insert(detail::SLOT.into(), slot.0.to_string());
+                vm.details.insert(detail::NETNS.into(), slot.netns());
+                vm.address = slot.guest_ip().to_string();
+                self.records.save(&vm)?;
+                slot
+            }
+        };
+        dir.mount(std::path::Path::new(&image).join("rootfs").as_path())?;
+        if let Some((meta, user)) = seed {
+            dir.write_seed(meta, user)?;
+        }
+        let pid = machine::boot(&dir, &slot.netns(), vm.name.as_str(), &slot.netns_path()).await?;
+        vm.details.insert(detail::PID.into(), pid.to_string());
+        vm.state = VmState::Running;
+        self.records.save(&vm)?;
+        Ok(vm)
+    }
+
+    /// Removes everything a VM has on the host — process, mount, network, folder — as far as it
+    /// exists, returning what was removed.
+    async fn tear_down(&self, vm: &Vm) -> Vec<String> {
+        let mut removed = Vec::new();
+        let dir = self.machine(&vm.name);
+        if let Some(pid) = Self::pid(vm).filter(|_| self.running(vm)) {
+            machine::stop_now(pid).await;
+            removed.push(format!("systemd-nspawn process {pid}"));
+        }
+        match dir.unmount() {
+            Ok(true) => removed.push(format!("overlay mount {}", dir.rootfs().display())),
+            Ok(false) => {}
+            Err(e) => tracing::warn!("{e}"),
+        }
+        if let Some(slot) = Self::slot(vm) {
+            removed.extend(network::remove(slot).await);
+        }
+        if self.records.remove(&vm.name).is_ok() {
+            removed.push(format!("VM folder {} (overlay upper layer)", dir.0.display()));
+        }
+        removed
+    }
+}
+
+#[async_trait]
+impl VmProvider for NspawnProvider {
+    fn required_tools(&self) -> Vec<Tool> {
+        TOOLS.to_vec()
+    }
+
+    async fn authenticate(&self) -> Result<String, ProviderError> {
+        if !nix::unistd::geteuid().is_root() {
+            return Err(ProviderError::new(
+                ErrorKind::Auth,
+                "the nspawn provider needs root to create network namespaces and mounts \
+                 (run azlin with sudo, or use --provider qemu)",
+            ));
+        }
+        if !std::path::Path::new("/proc/self/ns/net").exists() {
+            return Err(ProviderError::new(
+                ErrorKind::Auth,
+                "network namespaces are not available on this kernel",
+            ));
+        }
+        let host = nix::unistd::gethostname()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_else(|_| "this machine".into());
+        Ok(format!("root on {host} (network namespaces available)"))
+    }
+
+    async fn create(&self, request: &CreateRequest) -> Result<Vm, ProviderError> {
+        if let Some(vm) = self.find_by_request(&request.request_id).await? {
+            let vm = self.refresh(vm);
+            if vm.state == VmState::Running {
+                return Ok(vm);
+            }
+            // A create that died half-way: clear its remains and make the VM once more.
+            self.tear_down(&vm).await;
+        }
+        let spec = &request.spec;
+        let image = self.images.locate(spec.image).ok_or_else(|| {
+            ProviderError::new(
+                ErrorKind::Provision,
+                format!(
+                    "the '{}' base image is not built in {} (run `azlin image build --profile {}`)",
+                    spec.image,
+                    self.images.dir().display(),
+                    spec.image
+                ),
+            )
+        })?;
+        let folder = self.records.claim(&spec.name)?;
+        let mut details = BTreeMap::new();
+        details.insert(detail::IMAGE.into(), image.dir.display().to_string());
+        details.insert(detail::FOLDER.into(), folder.display().to_string());
+        let vm = Vm {
+            name: spec.name.clone(),
+            provider: ProviderKind::Nspawn,
+            state: VmState::Creating,
+            address: String::new(),
+            ssh_port: 22,
+            user: ADMIN_USER.to_string(),
+            host_key: request.host_public_key.clone(),
+            request_id: request.request_id.clone(),
+            details,
+        };
+        let meta = meta_data(&request.request_id, spec.name.as_str());
+        let booted = match self.records.save(&vm) {
+            Ok(()) => self.boot(vm.clone(), Some((&meta, &request.user_data))).await,
+            Err(e) => Err(e),
+        };
+        match booted {
+            Ok(vm) => Ok(vm),
+            Err(e) => {
+                // The record on disk knows the slot if one was allocated.
+                let latest = self.records.load(&vm.name).ok().flatten().unwrap_or(vm);
+                let mut removed = e.cleaned_up.clone();
+                removed.extend(self.tear_down(&latest).await);
+                Err(e.with_cleanup(removed))
+            }
+        }
+    }
+
+    async fn get(&self, name: &VmName) -> Result<Option<Vm>, ProviderError> {
+        Ok(self.records.load(name)?.map(|vm| self.refresh(vm)))
+    }
+
+    async fn list(&self) -> Result<Vec<Vm>, ProviderError> {
+        Ok(self.records.list()?.into_iter().map(|vm| self.refresh(vm)).collect())
+    }
+
+    async fn start(&self, name: &VmName) -> Result<Vm, ProviderError> {
+        let vm = self.refresh(self.require(name)?);
+        match vm.state {
+            VmState::Running => Ok(vm),
+            VmState::Stopped => self.boot(vm, None).await,
+            other => Err(ProviderError::new(
+                ErrorKind::Usage,
+                format!("VM '{name}' is {other} and cannot be started; delete it and create it again"),
+            )),
+        }
+    }
+
+    async fn stop(&self, name: &VmName) -> Result<(), ProviderError> {
+        let mut vm = self.refresh(self.require(name)?);
+        if let Some(pid) = Self::pid(&vm).filter(|_| self.running(&vm)) {
+            machine::poweroff(pid, &self.rootfs_arg(name)).await;
+        }
+        self.machine(name).unmount()?;
+        vm.state = VmState::Stopped;
+        vm.details.remove(detail::PID);
+        self.records.save(&vm)
+    }
+
+    async fn delete(&self, name: &VmName) -> Result<DeleteReport, ProviderError> {
+        let vm = self.require(name)?;
+        Ok(DeleteReport {
+            removed: self.tear_down(&vm).await,
+        })
+    }
+}
