@@ -5,3 +5,5 @@
 //! - [`matrix`]: strategy matrices expanded with GitHub's include/exclude rules.
 
 pub mod expression;
+pub mod matrix;
+pub mod model;
