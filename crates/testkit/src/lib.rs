@@ -1,1 +1,12 @@
 //! Test harnesses for azlin: real servers started by tests, and named test doubles for what cannot exist on this machine (Azure ARM, `az`). Every harness cleans up in `Drop`.
+//!
+//! - [`ArmDouble`]: Azure Resource Manager's REST contract on loopback, with a resource table, a
+//!   request log and injectable faults.
+//! - [`StubAz`]: a stub `az` program printing the real JSON shapes of `az account show` and
+//!   `az account get-access-token` (or az's "not logged in" error).
+
+pub mod arm_double;
+pub mod stub_az;
+
+pub use arm_double::{ArmDouble, Fault, RecordedRequest, ResourceSnapshot};
+pub use stub_az::{AzAccount, StubAz};

@@ -1,0 +1,606 @@
+//! How the double answers: resource groups, resources, actions, lists and operations.
+
+use super::model::*;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+
+impl Model {
+    pub(crate) fn start_operation(
+        &mut self,
+        namespace: &str,
+        location: &str,
+        effect: Effect,
+        error: Option<Value>,
+    ) -> (String, String) {
+        let id = uuid::Uuid::new_v4().to_string();
+        self.operations.insert(
+            id.clone(),
+            Operation {
+                polls_left: self.polls_before_done,
+                effect: Some(effect),
+                error,
+                started: now(),
+                ended: None,
+            },
+        );
+        let base = format!(
+            "{}/subscriptions/{}/providers/{namespace}/locations/{location}",
+            self.endpoint, self.subscription
+        );
+        let version = if namespace == "Microsoft.Network" {
+            NETWORK_API
+        } else {
+            COMPUTE_API
+        };
+        (
+            format!("{base}/operations/{id}?api-version={version}"),
+            format!("{base}/operationResults/{id}?api-version={version}"),
+        )
+    }
+
+    pub(crate) fn apply(&mut self, effect: Effect) {
+        match effect {
+            Effect::Provisioned(key) => {
+                if let Some(r) = self.resources.get_mut(&key) {
+                    r.body["properties"]["provisioningState"] = json!("Succeeded");
+                    if r.kind == Kind::VirtualMachine {
+                        self.power.insert(key, "running");
+                    }
+                }
+            }
+            Effect::ProvisionFailed(key) => {
+                if let Some(r) = self.resources.get_mut(&key) {
+                    r.body["properties"]["provisioningState"] = json!("Failed");
+                    self.power.insert(key, "stopped");
+                }
+            }
+            Effect::Deleted(key) => {
+                if let Some(r) = self.resources.remove(&key) {
+                    self.power.remove(&key);
+                    if r.kind == Kind::VirtualMachine {
+                        // A deleted VM lets go of its OS disk (deleteOption Detach, the default).
+                        for d in self.resources.values_mut().filter(|d| d.kind == Kind::Disk) {
+                            if d.body.get("managedBy").and_then(Value::as_str).map(lower)
+                                == Some(lower(&r.id))
+                            {
+                                if let Some(o) = d.body.as_object_mut() {
+                                    o.remove("managedBy");
+                                }
+                                d.body["properties"]["diskState"] = json!("Unattached");
+                            }
+                        }
+                    }
+                }
+            }
+            Effect::Power(key, state) => {
+                if self.resources.contains_key(&key) {
+                    self.power.insert(key, state);
+                }
+            }
+            Effect::GroupDeleted(group) => {
+                self.groups.remove(&group);
+                self.resources.retain(|_, r| r.group != group);
+                let power = &mut self.power;
+                power.retain(|k, _| !k.contains(&format!("/resourcegroups/{group}/")));
+            }
+        }
+    }
+
+    pub(crate) fn poll(
+        &mut self,
+        id: &str,
+        status_view: bool,
+        path: &str,
+        query: &BTreeMap<String, String>,
+    ) -> Resp {
+        let Some(op) = self.operations.get_mut(id) else {
+            return Resp::error(
+                404,
+                "OperationNotFound",
+                format!("The operation '{id}' was not found."),
+            );
+        };
+        let in_progress = if op.polls_left > 0 {
+            op.polls_left -= 1;
+            true
+        } else {
+            false
+        };
+        let mut effect = None;
+        if !in_progress && op.ended.is_none() {
+            op.ended = Some(now());
+            effect = op.effect.take();
+        }
+        let (started, ended, error) = (op.started.clone(), op.ended.clone(), op.error.clone());
+        let provisioned = match &effect {
+            Some(Effect::Provisioned(key)) => Some(key.clone()),
+            _ => None,
+        };
+        if let Some(e) = effect {
+            self.apply(e);
+        }
+        let retry = self.retry_after();
+        if status_view {
+            let mut body = json!({ "name": id, "startTime": started });
+            if in_progress {
+                body["status"] = json!("InProgress");
+                return Resp::json(200, body).header("Retry-After", retry);
+            }
+            body["endTime"] = json!(ended);
+            match error {
+                Some(e) => {
+                    body["status"] = json!("Failed");
+                    body["error"] = e;
+                }
+                None => body["status"] = json!("Succeeded"),
+            }
+            return Resp::json(200, body);
+        }
+        if in_progress {
+            let query: Vec<String> = query.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            return Resp::empty(202)
+                .header(
+                    "Location",
+                    format!("{}{path}?{}", self.endpoint, query.join("&")),
+                )
+                .header("Retry-After", retry);
+        }
+        match error {
+            Some(e) => Resp::json(400, json!({ "error": e })),
+            None => match provisioned.and_then(|k| self.resources.get(&k)) {
+                Some(r) => Resp::json(200, r.body.clone()),
+                None => Resp::empty(200),
+            },
+        }
+    }
+
+    pub(crate) fn retry_after(&self) -> String {
+        "0".to_string()
+    }
+
+    pub(crate) fn group(&mut self, req: &Req, name: &str) -> Resp {
+        let key = lower(name);
+        match req.method.as_str() {
+            "GET" => match self.groups.get(&key) {
+                Some(body) => Resp::json(200, body.clone()),
+                None => Self::group_not_found(name),
+            },
+            "PUT" => {
+                let body = req.body.clone().unwrap_or(Value::Null);
+                let Some(location) = body.get("location").and_then(Value::as_str) else {
+                    return Resp::error(
+                        400,
+                        "LocationRequired",
+                        "The location property is required for this definition.",
+                    );
+                };
+                let existing = self.groups.get(&key);
+                let status = if existing.is_some() { 200 } else { 201 };
+                let id = self.group_id(existing.and_then(|g| str_at(g, "/name")).unwrap_or(name));
+                let stored = json!({
+                    "id": id,
+                    "name": name,
+                    "type": "Microsoft.Resources/resourceGroups",
+                    "location": location,
+                    "tags": tags_of(&body),
+                    "properties": { "provisioningState": "Succeeded" }
+                });
+                self.groups.insert(key, stored.clone());
+                Resp::json(status, stored)
+            }
+            "DELETE" => {
+                let Some(g) = self.groups.get_mut(&key) else {
+                    return Self::group_not_found(name);
+                };
+                g["properties"]["provisioningState"] = json!("Deleting");
+                let id = uuid::Uuid::new_v4().to_string();
+                self.operations.insert(
+                    id.clone(),
+                    Operation {
+                        polls_left: self.polls_before_done,
+                        effect: Some(Effect::GroupDeleted(key)),
+                        error: None,
+                        started: now(),
+                        ended: None,
+                    },
+                );
+                Resp::empty(202)
+                    .header(
+                        "Location",
+                        format!(
+                            "{}/subscriptions/{}/operationresults/{id}?api-version={RESOURCES_API}",
+                            self.endpoint, self.subscription
+                        ),
+                    )
+                    .header("Retry-After", self.retry_after())
+            }
+            _ => Self::method_not_allowed(&req.method),
+        }
+    }
+
+    pub(crate) fn method_not_allowed(method: &str) -> Resp {
+        Resp::error(
+            405,
+            "MethodNotAllowed",
+            format!("The requested resource does not support http method '{method}'."),
+        )
+    }
+
+    pub(crate) fn group_not_found(name: &str) -> Resp {
+        Resp::error(
+            404,
+            "ResourceGroupNotFound",
+            format!("Resource group '{name}' could not be found."),
+        )
+    }
+
+    pub(crate) fn group_resources(&self, name: &str) -> Resp {
+        let key = lower(name);
+        if !self.groups.contains_key(&key) {
+            return Self::group_not_found(name);
+        }
+        let value: Vec<Value> = self
+            .resources
+            .values()
+            .filter(|r| r.group == key)
+            .map(|r| {
+                json!({
+                    "id": r.id,
+                    "name": r.body.get("name").cloned().unwrap_or(Value::Null),
+                    "type": r.kind.full_type(),
+                    "location": r.body.get("location").cloned().unwrap_or(Value::Null),
+                    "tags": tags_of(&r.body),
+                })
+            })
+            .collect();
+        Resp::json(200, json!({ "value": value }))
+    }
+
+    pub(crate) fn resource(&mut self, req: &Req, group: &str, kind: Kind, name: &str) -> Resp {
+        let group_key = lower(group);
+        let Some(group_name) = self
+            .groups
+            .get(&group_key)
+            .and_then(|g| str_at(g, "/name"))
+            .map(str::to_string)
+        else {
+            return Self::group_not_found(group);
+        };
+        let id = self.resource_id(&group_name, kind, name);
+        let key = lower(&id);
+        match req.method.as_str() {
+            "GET" => match self.resources.get(&key) {
+                Some(r) => Resp::json(200, r.body.clone()),
+                None => Self::not_found(kind, name, group),
+            },
+            "PUT" => self.put(req, &group_name, kind, name, id),
+            "DELETE" => self.delete(kind, &key),
+            _ => Self::method_not_allowed(&req.method),
+        }
+    }
+
+    pub(crate) fn not_found(kind: Kind, name: &str, group: &str) -> Resp {
+        Resp::error(
+            404,
+            "ResourceNotFound",
+            format!(
+                "The Resource '{}/{name}' under resource group '{group}' was not found.",
+                kind.full_type()
+            ),
+        )
+    }
+
+    pub(crate) fn exists(&self, id: &str, kind: Kind) -> bool {
+        self.resources
+            .get(&lower(id))
+            .is_some_and(|r| r.kind == kind)
+    }
+
+    pub(crate) fn put(
+        &mut self,
+        req: &Req,
+        group: &str,
+        kind: Kind,
+        name: &str,
+        id: String,
+    ) -> Resp {
+        let key = lower(&id);
+        let body = req.body.clone().unwrap_or(Value::Null);
+        let Some(location) = body
+            .get("location")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+        else {
+            return Resp::error(
+                400,
+                "LocationRequired",
+                "The location property is required for this definition.",
+            );
+        };
+        if let Err(resp) = self.validate(kind, &body) {
+            return resp;
+        }
+        if kind == Kind::VirtualMachine
+            && let Some((status, code, message)) = self.faults.reject_vm.pop_front()
+        {
+            return Resp::error(status, &code, message);
+        }
+        let existed = self.resources.contains_key(&key);
+        let mut stored = body.clone();
+        let obj = match stored.as_object_mut() {
+            Some(o) => o,
+            None => {
+                return Resp::error(
+                    400,
+                    "InvalidRequestContent",
+                    "The request content was invalid.",
+                );
+            }
+        };
+        obj.insert("id".into(), json!(id));
+        obj.insert("name".into(), json!(name));
+        obj.insert("type".into(), json!(kind.full_type()));
+        obj.insert("location".into(), json!(location));
+        obj.insert("tags".into(), tags_of(&body));
+        obj.insert(
+            "etag".into(),
+            json!(format!("W/\"{}\"", uuid::Uuid::new_v4())),
+        );
+        if !obj.get("properties").is_some_and(Value::is_object) {
+            obj.insert("properties".into(), json!({}));
+        }
+        stored["properties"]["provisioningState"] =
+            json!(if existed { "Updating" } else { "Creating" });
+        let mut error = None;
+        match kind {
+            Kind::PublicIpAddress => {
+                let address = existing_address(self.resources.get(&key)).unwrap_or_else(|| {
+                    self.next_address += 1;
+                    format!("203.0.113.{}", self.next_address % 250 + 1)
+                });
+                stored["properties"]["ipAddress"] = json!(address);
+                stored["properties"]["publicIPAddressVersion"] = json!("IPv4");
+            }
+            Kind::NetworkInterface => {
+                if let Some(configs) = stored["properties"]["ipConfigurations"].as_array_mut() {
+                    for (i, c) in configs.iter_mut().enumerate() {
+                        let cname = c
+                            .get("name")
+                            .and_then(Value::as_str)
+                            .unwrap_or("ipconfig1")
+                            .to_string();
+                        c["id"] = json!(format!("{id}/ipConfigurations/{cname}"));
+                        c["properties"]["privateIPAddress"] = json!(format!("10.0.0.{}", 4 + i));
+                        c["properties"]["provisioningState"] = json!("Succeeded");
+                    }
+                }
+            }
+            Kind::VirtualMachine => {
+                // customData is write-only on Azure: GET never returns it.
+                if let Some(p) = stored["properties"]["osProfile"].as_object_mut() {
+                    p.remove("customData");
+                }
+                stored["properties"]["vmId"] = json!(uuid::Uuid::new_v4().to_string());
+                let disk_name = str_at(&body, "/properties/storageProfile/osDisk/name")
+                    .map(str::to_string)
+                    .unwrap_or_else(|| {
+                        format!("{name}_OsDisk_1_{}", uuid::Uuid::new_v4().simple())
+                    });
+                let disk_id = self.resource_id(group, Kind::Disk, &disk_name);
+                stored["properties"]["storageProfile"]["osDisk"]["managedDisk"]["id"] =
+                    json!(disk_id);
+                stored["properties"]["storageProfile"]["osDisk"]["osType"] = json!("Linux");
+                if !existed {
+                    let disk = json!({
+                        "id": disk_id,
+                        "name": disk_name,
+                        "type": "Microsoft.Compute/disks",
+                        "location": location,
+                        "managedBy": id,
+                        "sku": { "name": str_at(&body, "/properties/storageProfile/osDisk/managedDisk/storageAccountType").unwrap_or("Standard_LRS") },
+                        "properties": {
+                            "osType": "Linux",
+                            "creationData": { "createOption": "FromImage" },
+                            "diskSizeGB": 30,
+                            "diskState": "Attached",
+                            "provisioningState": "Succeeded",
+                            "timeCreated": now(),
+                        }
+                    });
+                    self.resources.insert(
+                        lower(&disk_id),
+                        Stored {
+                            id: disk_id,
+                            kind: Kind::Disk,
+                            group: lower(group),
+                            body: disk,
+                        },
+                    );
+                }
+                if let Some((code, message)) = self.faults.fail_vm.pop_front() {
+                    error = Some(json!({ "code": code, "message": message }));
+                }
+            }
+            _ => {}
+        }
+        self.resources.insert(
+            key.clone(),
+            Stored {
+                id: id.clone(),
+                kind,
+                group: lower(group),
+                body: stored.clone(),
+            },
+        );
+        let effect = if error.is_some() {
+            Effect::ProvisionFailed(key)
+        } else {
+            Effect::Provisioned(key)
+        };
+        let (status_url, _) = self.start_operation(kind.namespace(), &location, effect, error);
+        Resp::json(if existed { 200 } else { 201 }, stored)
+            .header("Azure-AsyncOperation", status_url)
+            .header("Retry-After", self.retry_after())
+    }
+
+    pub(crate) fn delete(&mut self, kind: Kind, key: &str) -> Resp {
+        let Some(location) = self.resources.get(key).map(|r| {
+            str_at(&r.body, "/location")
+                .unwrap_or("westus2")
+                .to_string()
+        }) else {
+            return Resp::empty(204);
+        };
+        if let Some((status, code, message)) = self.users_of(kind, key) {
+            return Resp::error(status, code, message);
+        }
+        if let Some(r) = self.resources.get_mut(key) {
+            r.body["properties"]["provisioningState"] = json!("Deleting");
+        }
+        let (status_url, result_url) = self.start_operation(
+            kind.namespace(),
+            &location,
+            Effect::Deleted(key.to_string()),
+            None,
+        );
+        Resp::empty(202)
+            .header("Location", result_url)
+            .header("Azure-AsyncOperation", status_url)
+            .header("Retry-After", self.retry_after())
+    }
+
+    pub(crate) fn vm_action(&mut self, group: &str, name: &str, action: &str) -> Resp {
+        let Some(group_name) = self
+            .groups
+            .get(&lower(group))
+            .and_then(|g| str_at(g, "/name"))
+            .map(str::to_string)
+        else {
+            return Self::group_not_found(group);
+        };
+        let key = lower(&self.resource_id(&group_name, Kind::VirtualMachine, name));
+        let state = match action {
+            "start" | "restart" => "running",
+            "deallocate" => "deallocated",
+            "poweroff" => "stopped",
+            _ => {
+                return Resp::error(
+                    404,
+                    "NotFound",
+                    format!("No action '{action}' on virtual machines."),
+                );
+            }
+        };
+        let Some(location) = self.resources.get(&key).map(|r| {
+            str_at(&r.body, "/location")
+                .unwrap_or("westus2")
+                .to_string()
+        }) else {
+            return Self::not_found(Kind::VirtualMachine, name, group);
+        };
+        let (status_url, result_url) = self.start_operation(
+            "Microsoft.Compute",
+            &location,
+            Effect::Power(key, state),
+            None,
+        );
+        Resp::empty(202)
+            .header("Location", result_url)
+            .header("Azure-AsyncOperation", status_url)
+            .header("Retry-After", self.retry_after())
+    }
+
+    pub(crate) fn list_vms(&self, req: &Req) -> Resp {
+        let status_only = req
+            .query
+            .get("statusOnly")
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        let skip: usize = req
+            .query
+            .get("$skiptoken")
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(0);
+        let vms: Vec<&Stored> = self
+            .resources
+            .values()
+            .filter(|r| r.kind == Kind::VirtualMachine)
+            .collect();
+        let page: Vec<Value> = vms
+            .iter()
+            .skip(skip)
+            .take(self.list_page_size)
+            .map(|r| {
+                let mut body = r.body.clone();
+                if status_only {
+                    let provisioning = str_at(&r.body, "/properties/provisioningState").unwrap_or("Succeeded").to_ascii_lowercase();
+                    let power = self.power.get(&lower(&r.id)).copied().unwrap_or("starting");
+                    body["properties"]["instanceView"] = json!({
+                        "statuses": [
+                            { "code": format!("ProvisioningState/{provisioning}"), "level": "Info", "displayStatus": format!("Provisioning {provisioning}") },
+                            { "code": format!("PowerState/{power}"), "level": "Info", "displayStatus": format!("VM {power}") }
+                        ]
+                    });
+                }
+                body
+            })
+            .collect();
+        let mut body = json!({ "value": page });
+        if skip + self.list_page_size < vms.len() {
+            body["nextLink"] = json!(format!(
+                "{}/subscriptions/{}/providers/Microsoft.Compute/virtualMachines?api-version={COMPUTE_API}{}&$skiptoken={}",
+                self.endpoint,
+                self.subscription,
+                if status_only { "&statusOnly=true" } else { "" },
+                skip + self.list_page_size
+            ));
+        }
+        Resp::json(200, body)
+    }
+
+    /// Inserts a resource group as if a user had made it.
+    pub fn add_group(&mut self, name: &str, location: &str, tags: Value) {
+        let id = self.group_id(name);
+        self.groups.insert(
+            lower(name),
+            json!({
+                "id": id, "name": name, "type": "Microsoft.Resources/resourceGroups",
+                "location": location, "tags": tags,
+                "properties": { "provisioningState": "Succeeded" }
+            }),
+        );
+    }
+
+    /// Inserts a running VM directly (as if made earlier), creating its group if missing.
+    pub fn insert_vm(&mut self, group: &str, name: &str, location: &str, tags: Value) -> String {
+        if !self.groups.contains_key(&lower(group)) {
+            self.add_group(group, location, json!({}));
+        }
+        let id = self.resource_id(group, Kind::VirtualMachine, name);
+        let body = json!({
+            "id": id, "name": name, "type": "Microsoft.Compute/virtualMachines",
+            "location": location, "tags": tags,
+            "properties": {
+                "vmId": uuid::Uuid::new_v4().to_string(),
+                "hardwareProfile": { "vmSize": "Standard_B2s" },
+                "provisioningState": "Succeeded"
+            }
+        });
+        self.resources.insert(
+            lower(&id),
+            Stored {
+                id: id.clone(),
+                kind: Kind::VirtualMachine,
+                group: lower(group),
+                body,
+            },
+        );
+        self.power.insert(lower(&id), "running");
+        id
+    }
+}
+
+pub(crate) fn existing_address(existing: Option<&Stored>) -> Option<String> {
+    existing
+        .and_then(|r| str_at(&r.body, "/properties/ipAddress"))
+        .map(str::to_string)
+}
