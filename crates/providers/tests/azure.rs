@@ -1,0 +1,1031 @@
+//! The `azure` provider against the ARM test double (`azlin_testkit::ArmDouble`) on loopback,
+//! with a stub `az` first on the PATH the provider is given.
+//!
+//! Every test runs on a current-thread runtime, and one global `tracing` subscriber captures
+//! everything logged in this test binary at trace level, so that the tests can check that no
+//! token is ever logged.
+
+use azlin_core::{
+    CreateRequest, ErrorKind, ImageProfile, ProviderKind, VmName, VmProvider, VmSpec, VmState,
+};
+use azlin_providers::azure::{AzureProvider, AzureSettings};
+use azlin_testkit::{ArmDouble, AzAccount, Fault, RecordedRequest, StubAz};
+use base64::Engine;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+// ---------------------------------------------------------------------------------------------
+// Harness
+
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Everything logged by any test of this binary so far.
+fn logs() -> &'static Captured {
+    static LOGS: OnceLock<Captured> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .try_init()
+            .expect("the capturing subscriber is the first one");
+        captured
+    })
+}
+
+fn log_text() -> String {
+    String::from_utf8_lossy(&logs().0.lock().unwrap()).into_owned()
+}
+
+struct Env {
+    double: ArmDouble,
+    az: StubAz,
+    provider: AzureProvider,
+}
+
+fn settings_for(double: &ArmDouble, az: &StubAz) -> AzureSettings {
+    AzureSettings {
+        endpoint: double.endpoint().to_string(),
+        search_path: Some(az.path_first(std::env::var_os("PATH").as_deref())),
+        ..AzureSettings::default()
+    }
+}
+
+async fn env() -> Env {
+    env_with(|_| {}, |_| {}).await
+}
+
+async fn env_with(
+    account: impl FnOnce(&mut AzAccount),
+    settings: impl FnOnce(&mut AzureSettings),
+) -> Env {
+    logs();
+    let double = ArmDouble::start().await.unwrap();
+    let mut acct = AzAccount::for_double(&double);
+    account(&mut acct);
+    let az = StubAz::logged_in(&acct).unwrap();
+    let mut s = settings_for(&double, &az);
+    settings(&mut s);
+    let provider = AzureProvider::new(s).unwrap();
+    Env {
+        double,
+        az,
+        provider,
+    }
+}
+
+const ADMIN_KEY: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAdminKeyAdminKeyAdminKeyAdminKey1234 azlin";
+const HOST_KEY: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHostKeyHostKeyHostKeyHostKeyHost5678 root@vm";
+
+fn request(name: &str, id: &str) -> CreateRequest {
+    CreateRequest {
+        request_id: id.to_string(),
+        spec: VmSpec {
+            name: VmName::parse(name).unwrap(),
+            provider: ProviderKind::Azure,
+            size: "s".into(),
+            region: "westus2".into(),
+            resource_group: "azlin-test".into(),
+            image: ImageProfile::Minimal,
+            repos: vec![],
+            cloud_init: None,
+            ca_certs: vec![],
+            tags: BTreeMap::from([("team".to_string(), "platform".to_string())]),
+        },
+        user_data: format!(
+            "#cloud-config\nhostname: {name}\nssh_keys:\n  ed25519_private: |\n    -----BEGIN OPENSSH PRIVATE KEY-----\n    b3BlbnNzaC1rZXktdjEAAAAA\n    -----END OPENSSH PRIVATE KEY-----\n"
+        ),
+        admin_public_key: ADMIN_KEY.into(),
+        host_public_key: HOST_KEY.into(),
+    }
+}
+
+fn name(n: &str) -> VmName {
+    VmName::parse(n).unwrap()
+}
+
+/// The one request matching `method` whose path ends with `suffix`.
+fn the<'a>(requests: &'a [RecordedRequest], method: &str, suffix: &str) -> &'a RecordedRequest {
+    let found: Vec<_> = requests
+        .iter()
+        .filter(|r| r.method == method && r.path_ends_with(suffix))
+        .collect();
+    assert_eq!(found.len(), 1, "{method} …{suffix}: {found:#?}");
+    found[0]
+}
+
+fn body(r: &RecordedRequest) -> &Value {
+    r.body.as_ref().expect("a JSON body")
+}
+
+fn azlin_resources(double: &ArmDouble) -> Vec<String> {
+    double
+        .resources()
+        .into_iter()
+        .filter(|r| {
+            r.tag("azlin-managed") == Some("true") || r.resource_type == "Microsoft.Compute/disks"
+        })
+        .map(|r| r.id)
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Lifecycle
+
+#[tokio::test]
+async fn create_get_list_stop_start_delete_against_the_arm_double() {
+    let Env {
+        double,
+        az,
+        provider,
+    } = env().await;
+    let who = provider.authenticate().await.unwrap();
+    assert!(who.contains(double.subscription_id()), "{who}");
+    assert!(who.contains("developer@contoso.example"), "{who}");
+    assert_eq!(
+        double.request_count(),
+        0,
+        "authenticating needs no ARM call"
+    );
+
+    let req = request("dev1", "req-1");
+    let vm = provider.create(&req).await.unwrap();
+    assert_eq!(vm.name.as_str(), "dev1");
+    assert_eq!(vm.provider, ProviderKind::Azure);
+    assert_eq!(vm.state, VmState::Running);
+    assert_eq!(vm.ssh_port, 22);
+    assert_eq!(vm.user, "azureuser");
+    assert_eq!(vm.host_key, HOST_KEY);
+    assert_eq!(vm.request_id, "req-1");
+    assert_eq!(vm.details["resource_group"], "azlin-test");
+    assert!(
+        vm.details["vm_id"].ends_with(
+            "/resourceGroups/azlin-test/providers/Microsoft.Compute/virtualMachines/dev1"
+        )
+    );
+    assert!(vm.details["nic_id"].ends_with("/networkInterfaces/dev1-nic"));
+
+    let requests = double.requests();
+    // Every request names the api-version of its resource provider.
+    for r in &requests {
+        let version = r.query.get("api-version").map(String::as_str);
+        let path = r.path.to_ascii_lowercase();
+        let want = if path.contains("microsoft.compute/disks") {
+            "2025-01-02"
+        } else if path.contains("microsoft.compute") {
+            "2025-04-01"
+        } else if path.contains("microsoft.network") {
+            "2025-05-01"
+        } else {
+            "2024-07-01"
+        };
+        assert_eq!(version, Some(want), "{r:?}");
+        // Only existence checks (GET → 404) may fail.
+        assert!(
+            r.status < 400 || (r.method == "GET" && r.status == 404),
+            "{r:?}"
+        );
+    }
+
+    let group = the(&requests, "PUT", "/resourceGroups/azlin-test");
+    assert_eq!(body(group)["location"], "westus2");
+    assert_eq!(body(group)["tags"]["azlin-managed"], "true");
+
+    let nsg = body(the(&requests, "PUT", "/networkSecurityGroups/dev1-nsg"));
+    assert_eq!(nsg["location"], "westus2");
+    let rule = &nsg["properties"]["securityRules"][0]["properties"];
+    assert_eq!(rule["destinationPortRange"], "22");
+    assert_eq!(rule["protocol"], "Tcp");
+    assert_eq!(rule["access"], "Allow");
+    assert_eq!(rule["direction"], "Inbound");
+    assert_eq!(rule["sourceAddressPrefix"], "*");
+
+    let ip = body(the(&requests, "PUT", "/publicIPAddresses/dev1-ip"));
+    assert_eq!(ip["sku"]["name"], "Standard");
+    assert_eq!(ip["properties"]["publicIPAllocationMethod"], "Static");
+
+    let vnet = body(the(&requests, "PUT", "/virtualNetworks/azlin-vnet-westus2"));
+    assert!(vnet["properties"]["subnets"][0]["properties"]["addressPrefix"].is_string());
+
+    let nic = body(the(&requests, "PUT", "/networkInterfaces/dev1-nic"));
+    let ipconfig = &nic["properties"]["ipConfigurations"][0]["properties"];
+    assert!(
+        ipconfig["subnet"]["id"]
+            .as_str()
+            .unwrap()
+            .ends_with("/virtualNetworks/azlin-vnet-westus2/subnets/azlin-subnet")
+    );
+    assert!(
+        ipconfig["publicIPAddress"]["id"]
+            .as_str()
+            .unwrap()
+            .ends_with("/publicIPAddresses/dev1-ip")
+    );
+    assert!(
+        nic["properties"]["networkSecurityGroup"]["id"]
+            .as_str()
+            .unwrap()
+            .ends_with("/networkSecurityGroups/dev1-nsg")
+    );
+
+    let put_vm = body(the(&requests, "PUT", "/virtualMachines/dev1"));
+    assert_eq!(put_vm["location"], "westus2");
+    let p = &put_vm["properties"];
+    assert_eq!(p["hardwareProfile"]["vmSize"], "Standard_B2s");
+    let image = &p["storageProfile"]["imageReference"];
+    assert_eq!(
+        (
+            image["publisher"].as_str(),
+            image["offer"].as_str(),
+            image["sku"].as_str(),
+            image["version"].as_str()
+        ),
+        (
+            Some("Canonical"),
+            Some("ubuntu-24_04-lts"),
+            Some("server"),
+            Some("latest")
+        )
+    );
+    assert_eq!(p["storageProfile"]["osDisk"]["createOption"], "FromImage");
+    let os = &p["osProfile"];
+    assert_eq!(os["adminUsername"], "azureuser");
+    assert_eq!(os["computerName"], "dev1");
+    assert!(os.get("adminPassword").is_none());
+    assert_eq!(
+        os["linuxConfiguration"]["disablePasswordAuthentication"],
+        true
+    );
+    let key = &os["linuxConfiguration"]["ssh"]["publicKeys"][0];
+    assert_eq!(key["path"], "/home/azureuser/.ssh/authorized_keys");
+    assert_eq!(key["keyData"], ADMIN_KEY);
+    let custom = base64::engine::general_purpose::STANDARD
+        .decode(os["customData"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(String::from_utf8(custom).unwrap(), req.user_data);
+    assert!(
+        p["networkProfile"]["networkInterfaces"][0]["id"]
+            .as_str()
+            .unwrap()
+            .ends_with("/networkInterfaces/dev1-nic")
+    );
+
+    // Tags on every per-VM resource: azlin's and the spec's.
+    for suffix in [
+        "/networkSecurityGroups/dev1-nsg",
+        "/publicIPAddresses/dev1-ip",
+        "/networkInterfaces/dev1-nic",
+        "/virtualMachines/dev1",
+    ] {
+        let tags = &body(the(&requests, "PUT", suffix))["tags"];
+        assert_eq!(tags["azlin-managed"], "true", "{suffix}");
+        assert_eq!(tags["azlin-vm"], "dev1", "{suffix}");
+        assert_eq!(tags["azlin-request"], "req-1", "{suffix}");
+        assert_eq!(tags["team"], "platform", "{suffix}");
+    }
+    assert_eq!(put_vm["tags"]["azlin-ip"], vm.address.as_str());
+    assert_eq!(
+        put_vm["tags"]["azlin-host-key"],
+        HOST_KEY.rsplit_once(' ').unwrap().0
+    );
+
+    // The address is the one Azure gave the public IP.
+    let pip = double
+        .resources()
+        .into_iter()
+        .find(|r| r.id.ends_with("/publicIPAddresses/dev1-ip"))
+        .unwrap();
+    assert_eq!(pip.body["properties"]["ipAddress"], vm.address.as_str());
+
+    // Long-running operations were followed: every PUT that answered 201 was polled.
+    let puts = requests
+        .iter()
+        .filter(|r| {
+            r.method == "PUT" && r.status == 201 && !r.path_ends_with("/resourceGroups/azlin-test")
+        })
+        .count();
+    let polls = requests
+        .iter()
+        .filter(|r| r.method == "GET" && r.path.contains("/operations/"))
+        .count();
+    assert_eq!(puts, 5, "NSG, IP, VNet, NIC, VM");
+    assert!(
+        polls >= 2 * puts,
+        "each operation polled until done (once InProgress): {polls}"
+    );
+
+    // get and list
+    let got = provider.get(&name("dev1")).await.unwrap().unwrap();
+    assert_eq!(
+        (got.address.as_str(), got.state, got.host_key.as_str()),
+        (
+            vm.address.as_str(),
+            VmState::Running,
+            HOST_KEY.rsplit_once(' ').unwrap().0
+        )
+    );
+    let listed = provider.list().await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].name.as_str(), "dev1");
+    assert_eq!(listed[0].request_id, "req-1");
+    assert_eq!(
+        provider
+            .find_by_request("req-1")
+            .await
+            .unwrap()
+            .unwrap()
+            .name
+            .as_str(),
+        "dev1"
+    );
+
+    // stop = deallocate, start
+    double.clear_requests();
+    provider.stop(&name("dev1")).await.unwrap();
+    let requests = double.requests();
+    assert_eq!(
+        the(&requests, "POST", "/virtualMachines/dev1/deallocate").status,
+        202
+    );
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.method == "GET" && r.path.contains("/operations/"))
+    );
+    assert_eq!(
+        double.power_state(&vm.details["vm_id"]).as_deref(),
+        Some("deallocated")
+    );
+    assert_eq!(
+        provider.get(&name("dev1")).await.unwrap().unwrap().state,
+        VmState::Stopped
+    );
+    let started = provider.start(&name("dev1")).await.unwrap();
+    assert_eq!(started.state, VmState::Running);
+    assert_eq!(started.address, vm.address);
+
+    // delete: everything azlin made, in dependency order (the double refuses any other order).
+    double.clear_requests();
+    let report = provider.delete(&name("dev1")).await.unwrap();
+    assert_eq!(
+        report.removed,
+        vec![
+            "virtual machine dev1",
+            "network interface dev1-nic",
+            "public IP address dev1-ip",
+            "network security group dev1-nsg",
+            "OS disk dev1-osdisk",
+            "virtual network azlin-vnet-westus2",
+            "resource group azlin-test",
+        ]
+    );
+    let deletes: Vec<String> = double
+        .requests()
+        .iter()
+        .filter(|r| r.method == "DELETE")
+        .map(|r| r.path.rsplit('/').next().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        deletes,
+        [
+            "dev1",
+            "dev1-nic",
+            "dev1-ip",
+            "dev1-nsg",
+            "dev1-osdisk",
+            "azlin-vnet-westus2",
+            "azlin-test"
+        ]
+    );
+    assert!(
+        double
+            .requests()
+            .iter()
+            .all(|r| r.status < 400 || (r.method == "GET" && r.status == 404)),
+        "{:#?}",
+        double.requests()
+    );
+    assert_eq!(azlin_resources(&double), Vec::<String>::new());
+    assert!(double.resources().is_empty(), "{:#?}", double.resources());
+    assert!(double.resource_groups().is_empty());
+
+    assert!(provider.get(&name("dev1")).await.unwrap().is_none());
+    assert_eq!(
+        provider.delete(&name("dev1")).await.unwrap_err().kind,
+        ErrorKind::NotFound
+    );
+    assert_eq!(
+        provider.stop(&name("dev1")).await.unwrap_err().kind,
+        ErrorKind::NotFound
+    );
+
+    // az was asked for the account once and for a token once (it lives an hour).
+    let calls = az.calls();
+    assert_eq!(
+        calls
+            .iter()
+            .filter(|c| c.starts_with("account show"))
+            .count(),
+        1,
+        "{calls:?}"
+    );
+    assert_eq!(
+        calls
+            .iter()
+            .filter(|c| c.starts_with("account get-access-token"))
+            .count(),
+        1,
+        "{calls:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_group_the_user_made_and_other_vms_are_kept() {
+    let Env {
+        double,
+        provider,
+        az: _az,
+    } = env().await;
+    double.add_resource_group(
+        "team-rg",
+        "westus2",
+        &BTreeMap::from([("owner".to_string(), "me".to_string())]),
+    );
+    let mut a = request("keep-a", "ra");
+    a.spec.resource_group = "team-rg".into();
+    let mut b = request("keep-b", "rb");
+    b.spec.resource_group = "team-rg".into();
+    provider.create(&a).await.unwrap();
+    provider.create(&b).await.unwrap();
+    assert!(
+        !double
+            .requests()
+            .iter()
+            .any(|r| r.method == "PUT" && r.path_ends_with("/resourceGroups/team-rg")),
+        "an existing group is not rewritten"
+    );
+
+    let report = provider.delete(&name("keep-a")).await.unwrap();
+    assert_eq!(report.removed.len(), 5, "{:?}", report.removed);
+    assert!(
+        double
+            .resources()
+            .iter()
+            .any(|r| r.id.ends_with("/virtualNetworks/azlin-vnet-westus2")),
+        "the VNet is shared with keep-b"
+    );
+
+    let report = provider.delete(&name("keep-b")).await.unwrap();
+    assert!(
+        report
+            .removed
+            .contains(&"virtual network azlin-vnet-westus2".to_string())
+    );
+    assert!(
+        !report
+            .removed
+            .iter()
+            .any(|r| r.starts_with("resource group")),
+        "{:?}",
+        report.removed
+    );
+    assert_eq!(double.resource_groups(), vec!["team-rg".to_string()]);
+    assert!(double.resources().is_empty());
+}
+
+#[tokio::test]
+async fn the_same_request_twice_makes_one_vm_and_a_taken_name_is_refused() {
+    let Env {
+        double,
+        provider,
+        az: _az,
+    } = env().await;
+    let first = provider.create(&request("once", "r-1")).await.unwrap();
+    double.clear_requests();
+    let again = provider.create(&request("once", "r-1")).await.unwrap();
+    assert_eq!(again.name, first.name);
+    assert_eq!(again.address, first.address);
+    assert_eq!(
+        double.request_count(),
+        1,
+        "a redelivered request costs one list call"
+    );
+
+    let err = provider.create(&request("once", "r-2")).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Conflict);
+    assert!(err.message.contains("once"), "{}", err.message);
+    assert!(err.cleaned_up.is_empty());
+    assert_eq!(
+        double
+            .resources()
+            .iter()
+            .filter(|r| r.resource_type == "Microsoft.Compute/virtualMachines")
+            .count(),
+        1
+    );
+
+    // A VM of the same name that azlin did not make is never touched.
+    double.insert_vm("azlin-test", "foreign", "westus2", &BTreeMap::new());
+    let err = provider
+        .create(&request("foreign", "r-3"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Conflict, "{}", err.message);
+    assert!(
+        !double
+            .requests()
+            .iter()
+            .any(|r| r.method == "PUT" && r.path.contains("foreign"))
+    );
+    assert_eq!(
+        provider.delete(&name("foreign")).await.unwrap_err().kind,
+        ErrorKind::NotFound
+    );
+    assert!(
+        double
+            .resources()
+            .iter()
+            .any(|r| r.id.ends_with("/virtualMachines/foreign"))
+    );
+}
+
+#[tokio::test]
+async fn the_ssh_source_prefix_and_image_come_from_the_settings() {
+    let Env {
+        double,
+        provider,
+        az: _az,
+    } = env_with(
+        |_| {},
+        |s| {
+            s.ssh_source_prefix = Some("198.51.100.7/32".into());
+            s.image = azlin_providers::azure::ImageRef::parse_urn(
+                "Canonical:ubuntu-24_04-lts:server-arm64:24.04.202501010",
+            )
+            .unwrap();
+        },
+    )
+    .await;
+    provider.create(&request("pfx", "r")).await.unwrap();
+    let requests = double.requests();
+    let nsg = body(the(&requests, "PUT", "/networkSecurityGroups/pfx-nsg"));
+    assert_eq!(
+        nsg["properties"]["securityRules"][0]["properties"]["sourceAddressPrefix"],
+        "198.51.100.7/32"
+    );
+    let vm = body(the(&requests, "PUT", "/virtualMachines/pfx"));
+    assert_eq!(
+        vm["properties"]["storageProfile"]["imageReference"]["sku"],
+        "server-arm64"
+    );
+    assert_eq!(
+        vm["properties"]["storageProfile"]["imageReference"]["version"],
+        "24.04.202501010"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Failures
+
+#[tokio::test]
+async fn a_create_failing_at_the_vm_step_removes_what_it_made() {
+    let Env {
+        double,
+        provider,
+        az: _az,
+    } = env().await;
+    double.inject(Fault::FailVmCreate {
+        code: "OSProvisioningClientError".into(),
+        message: "OS provisioning for VM 'broken' failed.".into(),
+    });
+    let err = provider
+        .create(&request("broken", "r-broken"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Provision, "{}", err.message);
+    assert_eq!(err.kind.exit_code().code(), 4);
+    assert!(
+        err.message.contains("OSProvisioningClientError"),
+        "{}",
+        err.message
+    );
+    for made in [
+        "network interface broken-nic",
+        "public IP address broken-ip",
+        "network security group broken-nsg",
+    ] {
+        assert!(
+            err.cleaned_up.contains(&made.to_string()),
+            "{made} in {:?}",
+            err.cleaned_up
+        );
+    }
+    // Azure leaves the failed VM and its disk behind; the cleanup removes them too.
+    assert!(
+        err.cleaned_up
+            .contains(&"virtual machine broken".to_string()),
+        "{:?}",
+        err.cleaned_up
+    );
+    assert!(
+        err.cleaned_up
+            .contains(&"OS disk broken-osdisk".to_string()),
+        "{:?}",
+        err.cleaned_up
+    );
+    assert_eq!(azlin_resources(&double), Vec::<String>::new());
+    assert!(double.resources().is_empty(), "{:#?}", double.resources());
+    assert!(provider.list().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn quota_and_sku_refusals_say_what_to_do_and_clean_up() {
+    let Env {
+        double,
+        provider,
+        az: _az,
+    } = env().await;
+    double.inject(Fault::quota_exceeded("standardBSFamily", "westus2"));
+    let err = provider.create(&request("quota", "r-q")).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Provision);
+    assert!(
+        err.message.contains("quota") && err.message.contains("--region"),
+        "{}",
+        err.message
+    );
+    assert!(
+        err.cleaned_up
+            .contains(&"network interface quota-nic".to_string()),
+        "{:?}",
+        err.cleaned_up
+    );
+    assert!(double.resources().is_empty());
+
+    double.inject(Fault::sku_not_available("Standard_B2s", "westus2"));
+    let err = provider.create(&request("sku", "r-s")).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Provision);
+    assert!(
+        err.message.contains("SkuNotAvailable") && err.message.contains("--size"),
+        "{}",
+        err.message
+    );
+    assert!(double.resources().is_empty());
+}
+
+#[tokio::test]
+async fn throttling_is_retried_after_the_wait_azure_asks_for() {
+    let Env {
+        double,
+        provider,
+        az: _az,
+    } = env().await;
+    provider.authenticate().await.unwrap();
+    double.inject(Fault::Throttle {
+        requests: 2,
+        retry_after_secs: 1,
+    });
+    let started = Instant::now();
+    assert!(provider.list().await.unwrap().is_empty());
+    let statuses: Vec<u16> = double.requests().iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [429, 429, 200]);
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "Retry-After honoured: {:?}",
+        started.elapsed()
+    );
+
+    // 5xx in the middle of a create is retried too.
+    double.clear_requests();
+    double.inject(Fault::ServerError {
+        requests: 2,
+        retry_after_secs: 0,
+    });
+    provider.create(&request("retry", "r")).await.unwrap();
+    assert_eq!(
+        double.requests().iter().filter(|r| r.status == 503).count(),
+        2
+    );
+}
+
+#[tokio::test]
+async fn throttling_that_never_ends_gives_up_with_a_transient_error() {
+    let Env {
+        double,
+        provider,
+        az: _az,
+    } = env().await;
+    double.inject(Fault::Throttle {
+        requests: 100,
+        retry_after_secs: 0,
+    });
+    let err = provider.list().await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Transient, "{}", err.message);
+    assert_eq!(double.request_count(), 6, "bounded attempts");
+}
+
+#[tokio::test]
+async fn a_refused_token_is_refreshed_once() {
+    let Env {
+        double,
+        az,
+        provider,
+    } = env().await;
+    double.inject(Fault::ExpireToken { requests: 1 });
+    provider.list().await.unwrap();
+    assert_eq!(
+        double
+            .requests()
+            .iter()
+            .map(|r| r.status)
+            .collect::<Vec<_>>(),
+        [401, 200]
+    );
+    assert_eq!(
+        az.calls()
+            .iter()
+            .filter(|c| c.starts_with("account get-access-token"))
+            .count(),
+        2
+    );
+
+    double.inject(Fault::ExpireToken { requests: 2 });
+    let err = provider.list().await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Auth, "{}", err.message);
+    assert!(err.message.contains("az login"), "{}", err.message);
+}
+
+#[tokio::test]
+async fn tokens_are_refreshed_before_they_expire() {
+    // Tokens that live 60 s are inside the 5-minute refresh margin: every call asks az again.
+    let Env {
+        az,
+        provider,
+        double,
+    } = env_with(|a| a.token_lifetime_secs = 60, |_| {}).await;
+    provider.list().await.unwrap();
+    provider.list().await.unwrap();
+    provider.list().await.unwrap();
+    assert_eq!(double.request_count(), 3);
+    assert_eq!(
+        az.calls()
+            .iter()
+            .filter(|c| c.starts_with("account get-access-token"))
+            .count(),
+        3
+    );
+    assert_eq!(
+        az.calls()
+            .iter()
+            .filter(|c| c.starts_with("account show"))
+            .count(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn missing_az_is_a_prerequisite_error_and_sends_nothing() {
+    logs();
+    let double = ArmDouble::start().await.unwrap();
+    let empty = tempfile::tempdir().unwrap();
+    let provider = AzureProvider::new(AzureSettings {
+        endpoint: double.endpoint().to_string(),
+        search_path: Some(empty.path().as_os_str().to_owned()),
+        ..AzureSettings::default()
+    })
+    .unwrap();
+    assert_eq!(provider.required_tools()[0].program, "az");
+    let err = provider.authenticate().await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Prerequisites, "{}", err.message);
+    assert_eq!(err.kind.exit_code().code(), 2);
+    assert!(
+        err.message.contains("install") && err.message.contains("az login"),
+        "{}",
+        err.message
+    );
+    assert_eq!(
+        provider.list().await.unwrap_err().kind,
+        ErrorKind::Prerequisites
+    );
+    assert_eq!(
+        provider.create(&request("x", "r")).await.unwrap_err().kind,
+        ErrorKind::Prerequisites
+    );
+    assert_eq!(
+        provider.delete(&name("x")).await.unwrap_err().kind,
+        ErrorKind::Prerequisites
+    );
+    assert_eq!(double.request_count(), 0);
+}
+
+#[tokio::test]
+async fn az_not_logged_in_is_an_auth_error_and_sends_nothing() {
+    logs();
+    let double = ArmDouble::start().await.unwrap();
+    let az = StubAz::logged_out().unwrap();
+    let provider = AzureProvider::new(settings_for(&double, &az)).unwrap();
+    let err = provider.authenticate().await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Auth, "{}", err.message);
+    assert_eq!(err.kind.exit_code().code(), 3);
+    assert!(err.message.contains("az login"), "{}", err.message);
+    assert_eq!(
+        provider.create(&request("x", "r")).await.unwrap_err().kind,
+        ErrorKind::Auth
+    );
+    assert_eq!(provider.list().await.unwrap_err().kind, ErrorKind::Auth);
+    assert_eq!(
+        provider.start(&name("x")).await.unwrap_err().kind,
+        ErrorKind::Auth
+    );
+    assert_eq!(double.request_count(), 0);
+    assert!(
+        az.calls().iter().all(|c| c.starts_with("account ")),
+        "{:?}",
+        az.calls()
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_subscription_is_an_auth_error() {
+    let Env {
+        double,
+        provider,
+        az: _az,
+    } = env_with(
+        |_| {},
+        |s| s.subscription = Some("00000000-0000-0000-0000-000000000000".into()),
+    )
+    .await;
+    let err = provider.authenticate().await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Auth);
+    assert!(err.message.contains("not found"), "{}", err.message);
+    assert_eq!(double.request_count(), 0);
+}
+
+#[tokio::test]
+async fn bad_requests_are_refused_before_anything_is_sent() {
+    let Env {
+        double,
+        az,
+        provider,
+    } = env().await;
+    let mut big = request("big", "r");
+    big.user_data = format!("#cloud-config\n#{}", "x".repeat(64 * 1024));
+    let err = provider.create(&big).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Usage, "{}", err.message);
+    assert!(err.message.contains("65536"), "{}", err.message);
+
+    let mut local = request("loc", "r");
+    local.spec.region = "local".into();
+    assert_eq!(
+        provider.create(&local).await.unwrap_err().kind,
+        ErrorKind::Usage
+    );
+
+    let mut tags = request("tags", "r");
+    tags.spec.tags.insert("bad/name".into(), "v".into());
+    assert_eq!(
+        provider.create(&tags).await.unwrap_err().kind,
+        ErrorKind::Usage
+    );
+
+    let mut keyless = request("keyless", "r");
+    keyless.admin_public_key = String::new();
+    assert_eq!(
+        provider.create(&keyless).await.unwrap_err().kind,
+        ErrorKind::KeySetup
+    );
+
+    assert_eq!(double.request_count(), 0);
+    assert!(az.calls().is_empty(), "{:?}", az.calls());
+}
+
+// ---------------------------------------------------------------------------------------------
+// list: one call
+
+fn azlin_tags(vm: &str, i: usize) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("azlin-managed".to_string(), "true".to_string()),
+        ("azlin-vm".to_string(), vm.to_string()),
+        ("azlin-request".to_string(), format!("req-{i}")),
+        ("azlin-ip".to_string(), format!("198.51.100.{}", i + 1)),
+        (
+            "azlin-host-key".to_string(),
+            "ssh-ed25519 AAAAhost".to_string(),
+        ),
+    ])
+}
+
+#[tokio::test]
+async fn list_of_50_vms_is_one_http_request() {
+    let Env {
+        double,
+        provider,
+        az: _az,
+    } = env().await;
+    for i in 0..50 {
+        let vm = format!("fleet-{i:02}");
+        double.insert_vm(
+            if i % 2 == 0 { "azlin-a" } else { "azlin-b" },
+            &vm,
+            "westus2",
+            &azlin_tags(&vm, i),
+        );
+    }
+    for i in 0..5 {
+        double.insert_vm(
+            "someone-else",
+            &format!("other-{i}"),
+            "westus2",
+            &BTreeMap::new(),
+        );
+    }
+    provider.authenticate().await.unwrap();
+    double.clear_requests();
+    let vms = provider.list().await.unwrap();
+    assert_eq!(vms.len(), 50);
+    assert_eq!(double.request_count(), 1, "{:#?}", double.requests());
+    let r = &double.requests()[0];
+    assert_eq!(r.method, "GET");
+    assert!(r.path_ends_with(&format!(
+        "/subscriptions/{}/providers/Microsoft.Compute/virtualMachines",
+        double.subscription_id()
+    )));
+    assert_eq!(r.query.get("statusOnly").map(String::as_str), Some("true"));
+    let vm = vms.iter().find(|v| v.name.as_str() == "fleet-07").unwrap();
+    assert_eq!(
+        (vm.state, vm.address.as_str(), vm.request_id.as_str()),
+        (VmState::Running, "198.51.100.8", "req-7")
+    );
+    assert_eq!(vm.details["resource_group"], "azlin-b");
+
+    // get is the same single call.
+    double.clear_requests();
+    assert!(provider.get(&name("fleet-33")).await.unwrap().is_some());
+    assert_eq!(double.request_count(), 1);
+
+    // When ARM pages the answer, the pages are followed.
+    double.set_list_page_size(20);
+    double.clear_requests();
+    assert_eq!(provider.list().await.unwrap().len(), 50);
+    assert_eq!(double.request_count(), 3);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Secrets
+
+#[tokio::test]
+async fn no_token_in_logs_or_debug_output() {
+    // Short-lived tokens: az is asked for one before every call, so there are many to leak.
+    let Env {
+        double,
+        provider,
+        az: _az,
+    } = env_with(|a| a.token_lifetime_secs = 30, |_| {}).await;
+    let token = double.token().to_string();
+    provider.authenticate().await.unwrap();
+    provider
+        .create(&request("secret", "r-secret"))
+        .await
+        .unwrap();
+    provider.list().await.unwrap();
+    provider.stop(&name("secret")).await.unwrap();
+    provider.delete(&name("secret")).await.unwrap();
+    double.inject(Fault::ExpireToken { requests: 1 });
+    provider.list().await.unwrap();
+
+    let logged = log_text();
+    assert!(
+        logged.contains("ARM request"),
+        "the capture works at trace level"
+    );
+    assert!(
+        logged.contains("got an ARM access token"),
+        "token handling is logged"
+    );
+    assert!(!logged.contains(&token), "the token was logged");
+    let debug = format!("{provider:?} {:?}", provider.settings());
+    assert!(!debug.contains(&token), "{debug}");
+    assert!(debug.contains("redacted"), "{debug}");
+    // The private host key in the user data is not logged either.
+    assert!(
+        !logged.contains("b3BlbnNzaC1rZXktdjEAAAAA"),
+        "user data was logged"
+    );
+}
