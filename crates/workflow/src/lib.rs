@@ -7,3 +7,4 @@
 pub mod expression;
 pub mod matrix;
 pub mod model;
+pub mod protocol;
