@@ -24,7 +24,7 @@ struct Captured(Arc<Mutex<Vec<u8>>>);
 
 impl std::io::Write for Captured {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
+        self.0.lock().expect("log buffer").extend_from_slice(buf);
         Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -49,7 +49,7 @@ fn logs() -> &'static Captured {
 }
 
 fn log_text() -> String {
-    String::from_utf8_lossy(&logs().0.lock().unwrap()).into_owned()
+    String::from_utf8_lossy(&logs().0.lock().expect("log buffer")).into_owned()
 }
 
 struct Env {
@@ -75,13 +75,13 @@ async fn env_with(
     settings: impl FnOnce(&mut AzureSettings),
 ) -> Env {
     logs();
-    let double = ArmDouble::start().await.unwrap();
+    let double = ArmDouble::start().await.expect("ARM double starts");
     let mut acct = AzAccount::for_double(&double);
     account(&mut acct);
-    let az = StubAz::logged_in(&acct).unwrap();
+    let az = StubAz::logged_in(&acct).expect("stub az written");
     let mut s = settings_for(&double, &az);
     settings(&mut s);
-    let provider = AzureProvider::new(s).unwrap();
+    let provider = AzureProvider::new(s).expect("valid settings");
     Env {
         double,
         az,
@@ -98,7 +98,7 @@ fn request(name: &str, id: &str) -> CreateRequest {
     CreateRequest {
         request_id: id.to_string(),
         spec: VmSpec {
-            name: VmName::parse(name).unwrap(),
+            name: VmName::parse(name).expect("valid VM name"),
             provider: ProviderKind::Azure,
             size: "s".into(),
             region: "westus2".into(),
@@ -118,7 +118,7 @@ fn request(name: &str, id: &str) -> CreateRequest {
 }
 
 fn name(n: &str) -> VmName {
-    VmName::parse(n).unwrap()
+    VmName::parse(n).expect("valid VM name")
 }
 
 /// The one request matching `method` whose path ends with `suffix`.
