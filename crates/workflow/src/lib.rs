@@ -8,3 +8,4 @@ pub mod expression;
 pub mod matrix;
 pub mod model;
 pub mod protocol;
+pub mod session;
