@@ -7,5 +7,10 @@
 pub mod expression;
 pub mod matrix;
 pub mod model;
+pub mod observer;
+pub mod options;
+pub mod platform;
 pub mod protocol;
+pub mod report;
+pub mod repository;
 pub mod session;

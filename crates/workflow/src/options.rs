@@ -1,0 +1,106 @@
+//! The options of a run; they mirror `azlin run`'s flags.
+
+use crate::session::RunAs;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use tokio_util::sync::CancellationToken;
+
+/// How VMs map to work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VmScope {
+    /// One VM for the whole workflow run (seed 002): its jobs run one after another in `needs`
+    /// order on that VM.
+    #[default]
+    Workflow,
+    /// One VM per job (per matrix combination); independent jobs run in parallel, bounded by
+    /// the concurrency limit and `max-parallel`.
+    Job,
+}
+
+impl std::str::FromStr for VmScope {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "workflow" => Ok(VmScope::Workflow),
+            "job" => Ok(VmScope::Job),
+            other => Err(format!("unknown vm scope '{other}' (known: workflow, job)")),
+        }
+    }
+}
+
+/// Options of [`crate::run_workflows`].
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// `--event`: the event that triggers the run (default `push`).
+    pub event: String,
+    /// The event payload (`github.event`, the `GITHUB_EVENT_PATH` file); default `{}`.
+    pub event_payload: serde_json::Value,
+    /// `--job`: run only this job (and the jobs it needs).
+    pub job: Option<String>,
+    /// `--secret K=V`: the `secrets` context, masked in all output.
+    pub secrets: BTreeMap<String, String>,
+    /// `--var K=V`: the `vars` context.
+    pub vars: BTreeMap<String, String>,
+    /// Variables added to every step's environment and the `env` context, below the
+    /// workflow's own. The default is `ACT=true`, as act sets it, so that workflows written
+    /// for local runs (`if: ${{ !env.ACT }}`) behave the same; remove it to opt out.
+    pub env: BTreeMap<String, String>,
+    /// `--actor`: `github.actor` (default: the local user).
+    pub actor: Option<String>,
+    /// `--repository OWNER/NAME`: `github.repository` (default: from the repository's
+    /// `origin` remote, else `local/<folder>`).
+    pub repository: Option<String>,
+    /// `--max-concurrent`: sessions holding a VM at once (at least 1).
+    pub max_concurrent: usize,
+    /// `--vm-scope`.
+    pub vm_scope: VmScope,
+    /// Whose account steps run as (default root, like act).
+    pub run_as: RunAs,
+    /// Where session records go.
+    pub sessions_dir: PathBuf,
+    /// Where step logs go (one file per step).
+    pub logs_dir: PathBuf,
+    /// Commands run on each VM after allocation, before any step.
+    pub setup_commands: Vec<String>,
+    /// Commands run on each VM before release, on every path.
+    pub cleanup_commands: Vec<String>,
+    /// Cancels the run (Ctrl-C): running steps are stopped, cleanup runs, VMs are released.
+    pub cancel: CancellationToken,
+}
+
+impl RunOptions {
+    /// Defaults, with records under `sessions_dir` and logs under `logs_dir`.
+    pub fn new(sessions_dir: impl Into<PathBuf>, logs_dir: impl Into<PathBuf>) -> Self {
+        let mut env = BTreeMap::new();
+        env.insert("ACT".to_string(), "true".to_string());
+        RunOptions {
+            event: "push".to_string(),
+            event_payload: serde_json::Value::Object(serde_json::Map::new()),
+            job: None,
+            secrets: BTreeMap::new(),
+            vars: BTreeMap::new(),
+            env,
+            actor: None,
+            repository: None,
+            max_concurrent: 4,
+            vm_scope: VmScope::Workflow,
+            run_as: RunAs::Root,
+            sessions_dir: sessions_dir.into(),
+            logs_dir: logs_dir.into(),
+            setup_commands: Vec::new(),
+            cleanup_commands: Vec::new(),
+            cancel: CancellationToken::new(),
+        }
+    }
+}
+
+/// The name of the user running this process, from the user database (not the environment).
+pub fn local_user() -> String {
+    nix::unistd::User::from_uid(nix::unistd::getuid())
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .unwrap_or_else(|| "azlin".to_string())
+}

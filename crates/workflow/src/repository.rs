@@ -1,0 +1,351 @@
+//! The repository a workflow belongs to: where it is (the git top level of the workflow file,
+//! else the folder above `.github/workflows`, else the workflow's own folder), what git says
+//! about it (commit, branch, `origin` remote, read from `.git` without running git), the archive
+//! `actions/checkout` copies onto the VM, and `hashFiles`.
+//!
+//! `hashFiles` is evaluated here, on this machine, against the repository that checkout copies:
+//! expressions are evaluated before their step runs and cost no round trip. It therefore sees the
+//! repository's files, not files that earlier steps created on the VM.
+
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+
+/// A workflow's repository.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Repository {
+    /// The folder copied by `actions/checkout`.
+    pub root: PathBuf,
+    /// The commit checked out (`HEAD`), when it is a git repository.
+    pub sha: Option<String>,
+    /// The branch checked out, when on one.
+    pub branch: Option<String>,
+    /// The URL of the `origin` remote.
+    pub remote: Option<String>,
+}
+
+fn git_dir(root: &Path) -> Option<PathBuf> {
+    let dot = root.join(".git");
+    if dot.is_dir() {
+        return Some(dot);
+    }
+    let text = std::fs::read_to_string(&dot).ok()?;
+    let target = text.trim().strip_prefix("gitdir:")?.trim();
+    let path = PathBuf::from(target);
+    Some(if path.is_absolute() {
+        path
+    } else {
+        root.join(path)
+    })
+}
+
+fn common_dir(git: &Path) -> PathBuf {
+    std::fs::read_to_string(git.join("commondir"))
+        .ok()
+        .map(|c| git.join(c.trim()))
+        .unwrap_or_else(|| git.to_path_buf())
+}
+
+fn resolve_ref(git: &Path, name: &str) -> Option<String> {
+    let common = common_dir(git);
+    for dir in [git, common.as_path()] {
+        if let Ok(sha) = std::fs::read_to_string(dir.join(name)) {
+            return Some(sha.trim().to_string());
+        }
+    }
+    let packed = std::fs::read_to_string(common.join("packed-refs")).ok()?;
+    packed.lines().find_map(|l| {
+        let (sha, r) = l.split_once(' ')?;
+        (r.trim() == name).then(|| sha.to_string())
+    })
+}
+
+fn origin_url(git: &Path) -> Option<String> {
+    let config = std::fs::read_to_string(common_dir(git).join("config")).ok()?;
+    let mut in_origin = false;
+    for line in config.lines() {
+        let l = line.trim();
+        if l.starts_with('[') {
+            in_origin = l.replace(' ', "") == "[remote\"origin\"]";
+        } else if in_origin
+            && let Some((k, v)) = l.split_once('=')
+            && k.trim() == "url"
+        {
+            return Some(v.trim().to_string());
+        }
+    }
+    None
+}
+
+/// `owner/name` from a remote URL (`https://github.com/o/n.git`, `git@github.com:o/n`).
+pub fn slug_from_url(url: &str) -> Option<String> {
+    let trimmed = url.trim().trim_end_matches('/');
+    let trimmed = trimmed.strip_suffix(".git").unwrap_or(trimmed);
+    let parts: Vec<&str> = trimmed.rsplitn(3, ['/', ':']).collect();
+    match parts.as_slice() {
+        [name, owner, ..] if !name.is_empty() && !owner.is_empty() && !owner.contains('@') => {
+            Some(format!("{owner}/{name}"))
+        }
+        _ => None,
+    }
+}
+
+impl Repository {
+    /// The repository of the workflow file at `workflow`.
+    pub fn discover(workflow: &Path) -> Repository {
+        let file = std::fs::canonicalize(workflow).unwrap_or_else(|_| workflow.to_path_buf());
+        let folder = file
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        if let Some(root) = folder.ancestors().find(|a| a.join(".git").exists()) {
+            let root = root.to_path_buf();
+            let git = git_dir(&root);
+            let (mut sha, mut branch, mut remote) = (None, None, None);
+            if let Some(git) = &git {
+                let head = std::fs::read_to_string(git.join("HEAD")).unwrap_or_default();
+                match head.trim().strip_prefix("ref:") {
+                    Some(r) => {
+                        let r = r.trim();
+                        branch = r.strip_prefix("refs/heads/").map(str::to_string);
+                        sha = resolve_ref(git, r);
+                    }
+                    None if !head.trim().is_empty() => sha = Some(head.trim().to_string()),
+                    None => {}
+                }
+                remote = origin_url(git);
+            }
+            return Repository {
+                root,
+                sha,
+                branch,
+                remote,
+            };
+        }
+        let root = if folder.file_name().is_some_and(|n| n == "workflows")
+            && folder
+                .parent()
+                .and_then(Path::file_name)
+                .is_some_and(|n| n == ".github")
+        {
+            folder
+                .parent()
+                .and_then(Path::parent)
+                .map(Path::to_path_buf)
+                .unwrap_or(folder)
+        } else {
+            folder
+        };
+        Repository {
+            root,
+            sha: None,
+            branch: None,
+            remote: None,
+        }
+    }
+
+    /// `owner/name`: from the `origin` remote, else `local/<folder name>`.
+    pub fn default_slug(&self) -> String {
+        self.remote
+            .as_deref()
+            .and_then(slug_from_url)
+            .unwrap_or_else(|| {
+                let dir = self
+                    .root
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .filter(|n| !n.is_empty())
+                    .unwrap_or_else(|| "repository".to_string());
+                format!("local/{dir}")
+            })
+    }
+
+    /// A tar archive of the repository (symbolic links kept as links), for `actions/checkout`.
+    pub fn archive(&self) -> std::io::Result<Vec<u8>> {
+        let mut builder = tar::Builder::new(Vec::new());
+        builder.follow_symlinks(false);
+        builder.mode(tar::HeaderMode::Deterministic);
+        builder.append_dir_all(".", &self.root)?;
+        builder.into_inner()
+    }
+
+    /// `hashFiles(patterns…)`: the SHA-256 of the SHA-256 of every matching file (sorted by
+    /// path), or `''` when nothing matches. Patterns are relative to the repository; `**`
+    /// matches any number of folders, `*` and `?` work within a name, and a pattern starting
+    /// with `!` excludes what it matches.
+    pub fn hash_files(&self, patterns: &[String]) -> Result<String, String> {
+        let patterns: Vec<&str> = patterns
+            .iter()
+            .flat_map(|p| p.lines())
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .collect();
+        let mut files = Vec::new();
+        collect_files(&self.root, "", &mut files)
+            .map_err(|e| format!("hashFiles: cannot list {}: {e}", self.root.display()))?;
+        files.sort();
+        let mut outer = Sha256::new();
+        let mut any = false;
+        for rel in files {
+            let mut included = false;
+            for p in &patterns {
+                match p.strip_prefix('!') {
+                    Some(neg) if glob_match(neg.trim_start_matches("./"), &rel) => included = false,
+                    Some(_) => {}
+                    None if glob_match(p.trim_start_matches("./"), &rel) => included = true,
+                    None => {}
+                }
+            }
+            if !included {
+                continue;
+            }
+            let bytes = std::fs::read(self.root.join(&rel))
+                .map_err(|e| format!("hashFiles: cannot read {rel}: {e}"))?;
+            outer.update(Sha256::digest(&bytes));
+            any = true;
+        }
+        Ok(if any {
+            outer
+                .finalize()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect()
+        } else {
+            String::new()
+        })
+    }
+}
+
+fn collect_files(dir: &Path, prefix: &str, out: &mut Vec<String>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name == ".git" {
+            continue;
+        }
+        let rel = if prefix.is_empty() {
+            name
+        } else {
+            format!("{prefix}/{name}")
+        };
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            collect_files(&entry.path(), &rel, out)?;
+        } else if kind.is_file() {
+            out.push(rel);
+        }
+    }
+    Ok(())
+}
+
+/// Matches a `/`-separated path against a glob with `**`, `*` and `?`.
+pub fn glob_match(pattern: &str, path: &str) -> bool {
+    let pat: Vec<&str> = pattern.split('/').filter(|s| !s.is_empty()).collect();
+    let segs: Vec<&str> = path.split('/').collect();
+    match_segments(&pat, &segs)
+}
+
+fn match_segments(pat: &[&str], segs: &[&str]) -> bool {
+    match pat.split_first() {
+        None => segs.is_empty(),
+        Some((&"**", rest)) => (0..=segs.len()).any(|i| match_segments(rest, &segs[i..])),
+        Some((p, rest)) => match segs.split_first() {
+            Some((s, srest)) => {
+                match_name(p.as_bytes(), s.as_bytes()) && match_segments(rest, srest)
+            }
+            None => false,
+        },
+    }
+}
+
+fn match_name(p: &[u8], s: &[u8]) -> bool {
+    match p.split_first() {
+        None => s.is_empty(),
+        Some((b'*', rest)) => (0..=s.len()).any(|i| match_name(rest, &s[i..])),
+        Some((b'?', rest)) => !s.is_empty() && match_name(rest, &s[1..]),
+        Some((c, rest)) => s.first() == Some(c) && match_name(rest, &s[1..]),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs() {
+        assert!(glob_match("**/package-lock.json", "package-lock.json"));
+        assert!(glob_match("**/package-lock.json", "a/b/package-lock.json"));
+        assert!(glob_match("src/*.rs", "src/lib.rs"));
+        assert!(!glob_match("src/*.rs", "src/a/lib.rs"));
+        assert!(glob_match("src/**/*.rs", "src/a/b/lib.rs"));
+        assert!(glob_match("?.txt", "a.txt"));
+        assert!(!glob_match("?.txt", "ab.txt"));
+    }
+
+    #[test]
+    fn slugs_from_remotes() {
+        assert_eq!(
+            slug_from_url("https://github.com/nektos/act.git").as_deref(),
+            Some("nektos/act")
+        );
+        assert_eq!(
+            slug_from_url("git@github.com:owner/name").as_deref(),
+            Some("owner/name")
+        );
+        assert_eq!(slug_from_url("nothing"), None);
+    }
+
+    #[test]
+    fn discovers_git_repositories_and_plain_folders() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("proj");
+        let wf_dir = root.join(".github/workflows");
+        std::fs::create_dir_all(&wf_dir).unwrap();
+        std::fs::write(wf_dir.join("ci.yml"), "on: push").unwrap();
+        // Not a git repository: the folder above .github/workflows.
+        let repo = Repository::discover(&wf_dir.join("ci.yml"));
+        assert_eq!(repo.root, std::fs::canonicalize(&root).unwrap());
+        assert_eq!(repo.default_slug(), "local/proj");
+        // A git repository with a branch, a packed ref and an origin.
+        let git = root.join(".git");
+        std::fs::create_dir_all(git.join("refs/heads")).unwrap();
+        std::fs::write(git.join("HEAD"), "ref: refs/heads/main\n").unwrap();
+        std::fs::write(git.join("packed-refs"), "# pack\nabc123 refs/heads/main\n").unwrap();
+        std::fs::write(
+            git.join("config"),
+            "[core]\n\tbare = false\n[remote \"origin\"]\n\turl = https://github.com/o/p.git\n",
+        )
+        .unwrap();
+        let repo = Repository::discover(&wf_dir.join("ci.yml"));
+        assert_eq!(repo.sha.as_deref(), Some("abc123"));
+        assert_eq!(repo.branch.as_deref(), Some("main"));
+        assert_eq!(repo.default_slug(), "o/p");
+        // Any other folder: the workflow's own.
+        std::fs::write(dir.path().join("w.yml"), "on: push").unwrap();
+        let repo = Repository::discover(&dir.path().join("w.yml"));
+        assert_eq!(repo.root, std::fs::canonicalize(dir.path()).unwrap());
+    }
+
+    #[test]
+    fn hash_files_hashes_matching_files_only() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("a")).unwrap();
+        std::fs::write(dir.path().join("a/x.lock"), "1").unwrap();
+        std::fs::write(dir.path().join("y.lock"), "2").unwrap();
+        std::fs::write(dir.path().join("z.txt"), "3").unwrap();
+        let repo = Repository {
+            root: dir.path().to_path_buf(),
+            sha: None,
+            branch: None,
+            remote: None,
+        };
+        let all = repo.hash_files(&["**/*.lock".to_string()]).unwrap();
+        assert_eq!(all.len(), 64);
+        let one = repo
+            .hash_files(&["**/*.lock".to_string(), "!a/**".to_string()])
+            .unwrap();
+        assert_ne!(all, one);
+        assert_eq!(repo.hash_files(&["*.none".to_string()]).unwrap(), "");
+        // Stable: the same files give the same hash.
+        assert_eq!(repo.hash_files(&["**/*.lock".to_string()]).unwrap(), all);
+    }
+}
