@@ -4,10 +4,13 @@
 use crate::bus::{Bus, BusError};
 use azlin_core::cloudinit::CloudConfig;
 use azlin_core::event::{
-    CloudInitComplete, CreateComplete, CreateFailed, CreateRequested, DeleteComplete, DeleteFailed, DeleteRequested, Event,
-    EventError, SCHEMA, SshVerified, Stage, Status, VmEndpoint,
+    CloudInitComplete, CreateComplete, CreateFailed, CreateRequested, DeleteComplete, DeleteFailed,
+    DeleteRequested, Event, EventError, SCHEMA, SshVerified, Stage, Status, VmEndpoint,
 };
-use azlin_core::{CreateRequest, ErrorKind, ImageProfile, ProviderError, ProviderKind, Vm, VmName, VmProvider, now_rfc3339};
+use azlin_core::{
+    CreateRequest, ErrorKind, ImageProfile, ProviderError, ProviderKind, Vm, VmName, VmProvider,
+    now_rfc3339,
+};
 use azlin_remote::ready::{wait_for_cloud_init, wait_for_ssh};
 use azlin_remote::{Identity, Shell, keys, quote};
 use std::collections::BTreeMap;
@@ -63,7 +66,12 @@ struct Reporter<'a> {
 }
 
 impl Reporter<'_> {
-    async fn status(&self, stage: Stage, message: impl Into<String>, warning: bool) -> Result<(), BusError> {
+    async fn status(
+        &self,
+        stage: Stage,
+        message: impl Into<String>,
+        warning: bool,
+    ) -> Result<(), BusError> {
         let status = Status {
             schema: SCHEMA,
             request_id: self.request_id.to_string(),
@@ -78,7 +86,12 @@ impl Reporter<'_> {
         self.bus.publish(&Event::CreateStatus(status)).await
     }
 
-    fn failure(&self, kind: ErrorKind, message: String, cleaned: Option<Vec<String>>) -> LaunchFailure {
+    fn failure(
+        &self,
+        kind: ErrorKind,
+        message: String,
+        cleaned: Option<Vec<String>>,
+    ) -> LaunchFailure {
         let vm_left_running = kind == ErrorKind::Readiness;
         LaunchFailure {
             event: CreateFailed {
@@ -100,7 +113,11 @@ impl Reporter<'_> {
 }
 
 fn bus_failure(reporter: &Reporter<'_>, e: BusError) -> LaunchFailure {
-    reporter.failure(ErrorKind::Transient, format!("publishing progress failed: {e}"), None)
+    reporter.failure(
+        ErrorKind::Transient,
+        format!("publishing progress failed: {e}"),
+        None,
+    )
 }
 
 fn millis(since: Instant) -> u64 {
@@ -109,7 +126,12 @@ fn millis(since: Instant) -> u64 {
 
 impl Launcher {
     /// A launcher publishing on `bus`, using `identity` to reach the VMs it makes.
-    pub fn new(bus: Arc<dyn Bus>, providers: Arc<dyn ProviderSource>, identity: Identity, settings: LaunchSettings) -> Self {
+    pub fn new(
+        bus: Arc<dyn Bus>,
+        providers: Arc<dyn ProviderSource>,
+        identity: Identity,
+        settings: LaunchSettings,
+    ) -> Self {
         Launcher {
             bus,
             providers,
@@ -135,7 +157,8 @@ impl Launcher {
             authorized.push(own);
         }
         // Local images have the profile's tools baked in; elsewhere cloud-init installs them.
-        let packages: Vec<&str> = if spec.provider.is_local() || spec.image == ImageProfile::Minimal {
+        let packages: Vec<&str> = if spec.provider.is_local() || spec.image == ImageProfile::Minimal
+        {
             Vec::new()
         } else {
             spec.image.packages().to_vec()
@@ -155,7 +178,11 @@ impl Launcher {
 
     /// Creates the VM of `request` (attempt number `attempt`), waits until it is ready, clones
     /// its repositories, and returns the `vm.create.complete` event — or the failure.
-    pub async fn create(&self, request: &CreateRequested, attempt: u32) -> Result<CreateComplete, LaunchFailure> {
+    pub async fn create(
+        &self,
+        request: &CreateRequested,
+        attempt: u32,
+    ) -> Result<CreateComplete, LaunchFailure> {
         let spec = &request.spec;
         let r = Reporter {
             bus: self.bus.as_ref(),
@@ -165,9 +192,13 @@ impl Launcher {
             worker: &self.settings.worker_id,
         };
         let mut timings = BTreeMap::new();
-        r.status(Stage::Accepted, format!("worker {} took the request", self.settings.worker_id), false)
-            .await
-            .map_err(|e| bus_failure(&r, e))?;
+        r.status(
+            Stage::Accepted,
+            format!("worker {} took the request", self.settings.worker_id),
+            false,
+        )
+        .await
+        .map_err(|e| bus_failure(&r, e))?;
         let provider = self
             .providers
             .provider(spec.provider)
@@ -177,9 +208,13 @@ impl Launcher {
             .map_err(|e| r.failure(e.kind, e.message, Some(Vec::new())))?;
 
         let started = Instant::now();
-        r.status(Stage::Provisioning, format!("creating {} VM", spec.provider), false)
-            .await
-            .map_err(|e| bus_failure(&r, e))?;
+        r.status(
+            Stage::Provisioning,
+            format!("creating {} VM", spec.provider),
+            false,
+        )
+        .await
+        .map_err(|e| bus_failure(&r, e))?;
         let create = CreateRequest {
             request_id: request.request_id.clone(),
             spec: spec.clone(),
@@ -192,12 +227,18 @@ impl Launcher {
             .await
             .map_err(|e| r.failure(e.kind, e.message.clone(), Some(e.cleaned_up)))?;
         timings.insert("provision".to_string(), millis(started));
-        r.status(Stage::Provisioned, format!("booting at {}", vm.address), false)
-            .await
-            .map_err(|e| bus_failure(&r, e))?;
+        r.status(
+            Stage::Provisioned,
+            format!("booting at {}", vm.address),
+            false,
+        )
+        .await
+        .map_err(|e| bus_failure(&r, e))?;
 
         let shell = self.wait_until_ready(&vm, &r, &mut timings).await?;
-        let warnings = self.clone_repos(spec, shell.as_ref(), &r, &mut timings).await?;
+        let warnings = self
+            .clone_repos(spec, shell.as_ref(), &r, &mut timings)
+            .await?;
         Ok(CreateComplete {
             schema: SCHEMA,
             request_id: request.request_id.clone(),
@@ -225,16 +266,25 @@ impl Launcher {
         let not_ready = |message: String| {
             r.failure(
                 ErrorKind::Readiness,
-                format!("{message}; the VM '{}' is left running (inspect it, or `azlin delete {}`)", vm.name, vm.name),
+                format!(
+                    "{message}; the VM '{}' is left running (inspect it, or `azlin delete {}`)",
+                    vm.name, vm.name
+                ),
                 None,
             )
         };
         let started = Instant::now();
-        r.status(Stage::WaitingForSsh, format!("waiting for SSH on {}:{}", vm.address, vm.ssh_port), false)
-            .await
-            .map_err(|e| bus_failure(r, e))?;
+        r.status(
+            Stage::WaitingForSsh,
+            format!("waiting for SSH on {}:{}", vm.address, vm.ssh_port),
+            false,
+        )
+        .await
+        .map_err(|e| bus_failure(r, e))?;
         let shell: Arc<dyn Shell> = if vm.provider == ProviderKind::Sim {
-            azlin_remote::connect(vm, &self.identity).await.map_err(|e| not_ready(e.to_string()))?
+            azlin_remote::connect(vm, &self.identity)
+                .await
+                .map_err(|e| not_ready(e.to_string()))?
         } else {
             let target = azlin_remote::ssh_target(vm);
             Arc::new(
@@ -250,11 +300,19 @@ impl Launcher {
             name: vm.name.clone(),
             at: now_rfc3339(),
         });
-        self.bus.publish(&verified).await.map_err(|e| bus_failure(r, e))?;
-        r.status(Stage::SshReady, "SSH answered with the injected host key", false)
+        self.bus
+            .publish(&verified)
             .await
             .map_err(|e| bus_failure(r, e))?;
+        r.status(
+            Stage::SshReady,
+            "SSH answered with the injected host key",
+            false,
+        )
+        .await
+        .map_err(|e| bus_failure(r, e))?;
 
+        let started = Instant::now();
         r.status(Stage::WaitingForCloudInit, "waiting for cloud-init", false)
             .await
             .map_err(|e| bus_failure(r, e))?;
@@ -269,9 +327,15 @@ impl Launcher {
             status: outcome.status.clone(),
             at: now_rfc3339(),
         });
-        self.bus.publish(&complete).await.map_err(|e| bus_failure(r, e))?;
+        self.bus
+            .publish(&complete)
+            .await
+            .map_err(|e| bus_failure(r, e))?;
         if !outcome.is_done() {
-            return Err(not_ready(format!("cloud-init ended with status '{}':\n{}", outcome.status, outcome.detail)));
+            return Err(not_ready(format!(
+                "cloud-init ended with status '{}':\n{}",
+                outcome.status, outcome.detail
+            )));
         }
         r.status(Stage::CloudInitDone, "cloud-init finished", false)
             .await
@@ -295,9 +359,13 @@ impl Launcher {
         let started = Instant::now();
         for repo in &spec.repos {
             let Some(dir) = repo.dir_name() else { continue };
-            r.status(Stage::CloningRepos, format!("cloning {repo} into ~/{dir}"), false)
-                .await
-                .map_err(|e| bus_failure(r, e))?;
+            r.status(
+                Stage::CloningRepos,
+                format!("cloning {repo} into ~/{dir}"),
+                false,
+            )
+            .await
+            .map_err(|e| bus_failure(r, e))?;
             // A clone left by an earlier attempt of this request counts as done.
             let command = format!(
                 "test -d {dir}/.git || git clone --quiet -- {url} {dir}",
@@ -306,7 +374,10 @@ impl Launcher {
             );
             let warning = match shell.capture(&command).await {
                 Ok(out) if out.code == 0 => None,
-                Ok(out) => Some(format!("cloning {repo} failed: {}", out.stderr_text().trim())),
+                Ok(out) => Some(format!(
+                    "cloning {repo} failed: {}",
+                    out.stderr_text().trim()
+                )),
                 Err(e) => Some(format!("cloning {repo} failed: {e}")),
             };
             if let Some(warning) = warning {
@@ -317,9 +388,17 @@ impl Launcher {
             }
         }
         timings.insert("repos".to_string(), millis(started));
-        r.status(Stage::ReposDone, format!("{} of {} repositories cloned", spec.repos.len() - warnings.len(), spec.repos.len()), false)
-            .await
-            .map_err(|e| bus_failure(r, e))?;
+        r.status(
+            Stage::ReposDone,
+            format!(
+                "{} of {} repositories cloned",
+                spec.repos.len() - warnings.len(),
+                spec.repos.len()
+            ),
+            false,
+        )
+        .await
+        .map_err(|e| bus_failure(r, e))?;
         Ok(warnings)
     }
 

@@ -48,11 +48,15 @@ impl Orchestrator {
             vms: &vms,
         };
         let yaml = yaml_serde::to_string(&state).map_err(|e| StoreError(e.to_string()))?;
-        let text = format!("# Written by azlin from the event stream: the VMs it knows and their state.\n{yaml}");
+        let text = format!(
+            "# Written by azlin from the event stream: the VMs it knows and their state.\n{yaml}"
+        );
         if let Some(dir) = self.state_file.parent() {
             std::fs::create_dir_all(dir).map_err(|e| StoreError(e.to_string()))?;
         }
-        let tmp = self.state_file.with_extension(format!("yaml.tmp.{}", std::process::id()));
+        let tmp = self
+            .state_file
+            .with_extension(format!("yaml.tmp.{}", std::process::id()));
         std::fs::write(&tmp, text).map_err(|e| StoreError(e.to_string()))?;
         std::fs::rename(&tmp, &self.state_file).map_err(|e| StoreError(e.to_string()))
     }
@@ -68,7 +72,9 @@ impl Orchestrator {
     ) -> BTreeMap<String, Event> {
         let mut ended = BTreeMap::new();
         while !pending.is_empty() {
-            let Some(event) = subscription.next().await else { break };
+            let Some(event) = subscription.next().await else {
+                break;
+            };
             if let Err(e) = self.apply(&event).await {
                 tracing::warn!("recording {}: {e}", event.subject());
             }

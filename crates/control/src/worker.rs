@@ -46,7 +46,11 @@ pub struct Worker {
 impl Worker {
     /// A worker taking requests from `bus`.
     pub fn new(bus: Arc<dyn Bus>, launcher: Arc<Launcher>, settings: WorkerSettings) -> Arc<Self> {
-        Arc::new(Worker { bus, launcher, settings })
+        Arc::new(Worker {
+            bus,
+            launcher,
+            settings,
+        })
     }
 
     /// Serves requests until `shutdown` turns true, then waits for the requests in flight.
@@ -94,9 +98,20 @@ impl Worker {
         let result = match request {
             Request::Create(request) => {
                 let launch = self.launcher.create(&request, delivery.attempt);
-                match keep_alive(delivery.acker.as_ref(), self.settings.progress_interval, launch).await {
-                    Ok(complete) => self.finish(&delivery, Event::CreateComplete(complete)).await,
-                    Err(failure) if failure.retryable() && delivery.attempt < self.settings.max_attempts => {
+                match keep_alive(
+                    delivery.acker.as_ref(),
+                    self.settings.progress_interval,
+                    launch,
+                )
+                .await
+                {
+                    Ok(complete) => {
+                        self.finish(&delivery, Event::CreateComplete(complete))
+                            .await
+                    }
+                    Err(failure)
+                        if failure.retryable() && delivery.attempt < self.settings.max_attempts =>
+                    {
                         self.retry(&delivery, &failure.event).await
                     }
                     Err(failure) => {
@@ -104,8 +119,11 @@ impl Worker {
                         let reason = failure.event.error.message.clone();
                         let published = self.bus.publish(&Event::CreateFailed(failure.event)).await;
                         if exhausted {
-                            self.give_up(&delivery, format!("failed after {} attempts: {reason}", delivery.attempt))
-                                .await;
+                            self.give_up(
+                                &delivery,
+                                format!("failed after {} attempts: {reason}", delivery.attempt),
+                            )
+                            .await;
                             return;
                         }
                         match published {
@@ -131,7 +149,11 @@ impl Worker {
         delivery.acker.ack().await
     }
 
-    async fn retry(&self, delivery: &Delivery, failed: &azlin_core::event::CreateFailed) -> Result<(), BusError> {
+    async fn retry(
+        &self,
+        delivery: &Delivery,
+        failed: &azlin_core::event::CreateFailed,
+    ) -> Result<(), BusError> {
         let delay = self.settings.backoff * 2u32.saturating_pow(delivery.attempt.saturating_sub(1));
         let status = Status {
             schema: SCHEMA,

@@ -4,28 +4,39 @@ use serde::{Deserialize, Serialize};
 
 /// The process exit codes of the CLI contract, decided in one place.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
 pub enum ExitCode {
     /// Everything worked.
-    Ok = 0,
+    Ok,
     /// Any error not covered below.
-    Error = 1,
+    Error,
     /// A required tool is missing.
-    Prerequisites = 2,
+    Prerequisites,
     /// Authentication with the provider failed.
-    Auth = 3,
+    Auth,
     /// SSH key setup or provisioning failed (after cleanup).
-    Provision = 4,
+    Provision,
     /// The VM never became ready, or the connection failed; the VM is left running.
-    Readiness = 5,
+    Readiness,
     /// The command line or an input file was invalid; nothing was changed.
-    Usage = 64,
+    Usage,
+    /// The exit status of a command azlin ran for the user (`azlin connect NAME -- CMD`),
+    /// passed through.
+    Command(u8),
 }
 
 impl ExitCode {
     /// The numeric process exit code.
     pub fn code(self) -> u8 {
-        self as u8
+        match self {
+            ExitCode::Ok => 0,
+            ExitCode::Error => 1,
+            ExitCode::Prerequisites => 2,
+            ExitCode::Auth => 3,
+            ExitCode::Provision => 4,
+            ExitCode::Readiness => 5,
+            ExitCode::Usage => 64,
+            ExitCode::Command(code) => code,
+        }
     }
 }
 

@@ -27,6 +27,11 @@ pub fn now_rfc3339() -> String {
     jiff::Timestamp::now().to_string()
 }
 
+/// The current UTC time as `YYYYMMDD-HHMMSS`, for generated names.
+pub fn compact_timestamp() -> String {
+    jiff::Timestamp::now().strftime("%Y%m%d-%H%M%S").to_string()
+}
+
 /// A fresh unique id (UUID v4), used for request ids, session ids and run ids.
 pub fn new_id() -> String {
     uuid::Uuid::new_v4().to_string()

@@ -2,10 +2,10 @@
 //!
 //! This is the only layer that runs cloud CLIs, `systemd-nspawn`, `qemu` or `ip`.
 
-pub mod azure;
 pub mod command;
 pub mod image;
 pub mod lock;
 pub mod nspawn;
 pub mod record;
 pub mod sim;
+pub mod tools;

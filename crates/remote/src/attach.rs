@@ -7,6 +7,14 @@ use crate::shell::RemoteError;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+/// The system `ssh`, used for interactive sessions and tunnels.
+pub const SSH_TOOL: azlin_core::Tool = azlin_core::Tool {
+    program: "ssh",
+    version_args: &["-V"],
+    purpose: "interactive sessions and tunnels (connect, gui)",
+    install_hint: "apt-get install openssh-client",
+};
+
 /// The tmux session every `azlin connect` attaches to (created when missing).
 pub const TMUX_SESSION: &str = "azlin";
 
@@ -93,7 +101,11 @@ impl SshAccess {
 
     /// Starts `ssh -N -L local_port:127.0.0.1:remote_port` in the background; the tunnel lives
     /// until the returned child is killed.
-    pub fn tunnel(&self, local_port: u16, remote_port: u16) -> Result<std::process::Child, RemoteError> {
+    pub fn tunnel(
+        &self,
+        local_port: u16,
+        remote_port: u16,
+    ) -> Result<std::process::Child, RemoteError> {
         write_known_hosts(&self.known_hosts, &self.host, self.port, &self.host_key)?;
         let mut args = self.base_args();
         args.extend([
@@ -113,7 +125,11 @@ impl SshAccess {
 
     /// The command line a user can copy to reach the VM.
     pub fn display_command(&self) -> String {
-        let port = if self.port == 22 { String::new() } else { format!(" -p {}", self.port) };
+        let port = if self.port == 22 {
+            String::new()
+        } else {
+            format!(" -p {}", self.port)
+        };
         format!(
             "ssh -i {} -o UserKnownHostsFile={}{port} {}@{}",
             self.key_path.display(),
@@ -146,7 +162,11 @@ mod tests {
 
     #[test]
     fn commands_are_quoted_and_checked_strictly() {
-        let args = access().args(&Session::Command(vec!["echo".into(), "a b; id".into()]), false, false);
+        let args = access().args(
+            &Session::Command(vec!["echo".into(), "a b; id".into()]),
+            false,
+            false,
+        );
         assert!(args.contains(&"StrictHostKeyChecking=yes".to_string()));
         assert_eq!(args.last().unwrap(), "'echo' 'a b; id'");
         let args = access().args(&Session::Tmux, true, true);

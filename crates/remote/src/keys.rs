@@ -61,7 +61,8 @@ pub fn generate_ed25519(comment: &str) -> Result<PrivateKey, RemoteError> {
 }
 
 fn public_openssh(key: &PublicKey) -> Result<String, RemoteError> {
-    key.to_openssh().map_err(|e| key_error(format!("encoding public key: {e}")))
+    key.to_openssh()
+        .map_err(|e| key_error(format!("encoding public key: {e}")))
 }
 
 /// Generates a host key pair for a new VM.
@@ -102,7 +103,8 @@ pub fn ensure_identity(private_path: &Path) -> Result<(Identity, KeyOrigin), Rem
     }
     if let Some(dir) = private_path.parent() {
         if !dir.exists() {
-            std::fs::create_dir_all(dir).map_err(|e| RemoteError::io(format!("creating {}", dir.display()), e))?;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| RemoteError::io(format!("creating {}", dir.display()), e))?;
             std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
                 .map_err(|e| RemoteError::io(format!("chmod {}", dir.display()), e))?;
         }
@@ -143,8 +145,12 @@ pub fn load_identity(private_path: &Path) -> Result<Identity, RemoteError> {
     }
     let text = std::fs::read_to_string(private_path)
         .map_err(|e| RemoteError::io(format!("reading {}", private_path.display()), e))?;
-    let key = PrivateKey::from_openssh(&text)
-        .map_err(|e| key_error(format!("{} is not an OpenSSH private key: {e}", private_path.display())))?;
+    let key = PrivateKey::from_openssh(&text).map_err(|e| {
+        key_error(format!(
+            "{} is not an OpenSSH private key: {e}",
+            private_path.display()
+        ))
+    })?;
     if key.is_encrypted() {
         return Err(key_error(format!(
             "{} is encrypted; azlin needs an unencrypted key (or move it away to let azlin make one)",
@@ -165,10 +171,20 @@ pub fn parse_public_key(line: &str) -> Result<PublicKey, RemoteError> {
 }
 
 /// Writes a known_hosts file holding exactly `host_key` for `host:port`, for the system `ssh`.
-pub fn write_known_hosts(path: &Path, host: &str, port: u16, host_key: &str) -> Result<(), RemoteError> {
-    let pattern = if port == 22 { host.to_string() } else { format!("[{host}]:{port}") };
+pub fn write_known_hosts(
+    path: &Path,
+    host: &str,
+    port: u16,
+    host_key: &str,
+) -> Result<(), RemoteError> {
+    let pattern = if port == 22 {
+        host.to_string()
+    } else {
+        format!("[{host}]:{port}")
+    };
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| RemoteError::io(format!("creating {}", dir.display()), e))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| RemoteError::io(format!("creating {}", dir.display()), e))?;
     }
     std::fs::write(path, format!("{pattern} {}\n", host_key.trim()))
         .map_err(|e| RemoteError::io(format!("writing {}", path.display()), e))
@@ -206,7 +222,10 @@ mod tests {
         ensure_identity(&path).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         let err = ensure_identity(&path).unwrap_err().to_string();
-        assert!(err.contains("too open") && err.contains("chmod 600"), "{err}");
+        assert!(
+            err.contains("too open") && err.contains("chmod 600"),
+            "{err}"
+        );
         assert_eq!(mode(&path), 0o644);
     }
 
@@ -215,7 +234,10 @@ mod tests {
         let a = generate_host_key("a").unwrap();
         let b = generate_host_key("a").unwrap();
         assert_ne!(a.public_openssh, b.public_openssh);
-        assert!(a.private_openssh.starts_with("-----BEGIN OPENSSH PRIVATE KEY-----"));
+        assert!(
+            a.private_openssh
+                .starts_with("-----BEGIN OPENSSH PRIVATE KEY-----")
+        );
         parse_public_key(&a.public_openssh).unwrap();
     }
 }

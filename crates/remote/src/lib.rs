@@ -27,7 +27,9 @@ pub async fn connect(vm: &Vm, identity: &Identity) -> Result<Arc<dyn Shell>, Rem
     if vm.provider == ProviderKind::Sim {
         return Ok(Arc::new(LocalShell::new(&vm.address)));
     }
-    Ok(Arc::new(SshShell::connect(&ssh_target(vm), identity).await?))
+    Ok(Arc::new(
+        SshShell::connect(&ssh_target(vm), identity).await?,
+    ))
 }
 
 /// The SSH target of a VM.

@@ -16,13 +16,20 @@ const CONNECT_ATTEMPT: Duration = Duration::from_millis(500);
 ///
 /// While the port is closed it knocks every 25 ms; once open, a refused login (cloud-init has
 /// not yet written the user's key) is retried. A host key mismatch ends the wait at once.
-pub async fn wait_for_ssh(target: &SshTarget, identity: &Identity, timeout: Duration) -> Result<SshShell, RemoteError> {
+pub async fn wait_for_ssh(
+    target: &SshTarget,
+    identity: &Identity,
+    timeout: Duration,
+) -> Result<SshShell, RemoteError> {
     let deadline = Instant::now() + timeout;
     let mut last_error = String::from("port never opened");
     loop {
-        let port_open = tokio::time::timeout(CONNECT_ATTEMPT, TcpStream::connect((target.host.as_str(), target.port)))
-            .await
-            .is_ok_and(|r| r.is_ok());
+        let port_open = tokio::time::timeout(
+            CONNECT_ATTEMPT,
+            TcpStream::connect((target.host.as_str(), target.port)),
+        )
+        .await
+        .is_ok_and(|r| r.is_ok());
         if port_open {
             match SshShell::connect(target, identity).await {
                 Ok(shell) => return Ok(shell),
@@ -60,10 +67,16 @@ impl CloudInitOutcome {
 }
 
 /// Runs `cloud-init status --wait --long` and reports how cloud-init ended.
-pub async fn wait_for_cloud_init(shell: &dyn Shell, timeout: Duration) -> Result<CloudInitOutcome, RemoteError> {
+pub async fn wait_for_cloud_init(
+    shell: &dyn Shell,
+    timeout: Duration,
+) -> Result<CloudInitOutcome, RemoteError> {
     let run = shell.capture("cloud-init status --wait --long");
     let out = tokio::time::timeout(timeout, run).await.map_err(|_| {
-        RemoteError::Timeout(format!("cloud-init had not finished after {}s", timeout.as_secs()))
+        RemoteError::Timeout(format!(
+            "cloud-init had not finished after {}s",
+            timeout.as_secs()
+        ))
     })??;
     let text = out.stdout_text();
     let status = text

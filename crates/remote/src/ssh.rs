@@ -37,9 +37,14 @@ struct StrictHostKey {
 impl client::Handler for StrictHostKey {
     type Error = russh::Error;
 
-    async fn check_server_key(&mut self, server_key: &russh::keys::PublicKeyOrCertificate) -> Result<bool, Self::Error> {
+    async fn check_server_key(
+        &mut self,
+        server_key: &russh::keys::PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
         let matches = match server_key {
-            russh::keys::PublicKeyOrCertificate::PublicKey { key, .. } => key.key_data() == self.expected.key_data(),
+            russh::keys::PublicKeyOrCertificate::PublicKey { key, .. } => {
+                key.key_data() == self.expected.key_data()
+            }
             // azlin injects plain host keys; a certificate is not what it injected.
             russh::keys::PublicKeyOrCertificate::Certificate(_) => false,
         };
@@ -56,7 +61,9 @@ pub struct SshShell {
 
 impl std::fmt::Debug for SshShell {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SshShell").field("target", &self.target).finish_non_exhaustive()
+        f.debug_struct("SshShell")
+            .field("target", &self.target)
+            .finish_non_exhaustive()
     }
 }
 
@@ -83,12 +90,23 @@ impl SshShell {
             expected,
             mismatch: false,
         };
-        let mut handle = match client::connect(client_config(), (target.host.as_str(), target.port), handler).await {
+        let mut handle = match client::connect(
+            client_config(),
+            (target.host.as_str(), target.port),
+            handler,
+        )
+        .await
+        {
             Ok(handle) => handle,
             Err(russh::Error::UnknownKey) => {
                 return Err(RemoteError::HostKeyMismatch {
                     target: format!("{}:{}", target.host, target.port),
-                    expected: target.host_key.split_whitespace().take(2).collect::<Vec<_>>().join(" "),
+                    expected: target
+                        .host_key
+                        .split_whitespace()
+                        .take(2)
+                        .collect::<Vec<_>>()
+                        .join(" "),
                 });
             }
             Err(e) => return Err(connect_error(e.to_string())),
@@ -99,7 +117,10 @@ impl SshShell {
             .map_err(|e| connect_error(e.to_string()))?
             .flatten();
         let auth = handle
-            .authenticate_publickey(&target.user, PrivateKeyWithHashAlg::new(identity.key.clone(), hash))
+            .authenticate_publickey(
+                &target.user,
+                PrivateKeyWithHashAlg::new(identity.key.clone(), hash),
+            )
             .await
             .map_err(|e| connect_error(e.to_string()))?;
         if !auth.success() {
@@ -116,7 +137,10 @@ impl SshShell {
 
     /// Closes the connection politely.
     pub async fn close(&self) {
-        let _ = self.handle.disconnect(Disconnect::ByApplication, "", "en").await;
+        let _ = self
+            .handle
+            .disconnect(Disconnect::ByApplication, "", "en")
+            .await;
     }
 
     fn lost(&self, e: russh::Error) -> RemoteError {
@@ -129,9 +153,21 @@ impl SshShell {
 
 #[async_trait]
 impl Shell for SshShell {
-    async fn exec(&self, command: &str, stdin: &[u8], sink: &mut OutputSink<'_>) -> Result<i32, RemoteError> {
-        let channel = self.handle.channel_open_session().await.map_err(|e| self.lost(e))?;
-        channel.exec(true, command).await.map_err(|e| self.lost(e))?;
+    async fn exec(
+        &self,
+        command: &str,
+        stdin: &[u8],
+        sink: &mut OutputSink<'_>,
+    ) -> Result<i32, RemoteError> {
+        let channel = self
+            .handle
+            .channel_open_session()
+            .await
+            .map_err(|e| self.lost(e))?;
+        channel
+            .exec(true, command)
+            .await
+            .map_err(|e| self.lost(e))?;
         let (mut reader, writer) = channel.split();
         // Feed stdin while reading output, so that a command producing output before it has
         // read all of its input cannot deadlock on flow-control windows.
@@ -148,7 +184,9 @@ impl Shell for SshShell {
                     ChannelMsg::Data { data } => sink(OutputStream::Stdout, &data),
                     ChannelMsg::ExtendedData { data, ext: 1 } => sink(OutputStream::Stderr, &data),
                     ChannelMsg::ExitStatus { exit_status } => code = Some(exit_status),
-                    ChannelMsg::ExitSignal { signal_name, .. } => signal = Some(format!("{signal_name:?}")),
+                    ChannelMsg::ExitSignal { signal_name, .. } => {
+                        signal = Some(format!("{signal_name:?}"))
+                    }
                     _ => {}
                 }
             }

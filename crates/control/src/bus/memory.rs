@@ -109,12 +109,21 @@ impl Bus for MemoryBus {
 
     async fn subscribe(&self) -> Result<Subscription, BusError> {
         let (tx, rx) = mpsc::channel(FOLLOWER_BUFFER);
-        self.followers.lock().map_err(|_| BusError::Closed)?.push(tx);
+        self.followers
+            .lock()
+            .map_err(|_| BusError::Closed)?
+            .push(tx);
         Ok(Subscription::new(rx))
     }
 
     async fn next_request(&self) -> Result<Delivery, BusError> {
-        let queued = self.queue_rx.lock().await.recv().await.ok_or(BusError::Closed)?;
+        let queued = self
+            .queue_rx
+            .lock()
+            .await
+            .recv()
+            .await
+            .ok_or(BusError::Closed)?;
         Ok(Delivery {
             acker: Box::new(MemoryAcker {
                 queue_tx: self.queue_tx.clone(),

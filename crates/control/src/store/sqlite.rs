@@ -41,21 +41,33 @@ impl SqliteStore {
         }
         let conn = Connection::open(path).map_err(err)?;
         conn.busy_timeout(Duration::from_secs(10)).map_err(err)?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
-        conn.pragma_update(None, "synchronous", "NORMAL").map_err(err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(err)?;
         conn.execute_batch(SCHEMA).map_err(err)?;
-        Ok(SqliteStore { conn: Mutex::new(conn) })
+        Ok(SqliteStore {
+            conn: Mutex::new(conn),
+        })
     }
 
-    fn with<T>(&self, f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
-        let mut conn = self.conn.lock().map_err(|_| StoreError("store lock poisoned".into()))?;
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, StoreError> {
+        let mut conn = self
+            .conn
+            .lock()
+            .map_err(|_| StoreError("store lock poisoned".into()))?;
         f(&mut conn).map_err(err)
     }
 }
 
 fn load(conn: &Connection, name: &str) -> rusqlite::Result<Option<VmRecord>> {
     let json: Option<String> = conn
-        .query_row("SELECT record FROM vms WHERE name = ?1", [name], |row| row.get(0))
+        .query_row("SELECT record FROM vms WHERE name = ?1", [name], |row| {
+            row.get(0)
+        })
         .optional()?;
     Ok(json.and_then(|j| serde_json::from_str(&j).ok()))
 }
@@ -83,7 +95,11 @@ impl StateStore for SqliteStore {
             let tx = conn.transaction()?;
             tx.execute(
                 "INSERT INTO events (subject, request_id, payload) VALUES (?1, ?2, ?3)",
-                params![event.subject(), event.request_id(), String::from_utf8_lossy(&event.encode())],
+                params![
+                    event.subject(),
+                    event.request_id(),
+                    String::from_utf8_lossy(&event.encode())
+                ],
             )?;
             let current = load(&tx, event.name().as_str())?;
             match next_record(current, event) {
@@ -113,14 +129,22 @@ impl StateStore for SqliteStore {
     }
 
     async fn forget(&self, name: &VmName) -> Result<(), StoreError> {
-        self.with(|conn| conn.execute("DELETE FROM vms WHERE name = ?1", [name.as_str()]).map(drop))
+        self.with(|conn| {
+            conn.execute("DELETE FROM vms WHERE name = ?1", [name.as_str()])
+                .map(drop)
+        })
     }
 
     async fn events(&self, after: u64) -> Result<Vec<LoggedEvent>, StoreError> {
         self.with(|conn| {
-            let mut stmt = conn.prepare("SELECT seq, subject, payload FROM events WHERE seq > ?1 ORDER BY seq")?;
+            let mut stmt = conn
+                .prepare("SELECT seq, subject, payload FROM events WHERE seq > ?1 ORDER BY seq")?;
             let rows = stmt.query_map([i64::try_from(after).unwrap_or(i64::MAX)], |row| {
-                Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?, row.get::<_, String>(2)?))
+                Ok((
+                    row.get::<_, i64>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, String>(2)?,
+                ))
             })?;
             Ok(rows
                 .filter_map(|r| r.ok())

@@ -127,7 +127,7 @@ pub async fn create() -> Result<Slot, ProviderError> {
     match build(slot).await {
         Ok(()) => Ok(slot),
         Err(e) => {
-            let removed = remove(slot).await;
+            let removed = remove_locked(slot).await;
             Err(e.with_cleanup(removed))
         }
     }
@@ -139,7 +139,7 @@ pub async fn ensure(slot: Slot) -> Result<(), ProviderError> {
         return Ok(());
     }
     let _lock = FileLock::acquire(Path::new(LOCK_FILE)).await?;
-    remove(slot).await;
+    remove_locked(slot).await;
     build(slot).await
 }
 
@@ -198,6 +198,18 @@ async fn nat_rule_handle(slot: Slot) -> Result<Option<String>, ProviderError> {
 /// Removes the slot's NAT rule, veth pair and namespace (whichever exist), returning what was
 /// removed. Never fails: cleanup goes as far as it can.
 pub async fn remove(slot: Slot) -> Vec<String> {
+    match FileLock::acquire(Path::new(LOCK_FILE)).await {
+        Ok(_lock) => remove_locked(slot).await,
+        Err(e) => {
+            tracing::warn!("{e}; removing the network of slot {} without the lock", slot.0);
+            remove_locked(slot).await
+        }
+    }
+}
+
+/// [`remove`] for a caller that holds the network lock. Drops the NAT table when its last rule
+/// goes, so a host without azlin VMs carries no azlin ruleset.
+async fn remove_locked(slot: Slot) -> Vec<String> {
     let mut removed = Vec::new();
     if let Ok(Some(handle)) = nat_rule_handle(slot).await {
         if run(ErrorKind::Internal, "nft", &["delete", "rule", "ip", NFT_TABLE, "postrouting", "handle", &handle])
@@ -205,6 +217,10 @@ pub async fn remove(slot: Slot) -> Vec<String> {
             .is_ok()
         {
             removed.push(format!("NAT rule for {}", slot.cidr()));
+        }
+        let listing = run(ErrorKind::Internal, "nft", &["list", "chain", "ip", NFT_TABLE, "postrouting"]).await;
+        if listing.is_ok_and(|l| !l.contains("masquerade")) {
+            let _ = run(ErrorKind::Internal, "nft", &["delete", "table", "ip", NFT_TABLE]).await;
         }
     }
     if slot.veth_exists() && run(ErrorKind::Internal, "ip", &["link", "del", &slot.host_veth()]).await.is_ok() {

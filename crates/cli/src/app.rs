@@ -1,0 +1,201 @@
+//! The application context: resolved settings, the providers built from them, the state
+//! store, and the control plane (in-process bus with a worker, or NATS).
+
+use crate::failure::Failure;
+use crate::settings::Settings;
+use azlin_control::bus::memory::MemoryBus;
+use azlin_control::{
+    Bus, LaunchSettings, Launcher, Orchestrator, ProviderSource, SqliteStore, StateStore, Worker,
+    WorkerSettings,
+};
+use azlin_core::{ErrorKind, ProviderError, ProviderKind, Vm, VmName, VmProvider};
+use azlin_providers::image::ImageStore;
+use azlin_providers::nspawn::NspawnProvider;
+use azlin_providers::sim::SimProvider;
+use azlin_remote::Identity;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// Builds providers on first use, from the settings.
+pub struct Providers {
+    settings: Settings,
+    built: Mutex<BTreeMap<ProviderKind, Arc<dyn VmProvider>>>,
+}
+
+impl Providers {
+    /// Providers configured by `settings`.
+    pub fn new(settings: &Settings) -> Self {
+        Providers {
+            settings: settings.clone(),
+            built: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// The local base image store.
+    pub fn images(&self) -> ImageStore {
+        ImageStore::new(&self.settings.image_dir, &self.settings.mirror)
+    }
+
+    fn build(&self, kind: ProviderKind) -> Result<Arc<dyn VmProvider>, ProviderError> {
+        let state = &self.settings.paths.state_dir;
+        Ok(match kind {
+            ProviderKind::Nspawn => {
+                Arc::new(NspawnProvider::new(state.join("nspawn"), self.images()))
+            }
+            ProviderKind::Sim => Arc::new(SimProvider::new(state.join("sim"), self.settings.sim)),
+            ProviderKind::Qemu | ProviderKind::Azure => {
+                return Err(ProviderError::new(
+                    ErrorKind::Prerequisites,
+                    format!("the {kind} provider is not available in this build"),
+                ));
+            }
+        })
+    }
+}
+
+impl ProviderSource for Providers {
+    fn provider(&self, kind: ProviderKind) -> Result<Arc<dyn VmProvider>, ProviderError> {
+        let mut built = self
+            .built
+            .lock()
+            .map_err(|_| ProviderError::new(ErrorKind::Internal, "provider cache poisoned"))?;
+        if let Some(provider) = built.get(&kind) {
+            return Ok(provider.clone());
+        }
+        let provider = self.build(kind)?;
+        built.insert(kind, provider.clone());
+        Ok(provider)
+    }
+}
+
+/// The running control plane of one command.
+pub struct ControlPlane {
+    /// The bus requests go to and events come from.
+    pub bus: Arc<dyn Bus>,
+    /// Records events and keeps the deployment state.
+    pub orchestrator: Orchestrator,
+    local_worker: Option<(watch::Sender<bool>, JoinHandle<()>)>,
+}
+
+impl ControlPlane {
+    /// Stops the in-process worker (if any) after its requests in flight.
+    pub async fn shutdown(self) {
+        if let Some((stop, handle)) = self.local_worker {
+            let _ = stop.send(true);
+            let _ = handle.await;
+        }
+    }
+}
+
+/// The context every command runs in.
+pub struct App {
+    /// Resolved settings.
+    pub settings: Settings,
+    /// Providers.
+    pub providers: Arc<Providers>,
+}
+
+impl App {
+    /// The context for `settings`.
+    pub fn new(settings: Settings) -> Self {
+        App {
+            providers: Arc::new(Providers::new(&settings)),
+            settings,
+        }
+    }
+
+    /// The state store.
+    pub fn store(&self) -> anyhow::Result<Arc<dyn StateStore>> {
+        Ok(Arc::new(SqliteStore::open(&self.settings.state_db())?))
+    }
+
+    /// The orchestrator writing the deployment state.
+    pub fn orchestrator(&self) -> anyhow::Result<Orchestrator> {
+        Ok(Orchestrator::new(
+            self.store()?,
+            self.settings.deployment_state(),
+        ))
+    }
+
+    /// Settings for a launcher in this process.
+    pub fn launch_settings(&self) -> LaunchSettings {
+        LaunchSettings {
+            ssh_timeout: self.settings.ssh_timeout,
+            cloud_init_timeout: self.settings.cloud_init_timeout,
+            worker_id: format!("{}-{}", hostname(), std::process::id()),
+        }
+    }
+
+    /// Starts the control plane: with NATS configured, the NATS transport (workers run
+    /// elsewhere); otherwise an in-process bus with a worker of `concurrency` in this process.
+    pub async fn control_plane(
+        &self,
+        identity: &Identity,
+        concurrency: usize,
+    ) -> anyhow::Result<ControlPlane> {
+        if let Some(url) = &self.settings.nats_url {
+            return Err(Failure::usage(format!(
+                "NATS transport ({url}) is not available in this build"
+            )));
+        }
+        let bus: Arc<dyn Bus> = Arc::new(MemoryBus::new());
+        let launcher = Arc::new(Launcher::new(
+            bus.clone(),
+            self.providers.clone(),
+            identity.clone(),
+            self.launch_settings(),
+        ));
+        let worker = Worker::new(
+            bus.clone(),
+            launcher,
+            WorkerSettings {
+                concurrency,
+                ..WorkerSettings::default()
+            },
+        );
+        let (stop, stopped) = watch::channel(false);
+        let handle = tokio::spawn(async move {
+            if let Err(e) = worker.run(stopped).await {
+                tracing::warn!("in-process worker stopped: {e}");
+            }
+        });
+        Ok(ControlPlane {
+            bus,
+            orchestrator: self.orchestrator()?,
+            local_worker: Some((stop, handle)),
+        })
+    }
+
+    /// Finds a VM by name: the state store says which provider has it; VMs the store does not
+    /// know are looked for with the local providers.
+    pub async fn locate(&self, name: &VmName) -> anyhow::Result<(Arc<dyn VmProvider>, Vm)> {
+        let store = self.store()?;
+        let mut kinds = Vec::new();
+        if let Some(record) = store.vm(name).await? {
+            kinds.push(record.provider);
+        }
+        for kind in [ProviderKind::Nspawn, ProviderKind::Sim] {
+            if !kinds.contains(&kind) {
+                kinds.push(kind);
+            }
+        }
+        for kind in kinds {
+            let Ok(provider) = self.providers.provider(kind) else {
+                continue;
+            };
+            if let Some(vm) = provider.get(name).await? {
+                return Ok((provider, vm));
+            }
+        }
+        Err(ProviderError::not_found(name).into())
+    }
+}
+
+/// This machine's host name.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into())
+}

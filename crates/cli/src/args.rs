@@ -1,0 +1,313 @@
+//! The command line: one `Args` struct per subcommand, global flags flattened in. Parsing only;
+//! nothing here touches the system.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+/// One command from nothing to a ready Linux machine — on Azure, or on this machine as a
+/// container-VM (nspawn) or a real VM (qemu); fleets through an event bus; GitHub Actions
+/// workflows on one VM per session.
+#[derive(Debug, Parser)]
+#[command(
+    name = "azlin",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    /// Flags every command takes.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum OutputFormat {
+    /// Human-readable tables and progress.
+    #[default]
+    Table,
+    /// JSON on stdout (progress goes to stderr).
+    Json,
+}
+
+/// Flags every command takes.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Config file (default: ~/.config/azlin/config.toml).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Output format.
+    #[arg(
+        short = 'o',
+        long = "output",
+        global = true,
+        value_enum,
+        default_value_t
+    )]
+    pub output: OutputFormat,
+    /// More logging (-v info, -vv debug, -vvv trace), on stderr.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// NATS server for the control plane (default: in-process).
+    #[arg(long, global = true, env = "AZLIN_NATS_URL", value_name = "URL")]
+    pub nats: Option<String>,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check prerequisites and show their versions (exit 2 when a required one is missing).
+    Doctor(DoctorArgs),
+    /// Create a VM and connect to it: the 9-step launch of seed 000.
+    New(NewArgs),
+    /// List azlin's VMs.
+    #[command(alias = "ls")]
+    List(ListArgs),
+    /// Show one VM.
+    Status(NameArgs),
+    /// Start a stopped VM.
+    Start(NameArgs),
+    /// Stop a VM, keeping its disk.
+    Stop(NameArgs),
+    /// Delete a VM and every resource made for it.
+    #[command(alias = "rm")]
+    Delete(DeleteArgs),
+    /// Connect to a VM: a tmux session, or run a command and return its exit code.
+    Connect(ConnectArgs),
+    /// Open a VNC desktop on a VM through an SSH tunnel.
+    Gui(GuiArgs),
+    /// Run GitHub Actions workflows, one VM per workflow session.
+    Run(RunArgs),
+    /// Serve VM launch requests from the bus.
+    Worker(WorkerArgs),
+    /// Follow the bus and keep the state store and deployment-state.yaml current.
+    Serve(ServeArgs),
+    /// Print the audit trail of events.
+    Events(EventsArgs),
+    /// Manage local base images.
+    Image(ImageArgs),
+    /// Print a shell completion script.
+    Completions(CompletionsArgs),
+}
+
+/// `azlin doctor`
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Check for this provider (default: the configured one).
+    #[arg(long, value_name = "P")]
+    pub provider: Option<String>,
+}
+
+/// `azlin new`
+#[derive(Debug, Args)]
+pub struct NewArgs {
+    /// Provider: nspawn, qemu, azure or sim.
+    #[arg(long, value_name = "P")]
+    pub provider: Option<String>,
+    /// VM name ([a-z][a-z0-9-]{0,62}); generated when absent.
+    #[arg(long, value_name = "N")]
+    pub name: Option<String>,
+    /// Repository to clone into ~/<repo> (https only; repeatable).
+    #[arg(long = "repo", value_name = "URL")]
+    pub repos: Vec<String>,
+    /// VM size (Azure name like Standard_B2s, or xs/s/m/l/xl).
+    #[arg(long, value_name = "S")]
+    pub size: Option<String>,
+    /// Region.
+    #[arg(long, value_name = "R")]
+    pub region: Option<String>,
+    /// Azure resource group.
+    #[arg(long, value_name = "RG")]
+    pub resource_group: Option<String>,
+    /// Image profile: minimal or dev.
+    #[arg(long, value_name = "PROFILE")]
+    pub image: Option<String>,
+    /// Template from the config file.
+    #[arg(long, value_name = "T")]
+    pub template: Option<String>,
+    /// Extra cloud-config merged into azlin's.
+    #[arg(long, value_name = "FILE")]
+    pub cloud_init: Option<PathBuf>,
+    /// A CA certificate (PEM) the VM should trust, e.g. for an internal git server (repeatable).
+    #[arg(long = "ca-cert", value_name = "FILE")]
+    pub ca_certs: Vec<PathBuf>,
+    /// Tag K=V (repeatable).
+    #[arg(long = "tag", value_name = "K=V")]
+    pub tags: Vec<String>,
+    /// Create N VMs named NAME-1..N in parallel.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub count: usize,
+    /// Do not open an SSH session at the end.
+    #[arg(long)]
+    pub no_connect: bool,
+    /// Forward X11 in the SSH session.
+    #[arg(long)]
+    pub x11: bool,
+}
+
+/// `azlin list`
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Only VMs of this provider.
+    #[arg(long, value_name = "P")]
+    pub provider: Option<String>,
+}
+
+/// Commands taking one VM name.
+#[derive(Debug, Args)]
+pub struct NameArgs {
+    /// The VM.
+    pub name: String,
+}
+
+/// `azlin delete`
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    /// The VM.
+    pub name: String,
+    /// Do not ask for confirmation.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+}
+
+/// `azlin connect`
+#[derive(Debug, Args)]
+pub struct ConnectArgs {
+    /// The VM.
+    pub name: String,
+    /// Forward X11 (ssh -Y).
+    #[arg(long)]
+    pub x11: bool,
+    /// A plain login shell instead of the tmux session.
+    #[arg(long)]
+    pub no_tmux: bool,
+    /// Command to run instead of a session; its exit code becomes azlin's.
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+/// `azlin gui`
+#[derive(Debug, Args)]
+pub struct GuiArgs {
+    /// The VM.
+    pub name: String,
+    /// Local port of the tunnel (default: a free one).
+    #[arg(long, value_name = "PORT")]
+    pub port: Option<u16>,
+    /// Set up the desktop and the tunnel, print how to connect, and exit without a viewer.
+    #[arg(long)]
+    pub no_viewer: bool,
+}
+
+/// VM scope of a workflow run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum VmScope {
+    /// One VM for the whole workflow; jobs run in `needs` order.
+    #[default]
+    Workflow,
+    /// One VM per job; independent jobs run in parallel.
+    Job,
+}
+
+/// `azlin run`
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Workflow files; several run as parallel sessions.
+    #[arg(required = true, value_name = "WORKFLOW.yml")]
+    pub workflows: Vec<PathBuf>,
+    /// Provider for the session VMs.
+    #[arg(long, value_name = "P")]
+    pub provider: Option<String>,
+    /// Event that triggered the run.
+    #[arg(long, value_name = "E", default_value = "push")]
+    pub event: String,
+    /// Run only this job (and what it needs).
+    #[arg(long, value_name = "ID")]
+    pub job: Option<String>,
+    /// Secret K=V (repeatable).
+    #[arg(long = "secret", value_name = "K=V")]
+    pub secrets: Vec<String>,
+    /// Variable K=V for the vars context (repeatable).
+    #[arg(long = "var", value_name = "K=V")]
+    pub vars: Vec<String>,
+    /// GITHUB_ACTOR (default: the local user).
+    #[arg(long, value_name = "A")]
+    pub actor: Option<String>,
+    /// GITHUB_REPOSITORY as OWNER/NAME (default: from the git remote).
+    #[arg(long, value_name = "OWNER/NAME")]
+    pub repository: Option<String>,
+    /// Most sessions (VMs) at once.
+    #[arg(long, value_name = "N")]
+    pub max_concurrent: Option<usize>,
+    /// One VM per workflow (default) or per job.
+    #[arg(long, value_enum, default_value_t)]
+    pub vm_scope: VmScope,
+    /// Folder for per-step logs (default: the state dir).
+    #[arg(long, value_name = "DIR")]
+    pub log_dir: Option<PathBuf>,
+}
+
+/// `azlin worker`
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// Requests processed at once.
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    pub concurrency: usize,
+    /// Attempts per request before it is dead-lettered.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub max_attempts: u32,
+}
+
+/// `azlin serve`
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address for the HTTP status endpoint (GET /vms, /healthz).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+}
+
+/// `azlin events`
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    /// Keep printing new events.
+    #[arg(long, short = 'f')]
+    pub follow: bool,
+}
+
+/// `azlin image`
+#[derive(Debug, Args)]
+pub struct ImageArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub action: ImageAction,
+}
+
+/// `azlin image …`
+#[derive(Debug, Subcommand)]
+pub enum ImageAction {
+    /// Build (or find cached) the base image.
+    Build(ImageBuildArgs),
+    /// List built images.
+    List,
+}
+
+/// `azlin image build`
+#[derive(Debug, Args)]
+pub struct ImageBuildArgs {
+    /// Provider the image is for (nspawn or qemu).
+    #[arg(long, value_name = "P")]
+    pub provider: Option<String>,
+    /// Tool set: minimal or dev.
+    #[arg(long, value_name = "PROFILE", default_value = "minimal")]
+    pub profile: String,
+}
+
+/// `azlin completions`
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell.
+    pub shell: clap_complete::Shell,
+}

@@ -1,0 +1,122 @@
+//! `azlin connect` (step 9 of `new`): the system `ssh` into a tmux session, a login shell, or a
+//! single command whose exit code becomes azlin's. Host keys are checked strictly against the
+//! key azlin injected.
+
+use crate::app::App;
+use crate::args::ConnectArgs;
+use crate::failure::Failure;
+use azlin_core::{ExitCode, ProviderKind, VmName, VmState};
+use azlin_remote::attach::{Session, SshAccess, known_hosts_path};
+use azlin_remote::{LocalShell, OutputStream, Shell};
+use std::io::{IsTerminal, Write};
+
+/// How to reach a VM with the system `ssh`.
+pub fn access_for(
+    app: &App,
+    name: &VmName,
+    address: &str,
+    port: u16,
+    user: &str,
+    host_key: &str,
+) -> SshAccess {
+    SshAccess {
+        host: address.to_string(),
+        port,
+        user: user.to_string(),
+        host_key: host_key.to_string(),
+        key_path: app.settings.paths.ssh_key(),
+        known_hosts: known_hosts_path(&app.settings.paths.state_dir, name.as_str()),
+    }
+}
+
+/// A command's exit status as azlin's exit code.
+fn passed_through(code: i32) -> ExitCode {
+    match code {
+        0 => ExitCode::Ok,
+        code => ExitCode::Command(u8::try_from(code).unwrap_or(1)),
+    }
+}
+
+/// Opens `session` on the VM `name` through `access`; exit 5 if `ssh` cannot connect (the VM
+/// stays up).
+pub fn attach(
+    access: &SshAccess,
+    name: &VmName,
+    session: &Session,
+    x11: bool,
+) -> anyhow::Result<ExitCode> {
+    let tty = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
+    let code = access.run(session, x11, tty)?;
+    match (code, session) {
+        (255, _) => Err(Failure::with_code(
+            ExitCode::Readiness,
+            format!(
+                "ssh could not connect to {}; the VM '{name}' is still running (try again with `azlin connect {name}`)",
+                access.host
+            ),
+        )),
+        (code, Session::Command(_)) => Ok(passed_through(code)),
+        _ => Ok(ExitCode::Ok),
+    }
+}
+
+/// Runs `azlin connect`.
+pub async fn run(app: &App, args: &ConnectArgs) -> anyhow::Result<ExitCode> {
+    let ConnectArgs {
+        name,
+        x11,
+        no_tmux,
+        command,
+    } = args;
+    let name = VmName::parse(name).map_err(|e| Failure::usage(e.to_string()))?;
+    let (_, vm) = app.locate(&name).await?;
+    if vm.state != VmState::Running {
+        return Err(Failure::with_code(
+            ExitCode::Readiness,
+            format!(
+                "VM '{name}' is {} (start it with `azlin start {name}`)",
+                vm.state
+            ),
+        ));
+    }
+    if vm.provider == ProviderKind::Sim {
+        return run_local(&vm.address, command).await;
+    }
+    let session = match (command.is_empty(), no_tmux) {
+        (false, _) => Session::Command(command.clone()),
+        (true, true) => Session::Shell,
+        (true, false) => Session::Tmux,
+    };
+    let access = access_for(
+        app,
+        &vm.name,
+        &vm.address,
+        vm.ssh_port,
+        &vm.user,
+        &vm.host_key,
+    );
+    attach(&access, &vm.name, &session, *x11)
+}
+
+/// A sim VM has no SSH: its commands run as local processes in its folder.
+async fn run_local(root: &str, command: &[String]) -> anyhow::Result<ExitCode> {
+    if command.is_empty() {
+        return Err(Failure::usage(
+            "sim VMs have no interactive session; pass a command after `--`",
+        ));
+    }
+    let shell = LocalShell::new(root);
+    let code = shell
+        .exec(
+            &azlin_remote::quote::command(command),
+            &[],
+            &mut |stream, bytes| {
+                let _ = match stream {
+                    OutputStream::Stdout => std::io::stdout().write_all(bytes),
+                    OutputStream::Stderr => std::io::stderr().write_all(bytes),
+                };
+            },
+        )
+        .await?;
+    Ok(passed_through(code))
+}

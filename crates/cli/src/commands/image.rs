@@ -1,0 +1,86 @@
+//! `azlin image build|list`: local base images.
+
+use crate::app::App;
+use crate::args::{ImageAction, ImageArgs, ImageBuildArgs, OutputFormat};
+use crate::failure::Failure;
+use crate::output;
+use crate::progress::Progress;
+use azlin_core::{ExitCode, ImageProfile, ProviderKind};
+
+/// Runs `azlin image …`.
+pub async fn run(app: &App, args: &ImageArgs) -> anyhow::Result<ExitCode> {
+    match &args.action {
+        ImageAction::Build(build) => build_image(app, build).await,
+        ImageAction::List => list(app),
+    }
+}
+
+async fn build_image(app: &App, args: &ImageBuildArgs) -> anyhow::Result<ExitCode> {
+    let ImageBuildArgs { provider, profile } = args;
+    let kind = app.settings.provider(provider.as_deref())?;
+    if !kind.is_local() {
+        return Err(Failure::usage(format!(
+            "the {kind} provider uses no local base image"
+        )));
+    }
+    let profile: ImageProfile = profile
+        .parse()
+        .map_err(|e| Failure::usage(format!("{e}")))?;
+    let images = app.providers.images();
+    let progress = Progress::new(app.settings.progress_tty);
+    let stage = progress.stage(format!("Base image '{profile}' for {kind}"));
+    if let Some(image) = images.locate(profile) {
+        stage.done(&format!(
+            "cached at {} (recipe {})",
+            image.dir.display(),
+            image.digest
+        ));
+        return Ok(ExitCode::Ok);
+    }
+    match images
+        .ensure(profile, &mut |line: &str| stage.update(line))
+        .await
+    {
+        Ok(image) => {
+            stage.done(&format!("built {}", image.dir.display()));
+            if app.settings.output == OutputFormat::Json {
+                println!(
+                    "{}",
+                    serde_json::json!({"profile": profile, "digest": image.digest, "dir": image.dir})
+                );
+            }
+            Ok(ExitCode::Ok)
+        }
+        Err(e) => {
+            stage.fail(&e.message);
+            Err(e.into())
+        }
+    }
+}
+
+fn list(app: &App) -> anyhow::Result<ExitCode> {
+    let images = app.providers.images();
+    let rows: Vec<(ImageProfile, Option<String>)> = ImageProfile::ALL
+        .into_iter()
+        .map(|p| (p, images.locate(p).map(|i| i.dir.display().to_string())))
+        .collect();
+    if app.settings.output == OutputFormat::Json {
+        let list: Vec<_> = rows
+            .iter()
+            .map(|(p, dir)| serde_json::json!({"profile": p, "built": dir.is_some(), "dir": dir}))
+            .collect();
+        println!("{}", serde_json::to_string(&list)?);
+    } else {
+        output::table(
+            &["PROFILE", "PROVIDER", "IMAGE"],
+            rows.into_iter().map(|(p, dir)| {
+                vec![
+                    p.to_string(),
+                    ProviderKind::Nspawn.to_string(),
+                    dir.unwrap_or_else(|| "not built (azlin image build)".into()),
+                ]
+            }),
+        );
+    }
+    Ok(ExitCode::Ok)
+}

@@ -1,0 +1,42 @@
+//! One module per command; [`dispatch`] routes a parsed command line to it.
+
+pub mod connect;
+pub mod image;
+pub mod new;
+pub mod prerequisites;
+pub mod vms;
+
+use crate::app::App;
+use crate::args::{Cli, Command};
+use crate::failure::Failure;
+use azlin_core::ExitCode;
+use clap::CommandFactory;
+
+/// Runs the command of `cli` in `app`.
+pub async fn dispatch(app: &App, command: &Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Doctor(args) => prerequisites::doctor(app, args),
+        Command::New(args) => new::run(app, args).await,
+        Command::List(args) => vms::list(app, args).await,
+        Command::Status(args) => vms::status(app, args).await,
+        Command::Start(args) => vms::start(app, args).await,
+        Command::Stop(args) => vms::stop(app, args).await,
+        Command::Delete(args) => vms::delete(app, args).await,
+        Command::Connect(args) => connect::run(app, args).await,
+        Command::Image(args) => image::run(app, args).await,
+        Command::Completions(args) => {
+            clap_complete::generate(
+                args.shell,
+                &mut Cli::command(),
+                "azlin",
+                &mut std::io::stdout(),
+            );
+            Ok(ExitCode::Ok)
+        }
+        Command::Gui(_)
+        | Command::Run(_)
+        | Command::Worker(_)
+        | Command::Serve(_)
+        | Command::Events(_) => Err(Failure::usage("not available in this build yet")),
+    }
+}

@@ -1,0 +1,543 @@
+//! `azlin new`: the 9 steps of seed 000 — prerequisites, authentication, SSH key, provisioning,
+//! readiness, repositories (steps 4–6 through the control plane), notification, info, connect.
+
+use crate::app::App;
+use crate::args::{NewArgs, OutputFormat};
+use crate::commands::{connect, prerequisites};
+use crate::failure::Failure;
+use crate::notify;
+use crate::progress::{Progress, Stage};
+use azlin_control::ProviderSource;
+use azlin_core::event::{
+    CreateComplete, CreateFailed, CreateRequested, Event, Request, SCHEMA, Stage as EventStage,
+};
+use azlin_core::{
+    ExitCode, ImageProfile, ProviderKind, Region, RepoUrl, Size, VmName, VmSpec, compact_timestamp,
+    new_id, now_rfc3339,
+};
+use azlin_remote::attach::Session;
+use azlin_remote::keys::{KeyOrigin, ensure_identity};
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+use std::time::Instant;
+
+/// The largest fleet one command launches.
+const MAX_COUNT: usize = 1000;
+
+fn read_file(path: &Path, what: &str) -> anyhow::Result<String> {
+    std::fs::read_to_string(path)
+        .map_err(|e| Failure::usage(format!("cannot read {what} {}: {e}", path.display())))
+}
+
+/// Turns flags, template and config into validated specs (one per VM). Everything a user can
+/// get wrong is refused here, before anything is made.
+fn plan(app: &App, args: &NewArgs) -> anyhow::Result<Vec<VmSpec>> {
+    let NewArgs {
+        provider,
+        name,
+        repos,
+        size,
+        region,
+        resource_group,
+        image,
+        template,
+        cloud_init,
+        ca_certs,
+        tags,
+        count,
+        no_connect: _,
+        x11: _,
+    } = args;
+    let config = &app.settings.config;
+    let template = match template {
+        Some(t) => Some(config.templates.get(t).ok_or_else(|| {
+            let known: Vec<&str> = config.templates.keys().map(String::as_str).collect();
+            Failure::usage(format!(
+                "unknown template '{t}' (known: {})",
+                known.join(", ")
+            ))
+        })?),
+        None => None,
+    };
+    let provider = app.settings.provider(
+        provider
+            .as_deref()
+            .or(template.and_then(|t| t.provider.as_deref())),
+    )?;
+    let size = size
+        .clone()
+        .or_else(|| template.and_then(|t| t.size.clone()))
+        .or_else(|| config.size.clone())
+        .unwrap_or_else(|| Size::DEFAULT.to_string());
+    Size::lookup(&size).map_err(|e| Failure::usage(e.to_string()))?;
+    let default_region = if provider == ProviderKind::Azure {
+        Region::DEFAULT_AZURE
+    } else {
+        Region::LOCAL
+    };
+    let region = region
+        .clone()
+        .or_else(|| template.and_then(|t| t.region.clone()))
+        .or_else(|| config.region.clone())
+        .unwrap_or_else(|| default_region.to_string());
+    Region::parse(&region).map_err(|e| Failure::usage(e.to_string()))?;
+    let image: ImageProfile = image
+        .as_deref()
+        .or(template.and_then(|t| t.image.as_deref()))
+        .or(config.image.as_deref())
+        .map(str::parse)
+        .transpose()
+        .map_err(|e| Failure::usage(format!("{e}")))?
+        .unwrap_or_default();
+    let mut repo_urls: Vec<RepoUrl> = Vec::new();
+    for raw in repos {
+        repo_urls.push(RepoUrl::parse(raw).map_err(|e| Failure::usage(e.to_string()))?);
+    }
+    for repo in template
+        .map(|t| t.repos.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .chain(&config.repos)
+    {
+        if !repo_urls.contains(repo) {
+            repo_urls.push(repo.clone());
+        }
+    }
+    let cloud_init = match cloud_init
+        .as_ref()
+        .or(template.and_then(|t| t.cloud_init.as_ref()))
+    {
+        Some(path) => Some(read_file(path, "cloud-init file")?),
+        None => None,
+    };
+    let mut ca_pems = Vec::new();
+    for path in ca_certs.iter().chain(&config.ca_certs) {
+        let pem = read_file(path, "CA certificate")?;
+        if !pem.contains("-----BEGIN CERTIFICATE-----") {
+            return Err(Failure::usage(format!(
+                "{} is not a PEM certificate",
+                path.display()
+            )));
+        }
+        ca_pems.push(pem);
+    }
+    let mut tag_map: BTreeMap<String, String> =
+        template.map(|t| t.tags.clone()).unwrap_or_default();
+    for tag in tags {
+        match tag.split_once('=') {
+            Some((k, v)) if !k.is_empty() => {
+                tag_map.insert(k.to_string(), v.to_string());
+            }
+            _ => return Err(Failure::usage(format!("tag '{tag}' is not K=V"))),
+        }
+    }
+    if *count == 0 || *count > MAX_COUNT {
+        return Err(Failure::usage(format!(
+            "--count must be between 1 and {MAX_COUNT}"
+        )));
+    }
+    let base = match name {
+        Some(n) => VmName::parse(n).map_err(|e| Failure::usage(e.to_string()))?,
+        None => VmName::parse(&format!("azlin-{}", compact_timestamp()))
+            .map_err(|e| Failure::usage(e.to_string()))?,
+    };
+    let names: Vec<VmName> = if *count == 1 {
+        vec![base]
+    } else {
+        (1..=*count)
+            .map(|i| {
+                base.fleet_member(i)
+                    .map_err(|e| Failure::usage(e.to_string()))
+            })
+            .collect::<anyhow::Result<_>>()?
+    };
+    let spec = |name: VmName| VmSpec {
+        name,
+        provider,
+        size: size.clone(),
+        region: region.clone(),
+        resource_group: resource_group
+            .clone()
+            .or_else(|| config.resource_group.clone())
+            .unwrap_or_else(|| "azlin".into()),
+        image,
+        repos: repo_urls.clone(),
+        cloud_init: cloud_init.clone(),
+        ca_certs: ca_pems.clone(),
+        tags: tag_map.clone(),
+    };
+    Ok(names.into_iter().map(spec).collect())
+}
+
+/// Shows a single VM's events as successive stages.
+struct StageView {
+    current: Option<Stage>,
+}
+
+impl StageView {
+    fn start(&mut self, progress: &Progress, label: String) {
+        if let Some(stage) = self.current.take() {
+            stage.done("");
+        }
+        self.current = Some(progress.stage(label));
+    }
+
+    fn done(&mut self, message: &str) {
+        if let Some(stage) = self.current.take() {
+            stage.done(message);
+        }
+    }
+
+    fn show(&mut self, progress: &Progress, event: &Event) {
+        match event {
+            Event::CreateStatus(s) => match s.stage {
+                EventStage::Provisioning => {
+                    self.start(progress, format!("Provisioning: {}", s.message))
+                }
+                EventStage::Provisioned => self.done(&s.message),
+                EventStage::WaitingForSsh => self.start(progress, "Waiting for SSH".into()),
+                EventStage::SshReady => self.done(&s.message),
+                EventStage::WaitingForCloudInit => {
+                    self.start(progress, "Waiting for cloud-init".into())
+                }
+                EventStage::CloudInitDone => self.done(&s.message),
+                EventStage::CloningRepos if s.warning => {
+                    if let Some(stage) = &self.current {
+                        stage.warn(&s.message);
+                    }
+                }
+                EventStage::CloningRepos => match &self.current {
+                    Some(stage) => stage.update(&s.message),
+                    None => self.start(progress, "Repositories".into()),
+                },
+                EventStage::ReposDone => self.done(&s.message),
+                EventStage::Retrying => {
+                    if let Some(stage) = self.current.take() {
+                        stage.done_with_warning(&s.message);
+                    }
+                }
+                _ => {}
+            },
+            Event::CreateFailed(f) => {
+                if let Some(stage) = self.current.take() {
+                    stage.fail(&f.error.message);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Runs `azlin new`.
+pub async fn run(app: &App, args: &NewArgs) -> anyhow::Result<ExitCode> {
+    let begun = Instant::now();
+    let specs = plan(app, args)?;
+    let store = app.store()?;
+    for spec in &specs {
+        if store.vm(&spec.name).await?.is_some() {
+            return Err(Failure::usage(format!(
+                "a VM named '{}' already exists (see `azlin list`, or `azlin delete {}`)",
+                spec.name, spec.name
+            )));
+        }
+    }
+    let provider_kind = specs[0].provider;
+    let progress = Progress::new(app.settings.progress_tty);
+    let in_process = app.settings.nats_url.is_none();
+
+    // Steps 1–3: prerequisites, authentication, SSH key.
+    let stage = progress.stage("Prerequisites");
+    let summary = prerequisites::require(app, in_process.then_some(provider_kind))?;
+    stage.done(&summary);
+    let provider = if in_process {
+        Some(app.providers.provider(provider_kind)?)
+    } else {
+        None
+    };
+    let stage = progress.stage("Authentication");
+    match &provider {
+        Some(provider) => match provider.authenticate().await {
+            Ok(identity) => stage.done(&identity),
+            Err(e) => {
+                stage.fail(&e.message);
+                return Err(e.into());
+            }
+        },
+        None => stage.done("delegated to the workers on the bus"),
+    }
+    let stage = progress.stage("SSH key");
+    let (identity, origin) = ensure_identity(&app.settings.paths.ssh_key())?;
+    stage.done(&format!(
+        "{} {}",
+        if origin == KeyOrigin::Created {
+            "created"
+        } else {
+            "reused"
+        },
+        identity.private_path.display()
+    ));
+    if in_process && provider_kind.is_local() {
+        let images = app.providers.images();
+        if images.locate(specs[0].image).is_none() {
+            let stage = progress.stage(format!(
+                "Base image '{}' (first use builds it; minutes)",
+                specs[0].image
+            ));
+            let built = images
+                .ensure(specs[0].image, &mut |line: &str| stage.update(line))
+                .await;
+            match built {
+                Ok(image) => stage.done(&image.dir.display().to_string()),
+                Err(e) => {
+                    stage.fail(&e.message);
+                    return Err(e.into());
+                }
+            }
+        }
+    }
+
+    // Steps 4–6 through the control plane.
+    let control = app.control_plane(&identity, specs.len()).await?;
+    let mut subscription = control.bus.subscribe().await?;
+    let requested_by = format!(
+        "{}@{}",
+        std::env::var("USER").unwrap_or_else(|_| "root".into()),
+        crate::app::hostname()
+    );
+    let mut pending = HashSet::new();
+    for spec in &specs {
+        let request = Request::Create(CreateRequested {
+            schema: SCHEMA,
+            request_id: new_id(),
+            spec: spec.clone(),
+            ssh_public_key: identity.public_openssh.clone(),
+            requested_by: requested_by.clone(),
+            created_at: now_rfc3339(),
+        });
+        store.record_request(&request).await?;
+        pending.insert(request.request_id().to_string());
+        control.bus.submit(&request).await?;
+    }
+    let mut milestones = Milestones::default();
+    let ended = if specs.len() == 1 {
+        let mut view = StageView { current: None };
+        control
+            .orchestrator
+            .follow(&mut subscription, pending, |event| {
+                milestones.record(begun, event);
+                view.show(&progress, event);
+            })
+            .await
+    } else {
+        let mut lines: BTreeMap<String, Stage> = BTreeMap::new();
+        control
+            .orchestrator
+            .follow(&mut subscription, pending, |event| {
+                milestones.record(begun, event);
+                fleet_line(&progress, &mut lines, event);
+            })
+            .await
+    };
+    control.shutdown().await;
+
+    let mut completes = Vec::new();
+    let mut failures = Vec::new();
+    for event in ended.into_values() {
+        match event {
+            Event::CreateComplete(c) => completes.push(c),
+            Event::CreateFailed(f) => failures.push(f),
+            _ => {}
+        }
+    }
+    completes.sort_by(|a, b| a.vm.name.cmp(&b.vm.name));
+    if failures.is_empty() && completes.len() != specs.len() {
+        return Err(Failure::with_code(
+            ExitCode::Error,
+            "the control plane stopped before every VM was ready",
+        ));
+    }
+
+    // Step 7: notification (success and failure alike).
+    let summary = match (completes.len(), failures.len()) {
+        (n, 0) => format!("{n} VM(s) ready"),
+        (n, f) => format!("{n} VM(s) ready, {f} failed"),
+    };
+    notify::send(
+        &app.settings,
+        &progress,
+        failures.is_empty(),
+        &specs[0].name,
+        &summary,
+    )
+    .await;
+
+    // Step 8: info.
+    print_info(app, &completes, &failures, &milestones)?;
+    if let Some(code) = failure_exit(&progress, &failures) {
+        return Ok(code);
+    }
+
+    // Step 9: connect.
+    let NewArgs {
+        no_connect, x11, ..
+    } = args;
+    if *no_connect || completes.len() != 1 || app.settings.output == OutputFormat::Json {
+        return Ok(ExitCode::Ok);
+    }
+    if !app.settings.interactive {
+        progress.note(&format!(
+            "not a terminal: skipping the SSH session (connect with `azlin connect {}`)",
+            completes[0].vm.name
+        ));
+        return Ok(ExitCode::Ok);
+    }
+    let vm = &completes[0].vm;
+    let access = connect::access_for(
+        app,
+        &vm.name,
+        &vm.address,
+        vm.ssh_port,
+        &vm.user,
+        &vm.host_key,
+    );
+    connect::attach(&access, &vm.name, &Session::Tmux, *x11)
+}
+
+/// Milliseconds from the start of `azlin new` to each VM's milestones (for `-o json` and the
+/// benchmark): `ssh_ready`, `cloud_init_done`, `ready`.
+#[derive(Default)]
+struct Milestones(BTreeMap<String, BTreeMap<&'static str, u64>>);
+
+impl Milestones {
+    fn record(&mut self, begun: Instant, event: &Event) {
+        let milestone = match event {
+            Event::CreateStatus(s) if s.stage == EventStage::SshReady => "ssh_ready",
+            Event::CreateStatus(s) if s.stage == EventStage::CloudInitDone => "cloud_init_done",
+            Event::CreateComplete(_) => "ready",
+            _ => return,
+        };
+        let ms = u64::try_from(begun.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.0
+            .entry(event.name().to_string())
+            .or_default()
+            .insert(milestone, ms);
+    }
+}
+
+/// One line per VM of a fleet.
+fn fleet_line(progress: &Progress, lines: &mut BTreeMap<String, Stage>, event: &Event) {
+    let name = event.name().to_string();
+    let line = lines
+        .entry(name.clone())
+        .or_insert_with(|| progress.stage(name.clone()));
+    match event {
+        Event::CreateStatus(s) if s.warning => line.warn(&s.message),
+        Event::CreateStatus(s) => line.update(s.stage.as_str()),
+        Event::CreateComplete(c) => {
+            if let Some(line) = lines.remove(&name) {
+                line.done(&format!("ready at {}", c.vm.address));
+            }
+        }
+        Event::CreateFailed(f) => {
+            if let Some(line) = lines.remove(&name) {
+                line.fail(&f.error.message);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Prints each ready VM (step 8) as a table or JSON.
+fn print_info(
+    app: &App,
+    completes: &[CreateComplete],
+    failures: &[CreateFailed],
+    milestones: &Milestones,
+) -> anyhow::Result<()> {
+    if app.settings.output == OutputFormat::Json {
+        let vms: Vec<_> = completes
+            .iter()
+            .map(|c| {
+                let access = connect::access_for(
+                    app,
+                    &c.vm.name,
+                    &c.vm.address,
+                    c.vm.ssh_port,
+                    &c.vm.user,
+                    &c.vm.host_key,
+                );
+                serde_json::json!({
+                    "name": c.vm.name,
+                    "provider": c.vm.provider,
+                    "address": c.vm.address,
+                    "ssh_port": c.vm.ssh_port,
+                    "user": c.vm.user,
+                    "host_key": c.vm.host_key,
+                    "ssh_command": access.display_command(),
+                    "timings_ms": c.timings,
+                    "since_start_ms": milestones.0.get(c.vm.name.as_str()),
+                    "warnings": c.warnings,
+                    "request_id": c.request_id,
+                })
+            })
+            .collect();
+        let failed: Vec<_> = failures
+            .iter()
+            .map(|f| serde_json::json!({"name": f.name, "error": f.error, "cleaned_up": f.cleaned_up, "removed": f.removed, "vm_left_running": f.vm_left_running}))
+            .collect();
+        println!("{}", serde_json::json!({ "vms": vms, "failed": failed }));
+        return Ok(());
+    }
+    for c in completes {
+        let access = connect::access_for(
+            app,
+            &c.vm.name,
+            &c.vm.address,
+            c.vm.ssh_port,
+            &c.vm.user,
+            &c.vm.host_key,
+        );
+        let timings: Vec<String> = c
+            .timings
+            .iter()
+            .map(|(k, v)| format!("{k} {:.1}s", *v as f64 / 1000.0))
+            .collect();
+        println!("VM {} is ready", c.vm.name);
+        println!("  provider  {}", c.vm.provider);
+        println!("  address   {}:{}", c.vm.address, c.vm.ssh_port);
+        println!("  user      {}", c.vm.user);
+        println!("  ssh       {}", access.display_command());
+        println!("  connect   azlin connect {}", c.vm.name);
+        println!("  timings   {}", timings.join(", "));
+        for warning in &c.warnings {
+            println!("  warning   {warning}");
+        }
+    }
+    Ok(())
+}
+
+/// Reports failures with what was cleaned up or left running; the exit code of the first.
+fn failure_exit(progress: &Progress, failures: &[CreateFailed]) -> Option<ExitCode> {
+    for f in failures {
+        progress.note(&format!("✗ {}: {}", f.name, f.error.message));
+        if f.vm_left_running {
+            progress.note(&format!(
+                "  the VM '{}' is still running; inspect it with `azlin connect {}` or remove it with `azlin delete {} --yes`",
+                f.name, f.name, f.name
+            ));
+        } else if f.cleaned_up {
+            if f.removed.is_empty() {
+                progress.note("  nothing had been created; nothing is left behind");
+            } else {
+                progress.note(&format!("  cleaned up: removed {}", f.removed.join(", ")));
+                progress.note("  nothing is left behind (check with `azlin list`)");
+            }
+        } else {
+            progress.note(&format!(
+                "  cleanup may be needed: `azlin delete {} --yes`",
+                f.name
+            ));
+        }
+    }
+    failures.first().map(|f| f.error.kind.exit_code())
+}

@@ -1,0 +1,250 @@
+//! `azlin list`, `status`, `start`, `stop` and `delete`.
+
+use crate::app::App;
+use crate::args::{DeleteArgs, ListArgs, NameArgs, OutputFormat};
+use crate::failure::Failure;
+use crate::output;
+use crate::progress::Progress;
+use azlin_control::ProviderSource;
+use azlin_control::store::VmRecord;
+use azlin_core::event::{DeleteRequested, Event, Request, SCHEMA};
+use azlin_core::{ExitCode, ProviderKind, Vm, VmName, new_id, now_rfc3339};
+use azlin_remote::keys::ensure_identity;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::io::{BufRead, IsTerminal, Write};
+
+/// One row of `azlin list`: what the store recorded, with the provider's live view.
+#[derive(Debug, serde::Serialize)]
+struct Row {
+    name: String,
+    provider: ProviderKind,
+    state: String,
+    address: String,
+    user: String,
+    message: String,
+}
+
+fn parse_name(name: &str) -> anyhow::Result<VmName> {
+    VmName::parse(name).map_err(|e| Failure::usage(e.to_string()))
+}
+
+/// Runs `azlin list`.
+pub async fn list(app: &App, args: &ListArgs) -> anyhow::Result<ExitCode> {
+    let ListArgs { provider } = args;
+    let only: Option<ProviderKind> = provider
+        .as_deref()
+        .map(str::parse)
+        .transpose()
+        .map_err(|e| Failure::usage(format!("{e}")))?;
+    let records: Vec<VmRecord> = app
+        .store()?
+        .vms()
+        .await?
+        .into_iter()
+        .filter(|r| only.is_none_or(|p| r.provider == p))
+        .collect();
+    // One list call per provider involved: local ones always (cheap), others when they have
+    // records or were asked for.
+    let mut kinds: BTreeSet<ProviderKind> = records.iter().map(|r| r.provider).collect();
+    match only {
+        Some(kind) => {
+            kinds.insert(kind);
+        }
+        None => kinds.extend([ProviderKind::Nspawn, ProviderKind::Sim]),
+    }
+    let mut live: BTreeMap<String, Vm> = BTreeMap::new();
+    for kind in kinds {
+        let Ok(provider) = app.providers.provider(kind) else {
+            continue;
+        };
+        match provider.list().await {
+            Ok(vms) => live.extend(vms.into_iter().map(|vm| (vm.name.to_string(), vm))),
+            Err(e) if only.is_some() => return Err(e.into()),
+            Err(e) => tracing::warn!("listing {kind} VMs: {e}"),
+        }
+    }
+    let mut rows: Vec<Row> = records
+        .iter()
+        .map(|r| {
+            let vm = live.remove(r.name.as_str());
+            Row {
+                name: r.name.to_string(),
+                provider: r.provider,
+                state: vm
+                    .as_ref()
+                    .map_or_else(|| r.state.as_str().to_string(), |vm| vm.state.to_string()),
+                address: vm
+                    .as_ref()
+                    .map_or_else(|| r.address.clone(), |vm| vm.address.clone()),
+                user: r.user.clone(),
+                message: r.message.clone(),
+            }
+        })
+        .collect();
+    rows.extend(live.into_values().map(|vm| Row {
+        name: vm.name.to_string(),
+        provider: vm.provider,
+        state: vm.state.to_string(),
+        address: vm.address.clone(),
+        user: vm.user.clone(),
+        message: "not in the state store".into(),
+    }));
+    rows.sort_by(|a, b| a.name.cmp(&b.name));
+    if app.settings.output == OutputFormat::Json {
+        println!("{}", serde_json::to_string(&rows)?);
+    } else if rows.is_empty() {
+        println!("No VMs. Create one with `azlin new`.");
+    } else {
+        output::table(
+            &["NAME", "PROVIDER", "STATE", "ADDRESS", "USER", "MESSAGE"],
+            rows.into_iter().map(|r| {
+                vec![
+                    r.name,
+                    r.provider.to_string(),
+                    r.state,
+                    r.address,
+                    r.user,
+                    r.message,
+                ]
+            }),
+        );
+    }
+    Ok(ExitCode::Ok)
+}
+
+/// Runs `azlin status NAME`.
+pub async fn status(app: &App, args: &NameArgs) -> anyhow::Result<ExitCode> {
+    let name = parse_name(&args.name)?;
+    let (_, vm) = app.locate(&name).await?;
+    let record = app.store()?.vm(&name).await?;
+    if app.settings.output == OutputFormat::Json {
+        println!("{}", serde_json::json!({"vm": vm, "record": record}));
+        return Ok(ExitCode::Ok);
+    }
+    let mut rows = vec![
+        vec!["name".to_string(), vm.name.to_string()],
+        vec!["provider".into(), vm.provider.to_string()],
+        vec!["state".into(), vm.state.to_string()],
+        vec!["address".into(), format!("{}:{}", vm.address, vm.ssh_port)],
+        vec!["user".into(), vm.user.clone()],
+        vec!["host key".into(), vm.host_key.clone()],
+        vec!["request".into(), vm.request_id.clone()],
+    ];
+    rows.extend(vm.details.iter().map(|(k, v)| vec![k.clone(), v.clone()]));
+    if let Some(record) = record {
+        let timings: Vec<String> = record
+            .timings
+            .iter()
+            .map(|(k, v)| format!("{k} {:.1}s", *v as f64 / 1000.0))
+            .collect();
+        rows.push(vec!["timings".into(), timings.join(", ")]);
+        rows.push(vec![
+            "last event".into(),
+            format!("{} ({})", record.message, record.updated_at),
+        ]);
+    }
+    output::table(&["FIELD", "VALUE"], rows);
+    Ok(ExitCode::Ok)
+}
+
+/// Runs `azlin start NAME`.
+pub async fn start(app: &App, args: &NameArgs) -> anyhow::Result<ExitCode> {
+    let name = parse_name(&args.name)?;
+    let (provider, _) = app.locate(&name).await?;
+    let progress = Progress::new(app.settings.progress_tty);
+    let stage = progress.stage(format!("Starting {name}"));
+    let vm = provider.start(&name).await?;
+    stage.done(&format!("{} at {}", vm.state, vm.address));
+    Ok(ExitCode::Ok)
+}
+
+/// Runs `azlin stop NAME`.
+pub async fn stop(app: &App, args: &NameArgs) -> anyhow::Result<ExitCode> {
+    let name = parse_name(&args.name)?;
+    let (provider, _) = app.locate(&name).await?;
+    let progress = Progress::new(app.settings.progress_tty);
+    let stage = progress.stage(format!("Stopping {name}"));
+    provider.stop(&name).await?;
+    stage.done("stopped; its disk is kept");
+    Ok(ExitCode::Ok)
+}
+
+/// Asks on the terminal; refuses outright when there is none.
+fn confirm(question: &str) -> anyhow::Result<bool> {
+    if !std::io::stdin().is_terminal() {
+        return Err(Failure::usage(format!(
+            "{question}: not asking without a terminal; pass --yes"
+        )));
+    }
+    eprint!("{question} [y/N] ");
+    std::io::stderr().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
+}
+
+/// Runs `azlin delete NAME [--yes]`: a `vm.delete.request` through the control plane.
+pub async fn delete(app: &App, args: &DeleteArgs) -> anyhow::Result<ExitCode> {
+    let DeleteArgs { name, yes } = args;
+    let name = parse_name(name)?;
+    let (_, vm) = app.locate(&name).await?;
+    if !yes
+        && !confirm(&format!(
+            "Delete {} VM '{name}' and everything made for it?",
+            vm.provider
+        ))?
+    {
+        eprintln!("Nothing deleted.");
+        return Ok(ExitCode::Ok);
+    }
+    let progress = Progress::new(app.settings.progress_tty);
+    let stage = progress.stage(format!("Deleting {name}"));
+    let (identity, _) = ensure_identity(&app.settings.paths.ssh_key())?;
+    let control = app.control_plane(&identity, 1).await?;
+    let mut subscription = control.bus.subscribe().await?;
+    let request = Request::Delete(DeleteRequested {
+        schema: SCHEMA,
+        request_id: new_id(),
+        name: name.clone(),
+        provider: vm.provider,
+        requested_by: crate::app::hostname(),
+        created_at: now_rfc3339(),
+    });
+    control.bus.submit(&request).await?;
+    let pending = HashSet::from([request.request_id().to_string()]);
+    let ended = control
+        .orchestrator
+        .follow(&mut subscription, pending, |_| {})
+        .await;
+    control.shutdown().await;
+    match ended.into_values().next() {
+        Some(Event::DeleteComplete(done)) => {
+            let _ = std::fs::remove_file(azlin_remote::attach::known_hosts_path(
+                &app.settings.paths.state_dir,
+                name.as_str(),
+            ));
+            stage.done(&format!("removed {}", done.removed.join(", ")));
+            if app.settings.output == OutputFormat::Json {
+                println!(
+                    "{}",
+                    serde_json::json!({"name": name, "removed": done.removed})
+                );
+            }
+            Ok(ExitCode::Ok)
+        }
+        Some(Event::DeleteFailed(failed)) => {
+            stage.fail(&failed.error.message);
+            Err(Failure::with_code(
+                failed.error.kind.exit_code(),
+                failed.error.message,
+            ))
+        }
+        _ => {
+            stage.fail("the control plane stopped");
+            Err(Failure::with_code(
+                ExitCode::Error,
+                "the delete did not finish",
+            ))
+        }
+    }
+}

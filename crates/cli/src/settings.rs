@@ -1,0 +1,126 @@
+//! Settings resolved once from flags, environment and config file, then passed by reference.
+
+use crate::args::{GlobalArgs, OutputFormat};
+use crate::failure::Failure;
+use azlin_core::config::{Config, PathInputs};
+use azlin_core::{Paths, ProviderKind};
+use azlin_providers::image::DEFAULT_MIRROR;
+use azlin_providers::sim::SimSettings;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Everything a command needs to know about its environment.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Where azlin keeps things.
+    pub paths: Paths,
+    /// The config file's contents.
+    pub config: Config,
+    /// Output format.
+    pub output: OutputFormat,
+    /// NATS server, if the control plane runs over NATS.
+    pub nats_url: Option<String>,
+    /// Where base images are cached.
+    pub image_dir: PathBuf,
+    /// Debian mirror for image builds.
+    pub mirror: String,
+    /// Sim provider settings.
+    pub sim: SimSettings,
+    /// How long to wait for SSH.
+    pub ssh_timeout: Duration,
+    /// How long to wait for cloud-init.
+    pub cloud_init_timeout: Duration,
+    /// Whether stdin and stdout are a terminal (interactive use).
+    pub interactive: bool,
+    /// Whether stderr is a terminal (live progress).
+    pub progress_tty: bool,
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+impl Settings {
+    /// Resolves settings: flags win over environment, environment over the config file.
+    pub fn resolve(global: &GlobalArgs) -> anyhow::Result<Settings> {
+        let GlobalArgs {
+            config,
+            output,
+            verbose: _,
+            nats,
+        } = global;
+        let paths = Paths::resolve(&PathInputs::from_process_env());
+        let config = match config {
+            Some(path) => Config::load(path, true)?,
+            None => Config::load(&paths.config_file(), false)?,
+        };
+        let parse_env = |name: &str| -> anyhow::Result<Option<f64>> {
+            env(name)
+                .map(|v| {
+                    v.parse::<f64>()
+                        .map_err(|_| Failure::usage(format!("{name}={v} is not a number")))
+                })
+                .transpose()
+        };
+        let boot_ms = parse_env("AZLIN_SIM_BOOT_MS")?
+            .map(|v| v as u64)
+            .or(config.sim.boot_ms)
+            .unwrap_or(0);
+        let fail_rate = parse_env("AZLIN_SIM_FAIL_RATE")?
+            .or(config.sim.fail_rate)
+            .unwrap_or(0.0);
+        if !(0.0..=1.0).contains(&fail_rate) {
+            return Err(Failure::usage(format!(
+                "sim fail rate {fail_rate} is not between 0 and 1"
+            )));
+        }
+        let image_dir = env("AZLIN_IMAGE_DIR")
+            .map(PathBuf::from)
+            .or_else(|| config.image_dir.clone())
+            .unwrap_or_else(|| paths.cache_dir.join("images"));
+        Ok(Settings {
+            nats_url: nats.clone().or_else(|| config.nats_url.clone()),
+            image_dir,
+            mirror: env("AZLIN_DEBIAN_MIRROR").unwrap_or_else(|| DEFAULT_MIRROR.to_string()),
+            sim: SimSettings {
+                boot: Duration::from_millis(boot_ms),
+                fail_rate,
+            },
+            ssh_timeout: Duration::from_secs(config.ssh_timeout_secs.unwrap_or(300)),
+            cloud_init_timeout: Duration::from_secs(config.cloud_init_timeout_secs.unwrap_or(900)),
+            interactive: std::io::stdin().is_terminal() && std::io::stdout().is_terminal(),
+            progress_tty: std::io::stderr().is_terminal() && *output == OutputFormat::Table,
+            output: *output,
+            paths,
+            config,
+        })
+    }
+
+    /// The provider named by a flag, else the config, else the local default: `nspawn` for
+    /// root, `qemu` otherwise. `sim` is never a default.
+    pub fn provider(&self, flag: Option<&str>) -> anyhow::Result<ProviderKind> {
+        match flag.or(self.config.provider.as_deref()) {
+            Some(name) => name.parse().map_err(|e| Failure::usage(format!("{e}"))),
+            None if nix_is_root() => Ok(ProviderKind::Nspawn),
+            None => Ok(ProviderKind::Qemu),
+        }
+    }
+
+    /// The state database.
+    pub fn state_db(&self) -> PathBuf {
+        self.paths.state_dir.join("state.db")
+    }
+
+    /// The readable deployment state file.
+    pub fn deployment_state(&self) -> PathBuf {
+        self.paths.state_dir.join("deployment-state.yaml")
+    }
+}
+
+fn nix_is_root() -> bool {
+    std::fs::metadata("/proc/self").is_ok_and(|m| {
+        use std::os::unix::fs::MetadataExt;
+        m.uid() == 0
+    })
+}
