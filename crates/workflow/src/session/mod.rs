@@ -536,6 +536,30 @@ impl Session {
             .await
     }
 
+    /// Runs `script` with `sh -c` (as the step user), with `args` as `$1`…, feeding it `stdin`
+    /// (how `actions/checkout` streams a tar archive onto the VM).
+    pub async fn run_with_input(
+        &self,
+        script: &str,
+        args: &[&str],
+        stdin: &[u8],
+        sink: &mut (dyn FnMut(OutputStream, &[u8]) + Send),
+    ) -> Result<i32, RemoteError> {
+        update(&self.store, &self.record, |r| r.commands += 1);
+        let sudo = if self.facts.runner.starts_with("sudo") {
+            "sudo -n "
+        } else {
+            ""
+        };
+        let args: Vec<String> = args.iter().map(|a| azlin_remote::quote::sh(a)).collect();
+        let command = format!(
+            "{sudo}sh -c {} sh {}",
+            azlin_remote::quote::sh(script),
+            args.join(" ")
+        );
+        self.shell.exec(&command, stdin, sink).await
+    }
+
     /// Runs the cleanup commands and releases the VM, recording `outcome` (`Completed`,
     /// `Failed` or `Cancelled`) and then `Released`.
     pub async fn close(mut self, outcome: SessionState, note: &str) -> CloseReport {

@@ -1,0 +1,993 @@
+//! Running one job (one matrix combination) on a session's VM: the job's folders and event file,
+//! then each step as one round trip, with `if`, `continue-on-error`, `timeout-minutes`,
+//! environment files, workflow commands, masking, per-step logs, and finally the job outputs.
+
+use crate::context::{
+    Layout, RunFacts, default_env, github_context, object_of, runner_context, set_pair,
+};
+use crate::expression::{Condition, Object, Scope, Status, Template, Value};
+use crate::model::{Job, Step, StepAction};
+use crate::observer::{Observer, Origin};
+use crate::protocol::file_command::{parse_key_values, parse_paths};
+use crate::protocol::mask::Masker;
+use crate::protocol::output::{Annotation, StepOutput};
+use crate::protocol::script::{
+    FileCommandPaths, ShellCommand, StepScript, kill_program, parse_trailer,
+};
+use crate::report::{JobReport, JobResult, StepOutcome, StepReport};
+use crate::session::Session;
+use azlin_remote::quote::sh;
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+/// GitHub's default job timeout.
+pub const DEFAULT_JOB_TIMEOUT_MINUTES: f64 = 360.0;
+
+/// How long killing a timed-out or cancelled step's processes may take.
+const KILL_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// One job run, ready to go.
+pub(crate) struct Instance<'a> {
+    pub job: &'a Job,
+    pub name: String,
+    pub matrix: Object,
+    pub has_matrix: bool,
+    pub strategy: Object,
+    pub needs: Object,
+    /// Folder name of its logs.
+    pub log_slug: String,
+    pub continue_on_error: bool,
+}
+
+/// What a job run produced.
+pub(crate) struct InstanceOutcome {
+    pub report: JobReport,
+    pub outputs: Object,
+}
+
+/// What every job of a workflow run shares.
+pub(crate) struct JobEnv<'a> {
+    pub facts: &'a RunFacts,
+    pub observer: &'a Arc<dyn Observer>,
+    pub cancel: &'a CancellationToken,
+    pub archive: &'a tokio::sync::OnceCell<Result<Arc<Vec<u8>>, String>>,
+}
+
+/// Keeps names usable as file names.
+pub(crate) fn slug(text: &str) -> String {
+    let s: String = text
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let s = s.trim_matches('_').to_string();
+    let s: String = s.chars().take(60).collect();
+    if s.is_empty() { "step".to_string() } else { s }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Minutes as a duration (fractions allowed; non-positive or invalid values are refused).
+pub(crate) fn minutes(value: &Value, what: &str) -> Result<Duration, String> {
+    let n = value.to_number();
+    if !n.is_finite() || n <= 0.0 {
+        return Err(format!(
+            "{what} must be a positive number of minutes, not '{}'",
+            value.to_display_string()
+        ));
+    }
+    Ok(Duration::from_secs_f64(n * 60.0))
+}
+
+struct JobState<'a> {
+    env: &'a JobEnv<'a>,
+    inst: &'a Instance<'a>,
+    session: &'a Session,
+    layout: Layout,
+    defaults: Vec<(String, String)>,
+    job_env: Vec<(String, String)>,
+    set_env: Vec<(String, String)>,
+    path_prepend: Vec<String>,
+    contexts: Object,
+    steps_ctx: Object,
+    masker: Masker,
+    status: JobResult,
+    deadline: tokio::time::Instant,
+    timeout: Duration,
+    timed_out: bool,
+    log_dir: Option<PathBuf>,
+    error: Option<String>,
+}
+
+/// Runs `inst` on `session`.
+pub(crate) async fn run_instance(
+    env: &JobEnv<'_>,
+    inst: &Instance<'_>,
+    session: &Session,
+) -> InstanceOutcome {
+    let started = Instant::now();
+    let facts = env.facts;
+    let job = inst.job;
+    let vm_name = session.vm().name.to_string();
+    let layout = Layout::new(&session.facts().home, facts.repo_name());
+    let origin = Origin {
+        workflow: &facts.workflow.name,
+        job: &inst.name,
+        step: "",
+    };
+    env.observer.job_started(origin, &vm_name);
+
+    let mut contexts = Object::new();
+    contexts.insert(
+        "github",
+        Value::Object(github_context(facts, &job.id, &layout)),
+    );
+    contexts.insert(
+        "runner",
+        Value::Object(runner_context(
+            session.facts(),
+            &vm_name,
+            &layout,
+            facts.debug,
+        )),
+    );
+    contexts.insert("matrix", Value::Object(inst.matrix.clone()));
+    contexts.insert("strategy", Value::Object(inst.strategy.clone()));
+    contexts.insert("needs", Value::Object(inst.needs.clone()));
+    contexts.insert("secrets", Value::Object(facts.secrets.clone()));
+    contexts.insert("vars", Value::Object(facts.vars.clone()));
+    contexts.insert("inputs", Value::Object(facts.inputs.clone()));
+    contexts.insert("steps", Value::Object(Object::new()));
+    let mut job_ctx = Object::new();
+    job_ctx.insert("status", Value::from("success"));
+    contexts.insert("job", Value::Object(job_ctx));
+
+    let mut masker = Masker::new();
+    for (_, v) in facts.secrets.iter() {
+        masker.add(&v.to_display_string());
+    }
+
+    let mut state = JobState {
+        env,
+        inst,
+        session,
+        defaults: default_env(
+            facts,
+            &job.id,
+            &layout,
+            session.facts(),
+            &vm_name,
+            session.id(),
+        ),
+        layout,
+        job_env: facts.extra_env.clone(),
+        set_env: Vec::new(),
+        path_prepend: Vec::new(),
+        contexts,
+        steps_ctx: Object::new(),
+        masker,
+        status: JobResult::Success,
+        deadline: tokio::time::Instant::now(),
+        timeout: Duration::ZERO,
+        timed_out: false,
+        log_dir: None,
+        error: None,
+    };
+    let mut steps: Vec<StepReport> = Vec::new();
+    match state.prepare().await {
+        Ok(()) => {
+            for step in &job.steps {
+                let report = state.step(step).await;
+                env.observer.step_finished(
+                    Origin {
+                        workflow: &facts.workflow.name,
+                        job: &inst.name,
+                        step: &report.name,
+                    },
+                    &report,
+                );
+                steps.push(report);
+            }
+        }
+        Err(e) => {
+            state.status = JobResult::Failure;
+            state.error = Some(state.masker.mask(&e));
+            env.observer.output(
+                origin,
+                azlin_remote::OutputStream::Stderr,
+                &state.masker.mask(&e),
+            );
+        }
+    }
+    let outputs = state.outputs();
+    let result = if env.cancel.is_cancelled() && state.status != JobResult::Failure {
+        JobResult::Cancelled
+    } else {
+        state.status
+    };
+    let report = JobReport {
+        id: job.id.clone(),
+        name: inst.name.clone(),
+        matrix: inst.has_matrix.then(|| Value::Object(inst.matrix.clone())),
+        result,
+        continue_on_error: inst.continue_on_error,
+        duration_ms: millis(started.elapsed()),
+        session: Some(session.id().to_string()),
+        vm: Some(vm_name),
+        skip_reason: None,
+        error: state.error.clone(),
+        outputs: outputs
+            .iter()
+            .map(|(k, v)| (k.clone(), v.to_display_string()))
+            .collect::<BTreeMap<_, _>>(),
+        steps,
+    };
+    InstanceOutcome { report, outputs }
+}
+
+impl JobState<'_> {
+    fn scope_status(&self) -> Status {
+        Status {
+            success: self.status == JobResult::Success,
+            failure: self.status == JobResult::Failure,
+            cancelled: self.env.cancel.is_cancelled(),
+        }
+    }
+
+    fn env_object(&self, extra: &[(String, String)]) -> Value {
+        let mut all = self.job_env.clone();
+        for (k, v) in self.set_env.iter().chain(extra) {
+            set_pair(&mut all, k, v.clone());
+        }
+        Value::Object(object_of(&all))
+    }
+
+    fn render(&self, template: &str) -> Result<String, String> {
+        let scope = Scope {
+            contexts: &self.contexts,
+            status: self.scope_status(),
+            hash_files: None,
+        };
+        let repo = &self.env.facts.repo;
+        let hash = |p: &[String]| repo.hash_files(p);
+        let scope = Scope {
+            hash_files: Some(&hash),
+            ..scope
+        };
+        Template::parse(template)
+            .and_then(|t| t.render(&scope))
+            .map_err(|e| e.message)
+    }
+
+    fn evaluate(&self, template: &str) -> Result<Value, String> {
+        let repo = &self.env.facts.repo;
+        let hash = |p: &[String]| repo.hash_files(p);
+        let scope = Scope {
+            contexts: &self.contexts,
+            status: self.scope_status(),
+            hash_files: Some(&hash),
+        };
+        Template::parse(template)
+            .and_then(|t| t.evaluate(&scope))
+            .map_err(|e| e.message)
+    }
+
+    /// Evaluates the job's environment and timeout, and lays out the job's folders on the VM.
+    async fn prepare(&mut self) -> Result<(), String> {
+        let facts = self.env.facts;
+        let job = self.inst.job;
+        for (k, v) in facts.workflow.env.iter().chain(job.env.iter()) {
+            self.contexts.insert("env", self.env_object(&[]));
+            let value = self
+                .render(v)
+                .map_err(|e| format!("evaluating env {k}: {e}"))?;
+            set_pair(&mut self.job_env, k, value);
+        }
+        self.contexts.insert("env", self.env_object(&[]));
+        self.timeout = match &job.timeout_minutes {
+            None => Duration::from_secs_f64(DEFAULT_JOB_TIMEOUT_MINUTES * 60.0),
+            Some(t) => minutes(&self.evaluate(t)?, "timeout-minutes")?,
+        };
+        self.deadline = tokio::time::Instant::now() + self.timeout;
+        let dir = facts.logs_dir.join(&self.inst.log_slug);
+        self.log_dir = match std::fs::create_dir_all(&dir) {
+            Ok(()) => Some(dir),
+            Err(e) => {
+                tracing::warn!(dir = %dir.display(), error = %e, "cannot create the log folder");
+                None
+            }
+        };
+        if let Some(reason) = job.uses.as_ref() {
+            return Err(format!(
+                "reusable workflows are not supported (jobs.{}.uses: {reason})",
+                job.id
+            ));
+        }
+        if !job.unsupported.is_empty() {
+            return Err(format!(
+                "jobs.{} uses {}, which azlin does not support (steps run directly on the VM)",
+                job.id,
+                job.unsupported.join(" and ")
+            ));
+        }
+        let l = &self.layout;
+        let event = serde_json::to_string_pretty(&facts.event).unwrap_or_else(|_| "{}".into());
+        let delimiter = format!("AZLIN_EVENT_{}", azlin_core::new_id().replace('-', ""));
+        let event_dir = l
+            .event_path
+            .rsplit_once('/')
+            .map(|(d, _)| d.to_string())
+            .unwrap_or_default();
+        let program = format!(
+            "rm -rf {temp}\nmkdir -p {ws} {temp} {tool} {event_dir} {fc} || exit 1\ncat > {event} <<'{delimiter}'\n{event_json}\n{delimiter}\n",
+            temp = sh(&l.temp),
+            ws = sh(&l.workspace),
+            tool = sh(&l.tool_cache),
+            event_dir = sh(&event_dir),
+            fc = sh(&l.file_commands),
+            event = sh(&l.event_path),
+            event_json = event,
+        );
+        let mut out = Vec::new();
+        let code = tokio::time::timeout(
+            self.timeout,
+            self.session
+                .run(&program, &mut |_, b| out.extend_from_slice(b)),
+        )
+        .await
+        .map_err(|_| "preparing the job on the VM timed out".to_string())?
+        .map_err(|e| format!("preparing the job on the VM failed: {e}"))?;
+        if code != 0 {
+            return Err(format!(
+                "preparing the job on the VM failed (exit code {code}): {}",
+                String::from_utf8_lossy(&out).trim()
+            ));
+        }
+        Ok(())
+    }
+
+    fn skipped(&mut self, step: &Step, name: String, error: Option<String>) -> StepReport {
+        if let Some(id) = &step.id {
+            self.record_step(
+                id,
+                &Object::new(),
+                StepOutcome::Skipped,
+                StepOutcome::Skipped,
+            );
+        }
+        StepReport {
+            index: step.index,
+            id: step.id.clone(),
+            name,
+            outcome: StepOutcome::Skipped,
+            conclusion: StepOutcome::Skipped,
+            duration_ms: 0,
+            exit_code: None,
+            log: None,
+            annotations: Vec::new(),
+            error,
+            summary: String::new(),
+        }
+    }
+
+    fn record_step(
+        &mut self,
+        id: &str,
+        outputs: &Object,
+        outcome: StepOutcome,
+        conclusion: StepOutcome,
+    ) {
+        let mut entry = Object::new();
+        entry.insert("outputs", Value::Object(outputs.clone()));
+        entry.insert("outcome", Value::from(outcome.as_str()));
+        entry.insert("conclusion", Value::from(conclusion.as_str()));
+        self.steps_ctx.insert(id.to_string(), Value::Object(entry));
+        self.contexts
+            .insert("steps", Value::Object(self.steps_ctx.clone()));
+    }
+
+    fn set_job_status(&mut self, status: JobResult) {
+        self.status = status;
+        let mut job_ctx = Object::new();
+        job_ctx.insert("status", Value::from(status.as_str()));
+        self.contexts.insert("job", Value::Object(job_ctx));
+    }
+
+    async fn step(&mut self, step: &Step) -> StepReport {
+        let started = Instant::now();
+        let default_name = step.default_name();
+        if self.env.cancel.is_cancelled() || self.timed_out {
+            return self.skipped(step, default_name, None);
+        }
+        // The step's env, evaluated against the job's env so far.
+        self.contexts.insert("env", self.env_object(&[]));
+        let mut step_env = Vec::new();
+        let mut failure: Option<String> = None;
+        for (k, v) in &step.env {
+            match self.render(v) {
+                Ok(value) => set_pair(&mut step_env, k, value),
+                Err(e) => {
+                    failure = Some(format!("evaluating env {k}: {e}"));
+                    break;
+                }
+            }
+        }
+        self.contexts.insert("env", self.env_object(&step_env));
+        let run_it = match Condition::parse(step.condition.as_deref().unwrap_or("")) {
+            Ok(c) => {
+                let repo = &self.env.facts.repo;
+                let hash = |p: &[String]| repo.hash_files(p);
+                let scope = Scope {
+                    contexts: &self.contexts,
+                    status: self.scope_status(),
+                    hash_files: Some(&hash),
+                };
+                c.holds(&scope).map_err(|e| e.message)
+            }
+            Err(e) => Err(e.message),
+        };
+        let name = step
+            .name
+            .as_deref()
+            .map(|n| self.render(n).unwrap_or_else(|_| n.to_string()))
+            .unwrap_or(default_name);
+        let name = self.masker.mask(&name);
+        match run_it {
+            Ok(false) => return self.skipped(step, name, None),
+            Ok(true) => {}
+            Err(e) => failure = failure.or(Some(format!("evaluating if: {e}"))),
+        }
+        let facts = self.env.facts;
+        let origin = Origin {
+            workflow: &facts.workflow.name,
+            job: &self.inst.name,
+            step: &name,
+        };
+        self.env.observer.step_started(origin);
+        let log_path = self
+            .log_dir
+            .as_ref()
+            .map(|d| d.join(format!("{:02}-{}.log", step.index + 1, slug(&name))));
+        let log: Option<Box<dyn Write + Send>> = log_path.as_ref().and_then(|p| {
+            std::fs::File::create(p)
+                .map(|f| Box::new(std::io::BufWriter::new(f)) as Box<dyn Write + Send>)
+                .ok()
+        });
+        let mut exec = Execution::default();
+        match failure {
+            Some(e) => exec.error = Some(e),
+            None => self.execute(step, &name, &step_env, log, &mut exec).await,
+        }
+        if let Some(e) = &exec.error {
+            let masked = self.masker.mask(e);
+            self.env.observer.output(
+                Origin {
+                    workflow: &facts.workflow.name,
+                    job: &self.inst.name,
+                    step: &name,
+                },
+                azlin_remote::OutputStream::Stderr,
+                &format!("Error: {masked}"),
+            );
+            if let Some(p) = &log_path
+                && let Ok(mut f) = std::fs::OpenOptions::new().append(true).open(p)
+            {
+                let _ = writeln!(f, "Error: {masked}");
+            }
+        }
+        let outcome = if exec.cancelled {
+            StepOutcome::Cancelled
+        } else if exec.error.is_none() && exec.exit_code == Some(0) {
+            StepOutcome::Success
+        } else {
+            StepOutcome::Failure
+        };
+        let continue_on_error = match &step.continue_on_error {
+            None => false,
+            Some(t) => self.evaluate(t).map(|v| v.truthy()).unwrap_or(false),
+        };
+        let conclusion = if outcome == StepOutcome::Failure && continue_on_error {
+            StepOutcome::Success
+        } else {
+            outcome
+        };
+        if let Some(id) = &step.id {
+            let outputs = exec.outputs.clone();
+            self.record_step(id, &outputs, outcome, conclusion);
+        }
+        match conclusion {
+            StepOutcome::Failure => self.set_job_status(JobResult::Failure),
+            StepOutcome::Cancelled => self.set_job_status(JobResult::Cancelled),
+            _ => {}
+        }
+        if exec.job_timed_out {
+            self.timed_out = true;
+            self.set_job_status(JobResult::Failure);
+            self.error = exec.error.clone();
+        }
+        StepReport {
+            index: step.index,
+            id: step.id.clone(),
+            name,
+            outcome,
+            conclusion,
+            duration_ms: millis(started.elapsed()),
+            exit_code: exec.exit_code,
+            log: log_path,
+            annotations: exec.annotations,
+            error: exec.error.map(|e| self.masker.mask(&e)),
+            summary: self.masker.mask(&exec.summary),
+        }
+    }
+
+    async fn execute(
+        &mut self,
+        step: &Step,
+        name: &str,
+        step_env: &[(String, String)],
+        log: Option<Box<dyn Write + Send>>,
+        exec: &mut Execution,
+    ) {
+        match &step.action {
+            StepAction::Run(script) => {
+                let script = match self.render(script) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        exec.error = Some(e);
+                        return;
+                    }
+                };
+                self.run_script(step, name, &script, step_env, log, exec)
+                    .await;
+            }
+            StepAction::Uses { action, with } => {
+                let base = action.split('@').next().unwrap_or(action);
+                if base.eq_ignore_ascii_case("actions/checkout") {
+                    self.checkout(name, with, log, exec).await;
+                } else {
+                    exec.error = Some(format!(
+                        "the action '{action}' cannot run: azlin runs `run:` steps and has actions/checkout built in; other actions are not supported"
+                    ));
+                }
+            }
+        }
+    }
+
+    fn working_directory(&self, step: &Step) -> Result<String, String> {
+        let wd = step
+            .working_directory
+            .as_ref()
+            .or(self.inst.job.defaults.working_directory.as_ref())
+            .or(self.env.facts.workflow.defaults.working_directory.as_ref());
+        let Some(wd) = wd else {
+            return Ok(self.layout.workspace.clone());
+        };
+        let wd = self.render(wd)?;
+        Ok(if wd.starts_with('/') {
+            wd
+        } else if wd.is_empty() {
+            self.layout.workspace.clone()
+        } else {
+            format!("{}/{}", self.layout.workspace, wd)
+        })
+    }
+
+    fn remaining(&self, step: &Step) -> Result<(Duration, bool), String> {
+        let job_left = self
+            .deadline
+            .saturating_duration_since(tokio::time::Instant::now());
+        match &step.timeout_minutes {
+            None => Ok((job_left, true)),
+            Some(t) => {
+                let limit = minutes(&self.evaluate(t)?, "timeout-minutes")?;
+                Ok(if limit < job_left {
+                    (limit, false)
+                } else {
+                    (job_left, true)
+                })
+            }
+        }
+    }
+
+    async fn run_script(
+        &mut self,
+        step: &Step,
+        name: &str,
+        script: &str,
+        step_env: &[(String, String)],
+        log: Option<Box<dyn Write + Send>>,
+        exec: &mut Execution,
+    ) {
+        let facts = self.env.facts;
+        let shell_name = step
+            .shell
+            .as_deref()
+            .or(self.inst.job.defaults.shell.as_deref())
+            .or(facts.workflow.defaults.shell.as_deref());
+        let shell = match ShellCommand::resolve(shell_name, self.session.facts().bash) {
+            Ok(s) => s,
+            Err(e) => {
+                exec.error = Some(e.0);
+                return;
+            }
+        };
+        let wd = match self.working_directory(step) {
+            Ok(wd) => wd,
+            Err(e) => {
+                exec.error = Some(e);
+                return;
+            }
+        };
+        let (limit, is_job_limit) = match self.remaining(step) {
+            Ok(r) => r,
+            Err(e) => {
+                exec.error = Some(e);
+                return;
+            }
+        };
+        let token = azlin_core::new_id();
+        let files = FileCommandPaths::in_dir(&self.layout.file_commands, &token);
+        let script_path = format!("{}/{}.{}", self.layout.temp, token, shell.extension);
+        let action = step
+            .id
+            .clone()
+            .unwrap_or_else(|| format!("__run_{}", step.index + 1));
+        let mut env = self.defaults.clone();
+        for (k, v) in self
+            .job_env
+            .iter()
+            .chain(self.set_env.iter())
+            .chain(step_env.iter())
+        {
+            set_pair(&mut env, k, v.clone());
+        }
+        for (k, v) in files.variables() {
+            set_pair(&mut env, k, v.to_string());
+        }
+        set_pair(&mut env, "GITHUB_ACTION", action);
+        set_pair(&mut env, "AZLIN_STEP", token.clone());
+        let allow_unsecure = env
+            .iter()
+            .rev()
+            .find(|(k, _)| k == "ACTIONS_ALLOW_UNSECURE_COMMANDS")
+            .is_some_and(|(_, v)| v.eq_ignore_ascii_case("true"));
+        let marker = format!("__azlin_marker_{token}__");
+        let heredoc = format!("AZLIN_SCRIPT_{}", token.replace('-', ""));
+        let program = StepScript {
+            env: &env,
+            path_prepend: &self.path_prepend,
+            files: &files,
+            script_path: &script_path,
+            script,
+            working_directory: &wd,
+            shell: &shell,
+            marker: &marker,
+            heredoc: &heredoc,
+        }
+        .render();
+
+        let observer = self.env.observer.clone();
+        let (workflow, job, step_name) = (
+            facts.workflow.name.clone(),
+            self.inst.name.clone(),
+            name.to_string(),
+        );
+        let display = Box::new(move |stream, line: &str| {
+            observer.output(
+                Origin {
+                    workflow: &workflow,
+                    job: &job,
+                    step: &step_name,
+                },
+                stream,
+                line,
+            )
+        });
+        let mut output = StepOutput::new(
+            &marker,
+            &mut self.masker,
+            allow_unsecure,
+            facts.debug,
+            log,
+            display,
+        );
+        enum Ending {
+            Done(Result<i32, azlin_remote::RemoteError>),
+            TimedOut,
+            Cancelled,
+        }
+        let ending = {
+            let mut sink = |stream, bytes: &[u8]| output.feed(stream, bytes);
+            let run = self.session.run(&program, &mut sink);
+            tokio::select! {
+                r = run => Ending::Done(r),
+                _ = tokio::time::sleep(limit) => Ending::TimedOut,
+                _ = self.env.cancel.cancelled() => Ending::Cancelled,
+            }
+        };
+        match &ending {
+            Ending::Done(_) => {}
+            Ending::TimedOut => {
+                let message = if is_job_limit {
+                    format!(
+                        "The job has exceeded the maximum execution time of {}",
+                        describe(self.timeout)
+                    )
+                } else {
+                    format!("The step has exceeded its timeout of {}", describe(limit))
+                };
+                output.note(&format!("Error: {message}"));
+                exec.error = Some(message);
+                exec.job_timed_out = is_job_limit;
+            }
+            Ending::Cancelled => {
+                output.note("The run was cancelled");
+                exec.cancelled = true;
+                exec.error = Some("The run was cancelled".to_string());
+            }
+        }
+        let finished = output.finish();
+        if !matches!(ending, Ending::Done(_)) {
+            // Stop whatever the step left running; the session's VM outlives this step.
+            let _ = tokio::time::timeout(
+                KILL_TIMEOUT,
+                self.session.run(&kill_program(&token), &mut |_, _| {}),
+            )
+            .await;
+        }
+        let effects = finished.effects;
+        exec.annotations = effects.annotations;
+        if let Ending::Done(result) = ending {
+            match result {
+                Ok(code) => exec.exit_code = Some(code),
+                Err(e) => {
+                    exec.error = Some(format!("running the step on the VM failed: {e}"));
+                }
+            }
+        }
+        let mut outputs = Object::new();
+        for (k, v) in &effects.outputs {
+            outputs.insert(k.clone(), Value::from(v.as_str()));
+        }
+        for (k, v) in effects.env {
+            self.set_env_var(&k, v, exec);
+        }
+        for p in effects.paths {
+            self.path_prepend.insert(0, p);
+        }
+        if exec.error.is_none() && exec.exit_code.is_some() {
+            if let Some(first) = effects.failures.first() {
+                exec.error = Some(first.clone());
+            }
+            match finished.trailer.as_deref().map(parse_trailer) {
+                Some(Ok(files)) => {
+                    if let Err(e) = self.apply_files(&files, &mut outputs, exec) {
+                        exec.error = Some(e);
+                    }
+                }
+                Some(Err(e)) => exec.error = Some(e),
+                None => {
+                    exec.error = Some(
+                        "the step's output ended before its environment files were read back"
+                            .to_string(),
+                    );
+                }
+            }
+        }
+        exec.outputs = outputs;
+    }
+
+    fn set_env_var(&mut self, key: &str, value: String, exec: &mut Execution) {
+        let upper = key.to_ascii_uppercase();
+        if upper.starts_with("GITHUB_") || upper.starts_with("RUNNER_") || upper == "NODE_OPTIONS" {
+            exec.annotations.push(Annotation {
+                level: "warning".into(),
+                message: format!("the environment variable {key} cannot be overwritten"),
+                file: None,
+                line: None,
+            });
+            return;
+        }
+        set_pair(&mut self.set_env, key, value);
+    }
+
+    fn apply_files(
+        &mut self,
+        files: &crate::protocol::script::FileContents,
+        outputs: &mut Object,
+        exec: &mut Execution,
+    ) -> Result<(), String> {
+        for (k, v) in parse_key_values("GITHUB_ENV", &files.env).map_err(|e| e.to_string())? {
+            self.set_env_var(&k, v, exec);
+        }
+        for (k, v) in parse_key_values("GITHUB_OUTPUT", &files.output).map_err(|e| e.to_string())? {
+            outputs.insert(k, Value::String(v));
+        }
+        parse_key_values("GITHUB_STATE", &files.state).map_err(|e| e.to_string())?;
+        for p in parse_paths(&files.path) {
+            self.path_prepend.insert(0, p);
+        }
+        exec.summary = files.summary.clone();
+        Ok(())
+    }
+
+    async fn checkout(
+        &mut self,
+        name: &str,
+        with: &[(String, String)],
+        mut log: Option<Box<dyn Write + Send>>,
+        exec: &mut Execution,
+    ) {
+        let facts = self.env.facts;
+        let mut inputs = BTreeMap::new();
+        for (k, v) in with {
+            match self.render(v) {
+                Ok(value) => {
+                    inputs.insert(k.as_str(), value);
+                }
+                Err(e) => {
+                    exec.error = Some(format!("evaluating with.{k}: {e}"));
+                    return;
+                }
+            }
+        }
+        if let Some(repo) = inputs.get("repository").filter(|r| !r.is_empty())
+            && !repo.eq_ignore_ascii_case(&facts.repository)
+        {
+            exec.error = Some(format!(
+                "actions/checkout of another repository ({repo}) is not supported: azlin copies the workflow's own repository"
+            ));
+            return;
+        }
+        let dest = match inputs.get("path").filter(|p| !p.is_empty()) {
+            Some(p) if p.starts_with('/') => p.clone(),
+            Some(p) => format!("{}/{}", self.layout.workspace, p),
+            None => self.layout.workspace.clone(),
+        };
+        let repo = facts.repo.clone();
+        let archive = self
+            .env
+            .archive
+            .get_or_init(|| async move {
+                tokio::task::spawn_blocking(move || repo.archive())
+                    .await
+                    .map_err(|e| e.to_string())
+                    .and_then(|r| r.map_err(|e| e.to_string()))
+                    .map(Arc::new)
+            })
+            .await
+            .clone();
+        let archive = match archive {
+            Ok(a) => a,
+            Err(e) => {
+                exec.error = Some(format!(
+                    "cannot archive the repository {}: {e}",
+                    facts.repo.root.display()
+                ));
+                return;
+            }
+        };
+        let line = format!(
+            "Copying {} ({} KiB) into {dest}",
+            facts.repo.root.display(),
+            archive.len() / 1024
+        );
+        if let Some(l) = &mut log {
+            let _ = writeln!(l, "{line}");
+            let _ = l.flush();
+        }
+        self.env.observer.output(
+            Origin {
+                workflow: &facts.workflow.name,
+                job: &self.inst.name,
+                step: name,
+            },
+            azlin_remote::OutputStream::Stdout,
+            &line,
+        );
+        let mut out = Vec::new();
+        let mut sink = |_, b: &[u8]| out.extend_from_slice(b);
+        let args = [dest.as_str()];
+        let result = tokio::select! {
+            r = self.session.run_with_input(
+                "rm -rf \"$1\" && mkdir -p \"$1\" && tar -xf - -C \"$1\" --no-same-owner",
+                &args,
+                &archive,
+                &mut sink,
+            ) => r,
+            _ = self.env.cancel.cancelled() => {
+                exec.cancelled = true;
+                exec.error = Some("The run was cancelled".to_string());
+                return;
+            }
+        };
+        match result {
+            Ok(code) => {
+                exec.exit_code = Some(code);
+                if code != 0 {
+                    exec.error = Some(format!(
+                        "copying the repository failed: {}",
+                        String::from_utf8_lossy(&out).trim()
+                    ));
+                }
+            }
+            Err(e) => exec.error = Some(format!("copying the repository failed: {e}")),
+        }
+    }
+
+    /// Evaluates the job's `outputs` (dropping values that would reveal a secret, as GitHub
+    /// does).
+    fn outputs(&mut self) -> Object {
+        let mut out = Object::new();
+        self.contexts
+            .insert("steps", Value::Object(self.steps_ctx.clone()));
+        for (k, template) in &self.inst.job.outputs {
+            match self.render(template) {
+                Ok(v) if self.masker.reveals(&v) => {
+                    tracing::warn!(output = %k, "skipping a job output that may contain a secret");
+                }
+                Ok(v) => out.insert(k.clone(), Value::String(v)),
+                Err(e) => tracing::warn!(output = %k, error = %e, "cannot evaluate a job output"),
+            }
+        }
+        out
+    }
+}
+
+fn describe(d: Duration) -> String {
+    let minutes = d.as_secs_f64() / 60.0;
+    if (minutes - minutes.round()).abs() < 1e-9 {
+        format!("{} minutes", minutes.round() as u64)
+    } else {
+        format!("{minutes:.2} minutes")
+    }
+}
+
+#[derive(Default)]
+struct Execution {
+    exit_code: Option<i32>,
+    error: Option<String>,
+    cancelled: bool,
+    job_timed_out: bool,
+    outputs: Object,
+    annotations: Vec<Annotation>,
+    summary: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slugs_are_file_names() {
+        assert_eq!(slug("Run echo hi"), "Run_echo_hi");
+        assert_eq!(slug("test (8.x, a/b)"), "test__8.x__a_b");
+        assert_eq!(slug("***"), "step");
+    }
+
+    #[test]
+    fn minutes_accept_fractions_and_refuse_nonsense() {
+        assert_eq!(
+            minutes(&Value::Number(0.5), "t").unwrap(),
+            Duration::from_secs(30)
+        );
+        assert_eq!(
+            minutes(&Value::from("2"), "t").unwrap(),
+            Duration::from_secs(120)
+        );
+        assert!(minutes(&Value::from("x"), "t").is_err());
+        assert!(minutes(&Value::Number(0.0), "t").is_err());
+        assert_eq!(describe(Duration::from_secs(120)), "2 minutes");
+    }
+}
