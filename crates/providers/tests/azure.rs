@@ -725,6 +725,34 @@ async fn throttling_is_retried_after_the_wait_azure_asks_for() {
 }
 
 #[tokio::test]
+async fn long_running_operations_wait_as_long_as_azure_asks() {
+    let Env {
+        double,
+        provider,
+        az: _az,
+    } = env().await;
+    provider.create(&request("slow", "r")).await.unwrap();
+    double.set_operation_retry_after(1);
+    double.set_polls_before_done(1);
+    double.clear_requests();
+    let started = Instant::now();
+    provider.stop(&name("slow")).await.unwrap();
+    // 202 (Retry-After: 1) → wait → InProgress (Retry-After: 1) → wait → Succeeded.
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    let polls: Vec<u16> = double
+        .requests()
+        .iter()
+        .filter(|r| r.path.contains("/operations/"))
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(polls, [200, 200]);
+}
+
+#[tokio::test]
 async fn throttling_that_never_ends_gives_up_with_a_transient_error() {
     let Env {
         double,

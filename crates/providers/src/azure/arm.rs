@@ -617,6 +617,27 @@ mod tests {
     }
 
     #[test]
+    fn links_to_other_hosts_are_not_followed() {
+        let az = super::super::auth::AzCli::new("az".into(), None);
+        let credentials = Arc::new(Credentials::new(az, None));
+        let arm = Arm::new("https://management.azure.com", credentials).unwrap();
+        assert!(
+            arm.follow_url(
+                "https://management.azure.com/subscriptions/s/operations/1?api-version=x"
+            )
+            .is_ok()
+        );
+        let err = arm
+            .follow_url("https://attacker.example/subscriptions/s")
+            .unwrap_err();
+        assert_eq!(err.code, "ForeignLink");
+        assert!(
+            arm.follow_url("http://management.azure.com/x").is_err(),
+            "no downgrade to http"
+        );
+    }
+
+    #[test]
     fn backoff_doubles_and_is_bounded() {
         assert_eq!(backoff(1), Duration::from_secs(1));
         assert_eq!(backoff(3), Duration::from_secs(4));

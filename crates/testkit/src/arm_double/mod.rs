@@ -239,6 +239,11 @@ impl ArmDouble {
         lock(&self.model).polls_before_done = polls;
     }
 
+    /// The `Retry-After` (seconds) of long-running operation answers (default 0).
+    pub fn set_operation_retry_after(&self, secs: u64) {
+        lock(&self.model).operation_retry_after = secs;
+    }
+
     /// How many VMs one page of the subscription VM list holds before a `nextLink` (default 1000).
     pub fn set_list_page_size(&self, size: usize) {
         lock(&self.model).list_page_size = size.max(1);

@@ -154,8 +154,9 @@ impl Model {
         }
     }
 
+    /// The `Retry-After` of operation answers, seconds.
     pub(crate) fn retry_after(&self) -> String {
-        "0".to_string()
+        self.operation_retry_after.to_string()
     }
 
     pub(crate) fn group(&mut self, req: &Req, name: &str) -> Resp {
