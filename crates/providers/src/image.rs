@@ -137,6 +137,11 @@ impl ImageStore {
         self.dir.join(format!("{}-{}", recipe.profile, recipe.digest()))
     }
 
+    /// Where the image of `profile` for the current recipe lives once built.
+    pub fn path_for(&self, profile: ImageProfile) -> PathBuf {
+        self.image_dir(&Recipe::for_profile(profile))
+    }
+
     /// The image of `profile` for the current recipe, if it has been built.
     pub fn locate(&self, profile: ImageProfile) -> Option<BaseImage> {
         let recipe = Recipe::for_profile(profile);

@@ -101,13 +101,13 @@ pub fn ensure_identity(private_path: &Path) -> Result<(Identity, KeyOrigin), Rem
     if private_path.exists() {
         return load_identity(private_path).map(|id| (id, KeyOrigin::Reused));
     }
-    if let Some(dir) = private_path.parent() {
-        if !dir.exists() {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| RemoteError::io(format!("creating {}", dir.display()), e))?;
-            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-                .map_err(|e| RemoteError::io(format!("chmod {}", dir.display()), e))?;
-        }
+    if let Some(dir) = private_path.parent()
+        && !dir.exists()
+    {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| RemoteError::io(format!("creating {}", dir.display()), e))?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| RemoteError::io(format!("chmod {}", dir.display()), e))?;
     }
     let key = generate_ed25519("azlin")?;
     let private = key

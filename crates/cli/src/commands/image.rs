@@ -67,7 +67,7 @@ fn list(app: &App) -> anyhow::Result<ExitCode> {
     if app.settings.output == OutputFormat::Json {
         let list: Vec<_> = rows
             .iter()
-            .map(|(p, dir)| serde_json::json!({"profile": p, "built": dir.is_some(), "dir": dir}))
+            .map(|(p, dir)| serde_json::json!({"profile": p, "built": dir.is_some(), "dir": images.path_for(*p)}))
             .collect();
         println!("{}", serde_json::to_string(&list)?);
     } else {

@@ -1,0 +1,12 @@
+//! End-to-end tests of the `azlin` binary against real local VMs (systemd-nspawn machines with
+//! real sshd and cloud-init), a real HTTPS git server and real OpenSSH. They need root, as the
+//! nspawn provider does, and the base image (built by `scripts/test.sh`, or on first use).
+
+// Harness code: a failed unwrap is a failed test, with its location.
+#![allow(clippy::unwrap_used)]
+
+mod git_server;
+mod keys;
+mod local_new;
+mod refusals;
+mod support;

@@ -1,0 +1,327 @@
+//! Every exit code of the contract, triggered for real, and input that must be refused with
+//! nothing changed.
+
+use crate::support::{Azlin, HostFootprint, nspawn_processes};
+use std::os::unix::fs::PermissionsExt;
+
+/// Asserts that `azlin` made nothing: no VM folder, no process, no record.
+fn assert_nothing_made(azlin: &Azlin) {
+    let nspawn = azlin.state_dir().join("nspawn");
+    let folders: Vec<_> = std::fs::read_dir(&nspawn)
+        .map(|d| d.flatten().collect())
+        .unwrap_or_default();
+    assert!(folders.is_empty(), "VM folders were made: {folders:?}");
+    assert!(nspawn_processes(&azlin.home.path().display().to_string()).is_empty());
+    let listed = azlin.run(&["list", "-o", "json"]).expect(0).json();
+    assert!(listed.as_array().unwrap().is_empty(), "{listed}");
+}
+
+#[test]
+fn bad_input_is_refused_with_64_before_anything_is_made() {
+    let azlin = Azlin::new();
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["new", "--provider", "nspawn", "--name", "Bad_Name"],
+            "invalid VM name 'Bad_Name'",
+        ),
+        (
+            &["new", "--provider", "nspawn", "--name", "1abc"],
+            "must start with a lowercase letter",
+        ),
+        (
+            &[
+                "new",
+                "--provider",
+                "nspawn",
+                "--name",
+                "ok",
+                "--repo",
+                "http://example.com/a/b.git",
+            ],
+            "only https:// URLs are allowed",
+        ),
+        (
+            &[
+                "new",
+                "--provider",
+                "nspawn",
+                "--name",
+                "ok",
+                "--repo",
+                "git@github.com:a/b.git",
+            ],
+            "refusing repository URL",
+        ),
+        (
+            &[
+                "new",
+                "--provider",
+                "nspawn",
+                "--name",
+                "ok",
+                "--repo=--upload-pack=touch /tmp/azlin-pwned",
+            ],
+            "looks like a git option",
+        ),
+        (
+            &[
+                "new",
+                "--provider",
+                "nspawn",
+                "--name",
+                "ok",
+                "--repo",
+                "https://example.com/a/b.git --upload-pack=touch /tmp/x",
+            ],
+            "looks like a git option",
+        ),
+        (
+            &[
+                "new",
+                "--provider",
+                "nspawn",
+                "--name",
+                "ok",
+                "--repo",
+                "https://example.com/a/$(id).git",
+            ],
+            "shell metacharacters",
+        ),
+        (
+            &[
+                "new",
+                "--provider",
+                "nspawn",
+                "--name",
+                "ok",
+                "--repo",
+                "https://user:secret@example.com/a/b.git",
+            ],
+            "credentials",
+        ),
+        (
+            &["new", "--provider", "docker", "--name", "ok"],
+            "unknown provider 'docker'",
+        ),
+        (
+            &[
+                "new",
+                "--provider",
+                "nspawn",
+                "--name",
+                "ok",
+                "--size",
+                "Standard_Huge",
+            ],
+            "unknown size 'Standard_Huge'",
+        ),
+        (
+            &[
+                "new",
+                "--provider",
+                "nspawn",
+                "--name",
+                "ok",
+                "--region",
+                "mars-north",
+            ],
+            "unknown region 'mars-north'",
+        ),
+        (
+            &[
+                "new",
+                "--provider",
+                "nspawn",
+                "--name",
+                "ok",
+                "--image",
+                "gui",
+            ],
+            "unknown image profile 'gui'",
+        ),
+        (
+            &[
+                "new",
+                "--provider",
+                "nspawn",
+                "--name",
+                "ok",
+                "--count",
+                "0",
+            ],
+            "--count must be between",
+        ),
+        (
+            &[
+                "new",
+                "--provider",
+                "nspawn",
+                "--name",
+                "ok",
+                "--tag",
+                "novalue",
+            ],
+            "is not K=V",
+        ),
+        (
+            &[
+                "new",
+                "--provider",
+                "nspawn",
+                "--name",
+                "ok",
+                "--cloud-init",
+                "/nonexistent/file",
+            ],
+            "cannot read cloud-init file",
+        ),
+        (&["new", "--no-such-flag"], "unexpected argument"),
+        (&["connect", "Bad!"], "invalid VM name"),
+        (&["delete", "ghost", "--yes"], "no VM named 'ghost'"),
+    ];
+    for (args, message) in cases {
+        let run = azlin.run(args).expect(64);
+        assert!(
+            run.stderr.contains(message),
+            "{args:?}: expected {message:?} in:\n{}",
+            run.stderr
+        );
+    }
+    assert!(!std::path::Path::new("/tmp/azlin-pwned").exists());
+    assert_nothing_made(&azlin);
+}
+
+#[test]
+fn a_broken_config_file_is_a_usage_error() {
+    let azlin = Azlin::new();
+    azlin.config("provdier = \"nspawn\"\n");
+    let run = azlin.run(&["list"]).expect(64);
+    assert!(run.stderr.contains("provdier"), "{}", run.stderr);
+    let run = azlin
+        .run(&["--config", "/nonexistent.toml", "list"])
+        .expect(64);
+    assert!(
+        run.stderr.contains("cannot read config file"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn missing_tool_exits_2_naming_it() {
+    let bin = tempfile::tempdir().unwrap();
+    // A PATH with ssh but without systemd-nspawn, ip, nft or debootstrap.
+    std::os::unix::fs::symlink("/usr/bin/ssh", bin.path().join("ssh")).unwrap();
+    let azlin = Azlin::with_path(bin.path().to_str().unwrap());
+    let run = azlin
+        .run(&[
+            "new",
+            "--provider",
+            "nspawn",
+            "--name",
+            "tools",
+            "--no-connect",
+        ])
+        .expect(2);
+    assert!(
+        run.stderr.contains("systemd-nspawn")
+            && run.stderr.contains("apt-get install systemd-container"),
+        "{}",
+        run.stderr
+    );
+    let run = azlin.run(&["doctor", "--provider", "nspawn"]).expect(2);
+    assert!(run.stdout.contains("✗ systemd-nspawn"), "{}", run.stdout);
+    assert_nothing_made(&azlin);
+}
+
+#[test]
+fn without_root_nspawn_exits_3() {
+    let azlin = Azlin::new();
+    std::fs::set_permissions(azlin.home.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let mut cmd = std::process::Command::new("setpriv");
+    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"]);
+    let inner = azlin.command(&[
+        "new",
+        "--provider",
+        "nspawn",
+        "--name",
+        "noroot",
+        "--no-connect",
+    ]);
+    cmd.arg(inner.get_program());
+    cmd.args(inner.get_args());
+    cmd.env_clear();
+    cmd.envs(inner.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))));
+    let out = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("needs root"), "{stderr}");
+    assert_nothing_made(&azlin);
+}
+
+#[test]
+fn a_broken_image_exits_4_after_cleaning_up() {
+    // A base image that is not bootable, where azlin looks for the real one.
+    let images = tempfile::tempdir().unwrap();
+    let azlin = Azlin::with_image_dir(images.path());
+    let expected = azlin.run(&["image", "list", "-o", "json"]).expect(0).json();
+    let dir = expected[0]["dir"].as_str().unwrap();
+    std::fs::create_dir_all(format!("{dir}/rootfs/etc")).unwrap();
+    std::fs::write(format!("{dir}/rootfs/etc/os-release"), "ID=broken\n").unwrap();
+
+    let run = azlin
+        .run(&[
+            "new",
+            "--provider",
+            "nspawn",
+            "--name",
+            "broken",
+            "--no-connect",
+        ])
+        .expect(4);
+    assert!(run.stderr.contains("cleaned up: removed"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("nothing is left behind"),
+        "{}",
+        run.stderr
+    );
+    // Whatever slot the attempts used, its network is gone.
+    for slot in run.stderr.split("network namespace azlin-").skip(1) {
+        let slot: String = slot.chars().take_while(char::is_ascii_digit).collect();
+        assert!(!std::path::Path::new(&format!("/run/netns/azlin-{slot}")).exists());
+        assert!(!std::path::Path::new(&format!("/sys/class/net/azv{slot}")).exists());
+    }
+    HostFootprint::of_folder(&azlin.state_dir().join("nspawn/broken")).assert_gone();
+    assert_nothing_made(&azlin);
+}
+
+#[test]
+fn ssh_never_coming_up_exits_5_and_leaves_the_vm_running() {
+    let azlin = Azlin::new();
+    azlin.config("ssh_timeout_secs = 8\n");
+    let cloud_init = azlin.home.path().join("no-sshd.yaml");
+    // Runs before sshd starts: without its binary, sshd never listens.
+    std::fs::write(
+        &cloud_init,
+        "#cloud-config\nbootcmd:\n  - rm -f /usr/sbin/sshd\n",
+    )
+    .unwrap();
+    let run = azlin
+        .run(&[
+            "new",
+            "--provider",
+            "nspawn",
+            "--name",
+            "nossh",
+            "--cloud-init",
+            cloud_init.to_str().unwrap(),
+            "--no-connect",
+        ])
+        .expect(5);
+    assert!(run.stderr.contains("left running"), "{}", run.stderr);
+    let vm = azlin.vm("nossh");
+    assert_eq!(vm["state"], "running");
+    let footprint = HostFootprint::of(&vm);
+    azlin.run(&["delete", "nossh", "--yes"]).expect(0);
+    footprint.assert_gone();
+}

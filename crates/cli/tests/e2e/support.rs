@@ -1,0 +1,267 @@
+//! Running the real `azlin` binary hermetically: every test gets its own `AZLIN_HOME`, a
+//! scrubbed environment, and checks of what is left on the host.
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// Where the shared base image cache lives (the CI script builds it once).
+pub fn image_dir() -> PathBuf {
+    std::env::var_os("AZLIN_IMAGE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/cache/azlin/images"))
+}
+
+/// One hermetic azlin installation.
+pub struct Azlin {
+    /// `AZLIN_HOME`.
+    pub home: tempfile::TempDir,
+    image_dir: PathBuf,
+    path: String,
+}
+
+/// The result of one run.
+pub struct Run {
+    /// Exit code.
+    pub code: i32,
+    /// Stdout.
+    pub stdout: String,
+    /// Stderr.
+    pub stderr: String,
+}
+
+impl Run {
+    fn from(out: Output) -> Run {
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// Stdout parsed as JSON.
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not JSON ({e}):\n{}\n{}",
+                self.stdout, self.stderr
+            )
+        })
+    }
+
+    /// Asserts the exit code, showing the output otherwise.
+    pub fn expect(self, code: i32) -> Run {
+        assert_eq!(
+            self.code, code,
+            "exit code\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+}
+
+impl Azlin {
+    /// A fresh home using the shared image cache.
+    pub fn new() -> Azlin {
+        Azlin {
+            home: tempfile::tempdir().unwrap(),
+            image_dir: image_dir(),
+            path: std::env::var("PATH").unwrap_or_default(),
+        }
+    }
+
+    /// The same, with the base images looked for in `dir` instead.
+    pub fn with_image_dir(dir: &Path) -> Azlin {
+        Azlin {
+            image_dir: dir.to_path_buf(),
+            ..Azlin::new()
+        }
+    }
+
+    /// The same, with `PATH` replaced.
+    pub fn with_path(path: &str) -> Azlin {
+        Azlin {
+            path: path.to_string(),
+            ..Azlin::new()
+        }
+    }
+
+    /// The `azlin` command with a scrubbed environment.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_azlin"));
+        cmd.args(args)
+            .env_clear()
+            .env("PATH", &self.path)
+            .env("HOME", self.home.path())
+            .env("AZLIN_HOME", self.home.path())
+            .env("AZLIN_IMAGE_DIR", &self.image_dir)
+            .env("USER", "tester")
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// Runs azlin to completion (at most 10 minutes).
+    pub fn run(&self, args: &[&str]) -> Run {
+        let child = self
+            .command(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("azlin starts");
+        let started = Instant::now();
+        let pid = child.id();
+        let waiter = std::thread::spawn(move || child.wait_with_output());
+        while !waiter.is_finished() {
+            if started.elapsed() > Duration::from_secs(600) {
+                let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+                panic!("azlin {args:?} ran for more than 10 minutes");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Run::from(waiter.join().unwrap().unwrap())
+    }
+
+    /// Writes the config file.
+    pub fn config(&self, toml: &str) {
+        let dir = self.home.path().join(".config/azlin");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("config.toml"), toml).unwrap();
+    }
+
+    /// The SSH key azlin uses.
+    pub fn key(&self) -> PathBuf {
+        self.home.path().join(".ssh/azlin_key")
+    }
+
+    /// The state dir.
+    pub fn state_dir(&self) -> PathBuf {
+        self.home.path().join(".local/state/azlin")
+    }
+
+    /// `azlin status NAME -o json`'s VM object.
+    pub fn vm(&self, name: &str) -> Value {
+        self.run(&["status", name, "-o", "json"]).expect(0).json()["vm"].clone()
+    }
+}
+
+/// What a local VM holds on the host, to check that nothing is left after it is gone.
+#[derive(Debug)]
+pub struct HostFootprint {
+    folder: String,
+    slot: Option<String>,
+}
+
+impl HostFootprint {
+    /// The footprint of VM `vm` (a `status -o json` VM object).
+    pub fn of(vm: &Value) -> HostFootprint {
+        HostFootprint {
+            folder: vm["details"]["folder"]
+                .as_str()
+                .expect("folder")
+                .to_string(),
+            slot: vm["details"]["slot"].as_str().map(str::to_string),
+        }
+    }
+
+    /// The footprint of a VM folder whose slot is unknown (a failed create).
+    pub fn of_folder(folder: &Path) -> HostFootprint {
+        HostFootprint {
+            folder: folder.display().to_string(),
+            slot: None,
+        }
+    }
+
+    /// Lists what is still there.
+    pub fn leftovers(&self) -> Vec<String> {
+        let mut left = Vec::new();
+        if Path::new(&self.folder).exists() {
+            left.push(format!("folder {}", self.folder));
+        }
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        left.extend(
+            mounts
+                .lines()
+                .filter(|l| l.contains(&self.folder))
+                .map(|l| format!("mount {l}")),
+        );
+        left.extend(
+            nspawn_processes(&self.folder)
+                .into_iter()
+                .map(|p| format!("process {p}")),
+        );
+        if let Some(slot) = &self.slot {
+            if Path::new(&format!("/run/netns/azlin-{slot}")).exists() {
+                left.push(format!("netns azlin-{slot}"));
+            }
+            if Path::new(&format!("/sys/class/net/azv{slot}")).exists() {
+                left.push(format!("veth azv{slot}"));
+            }
+            let rules = Command::new("nft")
+                .args(["list", "ruleset"])
+                .output()
+                .unwrap();
+            if String::from_utf8_lossy(&rules.stdout).contains(&format!("\"azlin-slot-{slot}\"")) {
+                left.push(format!("NAT rule azlin-slot-{slot}"));
+            }
+        }
+        left
+    }
+
+    /// Waits briefly for exiting processes to be reaped, then asserts nothing is left.
+    pub fn assert_gone(&self) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let left = self.leftovers();
+            if left.is_empty() {
+                return;
+            }
+            assert!(Instant::now() < deadline, "left behind: {left:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// Live (non-zombie) `systemd-nspawn` processes whose command line mentions `needle`.
+pub fn nspawn_processes(needle: &str) -> Vec<u32> {
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        let zombie = stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'));
+        let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if !zombie && text.starts_with("systemd-nspawn") && text.contains(needle) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// Runs the system `ssh` against a VM with strict host-key checking against `known_hosts`.
+pub fn strict_ssh(key: &Path, known_hosts: &Path, user_at_host: &str, command: &str) -> Output {
+    Command::new("ssh")
+        .args([
+            "-i",
+            key.to_str().unwrap(),
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            &format!("UserKnownHostsFile={}", known_hosts.display()),
+            "-o",
+            "ConnectTimeout=10",
+            user_at_host,
+            command,
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
