@@ -311,7 +311,12 @@ pub fn parse_trailer(trailer: &[u8]) -> Result<FileContents, String> {
 /// A program that kills every process of a step, found by the unique `AZLIN_STEP` value in its
 /// environment (children inherit it), for timeouts and cancellation.
 pub fn kill_program(step_token: &str) -> String {
-    let needle = sh(&format!("AZLIN_STEP={step_token}"));
+    kill_matching("AZLIN_STEP", step_token)
+}
+
+/// A program that kills every process whose environment has `name=value`.
+pub fn kill_matching(name: &str, value: &str) -> String {
+    let needle = sh(&format!("{name}={value}"));
     format!(
         "for __azlin_p in /proc/[0-9]*; do\n  if tr '\\0' '\\n' < \"$__azlin_p/environ\" 2>/dev/null | grep -qxF {needle}; then kill -9 \"${{__azlin_p#/proc/}}\" 2>/dev/null; fi\ndone\nexit 0\n"
     )

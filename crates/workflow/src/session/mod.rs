@@ -170,6 +170,23 @@ impl Finisher {
     async fn finish(self, outcome: SessionState, note: String) -> CloseReport {
         let mut report = CloseReport::default();
         update(&self.shared.store, &self.record, |r| r.enter(outcome, note));
+        if let Some(runner) = &self.runner
+            && outcome == SessionState::Cancelled
+        {
+            // Stop whatever the abandoned steps left running (every step carries the id).
+            let id = self
+                .record
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .id
+                .clone();
+            let kill = crate::protocol::script::kill_matching("AZLIN_SESSION_ID", &id);
+            let _ = tokio::time::timeout(
+                CLEANUP_TIMEOUT,
+                capture(self.allocation.shell.as_ref(), runner, &kill),
+            )
+            .await;
+        }
         if let Some(runner) = &self.runner {
             for command in &self.shared.config.cleanup_commands {
                 let result = tokio::time::timeout(

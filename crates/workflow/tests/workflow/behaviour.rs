@@ -1,0 +1,1 @@
+//! End-to-end behaviour of steps on a VM.

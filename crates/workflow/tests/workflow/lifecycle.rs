@@ -1,0 +1,226 @@
+//! Every path releases the VM and runs cleanup: a failing step, a timed-out job, a cancelled
+//! run, and a run whose future is dropped.
+
+use crate::harness::{Collect, Env, assert_all_released, run};
+use azlin_workflow::{JobResult, SessionManager, SessionState, StepOutcome};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+/// Options whose cleanup command appends to a file outside the VM, and whose setup command
+/// proves it ran before the steps.
+fn options_with_cleanup(env: &Env) -> azlin_workflow::RunOptions {
+    let mut o = env.options();
+    let log = env.path("outside").join("cleanup.log");
+    o.setup_commands = vec![format!("echo setup >> '{}'", log.display())];
+    o.cleanup_commands = vec![format!("echo cleanup >> '{}'", log.display())];
+    o
+}
+
+fn cleanup_log(env: &Env) -> String {
+    std::fs::read_to_string(env.path("outside").join("cleanup.log")).unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_failing_step_still_runs_cleanup_and_releases_the_vm() {
+    let env = Env::new();
+    let counting = env.allocator(Duration::ZERO);
+    let wf = env.write(
+        "fail.yml",
+        "on: push\njobs:\n  broken:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo before\n      - run: exit 3\n      - run: echo never\n      - if: always()\n        run: echo always\n",
+    );
+    let (report, observer) = run(&[wf], &options_with_cleanup(&env), counting.clone()).await;
+    assert!(!report.success);
+    assert_eq!(report.error_message().unwrap(), "Job 'broken' failed");
+    let job = &report.workflows[0].jobs[0];
+    assert_eq!(job.result, JobResult::Failure);
+    let outcomes: Vec<_> = job.steps.iter().map(|s| s.outcome).collect();
+    assert_eq!(
+        outcomes,
+        [
+            StepOutcome::Success,
+            StepOutcome::Failure,
+            StepOutcome::Skipped,
+            StepOutcome::Success
+        ]
+    );
+    assert_eq!(job.steps[1].exit_code, Some(3));
+    let texts: Vec<_> = observer.lines().into_iter().map(|l| l.text).collect();
+    assert!(texts.contains(&"always".to_string()));
+    assert!(!texts.contains(&"never".to_string()));
+    assert_eq!(cleanup_log(&env), "setup\ncleanup\n");
+    let r = &env.records()[0];
+    assert_eq!(
+        (r.state, r.outcome),
+        (SessionState::Released, Some(SessionState::Failed))
+    );
+    assert_all_released(&env, &counting);
+}
+
+#[tokio::test]
+async fn a_timed_out_job_still_runs_cleanup_and_releases_the_vm() {
+    let env = Env::new();
+    let counting = env.allocator(Duration::ZERO);
+    // 0.02 minutes = 1.2 s.
+    let wf = env.write(
+        "slow.yml",
+        "on: push\njobs:\n  slow:\n    runs-on: ubuntu-latest\n    timeout-minutes: 0.02\n    steps:\n      - run: echo start; sleep 30; echo never\n      - run: echo after\n",
+    );
+    let started = Instant::now();
+    let (report, observer) = run(&[wf], &options_with_cleanup(&env), counting.clone()).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(!report.success);
+    assert_eq!(report.errors, ["Job 'slow' failed"]);
+    let job = &report.workflows[0].jobs[0];
+    assert_eq!(job.result, JobResult::Failure);
+    assert!(
+        job.error
+            .as_deref()
+            .unwrap_or("")
+            .contains("maximum execution time"),
+        "{job:?}"
+    );
+    assert_eq!(job.steps[1].outcome, StepOutcome::Skipped);
+    let texts: Vec<_> = observer.lines().into_iter().map(|l| l.text).collect();
+    assert!(texts.contains(&"start".to_string()));
+    assert!(!texts.contains(&"never".to_string()));
+    assert_eq!(cleanup_log(&env), "setup\ncleanup\n");
+    assert_all_released(&env, &counting);
+}
+
+#[tokio::test]
+async fn a_step_timeout_fails_only_that_step() {
+    let env = Env::new();
+    let counting = env.allocator(Duration::ZERO);
+    let wf = env.write(
+        "step.yml",
+        "on: push\njobs:\n  j:\n    runs-on: ubuntu-latest\n    steps:\n      - run: sleep 30\n        timeout-minutes: 0.01\n        continue-on-error: true\n      - run: echo next\n",
+    );
+    let (report, _) = run(&[wf], &env.options(), counting.clone()).await;
+    assert!(report.success, "{:?}", report.errors);
+    let steps = &report.workflows[0].jobs[0].steps;
+    assert_eq!(steps[0].outcome, StepOutcome::Failure);
+    assert_eq!(steps[0].conclusion, StepOutcome::Success);
+    assert!(
+        steps[0]
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("step has exceeded its timeout")
+    );
+    assert_eq!(steps[1].outcome, StepOutcome::Success);
+    assert_all_released(&env, &counting);
+}
+
+const LONG: &str = "on: push\njobs:\n  long:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo started; sleep 30; echo never\n      - run: echo after\n";
+
+#[tokio::test]
+async fn a_cancelled_run_still_runs_cleanup_and_releases_the_vm() {
+    let env = Env::new();
+    let counting = env.allocator(Duration::ZERO);
+    let wf = env.write("long.yml", LONG);
+    let options = options_with_cleanup(&env);
+    let cancel = options.cancel.clone();
+    let observer = Arc::new(Collect::default());
+    let started = Instant::now();
+    let task = {
+        let (observer, counting) = (observer.clone(), counting.clone());
+        tokio::spawn(async move {
+            azlin_workflow::run_workflows(&[wf], &options, counting, observer).await
+        })
+    };
+    while !observer.lines().iter().any(|l| l.text == "started") {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the step never started"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    cancel.cancel();
+    let report = task.await.unwrap().unwrap();
+    assert!(started.elapsed() < Duration::from_secs(20));
+    assert!(!report.success);
+    assert_eq!(report.errors, ["Job 'long' was cancelled"]);
+    let job = &report.workflows[0].jobs[0];
+    assert_eq!(job.result, JobResult::Cancelled);
+    assert_eq!(job.steps[0].outcome, StepOutcome::Cancelled);
+    assert_eq!(job.steps[1].outcome, StepOutcome::Skipped);
+    assert_eq!(cleanup_log(&env), "setup\ncleanup\n");
+    let r = &env.records()[0];
+    assert_eq!(
+        (r.state, r.outcome),
+        (SessionState::Released, Some(SessionState::Cancelled))
+    );
+    assert_all_released(&env, &counting);
+}
+
+#[tokio::test]
+async fn a_dropped_run_future_still_runs_cleanup_and_releases_the_vm() {
+    let env = Env::new();
+    let counting = env.allocator(Duration::ZERO);
+    let wf = env.write("long.yml", LONG);
+    let options = options_with_cleanup(&env);
+    let manager = SessionManager::new(counting.clone(), azlin_workflow::session_config(&options));
+    let observer = Arc::new(Collect::default());
+    {
+        let files = [wf];
+        let run = azlin_workflow::run_workflows_in(&manager, &files, &options, observer.clone());
+        tokio::pin!(run);
+        let started = Instant::now();
+        loop {
+            tokio::select! {
+                _ = &mut run => panic!("the run ended on its own"),
+                _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+            }
+            if observer.started_steps.load(Ordering::SeqCst) > 0
+                && observer.lines().iter().any(|l| l.text == "started")
+            {
+                break;
+            }
+            assert!(started.elapsed() < Duration::from_secs(10));
+        }
+        // Leaving the block drops the run future, as Ctrl-C would.
+    }
+    manager.wait_idle().await;
+    assert_eq!(cleanup_log(&env), "setup\ncleanup\n");
+    let r = &env.records()[0];
+    assert_eq!(
+        (r.state, r.outcome),
+        (SessionState::Released, Some(SessionState::Cancelled))
+    );
+    assert_all_released(&env, &counting);
+}
+
+#[tokio::test]
+async fn an_invalid_workflow_is_refused_before_any_vm_exists() {
+    let env = Env::new();
+    let counting = env.allocator(Duration::ZERO);
+    let good = env.write(
+        "good.yml",
+        "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo hi\n",
+    );
+    let bad = env.write(
+        "bad.yml",
+        "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      - run: [oops]\n",
+    );
+    let err = azlin_workflow::run_workflows(
+        &[good, bad],
+        &env.options(),
+        counting.clone(),
+        Arc::new(azlin_workflow::NullObserver),
+    )
+    .await
+    .unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("bad.yml:6:"), "{text}");
+    assert!(
+        text.contains("expected a string, number or boolean"),
+        "{text}"
+    );
+    assert_eq!(err.kind(), azlin_core::ErrorKind::Usage);
+    assert_eq!(counting.allocations(), 0);
+}
