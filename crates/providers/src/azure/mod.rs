@@ -1,11 +1,11 @@
 //! The `azure` provider: Azure VMs created through the Azure Resource Manager REST API
 //! (reqwest + rustls), with credentials delegated to the Azure CLI.
 //!
-//! - [`auth`]: `az account show` / `az account get-access-token`; the token stays in memory.
-//! - [`arm`]: the HTTP client: retries of 429/5xx honouring `Retry-After`, long-running
+//! - `auth`: `az account show` / `az account get-access-token`; the token stays in memory.
+//! - `arm`: the HTTP client: retries of 429/5xx honouring `Retry-After`, long-running
 //!   operations through `Azure-AsyncOperation` or `Location`, ARM errors made actionable.
-//! - [`resources`]: names, tags and request bodies of what one VM is made of.
-//! - [`provider`]: the [`VmProvider`](azlin_core::VmProvider) implementation.
+//! - `resources`: names, tags and request bodies of what one VM is made of.
+//! - `provider`: the [`VmProvider`](azlin_core::VmProvider) implementation.
 //!
 //! Choices a user may notice:
 //! - `list` is ONE call: `GET /subscriptions/{sub}/providers/Microsoft.Compute/virtualMachines

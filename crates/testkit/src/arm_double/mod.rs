@@ -2,7 +2,7 @@
 //!
 //! Azure is not reachable from the machines azlin is built and tested on, so the `azure` provider
 //! is tested against this double, which speaks the documented ARM wire contract (see
-//! [`model`](self) for the details followed): real resource paths under
+//! `model.rs` for the details followed): real resource paths under
 //! `/subscriptions/{sub}/resourceGroups/{rg}/providers/…`, the `api-version` query, `201`/`202`
 //! answers with `Azure-AsyncOperation`, `Location` and `Retry-After`, operation status bodies,
 //! `provisioningState`, `404`/`409`/`429`, and Azure's refusals to delete resources still in use.
