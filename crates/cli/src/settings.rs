@@ -78,7 +78,7 @@ impl Settings {
         let image_dir = env("AZLIN_IMAGE_DIR")
             .map(PathBuf::from)
             .or_else(|| config.image_dir.clone())
-            .unwrap_or_else(|| paths.cache_dir.join("images"));
+            .unwrap_or_else(|| default_image_dir(&paths));
         Ok(Settings {
             nats_url: nats.clone().or_else(|| config.nats_url.clone()),
             image_dir,
@@ -117,6 +117,20 @@ impl Settings {
         self.paths.state_dir.join("deployment-state.yaml")
     }
 }
+
+/// Base images are big and the same for everyone: root (who runs nspawn VMs) keeps them in
+/// `/var/cache/azlin/images`, unless `AZLIN_HOME` asks for everything under one folder; other
+/// users keep them in their cache dir.
+fn default_image_dir(paths: &Paths) -> PathBuf {
+    if nix_is_root() && env("AZLIN_HOME").is_none() {
+        PathBuf::from(SYSTEM_IMAGE_DIR)
+    } else {
+        paths.cache_dir.join("images")
+    }
+}
+
+/// Where root keeps base images by default.
+const SYSTEM_IMAGE_DIR: &str = "/var/cache/azlin/images";
 
 fn nix_is_root() -> bool {
     std::fs::metadata("/proc/self").is_ok_and(|m| {

@@ -2,6 +2,7 @@
 //!
 //! This is the only layer that runs cloud CLIs, `systemd-nspawn`, `qemu` or `ip`.
 
+pub mod azure;
 pub mod command;
 pub mod image;
 pub mod lock;

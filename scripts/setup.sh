@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Prepares this machine (Debian 12, as root) for azlin: system packages, nats-server, the azlin
+# build and the base image for local VMs. Idempotent: a second run only checks.
+#
+#   scripts/setup.sh [--release|--debug]     (default: --release)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+profile=release
+case "${1:-}" in
+  --debug) profile=debug ;;
+  --release|"") profile=release ;;
+  *) echo "usage: $0 [--release|--debug]" >&2; exit 64 ;;
+esac
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "setup needs root (local VMs use network namespaces and mounts): sudo $0 $*" >&2
+  exit 2
+fi
+
+# System packages: nspawn machines, their network, image builds, QEMU VMs, SSH, benchmarks.
+packages=(systemd-container debootstrap nftables iproute2 openssh-client tmux git ca-certificates
+          util-linux qemu-system-x86 qemu-utils genisoimage hyperfine)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# A nats-server new enough for JetStream key-value (Debian ships 2.9).
+if [ -f scripts/install-nats.sh ]; then
+  bash scripts/install-nats.sh
+fi
+
+if [ "$profile" = release ]; then
+  cargo build --release --locked -p azlin
+else
+  cargo build --locked -p azlin
+fi
+
+# The base image of local VMs, built once and reused (rebuilt only when its recipe changes).
+export AZLIN_IMAGE_DIR="${AZLIN_IMAGE_DIR:-/var/cache/azlin/images}"
+"target/$profile/azlin" image build
