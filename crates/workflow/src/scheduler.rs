@@ -32,7 +32,7 @@ struct Done {
 /// runs steps needs it.
 enum Shared {
     Unopened,
-    Open(Session),
+    Open(Box<Session>),
     Failed(String),
 }
 
@@ -182,7 +182,7 @@ impl WorkflowRun<'_> {
             } else {
                 SessionState::Completed
             };
-            sessions.push(close(session, outcome).await);
+            sessions.push(close(*session, outcome).await);
         }
         (reports, sessions)
     }
@@ -510,7 +510,7 @@ impl WorkflowRun<'_> {
                 if matches!(*guard, Shared::Unopened) {
                     let label = self.facts.workflow.path.display().to_string();
                     *guard = match self.manager.open(&label, cancel).await {
-                        Ok(s) => Shared::Open(s),
+                        Ok(s) => Shared::Open(Box::new(s)),
                         Err(e) => Shared::Failed(e.to_string()),
                     };
                 }

@@ -48,7 +48,7 @@ impl fmt::Display for ExpressionError {
 
 /// Interpolates every `${{ }}` in `text` (a convenience over [`Template`]).
 pub fn interpolate(text: &str, scope: &Scope<'_>) -> Result<String, ExpressionError> {
-    Ok(Template::parse(text)?.render(scope)?)
+    Template::parse(text)?.render(scope)
 }
 
 /// Evaluates `text` keeping the type of a lone `${{ }}` (a convenience over [`Template`]).

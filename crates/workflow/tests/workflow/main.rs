@@ -1,6 +1,9 @@
 //! Integration tests of azlin-workflow on the `sim` provider (VMs are folders, steps are local
 //! processes), in one test binary split by topic.
 
+// Test helpers outside #[test] functions panic on setup failures on purpose.
+#![allow(clippy::unwrap_used)]
+
 mod behaviour;
 mod conformance;
 mod harness;

@@ -104,7 +104,7 @@ async fn two_runs_in_sequence_allocate_and_release_twice() {
     let env = Env::new();
     let counting = env.allocator(Duration::ZERO);
     let wf = env.write("twice.yml", &vm_echo_workflow(2, ""));
-    let (first, _) = run(&[wf.clone()], &env.options(), counting.clone()).await;
+    let (first, _) = run(std::slice::from_ref(&wf), &env.options(), counting.clone()).await;
     assert_eq!((counting.allocations(), counting.releases()), (1, 1));
     let (second, _) = run(&[wf], &env.options(), counting.clone()).await;
     assert!(first.success && second.success);
