@@ -663,7 +663,6 @@ impl JobState<'_> {
             .find(|(k, _)| k == "ACTIONS_ALLOW_UNSECURE_COMMANDS")
             .is_some_and(|(_, v)| v.eq_ignore_ascii_case("true"));
         let marker = format!("__azlin_marker_{token}__");
-        let heredoc = format!("AZLIN_SCRIPT_{}", token.replace('-', ""));
         let program = StepScript {
             env: &env,
             path_prepend: &self.path_prepend,
@@ -673,7 +672,6 @@ impl JobState<'_> {
             working_directory: &wd,
             shell: &shell,
             marker: &marker,
-            heredoc: &heredoc,
         }
         .render();
 

@@ -5,12 +5,15 @@
 //! 1. exports the step's environment (every value quoted as data),
 //! 2. creates fresh `GITHUB_ENV`, `GITHUB_OUTPUT`, `GITHUB_PATH`, `GITHUB_STATE` and
 //!    `GITHUB_STEP_SUMMARY` files,
-//! 3. writes the step's script to a file through a quoted here-document whose delimiter is a
-//!    fresh UUID,
+//! 3. writes the step's script to a file (with the `printf` builtin, the script quoted as data),
 //! 4. runs it with the step's shell in its working directory, with standard input from
 //!    `/dev/null`,
 //! 5. prints a unique marker line and then the five files, each preceded by its size, and
 //! 6. exits with the step's exit code.
+//!
+//! On the common path the program starts no process but the step's shell: directories exist
+//! after the job's setup, files are created and written by builtins, and empty files are
+//! reported by `[ -s ]`; only files a step wrote cost a `wc` and a `cat`.
 //!
 //! [`super::output::StepOutput`] cuts everything from the marker on out of the visible output,
 //! and [`parse_trailer`] reads the files back from it. No second round trip is needed to read
@@ -199,8 +202,6 @@ pub struct StepScript<'a> {
     pub shell: &'a ShellCommand,
     /// The marker line that separates output from the trailer.
     pub marker: &'a str,
-    /// A fresh delimiter for the here-document (must not occur as a line of the script).
-    pub heredoc: &'a str,
 }
 
 fn is_shell_name(name: &str) -> bool {
@@ -231,32 +232,26 @@ impl StepScript<'_> {
             p.push_str(&format!("export PATH={}:\"$PATH\"\n", sh(&joined)));
         }
         let files = self.files.all();
-        let dirs: Vec<String> = files
+        // Only builtins on the common path: every process started here is a fork and exec on
+        // the VM, and each costs about a millisecond.
+        let dirs: std::collections::BTreeSet<String> = files
             .iter()
             .chain(std::iter::once(&self.script_path))
             .filter_map(|f| f.rsplit_once('/').map(|(d, _)| d.to_string()))
             .filter(|d| !d.is_empty())
-            .collect::<std::collections::BTreeSet<_>>()
-            .into_iter()
-            .map(|d| sh(&d))
             .collect();
-        if !dirs.is_empty() {
-            p.push_str(&format!("mkdir -p {}\n", dirs.join(" ")));
+        for d in dirs {
+            let d = sh(&d);
+            p.push_str(&format!("[ -d {d} ] || mkdir -p {d}\n"));
         }
         for f in files {
             p.push_str(&format!(": > {}\n", sh(f)));
         }
         p.push_str(&format!(
-            "cat > {} <<'{}'\n",
-            sh(self.script_path),
-            self.heredoc
+            "printf '%s' {} > {}\n",
+            sh(self.script),
+            sh(self.script_path)
         ));
-        p.push_str(self.script);
-        if !self.script.ends_with('\n') {
-            p.push('\n');
-        }
-        p.push_str(self.heredoc);
-        p.push('\n');
         let env_prefix = if odd.is_empty() {
             String::new()
         } else {
@@ -273,7 +268,7 @@ impl StepScript<'_> {
         ));
         p.push_str(&format!("printf '\\n%s\\n' {}\n", sh(self.marker)));
         p.push_str(&format!(
-            "for __azlin_f in {}; do\n  if [ -f \"$__azlin_f\" ]; then __azlin_n=$(wc -c < \"$__azlin_f\"); printf '%s\\n' $__azlin_n; cat \"$__azlin_f\"; else printf '0\\n'; fi\ndone\n",
+            "for __azlin_f in {}; do\n  if [ -s \"$__azlin_f\" ]; then __azlin_n=$(wc -c < \"$__azlin_f\"); printf '%s\\n' $__azlin_n; cat \"$__azlin_f\"; else printf '0\\n'; fi\ndone\n",
             files.map(sh).join(" ")
         ));
         p.push_str("exit $__azlin_rc\n");
@@ -395,7 +390,6 @@ mod tests {
             working_directory: &d,
             shell: &shell,
             marker: "__MARK__",
-            heredoc: "EOF_123",
         }
         .render();
         let out = std::process::Command::new("sh")
@@ -439,7 +433,6 @@ mod tests {
             working_directory: "/nonexistent/dir",
             shell: &shell,
             marker: "__MARK__",
-            heredoc: "EOF_1",
         }
         .render();
         let out = std::process::Command::new("sh")

@@ -8,4 +8,5 @@ mod behaviour;
 mod conformance;
 mod harness;
 mod lifecycle;
+mod overhead;
 mod sessions;
