@@ -138,7 +138,7 @@ jobs:
           print("python", os.environ["LEVEL"])
       - shell: bash
         run: |
-          set -o | grep -q 'pipefail.*on' && echo pipefail-on
+          [[ -o pipefail ]] && echo pipefail-on
           echo "## Summary" >> "$GITHUB_STEP_SUMMARY"
           echo "STATE_X=1" >> "$GITHUB_STATE"
       - shell: perl {0}
