@@ -497,12 +497,20 @@ impl WorkflowRun<'_> {
             cancel,
             archive,
         };
-        let failed = |message: String| InstanceOutcome {
-            report: JobReport {
-                error: Some(message.clone()),
-                ..skipped_report(inst.job, inst.name.clone(), message, JobResult::Failure)
-            },
-            outputs: Object::new(),
+        let failed = |message: String| {
+            // A run cancelled while it waited for a VM is cancelled, not failed.
+            let result = if cancel.is_cancelled() {
+                JobResult::Cancelled
+            } else {
+                JobResult::Failure
+            };
+            InstanceOutcome {
+                report: JobReport {
+                    error: Some(message.clone()),
+                    ..skipped_report(inst.job, inst.name.clone(), message, result)
+                },
+                outputs: Object::new(),
+            }
         };
         match shared {
             Some(shared) => {

@@ -307,3 +307,77 @@ async fn run_as_root_is_a_no_op_when_the_login_user_is_root() {
         .await;
     assert_all_released(&env, &counting);
 }
+
+#[tokio::test]
+async fn event_payload_inputs_vars_and_job_filter() {
+    let env = Env::new();
+    let counting = env.allocator(Duration::ZERO);
+    let wf = env.write(
+        "dispatch.yml",
+        r#"on:
+  workflow_dispatch:
+    inputs:
+      level:
+        default: low
+      other:
+        default: kept
+jobs:
+  setup:
+    runs-on: ubuntu-latest
+    outputs:
+      x: ${{ steps.s.outputs.x }}
+    steps:
+      - id: s
+        run: echo "x=from-setup" >> "$GITHUB_OUTPUT"
+  main:
+    needs: setup
+    runs-on: ubuntu-latest
+    steps:
+      - run: echo "INFO ${{ inputs.level }} ${{ inputs.other }} ${{ github.event.inputs.level }} ${{ vars.COLOR }} ${{ needs.setup.outputs.x }} ${{ github.actor }} ${{ github.event_name }}"
+  unrelated:
+    runs-on: ubuntu-latest
+    steps:
+      - run: echo "UNRELATED"
+"#,
+    );
+    // Not triggered by push: nothing runs, nothing is allocated.
+    let (report, _) = run(std::slice::from_ref(&wf), &env.options(), counting.clone()).await;
+    assert!(report.success && !report.workflows[0].triggered);
+    assert_eq!(counting.allocations(), 0);
+
+    let mut options = env.options();
+    options.event = "workflow_dispatch".into();
+    options.event_payload = serde_json::json!({"inputs": {"level": "high"}});
+    options.vars.insert("COLOR".into(), "blue".into());
+    options.job = Some("main".into());
+    let (report, observer) = run(&[wf], &options, counting.clone()).await;
+    assert!(report.success, "{:?}", report.errors);
+    let texts: Vec<String> = observer.lines().into_iter().map(|l| l.text).collect();
+    assert!(
+        texts.contains(&"INFO high kept high blue from-setup tester workflow_dispatch".to_string()),
+        "{texts:?}"
+    );
+    assert!(
+        !texts.contains(&"UNRELATED".to_string()),
+        "--job runs the job and what it needs"
+    );
+    let ids: Vec<_> = report.workflows[0]
+        .jobs
+        .iter()
+        .map(|j| j.id.as_str())
+        .collect();
+    assert_eq!(ids, ["setup", "main"]);
+    assert_all_released(&env, &counting);
+
+    let mut options = env.options();
+    options.job = Some("nope".into());
+    let err = azlin_workflow::run_workflows(
+        &[env.path("workflows").join("dispatch.yml")],
+        &options,
+        counting,
+        std::sync::Arc::new(azlin_workflow::NullObserver),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.to_string(), "no workflow has a job named 'nope'");
+}
