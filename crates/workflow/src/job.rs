@@ -469,7 +469,7 @@ impl JobState<'_> {
             Some(e) => exec.error = Some(e),
             None => self.execute(step, &name, &step_env, log, &mut exec).await,
         }
-        if let Some(e) = &exec.error {
+        if let Some(e) = exec.error.as_ref().filter(|_| !exec.error_shown) {
             let masked = self.masker.mask(e);
             self.env.observer.output(
                 Origin {
@@ -725,12 +725,10 @@ impl JobState<'_> {
                 } else {
                     format!("The step has exceeded its timeout of {}", describe(limit))
                 };
-                output.note(&format!("Error: {message}"));
                 exec.error = Some(message);
                 exec.job_timed_out = is_job_limit;
             }
             Ending::Cancelled => {
-                output.note("The run was cancelled");
                 exec.cancelled = true;
                 exec.error = Some("The run was cancelled".to_string());
             }
@@ -766,7 +764,9 @@ impl JobState<'_> {
         }
         if exec.error.is_none() && exec.exit_code.is_some() {
             if let Some(first) = effects.failures.first() {
+                // Already shown where the command was written.
                 exec.error = Some(first.clone());
+                exec.error_shown = true;
             }
             match finished.trailer.as_deref().map(parse_trailer) {
                 Some(Ok(files)) => {
@@ -956,6 +956,8 @@ fn describe(d: Duration) -> String {
 struct Execution {
     exit_code: Option<i32>,
     error: Option<String>,
+    /// The error was already shown in the step's output.
+    error_shown: bool,
     cancelled: bool,
     job_timed_out: bool,
     outputs: Object,
