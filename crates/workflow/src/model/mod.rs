@@ -27,12 +27,14 @@ pub enum WorkflowError {
         source: std::io::Error,
     },
     /// The file is not a valid workflow.
-    #[error("{file}:{line}: {message}")]
+    #[error("{file}:{line}{}: {message}", if *column > 0 { format!(":{column}") } else { String::new() })]
     Invalid {
         /// The workflow file.
         file: PathBuf,
         /// 1-based line (0 when unknown).
         line: usize,
+        /// 1-based column (0 when unknown).
+        column: usize,
         /// What is wrong and what was expected.
         message: String,
     },
@@ -214,16 +216,14 @@ impl Workflow {
 
 fn yaml_error(path: &Path, e: &yaml_serde::Error) -> WorkflowError {
     let mut message = e.to_string();
-    let mut line = 0;
+    let (mut line, mut column) = (0, 0);
     if let Some(loc) = e.location() {
-        let column = loc.column();
-        line = loc.line();
+        (line, column) = (loc.line(), loc.column());
         // The position moves to the front, where editors and people look for it.
         let suffix = format!(" at line {line} column {column}");
         if let Some(stripped) = message.strip_suffix(&suffix) {
             message = stripped.to_string();
         }
-        message = format!("column {column}: {message}");
     }
     let message = message
         .replace(
@@ -234,6 +234,7 @@ fn yaml_error(path: &Path, e: &yaml_serde::Error) -> WorkflowError {
     WorkflowError::Invalid {
         file: path.to_path_buf(),
         line,
+        column,
         message,
     }
 }
@@ -281,6 +282,7 @@ impl Builder<'_> {
         WorkflowError::Invalid {
             file: self.path.to_path_buf(),
             line: line_of(self.text, path).unwrap_or(0),
+            column: 0,
             message: if dotted.is_empty() {
                 message.into()
             } else {
@@ -338,6 +340,7 @@ impl Builder<'_> {
         graph::check(&graph).map_err(|p| WorkflowError::Invalid {
             file: self.path.to_path_buf(),
             line: self.line(&[Seg::Key("jobs"), Seg::Key(&p.job), Seg::Key("needs")]),
+            column: 0,
             message: format!("jobs.{}.needs: {}", p.job, p.message),
         })?;
         Ok(Workflow {

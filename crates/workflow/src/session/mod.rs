@@ -419,7 +419,8 @@ impl SessionManager {
                     } else {
                         SessionState::Failed
                     };
-                    f.finish(outcome, message.clone()).await;
+                    let tracker = f.shared.tracker.clone();
+                    let _ = tracker.spawn(f.finish(outcome, message.clone())).await;
                 }
                 return Err(SessionError::Setup {
                     session: id,
@@ -579,9 +580,19 @@ impl Session {
 
     /// Runs the cleanup commands and releases the VM, recording `outcome` (`Completed`,
     /// `Failed` or `Cancelled`) and then `Released`.
+    ///
+    /// The work runs on a tracked task: if this future is dropped half way (Ctrl-C during
+    /// cleanup), the release still completes, and [`SessionManager::wait_idle`] waits for it.
     pub async fn close(mut self, outcome: SessionState, note: &str) -> CloseReport {
         match self.guard.finisher.take() {
-            Some(f) => f.finish(outcome, note.to_string()).await,
+            Some(f) => {
+                let tracker = f.shared.tracker.clone();
+                let task = tracker.spawn(f.finish(outcome, note.to_string()));
+                task.await.unwrap_or_else(|e| CloseReport {
+                    cleanup_failures: Vec::new(),
+                    release_error: Some(format!("the release task failed: {e}")),
+                })
+            }
             None => CloseReport::default(),
         }
     }
