@@ -12,8 +12,9 @@ pub mod orchestrator;
 pub mod store;
 pub mod worker;
 
+pub use bus::nats::{NatsBus, NatsSettings};
 pub use bus::{Bus, BusError, Delivery, Subscription};
 pub use launch::{LaunchSettings, Launcher, ProviderSource};
 pub use orchestrator::Orchestrator;
-pub use store::{SqliteStore, StateStore, VmRecord};
+pub use store::{KvStore, SqliteStore, StateStore, VmRecord};
 pub use worker::{Worker, WorkerSettings};

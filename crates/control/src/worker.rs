@@ -1,7 +1,8 @@
 //! The launch [`Worker`]: takes requests off the bus, at most `concurrency` at a time, runs them
 //! through the [`Launcher`], retries retryable failures with backoff up to a bound, and moves
 //! what cannot be processed to the dead letters. Shutting down stops taking requests and lets
-//! the ones in flight finish.
+//! the ones in flight finish; [`Worker::abandon`] gives them up instead, back to the bus for
+//! another worker.
 
 use crate::bus::{Acker, Bus, BusError, DeadLetter, Delivery};
 use crate::launch::Launcher;
@@ -41,6 +42,7 @@ pub struct Worker {
     bus: Arc<dyn Bus>,
     launcher: Arc<Launcher>,
     settings: WorkerSettings,
+    abandon: watch::Sender<bool>,
 }
 
 impl Worker {
@@ -50,15 +52,26 @@ impl Worker {
             bus,
             launcher,
             settings,
+            abandon: watch::channel(false).0,
         })
     }
 
-    /// Serves requests until `shutdown` turns true, then waits for the requests in flight.
+    /// Gives up the requests in flight: each is released (nak) to the bus at once, for another
+    /// worker, and [`Worker::run`] returns as soon as they are. What they had made stays for
+    /// the next worker to resume (providers find a VM by its request id). No further request is
+    /// taken.
+    pub fn abandon(&self) {
+        self.abandon.send_replace(true);
+    }
+
+    /// Serves requests until `shutdown` turns true (or the worker is abandoned), then waits for
+    /// the requests in flight.
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) -> Result<(), BusError> {
         let permits = Arc::new(Semaphore::new(self.settings.concurrency.max(1)));
         let mut in_flight = JoinSet::new();
+        let mut abandoned = self.abandon.subscribe();
         let outcome = loop {
-            if *shutdown.borrow() {
+            if *shutdown.borrow() || *abandoned.borrow_and_update() {
                 break Ok(());
             }
             let permit = tokio::select! {
@@ -67,6 +80,7 @@ impl Worker {
                     Err(_) => break Ok(()),
                 },
                 _ = shutdown.changed() => break Ok(()),
+                _ = abandoned.changed() => break Ok(()),
             };
             let delivery = tokio::select! {
                 delivery = self.bus.next_request() => match delivery {
@@ -74,6 +88,7 @@ impl Worker {
                     Err(e) => break Err(e),
                 },
                 _ = shutdown.changed() => break Ok(()),
+                _ = abandoned.changed() => break Ok(()),
             };
             let worker = self.clone();
             in_flight.spawn(async move {
@@ -86,15 +101,43 @@ impl Worker {
         outcome
     }
 
-    /// Processes one delivery to the end: ack, nak for a retry, or dead letter.
+    /// Processes one delivery, unless the worker abandons it first (then it is released).
     async fn handle(&self, delivery: Delivery) {
+        let mut abandoned = self.abandon.subscribe();
+        if *abandoned.borrow_and_update() {
+            release(&delivery).await;
+            return;
+        }
+        tokio::select! {
+            () = self.process(&delivery) => {}
+            _ = abandoned.changed() => release(&delivery).await,
+        }
+    }
+
+    /// Processes one delivery to the end: ack, nak for a retry, or dead letter.
+    async fn process(&self, delivery: &Delivery) {
         let request = match Request::decode(&delivery.subject, &delivery.payload) {
             Ok(request) => request,
             Err(e) => {
-                self.give_up(&delivery, e.to_string()).await;
+                self.give_up(delivery, e.to_string()).await;
                 return;
             }
         };
+        // A redelivery of a request that has ended (its worker died before acknowledging it)
+        // is settled without being redone.
+        if delivery.attempt > 1 {
+            match self.bus.ended(request.request_id()).await {
+                Ok(true) => {
+                    tracing::info!(request_id = %request.request_id(), "request already ended; acknowledging");
+                    if let Err(e) = delivery.acker.ack().await {
+                        tracing::warn!("could not acknowledge an ended request: {e}");
+                    }
+                    return;
+                }
+                Ok(false) => {}
+                Err(e) => tracing::warn!("could not check whether the request ended: {e}"),
+            }
+        }
         let result = match request {
             Request::Create(request) => {
                 let launch = self.launcher.create(&request, delivery.attempt);
@@ -105,14 +148,11 @@ impl Worker {
                 )
                 .await
                 {
-                    Ok(complete) => {
-                        self.finish(&delivery, Event::CreateComplete(complete))
-                            .await
-                    }
+                    Ok(complete) => self.finish(delivery, Event::CreateComplete(complete)).await,
                     Err(failure)
                         if failure.retryable() && delivery.attempt < self.settings.max_attempts =>
                     {
-                        self.retry(&delivery, &failure.event).await
+                        self.retry(delivery, &failure.event).await
                     }
                     Err(failure) => {
                         let exhausted = failure.retryable();
@@ -120,7 +160,7 @@ impl Worker {
                         let published = self.bus.publish(&Event::CreateFailed(failure.event)).await;
                         if exhausted {
                             self.give_up(
-                                &delivery,
+                                delivery,
                                 format!("failed after {} attempts: {reason}", delivery.attempt),
                             )
                             .await;
@@ -135,7 +175,7 @@ impl Worker {
             }
             Request::Delete(request) => {
                 let event = self.launcher.delete(&request).await;
-                self.finish(&delivery, event).await
+                self.finish(delivery, event).await
             }
         };
         if let Err(e) = result {
@@ -192,6 +232,14 @@ impl Worker {
         if let Err(e) = delivery.acker.ack().await {
             tracing::warn!("could not acknowledge a dead letter: {e}");
         }
+    }
+}
+
+/// Hands a delivery back to the bus for another worker, at once.
+async fn release(delivery: &Delivery) {
+    tracing::warn!(subject = %delivery.subject, attempt = delivery.attempt, "abandoning a request in flight");
+    if let Err(e) = delivery.acker.nak(Duration::ZERO).await {
+        tracing::warn!("could not release a request: {e}");
     }
 }
 

@@ -4,9 +4,13 @@
 //!   request log and injectable faults.
 //! - [`StubAz`]: a stub `az` program printing the real JSON shapes of `az account show` and
 //!   `az account get-access-token` (or az's "not logged in" error).
+//! - [`NatsServer`]: the real `nats-server` with JetStream on a free loopback port, restartable on
+//!   the same port and storage.
 
 pub mod arm_double;
+pub mod nats;
 pub mod stub_az;
 
 pub use arm_double::{ArmDouble, Fault, RecordedRequest, ResourceSnapshot};
+pub use nats::NatsServer;
 pub use stub_az::{AzAccount, StubAz};

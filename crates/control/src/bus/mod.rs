@@ -2,6 +2,7 @@
 //! the audit trail.
 
 pub mod memory;
+pub mod nats;
 
 use async_trait::async_trait;
 use azlin_core::event::{Event, Request};
@@ -100,6 +101,13 @@ pub trait Bus: Send + Sync {
 
     /// Waits for the next request for a worker.
     async fn next_request(&self) -> Result<Delivery, BusError>;
+
+    /// Whether `request_id` has already had its terminal event (a redelivered request that has
+    /// ended is acknowledged, not redone). Transports that never redeliver a finished request
+    /// need not track this.
+    async fn ended(&self, _request_id: &str) -> Result<bool, BusError> {
+        Ok(false)
+    }
 
     /// Moves a message to the dead letters with its reason.
     async fn dead_letter(&self, letter: DeadLetter) -> Result<(), BusError>;

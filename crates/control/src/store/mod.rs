@@ -1,8 +1,10 @@
 //! The state store: what azlin knows about its VMs, kept current from the events. An embedded
 //! SQLite database on one machine ([`SqliteStore`]); JetStream key-value when NATS is used.
 
+pub mod kv;
 pub mod sqlite;
 
+pub use kv::KvStore;
 pub use sqlite::SqliteStore;
 
 use async_trait::async_trait;

@@ -1,0 +1,537 @@
+//! The NATS JetStream [`Bus`]: the same requests and events as the in-process bus, across
+//! processes and machines.
+//!
+//! - Requests go to a work-queue stream and are taken, one at a time per free worker slot,
+//!   from ONE durable pull consumer that all workers share (explicit ack; a long create sends
+//!   progress so its ack wait is extended; redeliveries are bounded and backed off).
+//! - Events go to the events stream, the audit trail. Followers read it from "now" (or, for
+//!   `azlin events`, from the start) with a reader that resumes after the last sequence it saw.
+//! - Dead letters go to their own stream with the reason and the attempt count; requests the
+//!   server gave up on (workers kept dying) are caught from its max-deliveries advisory by the
+//!   janitor ([`NatsBus::run_janitor`]).
+//! - A terminal event is published once per request: its message id is `<request_id>.end` (the
+//!   server drops a duplicate), the request is then marked as ended in a key-value bucket, and a
+//!   redelivered request that has ended is acknowledged without being redone.
+//!
+//! Names and settings of all of these are in [`topology`].
+
+mod janitor;
+mod pull;
+pub mod replay;
+pub mod topology;
+
+pub use replay::{Range, StoredMessage};
+pub use topology::NatsSettings;
+
+use super::{Acker, Bus, BusError, DeadLetter, Delivery, Subscription};
+use crate::store::LoggedEvent;
+use async_nats::jetstream::{self, AckKind, kv, message::PublishMessage, publish::PublishAck};
+use async_nats::{Client, ConnectOptions, HeaderMap};
+use async_trait::async_trait;
+use azlin_core::event::{Event, Request};
+use bytes::Bytes;
+use pull::{Pulled, Puller};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use topology::{
+    ATTEMPTS_HEADER, DEAD_LETTER_PREFIX, DEAD_LETTER_STREAM, EVENTS_STREAM, REASON_HEADER,
+    REQUEST_ID_HEADER, REQUESTS_STREAM,
+};
+
+/// How many events a slow follower may fall behind before the reader waits for it.
+const FOLLOWER_BUFFER: usize = 4096;
+
+/// A connection to a NATS server with JetStream, set up for azlin.
+pub struct NatsBus {
+    client: Client,
+    js: jetstream::Context,
+    ended: kv::Store,
+    settings: NatsSettings,
+    puller: tokio::sync::Mutex<Option<Puller>>,
+}
+
+impl std::fmt::Debug for NatsBus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NatsBus")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+fn transport(what: impl std::fmt::Display) -> impl FnOnce(String) -> BusError {
+    move |e| BusError::Transport(format!("{what}: {e}"))
+}
+
+/// Whether `key` may be a key of a key-value bucket.
+fn valid_key(key: &str) -> bool {
+    !key.is_empty()
+        && !key.starts_with('.')
+        && !key.ends_with('.')
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-/_=.".contains(&b))
+}
+
+/// Connects to `url` (reconnecting for ever after a first success).
+pub async fn connect_client(url: &str, name: &str) -> Result<Client, BusError> {
+    ConnectOptions::new()
+        .name(name)
+        .connection_timeout(Duration::from_secs(5))
+        .reconnect_delay_callback(|attempts| {
+            Duration::from_millis(
+                u64::try_from(attempts)
+                    .unwrap_or(u64::MAX)
+                    .saturating_mul(100),
+            )
+            .min(Duration::from_secs(2))
+        })
+        .event_callback(|event| async move {
+            match event {
+                async_nats::Event::Connected => tracing::info!("NATS: connected"),
+                async_nats::Event::Disconnected => {
+                    tracing::warn!("NATS: disconnected; reconnecting")
+                }
+                other => tracing::debug!("NATS: {other}"),
+            }
+        })
+        .connect(url)
+        .await
+        .map_err(|e| BusError::Transport(format!("cannot reach the NATS server at {url}: {e}")))
+}
+
+impl NatsBus {
+    /// Connects to the server at `url` and sets up the streams (idempotent).
+    pub async fn connect(url: &str, settings: NatsSettings) -> Result<NatsBus, BusError> {
+        let client = connect_client(url, &settings.connection_name).await?;
+        Self::with_client(client, settings).await
+    }
+
+    /// Uses an existing connection.
+    pub async fn with_client(client: Client, settings: NatsSettings) -> Result<NatsBus, BusError> {
+        let js = jetstream::new(client.clone());
+        let ended = topology::ensure_streams(&js, &settings)
+            .await
+            .map_err(|e| {
+                BusError::Transport(format!("{e} (is JetStream enabled: nats-server -js?)"))
+            })?;
+        Ok(NatsBus {
+            client,
+            js,
+            ended,
+            settings,
+            puller: tokio::sync::Mutex::new(None),
+        })
+    }
+
+    /// The JetStream context (shared with the key-value state store).
+    pub fn jetstream(&self) -> &jetstream::Context {
+        &self.js
+    }
+
+    /// The connection.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The settings in force.
+    pub fn settings(&self) -> &NatsSettings {
+        &self.settings
+    }
+
+    /// Creates the workers' shared consumer, or applies these settings to it (ack wait,
+    /// backoff, max deliveries: the last worker started sets them).
+    pub async fn ensure_workers_consumer(&self) -> Result<(), BusError> {
+        let stream = self
+            .js
+            .get_stream_no_info(REQUESTS_STREAM)
+            .await
+            .map_err(|e| transport("opening the request stream")(e.to_string()))?;
+        stream
+            .create_consumer(self.settings.workers_consumer())
+            .await
+            .map_err(|e| transport("setting up the workers' consumer")(e.to_string()))?;
+        Ok(())
+    }
+
+    /// Stores `payload` on `subject`, retrying (with the same message id, so it is stored once)
+    /// while the server is unreachable, up to the publish timeout.
+    async fn store(
+        &self,
+        subject: &str,
+        payload: Bytes,
+        msg_id: &str,
+        headers: HeaderMap,
+    ) -> Result<PublishAck, BusError> {
+        let deadline = Instant::now() + self.settings.publish_timeout;
+        let mut pause = Duration::from_millis(50);
+        loop {
+            let publish = PublishMessage::build()
+                .payload(payload.clone())
+                .headers(headers.clone())
+                .message_id(msg_id);
+            let result = match self.js.send_publish(subject.to_string(), publish).await {
+                Ok(ack) => ack.await.map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            match result {
+                Ok(ack) => return Ok(ack),
+                Err(e) if Instant::now() + pause < deadline => {
+                    tracing::debug!(%subject, "publish failed, retrying: {e}");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(1));
+                }
+                Err(e) => return Err(transport(format!("publishing on {subject}"))(e)),
+            }
+        }
+    }
+
+    /// Whether `request_id` has had its terminal event.
+    pub async fn has_ended(&self, request_id: &str) -> Result<bool, BusError> {
+        if !valid_key(request_id) {
+            return Ok(false);
+        }
+        self.ended
+            .get(request_id)
+            .await
+            .map(|v| v.is_some())
+            .map_err(|e| transport("reading the ended requests")(e.to_string()))
+    }
+
+    async fn mark_ended(&self, request_id: &str, subject: &str) {
+        if !valid_key(request_id) {
+            tracing::warn!(%request_id, "request id cannot be a key; not marking it as ended");
+            return;
+        }
+        if let Err(e) = self
+            .ended
+            .put(request_id, Bytes::from(subject.to_string()))
+            .await
+        {
+            tracing::warn!(%request_id, "could not mark the request as ended: {e}");
+        }
+    }
+
+    /// Publishes a raw request payload on `subject` (for tests of malformed messages, and tools).
+    pub async fn submit_raw(&self, subject: &str, payload: Vec<u8>) -> Result<(), BusError> {
+        self.store(
+            subject,
+            payload.into(),
+            &azlin_core::new_id(),
+            HeaderMap::new(),
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Reads the audit trail over `range`.
+    pub async fn audit(&self, range: Range) -> Result<mpsc::Receiver<StoredMessage>, BusError> {
+        replay::replay(&self.js, EVENTS_STREAM, range, FOLLOWER_BUFFER).await
+    }
+
+    /// The audit trail after sequence `after`, as the state store shows it.
+    pub async fn events_after(&self, after: u64) -> Result<Vec<LoggedEvent>, BusError> {
+        read_events(&self.js, after).await
+    }
+
+    /// Follows events with the durable `azlin serve` consumer: resumes after the last event
+    /// acknowledged, one event at a time.
+    pub async fn serve_feed(&self) -> Result<ServeFeed, BusError> {
+        let stream = self
+            .js
+            .get_stream_no_info(EVENTS_STREAM)
+            .await
+            .map_err(|e| transport("opening the events stream")(e.to_string()))?;
+        let consumer = stream
+            .create_consumer(self.settings.serve_consumer())
+            .await
+            .map_err(|e| transport("setting up the serve consumer")(e.to_string()))?;
+        let messages = consumer
+            .stream()
+            .max_messages_per_batch(16)
+            .heartbeat(Duration::from_secs(2))
+            .expires(Duration::from_secs(10))
+            .messages()
+            .await
+            .map_err(|e| transport("following events")(e.to_string()))?;
+        Ok(ServeFeed { messages })
+    }
+
+    /// Stops taking requests: ends the pull and releases (naks) any request that had already
+    /// arrived, so another worker takes it at once.
+    pub async fn release(&self) {
+        let Some(puller) = self.puller.lock().await.take() else {
+            return;
+        };
+        for message in puller.close().await {
+            let message = jetstream::Message {
+                message,
+                context: self.js.clone(),
+            };
+            if let Err(e) = message.ack_with(AckKind::Nak(None)).await {
+                tracing::warn!("releasing a request: {e}");
+            }
+        }
+        let _ = self.client.flush().await;
+    }
+
+    fn delivery(&self, message: async_nats::Message) -> Delivery {
+        let message = jetstream::Message {
+            message,
+            context: self.js.clone(),
+        };
+        let attempt = message
+            .info()
+            .map(|info| u32::try_from(info.delivered).unwrap_or(u32::MAX))
+            .unwrap_or(1)
+            .max(1);
+        Delivery {
+            subject: message.subject.to_string(),
+            payload: message.payload.to_vec(),
+            attempt,
+            acker: Box::new(NatsAcker { message }),
+        }
+    }
+}
+
+/// Reads the events stream after `after` into audit-trail entries.
+pub async fn read_events(
+    js: &jetstream::Context,
+    after: u64,
+) -> Result<Vec<LoggedEvent>, BusError> {
+    let mut rx = replay::replay(
+        js,
+        EVENTS_STREAM,
+        Range::UntilEnd { after },
+        FOLLOWER_BUFFER,
+    )
+    .await?;
+    let mut events = Vec::new();
+    while let Some(message) = rx.recv().await {
+        events.push(logged(&message));
+    }
+    Ok(events)
+}
+
+/// An audit-trail entry for a stored event (a payload that is not JSON is kept as a string).
+pub fn logged(message: &StoredMessage) -> LoggedEvent {
+    LoggedEvent {
+        seq: message.seq,
+        subject: message.subject.clone(),
+        payload: serde_json::from_slice(&message.payload).unwrap_or_else(|_| {
+            serde_json::Value::String(String::from_utf8_lossy(&message.payload).into_owned())
+        }),
+    }
+}
+
+/// `azlin serve`'s durable feed of events.
+pub struct ServeFeed {
+    messages: jetstream::consumer::pull::Stream,
+}
+
+/// One event from the [`ServeFeed`]; [`FedEvent::done`] acknowledges it.
+pub struct FedEvent {
+    /// The event (`None` when it could not be read; it is logged, and `done` skips it).
+    pub event: Option<Event>,
+    message: jetstream::Message,
+}
+
+impl FedEvent {
+    /// The event was recorded: do not deliver it again.
+    pub async fn done(self) -> Result<(), BusError> {
+        self.message
+            .double_ack()
+            .await
+            .map_err(|e| transport("acknowledging an event")(e.to_string()))
+    }
+}
+
+impl ServeFeed {
+    /// The next event; `None` when the connection closed for good.
+    pub async fn next(&mut self) -> Option<FedEvent> {
+        use futures::StreamExt;
+        loop {
+            match self.messages.next().await? {
+                Ok(message) => {
+                    let event = match Event::decode(&message.subject, &message.payload) {
+                        Ok(event) => Some(event),
+                        Err(e) => {
+                            tracing::warn!("skipping an event that cannot be read: {e}");
+                            None
+                        }
+                    };
+                    return Some(FedEvent { event, message });
+                }
+                Err(e) => {
+                    tracing::debug!("following events: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+}
+
+struct NatsAcker {
+    message: jetstream::Message,
+}
+
+#[async_trait]
+impl Acker for NatsAcker {
+    async fn ack(&self) -> Result<(), BusError> {
+        self.message
+            .double_ack()
+            .await
+            .map_err(|e| transport("acknowledging a request")(e.to_string()))
+    }
+
+    async fn nak(&self, delay: Duration) -> Result<(), BusError> {
+        let delay = (!delay.is_zero()).then_some(delay);
+        self.message
+            .ack_with(AckKind::Nak(delay))
+            .await
+            .map_err(|e| transport("releasing a request")(e.to_string()))
+    }
+
+    async fn in_progress(&self) -> Result<(), BusError> {
+        self.message
+            .ack_with(AckKind::Progress)
+            .await
+            .map_err(|e| transport("reporting progress")(e.to_string()))
+    }
+}
+
+#[async_trait]
+impl Bus for NatsBus {
+    async fn submit(&self, request: &Request) -> Result<(), BusError> {
+        let mut headers = HeaderMap::new();
+        headers.insert(REQUEST_ID_HEADER, request.request_id());
+        self.store(
+            request.subject(),
+            request.encode().into(),
+            &format!("{}.request", request.request_id()),
+            headers,
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn publish(&self, event: &Event) -> Result<(), BusError> {
+        let request_id = event.request_id();
+        let terminal = event.is_terminal();
+        let msg_id = if terminal {
+            format!("{request_id}.end")
+        } else {
+            azlin_core::new_id()
+        };
+        let mut headers = HeaderMap::new();
+        headers.insert(REQUEST_ID_HEADER, request_id);
+        let ack = self
+            .store(event.subject(), event.encode().into(), &msg_id, headers)
+            .await?;
+        if terminal {
+            if ack.duplicate {
+                tracing::info!(%request_id, "terminal event already published; not repeated");
+            }
+            self.mark_ended(request_id, event.subject()).await;
+        }
+        Ok(())
+    }
+
+    async fn subscribe(&self) -> Result<Subscription, BusError> {
+        let mut stored = replay::replay(&self.js, EVENTS_STREAM, Range::FromNow, 64).await?;
+        let (tx, rx) = mpsc::channel(FOLLOWER_BUFFER);
+        tokio::spawn(async move {
+            while let Some(message) = stored.recv().await {
+                match Event::decode(&message.subject, &message.payload) {
+                    Ok(event) => {
+                        if tx.send(event).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(seq = message.seq, "skipping an unreadable event: {e}")
+                    }
+                }
+            }
+        });
+        Ok(Subscription::new(rx))
+    }
+
+    async fn next_request(&self) -> Result<Delivery, BusError> {
+        let mut slot = self.puller.lock().await;
+        let puller = match &mut *slot {
+            Some(puller) => puller,
+            empty => {
+                self.ensure_workers_consumer().await?;
+                empty.insert(Puller::new(self.client.clone()).await?)
+            }
+        };
+        loop {
+            match puller.next().await? {
+                Pulled::Message(message) => return Ok(self.delivery(message)),
+                Pulled::NoConsumer => {
+                    tracing::warn!("the workers' consumer is gone; making it again");
+                    if let Err(e) = self.ensure_workers_consumer().await {
+                        tracing::warn!("{e}");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn ended(&self, request_id: &str) -> Result<bool, BusError> {
+        self.has_ended(request_id).await
+    }
+
+    async fn dead_letter(&self, letter: DeadLetter) -> Result<(), BusError> {
+        tracing::warn!(subject = %letter.subject, reason = %letter.reason, "dead letter");
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            REASON_HEADER,
+            letter.reason.replace(['\r', '\n'], " ").as_str(),
+        );
+        headers.insert(ATTEMPTS_HEADER, letter.attempts.to_string().as_str());
+        let payload = serde_json::to_vec(&letter)
+            .map_err(|e| BusError::Transport(format!("encoding a dead letter: {e}")))?;
+        self.store(
+            &format!("{DEAD_LETTER_PREFIX}.{}", letter.subject),
+            payload.into(),
+            &azlin_core::new_id(),
+            headers,
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn dead_letters(&self) -> Result<Vec<DeadLetter>, BusError> {
+        let mut rx = replay::replay(
+            &self.js,
+            DEAD_LETTER_STREAM,
+            Range::UntilEnd { after: 0 },
+            FOLLOWER_BUFFER,
+        )
+        .await?;
+        let mut letters = Vec::new();
+        while let Some(message) = rx.recv().await {
+            match serde_json::from_slice(&message.payload) {
+                Ok(letter) => letters.push(letter),
+                Err(e) => tracing::warn!(seq = message.seq, "unreadable dead letter: {e}"),
+            }
+        }
+        Ok(letters)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys() {
+        assert!(valid_key("0b6f3a52-1c1e-4a8e-9f3e-7d1e2f9a0b1c"));
+        assert!(!valid_key(""));
+        assert!(!valid_key("a b"));
+        assert!(!valid_key(".a"));
+        assert!(!valid_key("a*"));
+    }
+}

@@ -1,0 +1,68 @@
+//! The JetStream key-value state store.
+
+use crate::support::*;
+use azlin_control::store::RecordState;
+use azlin_control::{Bus, KvStore, StateStore};
+use azlin_core::VmName;
+use azlin_testkit::NatsServer;
+use std::time::Duration;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_follow_the_events_and_the_trail_is_the_events_stream() {
+    let server = NatsServer::start().expect("nats-server");
+    let home = Home::new();
+    let bus = bus(&server).await;
+    let store = KvStore::lazy(server.url(), settings());
+    assert!(store.vms().await.expect("empty list").is_empty());
+
+    let worker = start_worker(self::bus(&server).await, &home, sim(0, 0.0), "w", 2, 3);
+    let mut subscription = bus.subscribe().await.expect("subscribe");
+    let requests = submit_fleet(&bus, &home, "kept", 2).await;
+    for request in &requests {
+        store.record_request(request).await.expect("record");
+    }
+    let creating = store.vms().await.expect("list");
+    assert_eq!(creating.len(), 2);
+    assert!(creating.iter().all(|r| r.state == RecordState::Creating));
+
+    // Two followers (the CLI and `azlin serve`) record the same events.
+    let other = KvStore::with_context(bus.jetstream().clone(), settings());
+    let seen =
+        collect_until_ended(&mut subscription, ids(&requests), Duration::from_secs(30)).await;
+    let (a, b) = futures::join!(
+        async {
+            for event in &seen {
+                store.apply(event).await.expect("apply");
+            }
+        },
+        async {
+            for event in &seen {
+                other.apply(event).await.expect("apply");
+            }
+        }
+    );
+    let _ = (a, b);
+    let ready = store.vms().await.expect("list");
+    assert_eq!(ready.len(), 2);
+    for record in &ready {
+        assert_eq!(record.state, RecordState::Ready, "{record:?}");
+        assert!(!record.address.is_empty());
+    }
+    let one = store
+        .vm(&VmName::parse("kept-1").expect("name"))
+        .await
+        .expect("get")
+        .expect("present");
+    assert_eq!(one.request_id, requests[0].request_id());
+
+    let trail = store.events(0).await.expect("trail");
+    assert_eq!(trail.len(), seen.len());
+    assert!(trail.windows(2).all(|w| w[0].seq < w[1].seq));
+
+    store
+        .forget(&VmName::parse("kept-2").expect("name"))
+        .await
+        .expect("forget");
+    assert_eq!(store.vms().await.expect("list").len(), 1);
+    worker.stop().await;
+}

@@ -1,0 +1,250 @@
+//! [`NatsServer`]: the real `nats-server` (≥ 2.10, see `scripts/install-nats.sh`) on a free
+//! loopback port with JetStream storing in a temporary folder. It can be stopped, killed and
+//! started again on the same port and storage (to test that nothing is lost across a server
+//! restart); `Drop` kills it and removes its storage.
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long a start may take before it is a failure.
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// How the server stores JetStream data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Sync {
+    /// nats-server's default: file storage, flushed to disk every few minutes (kill -9 may lose
+    /// what the OS had not written; a graceful stop loses nothing).
+    #[default]
+    Default,
+    /// `sync_interval: always`: every write is flushed, so even `kill -9` loses nothing
+    /// acknowledged.
+    Always,
+}
+
+/// A running `nats-server` with JetStream, owned by a test.
+#[derive(Debug)]
+pub struct NatsServer {
+    binary: PathBuf,
+    dir: tempfile::TempDir,
+    port: u16,
+    sync: Sync,
+    child: Option<Child>,
+    starts: u32,
+}
+
+/// The `nats-server` to use: `$AZLIN_NATS_SERVER`, else `nats-server` on the `PATH`, else
+/// `/usr/local/bin/nats-server`.
+pub fn server_binary() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("AZLIN_NATS_SERVER") {
+        return Some(PathBuf::from(path));
+    }
+    let on_path = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join("nats-server"))
+            .find(|candidate| candidate.is_file())
+    });
+    on_path.or_else(|| {
+        let fallback = PathBuf::from("/usr/local/bin/nats-server");
+        fallback.is_file().then_some(fallback)
+    })
+}
+
+fn free_port() -> std::io::Result<u16> {
+    Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
+        .local_addr()?
+        .port())
+}
+
+impl NatsServer {
+    /// Starts a server with the default storage sync.
+    pub fn start() -> std::io::Result<NatsServer> {
+        Self::start_with(Sync::Default)
+    }
+
+    /// Starts a server with the given storage sync.
+    pub fn start_with(sync: Sync) -> std::io::Result<NatsServer> {
+        let binary = server_binary().ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "nats-server not found: run scripts/install-nats.sh (or set AZLIN_NATS_SERVER)",
+            )
+        })?;
+        let mut server = NatsServer {
+            binary,
+            dir: tempfile::Builder::new().prefix("azlin-nats-").tempdir()?,
+            port: free_port()?,
+            sync,
+            child: None,
+            starts: 0,
+        };
+        server.start_again()?;
+        Ok(server)
+    }
+
+    /// `nats://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// The port it listens on (the same across restarts).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Where JetStream keeps its data.
+    pub fn store_dir(&self) -> PathBuf {
+        self.dir.path().join("jetstream")
+    }
+
+    /// The server's log (all starts appended).
+    pub fn log_file(&self) -> PathBuf {
+        self.dir.path().join("nats-server.log")
+    }
+
+    /// Whether the process is running.
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|child| matches!(child.try_wait(), Ok(None)))
+    }
+
+    fn write_config(&self) -> std::io::Result<PathBuf> {
+        let sync = match self.sync {
+            Sync::Default => "",
+            Sync::Always => "\n    sync_interval: always",
+        };
+        let config = format!(
+            "# Written by azlin-testkit.\nlisten: 127.0.0.1:{port}\nserver_name: azlin-test-{port}\n\
+             jetstream {{\n    store_dir: {store:?}{sync}\n}}\n",
+            port = self.port,
+            store = self.store_dir().display().to_string(),
+        );
+        let path = self.dir.path().join("nats-server.conf");
+        std::fs::write(&path, config)?;
+        Ok(path)
+    }
+
+    /// Starts the server (again) on the same port and storage, and waits until it is ready.
+    pub fn start_again(&mut self) -> std::io::Result<()> {
+        if self.is_running() {
+            return Ok(());
+        }
+        let config = self.write_config()?;
+        let log = self.log_file();
+        let ready_before = ready_lines(&log);
+        let child = Command::new(&self.binary)
+            .arg("-c")
+            .arg(&config)
+            .arg("-l")
+            .arg(&log)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        self.child = Some(child);
+        self.starts += 1;
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if !self.is_running() {
+                return Err(std::io::Error::other(format!(
+                    "nats-server exited at start; see {}",
+                    log.display()
+                )));
+            }
+            if ready_lines(&log) > ready_before
+                && TcpStream::connect((Ipv4Addr::LOCALHOST, self.port)).is_ok()
+            {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("nats-server not ready in time; see {}", log.display()),
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Stops the server gracefully (SIGTERM: it flushes its storage) and waits for it to exit.
+    pub fn stop(&mut self) -> std::io::Result<()> {
+        let Some(mut child) = self.child.take() else {
+            return Ok(());
+        };
+        let pid = Pid::from_raw(i32::try_from(child.id()).map_err(std::io::Error::other)?);
+        let _ = kill(pid, Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while matches!(child.try_wait(), Ok(None)) {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        child.wait().map(drop)
+    }
+
+    /// Kills the server (SIGKILL), as a crash would.
+    pub fn kill(&mut self) -> std::io::Result<()> {
+        let Some(mut child) = self.child.take() else {
+            return Ok(());
+        };
+        let _ = child.kill();
+        child.wait().map(drop)
+    }
+
+    /// Stops the server gracefully and starts it again on the same port and storage.
+    pub fn restart(&mut self) -> std::io::Result<()> {
+        self.stop()?;
+        self.start_again()
+    }
+
+    /// How many times the process was started.
+    pub fn starts(&self) -> u32 {
+        self.starts
+    }
+}
+
+/// How many times the log says "Server is ready".
+fn ready_lines(log: &Path) -> usize {
+    std::fs::read_to_string(log)
+        .map(|text| text.matches("Server is ready").count())
+        .unwrap_or(0)
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        // The temporary folder (config, log, JetStream storage) goes with `self.dir`.
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn starts_restarts_and_cleans_up() {
+        let mut server = NatsServer::start().expect("start");
+        let port = server.port();
+        assert!(server.url().ends_with(&format!(":{port}")));
+        server.restart().expect("restart");
+        assert_eq!(server.port(), port);
+        assert_eq!(server.starts(), 2);
+        server.kill().expect("kill");
+        assert!(TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_err());
+        server.start_again().expect("start after kill");
+        let store = server.store_dir();
+        assert!(store.exists());
+        drop(server);
+        assert!(!store.exists());
+        assert!(TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_err());
+    }
+}
