@@ -9,6 +9,7 @@ use azlin_control::{
     WorkerSettings,
 };
 use azlin_core::{ErrorKind, ProviderError, ProviderKind, Vm, VmName, VmProvider};
+use azlin_providers::azure::{AzureProvider, AzureSettings};
 use azlin_providers::image::ImageStore;
 use azlin_providers::nspawn::NspawnProvider;
 use azlin_providers::sim::SimProvider;
@@ -45,7 +46,15 @@ impl Providers {
                 Arc::new(NspawnProvider::new(state.join("nspawn"), self.images()))
             }
             ProviderKind::Sim => Arc::new(SimProvider::new(state.join("sim"), self.settings.sim)),
-            ProviderKind::Qemu | ProviderKind::Azure => {
+            ProviderKind::Azure => {
+                // `--subscription` wins over `[azure] subscription`; with neither, az's default.
+                let mut azure = AzureSettings::from_config(&self.settings.config)?;
+                if let Some(id) = &self.settings.azure_subscription {
+                    azure.subscription = Some(id.clone());
+                }
+                Arc::new(AzureProvider::new(azure)?)
+            }
+            ProviderKind::Qemu => {
                 return Err(ProviderError::new(
                     ErrorKind::Prerequisites,
                     format!("the {kind} provider is not available in this build"),

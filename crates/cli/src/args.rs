@@ -54,6 +54,9 @@ pub struct GlobalArgs {
     /// NATS server for the control plane (default: in-process).
     #[arg(long, global = true, env = "AZLIN_NATS_URL", value_name = "URL")]
     pub nats: Option<String>,
+    /// Azure subscription id (default: `[azure] subscription` in the config, else az's default).
+    #[arg(long, global = true, value_name = "ID")]
+    pub subscription: Option<String>,
 }
 
 /// The commands.

@@ -21,6 +21,8 @@ pub struct Settings {
     pub output: OutputFormat,
     /// NATS server, if the control plane runs over NATS.
     pub nats_url: Option<String>,
+    /// Azure subscription from `--subscription`; wins over `[azure] subscription`.
+    pub azure_subscription: Option<String>,
     /// Where base images are cached.
     pub image_dir: PathBuf,
     /// Debian mirror for image builds.
@@ -49,6 +51,7 @@ impl Settings {
             output,
             verbose: _,
             nats,
+            subscription,
         } = global;
         let paths = Paths::resolve(&PathInputs::from_process_env());
         let config = match config {
@@ -81,6 +84,7 @@ impl Settings {
             .unwrap_or_else(|| default_image_dir(&paths));
         Ok(Settings {
             nats_url: nats.clone().or_else(|| config.nats_url.clone()),
+            azure_subscription: subscription.clone(),
             image_dir,
             mirror: env("AZLIN_DEBIAN_MIRROR").unwrap_or_else(|| DEFAULT_MIRROR.to_string()),
             sim: SimSettings {

@@ -1,0 +1,568 @@
+//! The `azure` provider through the real binary: `azlin new|list|delete --provider azure`
+//! against the ARM test double (`azlin_testkit::ArmDouble`, HTTP on 127.0.0.1) with a stub `az`
+//! first on `PATH` (`azlin_testkit::StubAz`). Issue 5.
+//!
+//! The double hands out public addresses from TEST-NET-3 (203.0.113.0/24, documentation only,
+//! never routed), so the SSH wait of `new` knocks on an address no machine answers and fails
+//! after the short `ssh_timeout_secs` of the test config: exit 5 with the VM left running.
+//!
+//! The tests are synchronous (they run azlin as a subprocess); each starts its own double on a
+//! background tokio runtime that lives as long as the test.
+
+use crate::support::{Azlin, Run};
+use azlin_testkit::{ArmDouble, AzAccount, Fault, RecordedRequest, StubAz};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// One azlin installation wired to its own ARM double and stub `az`.
+struct AzureEnv {
+    azlin: Azlin,
+    az: StubAz,
+    double: ArmDouble,
+    // Dropped last: the double's server task runs on it.
+    _runtime: tokio::runtime::Runtime,
+}
+
+/// How `az` looks to azlin.
+enum AzState {
+    LoggedIn,
+    LoggedOut,
+    /// Not on `PATH` at all.
+    Missing,
+}
+
+/// The test's `PATH` without any folder holding an `az` program (a real one, if installed).
+fn path_without_az() -> String {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let dirs: Vec<PathBuf> = std::env::split_paths(&path)
+        .filter(|dir| !dir.join("az").exists())
+        .collect();
+    std::env::join_paths(dirs).unwrap().into_string().unwrap()
+}
+
+impl AzureEnv {
+    fn start(state: AzState) -> AzureEnv {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let double = runtime.block_on(ArmDouble::start()).unwrap();
+        let az = match state {
+            AzState::LoggedIn | AzState::Missing => {
+                StubAz::logged_in(&AzAccount::for_double(&double)).unwrap()
+            }
+            AzState::LoggedOut => StubAz::logged_out().unwrap(),
+        };
+        let rest = path_without_az();
+        let path = match state {
+            AzState::Missing => rest,
+            _ => az.path_first(Some(rest.as_ref())).into_string().unwrap(),
+        };
+        let azlin = Azlin::with_path(&path);
+        azlin.config(&format!(
+            "ssh_timeout_secs = 1\ncloud_init_timeout_secs = 5\n\n[azure]\nendpoint = \"{}\"\n",
+            double.endpoint()
+        ));
+        AzureEnv {
+            azlin,
+            az,
+            double,
+            _runtime: runtime,
+        }
+    }
+
+    fn run(&self, args: &[&str]) -> Run {
+        self.azlin.run(args)
+    }
+
+    /// `azlin list --provider azure -o json`, as rows.
+    fn list(&self) -> Vec<Value> {
+        self.run(&["list", "--provider", "azure", "-o", "json"])
+            .expect(0)
+            .json()
+            .as_array()
+            .unwrap()
+            .clone()
+    }
+
+    /// Resource ids the double holds that azlin made (its tag), and every managed disk (made
+    /// by Azure for azlin's VMs), plus the resource groups.
+    fn azlin_leftovers(&self) -> Vec<String> {
+        let mut left: Vec<String> = self
+            .double
+            .resources()
+            .into_iter()
+            .filter(|r| {
+                r.tag("azlin-managed") == Some("true")
+                    || r.resource_type == "Microsoft.Compute/disks"
+            })
+            .map(|r| r.id)
+            .collect();
+        left.extend(
+            self.double
+                .resource_groups()
+                .into_iter()
+                .map(|g| format!("resource group {g}")),
+        );
+        left
+    }
+}
+
+/// The one request matching `method` whose path ends with `suffix`.
+fn the<'a>(requests: &'a [RecordedRequest], method: &str, suffix: &str) -> &'a RecordedRequest {
+    let found: Vec<_> = requests
+        .iter()
+        .filter(|r| r.method == method && r.path_ends_with(suffix))
+        .collect();
+    assert_eq!(found.len(), 1, "{method} …{suffix}: {found:#?}");
+    found[0]
+}
+
+fn body(r: &RecordedRequest) -> &Value {
+    r.body.as_ref().expect("a JSON body")
+}
+
+/// Whether `address` is in TEST-NET-3 (203.0.113.0/24).
+fn in_test_net_3(address: &str) -> bool {
+    address
+        .parse::<std::net::Ipv4Addr>()
+        .is_ok_and(|a| a.octets()[..3] == [203, 0, 113])
+}
+
+fn tags(n: usize) -> BTreeMap<String, String> {
+    let name = format!("fleet-{n:02}");
+    BTreeMap::from([
+        ("azlin-managed".to_string(), "true".to_string()),
+        ("azlin-vm".to_string(), name),
+        ("azlin-request".to_string(), format!("req-{n}")),
+        ("azlin-ip".to_string(), format!("203.0.113.{}", n + 1)),
+    ])
+}
+
+#[test]
+fn new_list_delete_an_azure_vm_through_the_binary() {
+    let env = AzureEnv::start(AzState::LoggedIn);
+    let new = env
+        .run(&[
+            "new",
+            "--provider",
+            "azure",
+            "--name",
+            "az1",
+            "--no-connect",
+        ])
+        .expect(5);
+    assert!(new.stderr.contains("left running"), "{}", new.stderr);
+
+    let requests = env.double.requests();
+    // Only existence checks (GET → 404) may have failed; every request names an api-version.
+    for r in &requests {
+        assert!(r.query.contains_key("api-version"), "{r:?}");
+        assert!(
+            r.status < 400 || (r.method == "GET" && r.status == 404),
+            "{r:?}"
+        );
+    }
+    let group = body(the(&requests, "PUT", "/resourceGroups/azlin"));
+    assert_eq!(group["location"], "westus2");
+    assert_eq!(group["tags"]["azlin-managed"], "true");
+
+    let nsg = body(the(&requests, "PUT", "/networkSecurityGroups/az1-nsg"));
+    let rule = &nsg["properties"]["securityRules"][0]["properties"];
+    assert_eq!(
+        (
+            &rule["destinationPortRange"],
+            &rule["protocol"],
+            &rule["access"],
+            &rule["direction"]
+        ),
+        (
+            &Value::from("22"),
+            &Value::from("Tcp"),
+            &Value::from("Allow"),
+            &Value::from("Inbound")
+        )
+    );
+
+    let ip = body(the(&requests, "PUT", "/publicIPAddresses/az1-ip"));
+    assert_eq!(ip["sku"]["name"], "Standard");
+    assert_eq!(ip["properties"]["publicIPAllocationMethod"], "Static");
+
+    let vnet = body(the(&requests, "PUT", "/virtualNetworks/azlin-vnet-westus2"));
+    assert!(vnet["properties"]["addressSpace"]["addressPrefixes"][0].is_string());
+    assert!(vnet["properties"]["subnets"][0]["properties"]["addressPrefix"].is_string());
+
+    let nic = body(the(&requests, "PUT", "/networkInterfaces/az1-nic"));
+    let ipconfig = &nic["properties"]["ipConfigurations"][0]["properties"];
+    assert!(
+        ipconfig["subnet"]["id"]
+            .as_str()
+            .unwrap()
+            .ends_with("/virtualNetworks/azlin-vnet-westus2/subnets/azlin-subnet")
+    );
+    assert!(
+        ipconfig["publicIPAddress"]["id"]
+            .as_str()
+            .unwrap()
+            .ends_with("/publicIPAddresses/az1-ip")
+    );
+    assert!(
+        nic["properties"]["networkSecurityGroup"]["id"]
+            .as_str()
+            .unwrap()
+            .ends_with("/networkSecurityGroups/az1-nsg")
+    );
+
+    let vm = body(the(&requests, "PUT", "/virtualMachines/az1"));
+    let p = &vm["properties"];
+    assert_eq!(vm["location"], "westus2");
+    assert_eq!(p["hardwareProfile"]["vmSize"], "Standard_B2s");
+    assert_eq!(
+        p["storageProfile"]["imageReference"]["publisher"],
+        "Canonical"
+    );
+    assert_eq!(p["storageProfile"]["osDisk"]["createOption"], "FromImage");
+    let os = &p["osProfile"];
+    assert_eq!(os["adminUsername"], "azureuser");
+    assert!(os.get("adminPassword").is_none(), "{os}");
+    assert_eq!(
+        os["linuxConfiguration"]["disablePasswordAuthentication"],
+        true
+    );
+    // The key azlin made in this home is the one the VM trusts.
+    let public_key = std::fs::read_to_string(env.azlin.key().with_extension("pub")).unwrap();
+    assert_eq!(
+        os["linuxConfiguration"]["ssh"]["publicKeys"][0]["keyData"],
+        public_key.trim()
+    );
+    // customData is base64 of azlin's cloud-config: "I2Nsb3VkLWNvbmZp" is "#cloud-confi".
+    assert!(
+        os["customData"]
+            .as_str()
+            .unwrap()
+            .starts_with("I2Nsb3VkLWNvbmZp"),
+        "{}",
+        os["customData"]
+    );
+    assert!(
+        p["networkProfile"]["networkInterfaces"][0]["id"]
+            .as_str()
+            .unwrap()
+            .ends_with("/networkInterfaces/az1-nic")
+    );
+    let request_id = vm["tags"]["azlin-request"].as_str().unwrap();
+    assert!(!request_id.is_empty());
+    for suffix in [
+        "/networkSecurityGroups/az1-nsg",
+        "/publicIPAddresses/az1-ip",
+        "/networkInterfaces/az1-nic",
+        "/virtualMachines/az1",
+    ] {
+        let tags = &body(the(&requests, "PUT", suffix))["tags"];
+        assert_eq!(tags["azlin-managed"], "true", "{suffix}");
+        assert_eq!(tags["azlin-vm"], "az1", "{suffix}");
+        assert_eq!(tags["azlin-request"], request_id, "{suffix}");
+    }
+    // The address Azure gave is a documentation one, and it is what azlin waited on.
+    let address = vm["tags"]["azlin-ip"].as_str().unwrap();
+    assert!(in_test_net_3(address), "{address}");
+    assert!(new.stderr.contains(address), "{}", new.stderr);
+
+    // list: one ARM request, az1 running at its address.
+    env.double.clear_requests();
+    let rows = env.list();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["name"], "az1");
+    assert_eq!(rows[0]["provider"], "azure");
+    assert_eq!(rows[0]["state"], "running");
+    assert_eq!(rows[0]["address"], address);
+    let listed = env.double.requests();
+    assert_eq!(listed.len(), 1, "{listed:#?}");
+    assert_eq!(listed[0].method, "GET");
+    assert!(listed[0].path_ends_with("/providers/Microsoft.Compute/virtualMachines"));
+
+    // delete: everything azlin made goes, the VM's OS disk, the shared VNet and the group too.
+    env.run(&["delete", "az1", "--yes"]).expect(0);
+    assert_eq!(env.azlin_leftovers(), Vec::<String>::new());
+    assert!(env.list().is_empty());
+}
+
+#[test]
+fn a_failed_vm_create_removes_what_it_made_and_exits_4() {
+    let env = AzureEnv::start(AzState::LoggedIn);
+    // A provisioning failure is retried (3 attempts, each cleaned up first): fail them all.
+    for _ in 0..3 {
+        env.double.inject(Fault::FailVmCreate {
+            code: "AllocationFailed".into(),
+            message: "Allocation failed. We do not have sufficient capacity for the requested VM size in this region.".into(),
+        });
+    }
+    let run = env
+        .run(&[
+            "new",
+            "--provider",
+            "azure",
+            "--name",
+            "az2",
+            "--no-connect",
+        ])
+        .expect(4);
+    assert!(run.stderr.contains("sufficient capacity"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("failed after 3 attempts"),
+        "{}",
+        run.stderr
+    );
+    let vm_puts = env
+        .double
+        .requests()
+        .iter()
+        .filter(|r| r.method == "PUT" && r.path_ends_with("/virtualMachines/az2"))
+        .count();
+    assert_eq!(vm_puts, 3);
+    for removed in [
+        "network interface az2-nic",
+        "public IP address az2-ip",
+        "network security group az2-nsg",
+    ] {
+        assert!(run.stderr.contains(removed), "{removed}: {}", run.stderr);
+    }
+    assert_eq!(env.azlin_leftovers(), Vec::<String>::new());
+    assert!(env.list().is_empty());
+}
+
+#[test]
+fn missing_az_exits_2_with_how_to_install_it_and_sends_nothing() {
+    let env = AzureEnv::start(AzState::Missing);
+    let run = env
+        .run(&[
+            "new",
+            "--provider",
+            "azure",
+            "--name",
+            "az3",
+            "--no-connect",
+        ])
+        .expect(2);
+    assert!(run.stderr.contains("az ("), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("install the Azure CLI"),
+        "{}",
+        run.stderr
+    );
+    let doctor = env.run(&["doctor", "--provider", "azure"]).expect(2);
+    assert!(doctor.stdout.contains("✗ az"), "{}", doctor.stdout);
+    env.run(&["list", "--provider", "azure"]).expect(2);
+    assert_eq!(env.double.request_count(), 0);
+    assert!(env.az.calls().is_empty());
+}
+
+#[test]
+fn logged_out_az_exits_3_with_az_login_and_sends_nothing() {
+    let env = AzureEnv::start(AzState::LoggedOut);
+    let run = env
+        .run(&[
+            "new",
+            "--provider",
+            "azure",
+            "--name",
+            "az4",
+            "--no-connect",
+        ])
+        .expect(3);
+    assert!(run.stderr.contains("az login"), "{}", run.stderr);
+    let list = env.run(&["list", "--provider", "azure"]).expect(3);
+    assert!(list.stderr.contains("az login"), "{}", list.stderr);
+    assert_eq!(env.double.request_count(), 0);
+    assert!(
+        !env.azlin.key().exists(),
+        "no SSH key is made before authentication succeeds"
+    );
+}
+
+#[test]
+fn doctor_lists_az_for_the_azure_provider() {
+    let env = AzureEnv::start(AzState::LoggedIn);
+    let doctor = env
+        .run(&["doctor", "--provider", "azure", "-o", "json"])
+        .expect(0)
+        .json();
+    assert_eq!(doctor["provider"], "azure");
+    let az = doctor["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["program"] == "az")
+        .unwrap_or_else(|| panic!("az is listed: {doctor}"));
+    assert_eq!(az["found"], true);
+    assert_eq!(
+        az["path"].as_str().map(PathBuf::from),
+        Some(env.az.program())
+    );
+    assert!(
+        az["version"].as_str().unwrap().starts_with("azure-cli"),
+        "{az}"
+    );
+}
+
+#[test]
+fn the_subscription_flag_wins_over_the_config() {
+    let env = AzureEnv::start(AzState::LoggedIn);
+    let theirs = "00000000-0000-0000-0000-000000000001";
+    env.azlin.config(&format!(
+        "[azure]\nendpoint = \"{}\"\nsubscription = \"{theirs}\"\n",
+        env.double.endpoint()
+    ));
+    // The config's subscription is not one az knows: az refuses it, nothing is sent.
+    let run = env.run(&["list", "--provider", "azure"]).expect(3);
+    assert!(run.stderr.contains(theirs), "{}", run.stderr);
+    assert_eq!(env.double.request_count(), 0);
+
+    let ours = env.double.subscription_id().to_string();
+    let calls_before = env.az.calls().len();
+    let rows = env
+        .run(&[
+            "--subscription",
+            &ours,
+            "list",
+            "--provider",
+            "azure",
+            "-o",
+            "json",
+        ])
+        .expect(0)
+        .json();
+    assert_eq!(rows, serde_json::json!([]));
+    let requests = env.double.requests();
+    assert_eq!(requests.len(), 1);
+    assert!(
+        requests[0]
+            .path
+            .starts_with(&format!("/subscriptions/{ours}/")),
+        "{:?}",
+        requests[0]
+    );
+    // Both az commands were asked for the flag's subscription.
+    let calls = env.az.calls();
+    assert!(calls.len() > calls_before, "{calls:?}");
+    assert!(
+        calls[calls_before..]
+            .iter()
+            .all(|c| c.contains(&format!("--subscription {ours}"))),
+        "{calls:?}"
+    );
+
+    env.double.clear_requests();
+    let bad = env
+        .run(&[
+            "--subscription",
+            "my sub",
+            "new",
+            "--provider",
+            "azure",
+            "--name",
+            "az6",
+            "--no-connect",
+        ])
+        .expect(64);
+    assert!(
+        bad.stderr.contains("invalid Azure subscription id"),
+        "{}",
+        bad.stderr
+    );
+    assert_eq!(env.double.request_count(), 0);
+}
+
+/// Every file under `dir`, recursively.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for entry in std::fs::read_dir(&d).unwrap().flatten() {
+            let ty = entry.file_type().unwrap();
+            if ty.is_dir() {
+                todo.push(entry.path());
+            } else if ty.is_file() {
+                out.push(entry.path());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn the_access_token_appears_in_no_output_log_or_file() {
+    let env = AzureEnv::start(AzState::LoggedIn);
+    let token = env.double.token().to_string();
+    // Its random part, in case something printed it cut or re-encoded.
+    let tail = token.rsplit('.').next().unwrap().to_string();
+    let runs = [
+        env.run(&[
+            "-vvv",
+            "new",
+            "--provider",
+            "azure",
+            "--name",
+            "az5",
+            "--no-connect",
+        ])
+        .expect(5),
+        env.run(&["-vvv", "list", "--provider", "azure", "-o", "json"])
+            .expect(0),
+        env.run(&["-vvv", "status", "az5"]).expect(0),
+        env.run(&["-vvv", "delete", "az5", "--yes"]).expect(0),
+    ];
+    // The token was used (the double accepts no other), and the logs are the verbose ones.
+    assert!(
+        env.double
+            .requests()
+            .iter()
+            .any(|r| r.method == "PUT" && r.status == 201)
+    );
+    assert!(runs[0].stderr.contains("TRACE"), "{}", runs[0].stderr);
+    for run in &runs {
+        for text in [&run.stdout, &run.stderr] {
+            assert!(!text.contains(&token) && !text.contains(&tail), "{text}");
+        }
+    }
+    let files = files_under(env.azlin.home.path());
+    assert!(
+        files.iter().any(|f| f.ends_with("state.db")),
+        "the state store is among the files checked: {files:?}"
+    );
+    for file in files {
+        let bytes = std::fs::read(&file).unwrap();
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(
+            !text.contains(&token) && !text.contains(&tail),
+            "{} holds the token",
+            file.display()
+        );
+    }
+}
+
+#[test]
+fn listing_50_azure_vms_is_one_arm_request() {
+    let env = AzureEnv::start(AzState::LoggedIn);
+    for n in 0..50 {
+        let tags = tags(n);
+        env.double
+            .insert_vm("azlin", &tags["azlin-vm"], "westus2", &tags);
+    }
+    let rows = env.list();
+    assert_eq!(rows.len(), 50);
+    assert!(
+        rows.iter()
+            .all(|r| r["provider"] == "azure" && r["state"] == "running")
+    );
+    assert_eq!(rows[7]["name"], "fleet-07");
+    assert_eq!(rows[7]["address"], "203.0.113.8");
+    assert_eq!(
+        env.double.request_count(),
+        1,
+        "{:#?}",
+        env.double.requests()
+    );
+}
