@@ -49,13 +49,13 @@ fn parse_args() -> Result<Options, String> {
 }
 
 /// The tags azlin gives a VM it made (`list` reads the address and host key from them). The
-/// addresses are from TEST-NET-3 (203.0.113.0/24, documentation only).
+/// addresses are on this machine's loopback (127.100.0.0/24), so nothing leaves the machine.
 fn azlin_tags(i: usize) -> BTreeMap<String, String> {
     BTreeMap::from([
         ("azlin-managed".to_string(), "true".to_string()),
         ("azlin-vm".to_string(), format!("bench-{i:03}")),
         ("azlin-request".to_string(), format!("bench-request-{i}")),
-        ("azlin-ip".to_string(), format!("203.0.113.{}", i % 253 + 1)),
+        ("azlin-ip".to_string(), format!("127.100.0.{}", i % 253 + 1)),
         (
             "azlin-host-key".to_string(),
             "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBenchHostKeyBenchHostKeyBenchHostKey0"

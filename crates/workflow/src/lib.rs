@@ -36,6 +36,6 @@ pub use options::{RunOptions, VmScope, local_user};
 pub use report::{JobReport, JobResult, RunReport, StepOutcome, StepReport, WorkflowReport};
 pub use run::{RunError, run_workflows, run_workflows_in, session_config};
 pub use session::{
-    AllocError, Allocation, AllocationRequest, Allocator, ProviderAllocator, RunAs, Session,
-    SessionConfig, SessionManager, SessionRecord, SessionState,
+    AllocError, Allocation, AllocationRequest, Allocator, LaunchAllocator, ProviderAllocator,
+    RunAs, Session, SessionConfig, SessionManager, SessionRecord, SessionState,
 };

@@ -2,9 +2,10 @@
 //! against the ARM test double (`azlin_testkit::ArmDouble`, HTTP on 127.0.0.1) with a stub `az`
 //! first on `PATH` (`azlin_testkit::StubAz`). Issue 5.
 //!
-//! The double hands out public addresses from TEST-NET-3 (203.0.113.0/24, documentation only,
-//! never routed), so the SSH wait of `new` knocks on an address no machine answers and fails
-//! after the short `ssh_timeout_secs` of the test config: exit 5 with the VM left running.
+//! The double hands out "public" addresses from 127.100.0.0/24, on this machine's loopback, so
+//! that no packet of a test leaves the machine: the SSH wait of `new` knocks on a port where no
+//! VM answers and fails after the short `ssh_timeout_secs` of the test config: exit 5 with the
+//! VM left running.
 //!
 //! The tests are synchronous (they run azlin as a subprocess); each starts its own double on a
 //! background tokio runtime that lives as long as the test.
@@ -124,11 +125,11 @@ fn body(r: &RecordedRequest) -> &Value {
     r.body.as_ref().expect("a JSON body")
 }
 
-/// Whether `address` is in TEST-NET-3 (203.0.113.0/24).
-fn in_test_net_3(address: &str) -> bool {
+/// Whether `address` is in the double's loopback range (127.100.0.0/24).
+fn in_double_range(address: &str) -> bool {
     address
         .parse::<std::net::Ipv4Addr>()
-        .is_ok_and(|a| a.octets()[..3] == [203, 0, 113])
+        .is_ok_and(|a| a.octets()[..3] == [127, 100, 0])
 }
 
 fn tags(n: usize) -> BTreeMap<String, String> {
@@ -137,7 +138,7 @@ fn tags(n: usize) -> BTreeMap<String, String> {
         ("azlin-managed".to_string(), "true".to_string()),
         ("azlin-vm".to_string(), name),
         ("azlin-request".to_string(), format!("req-{n}")),
-        ("azlin-ip".to_string(), format!("203.0.113.{}", n + 1)),
+        ("azlin-ip".to_string(), format!("127.100.0.{}", n + 1)),
     ])
 }
 
@@ -267,7 +268,7 @@ fn new_list_delete_an_azure_vm_through_the_binary() {
     }
     // The address Azure gave is a documentation one, and it is what azlin waited on.
     let address = vm["tags"]["azlin-ip"].as_str().unwrap();
-    assert!(in_test_net_3(address), "{address}");
+    assert!(in_double_range(address), "{address}");
     assert!(new.stderr.contains(address), "{}", new.stderr);
 
     // list: one ARM request, az1 running at its address.
@@ -558,7 +559,7 @@ fn listing_50_azure_vms_is_one_arm_request() {
             .all(|r| r["provider"] == "azure" && r["state"] == "running")
     );
     assert_eq!(rows[7]["name"], "fleet-07");
-    assert_eq!(rows[7]["address"], "203.0.113.8");
+    assert_eq!(rows[7]["address"], "127.100.0.8");
     assert_eq!(
         env.double.request_count(),
         1,

@@ -357,7 +357,7 @@ impl Model {
             Kind::PublicIpAddress => {
                 let address = existing_address(self.resources.get(&key)).unwrap_or_else(|| {
                     self.next_address += 1;
-                    format!("203.0.113.{}", self.next_address % 250 + 1)
+                    format!("127.100.0.{}", self.next_address % 250 + 1)
                 });
                 stored["properties"]["ipAddress"] = json!(address);
                 stored["properties"]["publicIPAddressVersion"] = json!("IPv4");

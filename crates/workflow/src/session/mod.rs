@@ -12,9 +12,11 @@
 //!   under the sessions folder at every state change.
 
 pub mod allocator;
+pub mod launch;
 pub mod record;
 
 pub use allocator::{AllocError, Allocation, AllocationRequest, Allocator, ProviderAllocator};
+pub use launch::LaunchAllocator;
 pub use record::{SessionRecord, SessionState, SessionStore, SessionVm, Snapshot};
 
 use azlin_core::Vm;
