@@ -1,12 +1,11 @@
 //! The application context: resolved settings, the providers built from them, the state
 //! store, and the control plane (in-process bus with a worker, or NATS).
 
-use crate::failure::Failure;
 use crate::settings::Settings;
 use azlin_control::bus::memory::MemoryBus;
 use azlin_control::{
-    Bus, LaunchSettings, Launcher, Orchestrator, ProviderSource, SqliteStore, StateStore, Worker,
-    WorkerSettings,
+    Bus, KvStore, LaunchSettings, Launcher, NatsBus, NatsSettings, Orchestrator, ProviderSource,
+    SqliteStore, StateStore, Worker, WorkerSettings,
 };
 use azlin_core::{ErrorKind, ProviderError, ProviderKind, Vm, VmName, VmProvider};
 use azlin_providers::azure::{AzureProvider, AzureSettings};
@@ -115,9 +114,21 @@ impl App {
         }
     }
 
-    /// The state store.
+    /// The state store: JetStream key-value with NATS (connected on first use), else the SQLite
+    /// database of this machine.
     pub fn store(&self) -> anyhow::Result<Arc<dyn StateStore>> {
+        if let Some(url) = &self.settings.nats_url {
+            return Ok(Arc::new(KvStore::lazy(url.clone(), self.nats_settings())));
+        }
         Ok(Arc::new(SqliteStore::open(&self.settings.state_db())?))
+    }
+
+    /// Settings of this process's NATS connections.
+    pub fn nats_settings(&self) -> NatsSettings {
+        NatsSettings {
+            connection_name: format!("azlin {}-{}", hostname(), std::process::id()),
+            ..NatsSettings::default()
+        }
     }
 
     /// The orchestrator writing the deployment state.
@@ -145,9 +156,14 @@ impl App {
         concurrency: usize,
     ) -> anyhow::Result<ControlPlane> {
         if let Some(url) = &self.settings.nats_url {
-            return Err(Failure::usage(format!(
-                "NATS transport ({url}) is not available in this build"
-            )));
+            let settings = self.nats_settings();
+            let nats = NatsBus::connect(url, settings.clone()).await?;
+            let store = Arc::new(KvStore::with_context(nats.jetstream().clone(), settings));
+            return Ok(ControlPlane {
+                bus: Arc::new(nats),
+                orchestrator: Orchestrator::new(store, self.settings.deployment_state()),
+                local_worker: None,
+            });
         }
         let bus: Arc<dyn Bus> = Arc::new(MemoryBus::new());
         let launcher = Arc::new(Launcher::new(

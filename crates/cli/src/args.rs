@@ -262,6 +262,11 @@ pub struct WorkerArgs {
     /// Attempts per request before it is dead-lettered.
     #[arg(long, value_name = "N", default_value_t = 3)]
     pub max_attempts: u32,
+    /// Seconds without word from a worker before its request goes to another worker (doubled
+    /// for each redelivery; a worker reports progress four times per period). Applies to the
+    /// consumer all workers share: the last worker started sets it.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    pub ack_wait: u64,
 }
 
 /// `azlin serve`

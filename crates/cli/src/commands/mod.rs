@@ -1,10 +1,13 @@
 //! One module per command; [`dispatch`] routes a parsed command line to it.
 
 pub mod connect;
+pub mod events;
 pub mod image;
 pub mod new;
 pub mod prerequisites;
+pub mod serve;
 pub mod vms;
+pub mod worker;
 
 use crate::app::App;
 use crate::args::{Cli, Command};
@@ -33,10 +36,9 @@ pub async fn dispatch(app: &App, command: &Command) -> anyhow::Result<ExitCode> 
             );
             Ok(ExitCode::Ok)
         }
-        Command::Gui(_)
-        | Command::Run(_)
-        | Command::Worker(_)
-        | Command::Serve(_)
-        | Command::Events(_) => Err(Failure::usage("not available in this build yet")),
+        Command::Worker(args) => worker::run(app, args).await,
+        Command::Serve(args) => serve::run(app, args).await,
+        Command::Events(args) => events::run(app, args).await,
+        Command::Gui(_) | Command::Run(_) => Err(Failure::usage("not available in this build yet")),
     }
 }

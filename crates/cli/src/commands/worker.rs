@@ -1,0 +1,181 @@
+//! `azlin worker`: a launch worker serving requests from a NATS server. Several may run, on one
+//! machine or many; they share one durable consumer. The first SIGTERM/SIGINT stops taking
+//! requests and lets those in flight finish; a second hands them back to the queue at once.
+
+use crate::app::App;
+use crate::args::WorkerArgs;
+use crate::failure::Failure;
+use azlin_control::{Launcher, NatsBus, NatsSettings, Worker, WorkerSettings};
+use azlin_core::ExitCode;
+use azlin_remote::keys::ensure_identity;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::watch;
+
+/// Deliveries a request may use up beyond the worker's own attempts: redeliveries after workers
+/// died while holding it. Past that the janitor dead-letters it.
+const SPARE_DELIVERIES: u32 = 5;
+
+/// The worker's settings and the transport's, from the flags (over `base`).
+fn settings(
+    args: &WorkerArgs,
+    base: NatsSettings,
+) -> anyhow::Result<(WorkerSettings, NatsSettings)> {
+    let WorkerArgs {
+        concurrency,
+        max_attempts,
+        ack_wait,
+    } = args;
+    if *concurrency == 0 {
+        return Err(Failure::usage("--concurrency must be at least 1"));
+    }
+    if *max_attempts == 0 {
+        return Err(Failure::usage("--max-attempts must be at least 1"));
+    }
+    if *ack_wait == 0 {
+        return Err(Failure::usage("--ack-wait must be at least 1 second"));
+    }
+    let ack_wait = Duration::from_secs(*ack_wait);
+    let worker = WorkerSettings {
+        concurrency: *concurrency,
+        max_attempts: *max_attempts,
+        progress_interval: (ack_wait / 4).max(Duration::from_millis(100)),
+        ..WorkerSettings::default()
+    };
+    let nats = NatsSettings {
+        ack_wait,
+        max_deliver: i64::from(max_attempts.saturating_add(SPARE_DELIVERIES)),
+        ..base
+    };
+    Ok((worker, nats))
+}
+
+/// Runs `azlin worker`.
+pub async fn run(app: &App, args: &WorkerArgs) -> anyhow::Result<ExitCode> {
+    let (worker_settings, nats_settings) = settings(args, app.nats_settings())?;
+    let Some(url) = &app.settings.nats_url else {
+        return Err(Failure::usage(
+            "`azlin worker` serves requests from a NATS server: pass --nats URL or set \
+             AZLIN_NATS_URL (without NATS, `azlin new` runs its own worker)",
+        ));
+    };
+    let (identity, _) = ensure_identity(&app.settings.paths.ssh_key())?;
+    let bus = Arc::new(NatsBus::connect(url, nats_settings).await?);
+    bus.ensure_workers_consumer().await?;
+    let launch = app.launch_settings();
+    let id = launch.worker_id.clone();
+    let launcher = Arc::new(Launcher::new(
+        bus.clone(),
+        app.providers.clone(),
+        identity,
+        launch,
+    ));
+    eprintln!(
+        "azlin worker {id}: serving {url} (concurrency {}, max attempts {}, ack wait {}s)",
+        worker_settings.concurrency,
+        worker_settings.max_attempts,
+        bus.settings().ack_wait.as_secs()
+    );
+    let worker = Worker::new(bus.clone(), launcher, worker_settings);
+    let (stop, stopped) = watch::channel(false);
+    let janitor = {
+        let bus = bus.clone();
+        let stopped = stopped.clone();
+        tokio::spawn(async move {
+            if let Err(e) = bus.run_janitor(stopped).await {
+                tracing::warn!("janitor stopped: {e}");
+            }
+        })
+    };
+    let signals = tokio::spawn(on_signals(stop.clone(), worker.clone()));
+    let served = worker.run(stopped).await;
+    bus.release().await;
+    stop.send_replace(true);
+    let _ = janitor.await;
+    signals.abort();
+    served?;
+    eprintln!("azlin worker {id}: stopped");
+    Ok(ExitCode::Ok)
+}
+
+/// First SIGTERM/SIGINT: stop taking requests. Second: hand those in flight back.
+async fn on_signals(stop: watch::Sender<bool>, worker: Arc<Worker>) {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::warn!("cannot listen for signals; stop the worker with SIGKILL");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    eprintln!(
+        "azlin worker: stopping; finishing the requests in flight (signal again to hand them to another worker)"
+    );
+    stop.send_replace(true);
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    eprintln!("azlin worker: handing the requests in flight back to the queue");
+    worker.abandon();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::args::Cli;
+    use clap::Parser;
+
+    fn args(line: &[&str]) -> WorkerArgs {
+        let mut full = vec!["azlin", "worker"];
+        full.extend_from_slice(line);
+        match Cli::parse_from(full).command {
+            crate::args::Command::Worker(args) => args,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn flags_become_settings() {
+        let (worker, nats) = settings(
+            &args(&[
+                "--concurrency",
+                "16",
+                "--max-attempts",
+                "5",
+                "--ack-wait",
+                "8",
+            ]),
+            NatsSettings::default(),
+        )
+        .expect("settings");
+        assert_eq!(worker.concurrency, 16);
+        assert_eq!(worker.max_attempts, 5);
+        assert_eq!(worker.progress_interval, Duration::from_secs(2));
+        assert_eq!(nats.ack_wait, Duration::from_secs(8));
+        assert_eq!(nats.max_deliver, 10);
+        let (worker, nats) = settings(&args(&[]), NatsSettings::default()).expect("defaults");
+        assert_eq!((worker.concurrency, worker.max_attempts), (4, 3));
+        assert_eq!(nats.ack_wait, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn zeroes_are_refused() {
+        for flags in [
+            ["--concurrency", "0"],
+            ["--max-attempts", "0"],
+            ["--ack-wait", "0"],
+        ] {
+            let err = settings(&args(&flags), NatsSettings::default()).expect_err("refused");
+            assert_eq!(
+                crate::failure::exit_code(&err),
+                ExitCode::Usage,
+                "{flags:?}"
+            );
+        }
+    }
+}

@@ -1,0 +1,13 @@
+//! The `azlin` binary over a real nats-server (each test starts its own on a free loopback
+//! port): worker processes, `new` through the bus, SIGKILLed workers, signals, `serve`,
+//! `events` and `list` from the key-value store. Needs nats-server ≥ 2.10
+//! (`scripts/install-nats.sh`).
+
+// Harness code: a failed unwrap is a failed test, with its location.
+#![allow(clippy::unwrap_used)]
+
+mod events;
+mod fleet;
+mod serve;
+mod signals;
+mod support;
