@@ -4,10 +4,12 @@
 //!   request log and injectable faults.
 //! - [`StubAz`]: a stub `az` program printing the real JSON shapes of `az account show` and
 //!   `az account get-access-token` (or az's "not logged in" error).
+//! - [`conformance`]: the act conformance corpus and how outcomes are judged against it.
 //! - [`NatsServer`]: the real `nats-server` with JetStream on a free loopback port, restartable on
 //!   the same port and storage.
 
 pub mod arm_double;
+pub mod conformance;
 pub mod nats;
 pub mod stub_az;
 

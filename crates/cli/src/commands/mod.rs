@@ -5,6 +5,7 @@ pub mod events;
 pub mod image;
 pub mod new;
 pub mod prerequisites;
+pub mod run;
 pub mod serve;
 pub mod vms;
 pub mod worker;
@@ -27,6 +28,7 @@ pub async fn dispatch(app: &App, command: &Command) -> anyhow::Result<ExitCode> 
         Command::Delete(args) => vms::delete(app, args).await,
         Command::Connect(args) => connect::run(app, args).await,
         Command::Image(args) => image::run(app, args).await,
+        Command::Run(args) => run::run(app, args).await,
         Command::Completions(args) => {
             clap_complete::generate(
                 args.shell,
@@ -39,6 +41,6 @@ pub async fn dispatch(app: &App, command: &Command) -> anyhow::Result<ExitCode> 
         Command::Worker(args) => worker::run(app, args).await,
         Command::Serve(args) => serve::run(app, args).await,
         Command::Events(args) => events::run(app, args).await,
-        Command::Gui(_) | Command::Run(_) => Err(Failure::usage("not available in this build yet")),
+        Command::Gui(_) => Err(Failure::usage("not available in this build yet")),
     }
 }

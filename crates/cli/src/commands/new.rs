@@ -7,7 +7,6 @@ use crate::commands::{connect, prerequisites};
 use crate::failure::Failure;
 use crate::notify;
 use crate::progress::{Progress, Stage};
-use azlin_control::ProviderSource;
 use azlin_core::event::{
     CreateComplete, CreateFailed, CreateRequested, Event, Request, SCHEMA, Stage as EventStage,
 };
@@ -16,7 +15,6 @@ use azlin_core::{
     new_id, now_rfc3339,
 };
 use azlin_remote::attach::Session;
-use azlin_remote::keys::{KeyOrigin, ensure_identity};
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use std::time::Instant;
@@ -29,9 +27,31 @@ fn read_file(path: &Path, what: &str) -> anyhow::Result<String> {
         .map_err(|e| Failure::usage(format!("cannot read {what} {}: {e}", path.display())))
 }
 
+impl NewArgs {
+    /// The arguments of a plain `azlin new [--provider P]`: config defaults for everything else.
+    pub fn defaults(provider: Option<String>) -> NewArgs {
+        NewArgs {
+            provider,
+            name: None,
+            repos: Vec::new(),
+            size: None,
+            region: None,
+            resource_group: None,
+            image: None,
+            template: None,
+            cloud_init: None,
+            ca_certs: Vec::new(),
+            tags: Vec::new(),
+            count: 1,
+            no_connect: true,
+            x11: false,
+        }
+    }
+}
+
 /// Turns flags, template and config into validated specs (one per VM). Everything a user can
 /// get wrong is refused here, before anything is made.
-fn plan(app: &App, args: &NewArgs) -> anyhow::Result<Vec<VmSpec>> {
+pub fn plan(app: &App, args: &NewArgs) -> anyhow::Result<Vec<VmSpec>> {
     let NewArgs {
         provider,
         name,
@@ -243,58 +263,9 @@ pub async fn run(app: &App, args: &NewArgs) -> anyhow::Result<ExitCode> {
     }
     let provider_kind = specs[0].provider;
     let progress = Progress::new(app.settings.progress_tty);
-    let in_process = app.settings.nats_url.is_none();
 
-    // Steps 1–3: prerequisites, authentication, SSH key.
-    let stage = progress.stage("Prerequisites");
-    let summary = prerequisites::require(app, in_process.then_some(provider_kind))?;
-    stage.done(&summary);
-    let provider = if in_process {
-        Some(app.providers.provider(provider_kind)?)
-    } else {
-        None
-    };
-    let stage = progress.stage("Authentication");
-    match &provider {
-        Some(provider) => match provider.authenticate().await {
-            Ok(identity) => stage.done(&identity),
-            Err(e) => {
-                stage.fail(&e.message);
-                return Err(e.into());
-            }
-        },
-        None => stage.done("delegated to the workers on the bus"),
-    }
-    let stage = progress.stage("SSH key");
-    let (identity, origin) = ensure_identity(&app.settings.paths.ssh_key())?;
-    stage.done(&format!(
-        "{} {}",
-        if origin == KeyOrigin::Created {
-            "created"
-        } else {
-            "reused"
-        },
-        identity.private_path.display()
-    ));
-    if in_process && provider_kind.is_local() {
-        let images = app.providers.images();
-        if images.locate(specs[0].image).is_none() {
-            let stage = progress.stage(format!(
-                "Base image '{}' (first use builds it; minutes)",
-                specs[0].image
-            ));
-            let built = images
-                .ensure(specs[0].image, &mut |line: &str| stage.update(line))
-                .await;
-            match built {
-                Ok(image) => stage.done(&image.dir.display().to_string()),
-                Err(e) => {
-                    stage.fail(&e.message);
-                    return Err(e.into());
-                }
-            }
-        }
-    }
+    // Steps 1–3: prerequisites, authentication, SSH key (and the base image of local VMs).
+    let identity = prerequisites::preflight(app, &progress, provider_kind, specs[0].image).await?;
 
     // Steps 4–6 through the control plane.
     let control = app.control_plane(&identity, specs.len()).await?;

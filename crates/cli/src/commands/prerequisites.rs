@@ -4,10 +4,13 @@ use crate::app::App;
 use crate::args::{DoctorArgs, OutputFormat};
 use crate::failure::Failure;
 use crate::output;
+use crate::progress::Progress;
 use azlin_control::ProviderSource;
-use azlin_core::{ExitCode, ProviderKind, Tool};
+use azlin_core::{ExitCode, ImageProfile, ProviderKind, Tool};
 use azlin_providers::tools::{ToolStatus, probe};
+use azlin_remote::Identity;
 use azlin_remote::attach::SSH_TOOL;
+use azlin_remote::keys::{KeyOrigin, ensure_identity};
 
 /// Tools of the CLI itself plus those of `provider` (when it runs in this process).
 fn required(app: &App, provider: Option<ProviderKind>) -> anyhow::Result<Vec<Tool>> {
@@ -43,6 +46,61 @@ pub fn require(app: &App, provider: Option<ProviderKind>) -> anyhow::Result<Stri
         .collect::<Vec<_>>()
         .join(", ")
         + " found")
+}
+
+/// Steps 1–3 of seed 000 before VMs of `kind` are launched: prerequisites (exit 2),
+/// authentication (exit 3), the SSH key (exit 4), and — for local VMs launched in this
+/// process — the base image, built with progress if missing. With a NATS control plane the
+/// provider runs in the workers, which check their own side.
+pub async fn preflight(
+    app: &App,
+    progress: &Progress,
+    kind: ProviderKind,
+    image: ImageProfile,
+) -> anyhow::Result<Identity> {
+    let in_process = app.settings.nats_url.is_none();
+    let stage = progress.stage("Prerequisites");
+    let summary = require(app, in_process.then_some(kind))?;
+    stage.done(&summary);
+    let stage = progress.stage("Authentication");
+    if in_process {
+        match app.providers.provider(kind)?.authenticate().await {
+            Ok(identity) => stage.done(&identity),
+            Err(e) => {
+                stage.fail(&e.message);
+                return Err(e.into());
+            }
+        }
+    } else {
+        stage.done("delegated to the workers on the bus");
+    }
+    let stage = progress.stage("SSH key");
+    let (identity, origin) = ensure_identity(&app.settings.paths.ssh_key())?;
+    let verb = if origin == KeyOrigin::Created {
+        "created"
+    } else {
+        "reused"
+    };
+    stage.done(&format!("{verb} {}", identity.private_path.display()));
+    if in_process && kind.is_local() {
+        let images = app.providers.images();
+        if images.locate(image).is_none() {
+            let stage = progress.stage(format!(
+                "Base image '{image}' (first use builds it; minutes)"
+            ));
+            match images
+                .ensure(image, &mut |line: &str| stage.update(line))
+                .await
+            {
+                Ok(built) => stage.done(&built.dir.display().to_string()),
+                Err(e) => {
+                    stage.fail(&e.message);
+                    return Err(e.into());
+                }
+            }
+        }
+    }
+    Ok(identity)
 }
 
 /// Runs `azlin doctor`.

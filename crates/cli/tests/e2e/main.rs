@@ -13,3 +13,4 @@ mod keys;
 mod local_new;
 mod refusals;
 mod support;
+mod workflows;

@@ -1,0 +1,221 @@
+//! `azlin run`: GitHub Actions workflows on VMs, one VM per workflow session (seed 002). VMs come
+//! through the control plane — the same launch path as `azlin new` — and go back on every path,
+//! Ctrl-C included.
+
+use crate::app::App;
+use crate::args::{NewArgs, OutputFormat, RunArgs, VmScope as VmScopeArg};
+use crate::commands::{new, prerequisites};
+use crate::failure::Failure;
+use crate::output;
+use crate::progress::Progress;
+use azlin_core::ExitCode;
+use azlin_remote::OutputStream;
+use azlin_workflow::{
+    JobReport, JobResult, LaunchAllocator, Observer, Origin, RunOptions, StepOutcome, StepReport,
+    VmScope, run_workflows,
+};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::sync::Arc;
+
+/// Parses repeated `K=V` flags.
+fn pairs(flag: &str, values: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
+    values
+        .iter()
+        .map(|v| match v.split_once('=') {
+            Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+            _ => Err(Failure::usage(format!("{flag} '{v}' is not K=V"))),
+        })
+        .collect()
+}
+
+fn seconds(ms: u64) -> String {
+    format!("{:.1}s", ms as f64 / 1000.0)
+}
+
+/// Prints the run as it happens: step output as `[job/step] line`, marks for steps and jobs.
+struct LiveObserver {
+    /// Step output goes to stdout for a human, to stderr when stdout carries JSON.
+    output_to_stderr: bool,
+}
+
+impl Observer for LiveObserver {
+    fn job_started(&self, at: Origin<'_>, vm: &str) {
+        eprintln!("► job '{}' ({}) on VM {vm}", at.job, at.workflow);
+    }
+
+    fn step_started(&self, at: Origin<'_>) {
+        eprintln!("  ► [{}] {}", at.job, at.step);
+    }
+
+    fn output(&self, at: Origin<'_>, _stream: OutputStream, line: &str) {
+        let text = format!("  [{}/{}] {line}\n", at.job, at.step);
+        // A closed pipe must not stop the run.
+        let _ = if self.output_to_stderr {
+            std::io::stderr().write_all(text.as_bytes())
+        } else {
+            std::io::stdout().write_all(text.as_bytes())
+        };
+    }
+
+    fn step_finished(&self, at: Origin<'_>, report: &StepReport) {
+        let (mark, detail) = match (report.outcome, report.conclusion) {
+            (StepOutcome::Success, _) => ("✓", String::new()),
+            (StepOutcome::Skipped, _) => ("-", " skipped".to_string()),
+            (StepOutcome::Failure, StepOutcome::Success) => {
+                ("⚠", " failed (continue-on-error)".to_string())
+            }
+            (StepOutcome::Failure, _) => (
+                "✗",
+                report
+                    .error
+                    .as_ref()
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default(),
+            ),
+            (StepOutcome::Cancelled, _) => ("✗", " cancelled".to_string()),
+        };
+        eprintln!(
+            "  {mark} [{}] {}{detail} ({})",
+            at.job,
+            at.step,
+            seconds(report.duration_ms)
+        );
+    }
+
+    fn job_finished(&self, workflow: &str, report: &JobReport) {
+        let mark = match report.result {
+            JobResult::Success => "✓",
+            JobResult::Skipped => "-",
+            JobResult::Failure | JobResult::Cancelled => "✗",
+        };
+        let why = report
+            .skip_reason
+            .as_ref()
+            .or(report.error.as_ref())
+            .map(|r| format!(": {r}"))
+            .unwrap_or_default();
+        eprintln!(
+            "{mark} job '{}' ({workflow}) {}{why} ({})",
+            report.name,
+            report.result.as_str(),
+            seconds(report.duration_ms)
+        );
+    }
+}
+
+/// Runs `azlin run`.
+pub async fn run(app: &App, args: &RunArgs) -> anyhow::Result<ExitCode> {
+    let RunArgs {
+        workflows,
+        provider,
+        event,
+        job,
+        secrets,
+        vars,
+        actor,
+        repository,
+        max_concurrent,
+        vm_scope,
+        log_dir,
+    } = args;
+    let state = &app.settings.paths.state_dir;
+    let run_id = azlin_core::compact_timestamp();
+    let mut options = RunOptions::new(
+        state.join("sessions"),
+        log_dir
+            .clone()
+            .unwrap_or_else(|| state.join("logs").join(&run_id)),
+    );
+    options.event = event.clone();
+    options.job = job.clone();
+    options.secrets = pairs("--secret", secrets)?;
+    options.vars = pairs("--var", vars)?;
+    options.actor = actor.clone();
+    options.repository = repository.clone();
+    options.max_concurrent = max_concurrent
+        .or(app.settings.config.max_concurrent_sessions)
+        .unwrap_or(4);
+    if options.max_concurrent == 0 {
+        return Err(Failure::usage("--max-concurrent must be at least 1"));
+    }
+    options.vm_scope = match vm_scope {
+        VmScopeArg::Workflow => VmScope::Workflow,
+        VmScopeArg::Job => VmScope::Job,
+    };
+    for file in workflows {
+        if !file.is_file() {
+            return Err(Failure::usage(format!(
+                "no workflow file {}",
+                file.display()
+            )));
+        }
+    }
+    // Session VMs are made like `azlin new` with the configured defaults.
+    let template = new::plan(app, &NewArgs::defaults(provider.clone()))?.remove(0);
+    let progress = Progress::new(app.settings.progress_tty);
+    let identity =
+        prerequisites::preflight(app, &progress, template.provider, template.image).await?;
+    let control = app.control_plane(&identity, options.max_concurrent).await?;
+    let allocator = Arc::new(LaunchAllocator::new(
+        control.bus.clone(),
+        control.orchestrator.clone(),
+        identity,
+        template,
+        format!("azlin run on {}", crate::app::hostname()),
+    ));
+    let observer = Arc::new(LiveObserver {
+        output_to_stderr: app.settings.output == OutputFormat::Json,
+    });
+    let cancel = options.cancel.clone();
+    let ctrl_c = tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("⚠ interrupted: stopping steps, running cleanup, releasing VMs…");
+            cancel.cancel();
+        }
+    });
+    let outcome = run_workflows(workflows, &options, allocator, observer).await;
+    ctrl_c.abort();
+    control.shutdown().await;
+    let report = match outcome {
+        Ok(report) => report,
+        Err(e) => return Err(Failure::with_code(e.kind().exit_code(), e.to_string())),
+    };
+    if app.settings.output == OutputFormat::Json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        let rows = report.workflows.iter().flat_map(|w| {
+            w.jobs.iter().flat_map(move |j| {
+                let job_row = vec![
+                    w.name.clone(),
+                    j.name.clone(),
+                    String::new(),
+                    j.result.as_str().to_string(),
+                    seconds(j.duration_ms),
+                ];
+                std::iter::once(job_row).chain(j.steps.iter().map(move |s| {
+                    vec![
+                        String::new(),
+                        String::new(),
+                        s.name.clone(),
+                        s.conclusion.as_str().to_string(),
+                        seconds(s.duration_ms),
+                    ]
+                }))
+            })
+        });
+        println!();
+        output::table(&["WORKFLOW", "JOB", "STEP", "OUTCOME", "DURATION"], rows);
+        println!("logs: {}", options.logs_dir.display());
+    }
+    if report.success {
+        Ok(ExitCode::Ok)
+    } else {
+        Err(Failure::with_code(
+            ExitCode::Error,
+            report
+                .error_message()
+                .unwrap_or_else(|| "the run failed".to_string()),
+        ))
+    }
+}

@@ -1,0 +1,204 @@
+//! `azlin run` on real nspawn VMs: the act conformance corpus, one VM per session, and the VM
+//! released when the run is interrupted.
+
+use crate::support::{Azlin, nspawn_processes};
+use azlin_testkit::conformance;
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+/// Cases that cannot pass here for a reason outside the runner, with that reason. Empty: every
+/// case runs on real VMs.
+const EXCLUDED: &[(&str, &str)] = &[];
+
+/// How many cases run at once (each on its own VM).
+const PARALLEL: usize = 4;
+
+fn assert_no_vm_left(azlin: &Azlin) {
+    let listed = azlin.run(&["list", "-o", "json"]).expect(0).json();
+    assert!(listed.as_array().unwrap().is_empty(), "VMs left: {listed}");
+    assert!(nspawn_processes(&azlin.home.path().display().to_string()).is_empty());
+}
+
+#[test]
+fn act_corpus_on_nspawn_vms() {
+    let cases: Vec<_> = conformance::cases()
+        .into_iter()
+        .filter(|c| !EXCLUDED.iter().any(|(n, _)| *n == c.name))
+        .collect();
+    assert_eq!(
+        cases.len() + EXCLUDED.len(),
+        18,
+        "the corpus at {}",
+        conformance::corpus_dir().display()
+    );
+    let azlin = Azlin::new();
+    let mut failures = Vec::new();
+    let mut passed = 0;
+    for chunk in cases.chunks(PARALLEL) {
+        let runs: Vec<_> = chunk
+            .iter()
+            .map(|case| {
+                let mut args: Vec<String> = vec!["run".into()];
+                args.extend(
+                    case.workflow_files()
+                        .iter()
+                        .map(|f| f.display().to_string()),
+                );
+                args.extend(
+                    [
+                        "--provider",
+                        "nspawn",
+                        "--event",
+                        &case.event,
+                        "--actor",
+                        "nektos/act",
+                        "--repository",
+                        "nektos/act",
+                    ]
+                    .map(String::from),
+                );
+                let child = azlin
+                    .command(&args.iter().map(String::as_str).collect::<Vec<_>>())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap();
+                (case, child)
+            })
+            .collect();
+        for (case, child) in runs {
+            let out = child.wait_with_output().unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            if case.matches(out.status.success(), &stderr) {
+                passed += 1;
+            } else {
+                let tail: Vec<&str> = stderr
+                    .lines()
+                    .rev()
+                    .take(25)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect();
+                failures.push(format!(
+                    "{}: expected {:?}, exit {:?}\n{}\n{}",
+                    case.name,
+                    if case.expected_error.is_empty() {
+                        "success"
+                    } else {
+                        &case.expected_error
+                    },
+                    out.status.code(),
+                    String::from_utf8_lossy(&out.stdout),
+                    tail.join("\n")
+                ));
+            }
+        }
+    }
+    println!(
+        "conformance on nspawn: {passed} of {} cases passed ({} excluded)",
+        cases.len(),
+        EXCLUDED.len()
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    assert_no_vm_left(&azlin);
+}
+
+#[test]
+fn five_steps_run_on_one_vm_that_is_released() {
+    let azlin = Azlin::new();
+    let workflow = azlin.home.path().join("five.yml");
+    let steps: String = (1..=5)
+        .map(|i| format!("      - run: echo \"step {i} on $(hostname)\"\n"))
+        .collect();
+    std::fs::write(
+        &workflow,
+        format!("on: push\njobs:\n  five:\n    runs-on: ubuntu-latest\n    steps:\n{steps}"),
+    )
+    .unwrap();
+    let run = azlin
+        .run(&["run", workflow.to_str().unwrap(), "--provider", "nspawn"])
+        .expect(0);
+    let hosts: Vec<&str> = run
+        .stdout
+        .lines()
+        .filter_map(|l| l.split_once("] step ").map(|(_, rest)| rest))
+        .map(|rest| rest.rsplit(" on ").next().unwrap())
+        .collect();
+    assert_eq!(hosts.len(), 5, "{}", run.stdout);
+    assert!(
+        hosts.iter().all(|h| *h == hosts[0] && h.starts_with("wf-")),
+        "{hosts:?}"
+    );
+    // One VM was made for the session and deleted after it: the audit trail says so.
+    let events = azlin.run(&["events", "-o", "json"]).expect(0);
+    let subjects: Vec<String> = events
+        .stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|e| e["subject"].as_str().map(String::from))
+        .collect();
+    assert_eq!(
+        subjects
+            .iter()
+            .filter(|s| *s == "vm.create.complete")
+            .count(),
+        1,
+        "{subjects:?}"
+    );
+    assert_eq!(
+        subjects
+            .iter()
+            .filter(|s| *s == "vm.delete.complete")
+            .count(),
+        1,
+        "{subjects:?}"
+    );
+    assert_no_vm_left(&azlin);
+}
+
+#[test]
+fn an_interrupted_run_runs_cleanup_and_releases_its_vm() {
+    let azlin = Azlin::new();
+    let workflow = azlin.home.path().join("long.yml");
+    std::fs::write(
+        &workflow,
+        "on: push\njobs:\n  long:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo started\n      - run: sleep 300\n",
+    )
+    .unwrap();
+    let mut child = azlin
+        .command(&["run", workflow.to_str().unwrap(), "--provider", "nspawn"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let started = Instant::now();
+    let mut seen = Vec::new();
+    for line in BufReader::new(stderr).lines() {
+        let line = line.unwrap();
+        seen.push(line.clone());
+        if line.contains("► [long] Run sleep 300") {
+            std::thread::sleep(Duration::from_millis(500));
+            let status = std::process::Command::new("kill")
+                .args(["-INT", &child.id().to_string()])
+                .status()
+                .unwrap();
+            assert!(status.success());
+        }
+        assert!(started.elapsed() < Duration::from_secs(180), "{seen:?}");
+    }
+    let status = child.wait().unwrap();
+    assert!(
+        !status.success(),
+        "an interrupted run must not succeed: {seen:?}"
+    );
+    assert!(seen.iter().any(|l| l.contains("interrupted")), "{seen:?}");
+    assert!(seen.iter().any(|l| l.contains("cancelled")), "{seen:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(120),
+        "the sleep was not stopped"
+    );
+    assert_no_vm_left(&azlin);
+}
