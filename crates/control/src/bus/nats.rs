@@ -12,6 +12,11 @@
 //! - A terminal event is published once per request: its message id is `<request_id>.end` (the
 //!   server drops a duplicate), the request is then marked as ended in a key-value bucket, and a
 //!   redelivered request that has ended is acknowledged without being redone.
+//! - Progress events are pipelined: `publish` sends them and returns, and the server's
+//!   confirmations are collected before the next terminal event, which is published only when
+//!   every earlier event is stored (one the server did not confirm is sent again, with its
+//!   message id, so it is stored once). A launch thus costs one round trip to the server, not
+//!   one per stage.
 //!
 //! Names and settings of all of these are in [`topology`].
 
@@ -40,6 +45,17 @@ use topology::{
 
 /// How many events a slow follower may fall behind before the reader waits for it.
 const FOLLOWER_BUFFER: usize = 4096;
+/// How many progress events may await the server's confirmation before `publish` waits.
+const MAX_UNCONFIRMED: usize = 512;
+
+/// A progress event sent and not yet confirmed by the server.
+struct Unconfirmed {
+    subject: String,
+    payload: Bytes,
+    msg_id: String,
+    headers: HeaderMap,
+    ack: jetstream::context::PublishAckFuture,
+}
 
 /// A connection to a NATS server with JetStream, set up for azlin.
 pub struct NatsBus {
@@ -48,6 +64,7 @@ pub struct NatsBus {
     ended: kv::Store,
     settings: NatsSettings,
     puller: tokio::sync::Mutex<Option<Puller>>,
+    unconfirmed: tokio::sync::Mutex<std::collections::VecDeque<Unconfirmed>>,
 }
 
 impl std::fmt::Debug for NatsBus {
@@ -120,6 +137,7 @@ impl NatsBus {
             ended,
             settings,
             puller: tokio::sync::Mutex::new(None),
+            unconfirmed: tokio::sync::Mutex::new(std::collections::VecDeque::new()),
         })
     }
 
@@ -183,6 +201,67 @@ impl NatsBus {
                 Err(e) => return Err(transport(format!("publishing on {subject}"))(e)),
             }
         }
+    }
+
+    /// Sends a progress event without waiting for the server's confirmation (see the module
+    /// doc); falls back to a confirmed publish when it cannot even be sent.
+    async fn send_unconfirmed(
+        &self,
+        subject: &str,
+        payload: Bytes,
+        msg_id: String,
+        headers: HeaderMap,
+    ) -> Result<(), BusError> {
+        let mut queue = self.unconfirmed.lock().await;
+        if queue.len() >= MAX_UNCONFIRMED {
+            let earlier = std::mem::take(&mut *queue);
+            self.confirm(earlier).await?;
+        }
+        let publish = PublishMessage::build()
+            .payload(payload.clone())
+            .headers(headers.clone())
+            .message_id(&msg_id);
+        match self.js.send_publish(subject.to_string(), publish).await {
+            Ok(ack) => {
+                queue.push_back(Unconfirmed {
+                    subject: subject.to_string(),
+                    payload,
+                    msg_id,
+                    headers,
+                    ack,
+                });
+                Ok(())
+            }
+            Err(e) => {
+                tracing::debug!(%subject, "could not send; publishing with confirmation: {e}");
+                let earlier = std::mem::take(&mut *queue);
+                self.confirm(earlier).await?;
+                self.store(subject, payload, &msg_id, headers)
+                    .await
+                    .map(drop)
+            }
+        }
+    }
+
+    /// Waits for the confirmations of `sent`, in order; what the server did not confirm is
+    /// published again (same message id: stored once).
+    async fn confirm(&self, sent: std::collections::VecDeque<Unconfirmed>) -> Result<(), BusError> {
+        for event in sent {
+            if let Err(e) = event.ack.await {
+                tracing::debug!(subject = %event.subject, "unconfirmed ({e}); publishing again");
+                self.store(&event.subject, event.payload, &event.msg_id, event.headers)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits until every event published so far is stored. Holds the queue meanwhile, so that a
+    /// terminal event also waits for confirmations another task is collecting.
+    pub async fn flush_events(&self) -> Result<(), BusError> {
+        let mut queue = self.unconfirmed.lock().await;
+        let sent = std::mem::take(&mut *queue);
+        self.confirm(sent).await
     }
 
     /// Whether `request_id` has had its terminal event.
@@ -259,6 +338,9 @@ impl NatsBus {
     /// Stops taking requests: ends the pull and releases (naks) any request that had already
     /// arrived, so another worker takes it at once.
     pub async fn release(&self) {
+        if let Err(e) = self.flush_events().await {
+            tracing::warn!("events not confirmed: {e}");
+        }
         let Some(puller) = self.puller.lock().await.take() else {
             return;
         };
@@ -424,15 +506,20 @@ impl Bus for NatsBus {
         };
         let mut headers = HeaderMap::new();
         headers.insert(REQUEST_ID_HEADER, request_id);
+        if !terminal {
+            return self
+                .send_unconfirmed(event.subject(), event.encode().into(), msg_id, headers)
+                .await;
+        }
+        // Everything before the end is stored before the end is.
+        self.flush_events().await?;
         let ack = self
             .store(event.subject(), event.encode().into(), &msg_id, headers)
             .await?;
-        if terminal {
-            if ack.duplicate {
-                tracing::info!(%request_id, "terminal event already published; not repeated");
-            }
-            self.mark_ended(request_id, event.subject()).await;
+        if ack.duplicate {
+            tracing::info!(%request_id, "terminal event already published; not repeated");
         }
+        self.mark_ended(request_id, event.subject()).await;
         Ok(())
     }
 

@@ -50,6 +50,8 @@ async fn followers_start_from_now_and_the_trail_from_the_start() {
     bus.publish(&status(&request, Stage::Accepted))
         .await
         .expect("publish");
+    // Progress is pipelined: make sure it is stored before "now".
+    bus.flush_events().await.expect("flush");
 
     let mut subscription = bus.subscribe().await.expect("subscribe");
     bus.publish(&status(&request, Stage::Provisioning))
