@@ -158,6 +158,13 @@ impl App {
         if let Some(url) = &self.settings.nats_url {
             let settings = self.nats_settings();
             let nats = NatsBus::connect(url, settings.clone()).await?;
+            if let Ok(None | Some(0)) = nats.waiting_workers().await {
+                tracing::warn!(
+                    "no azlin worker is waiting for requests on {url} (all busy, or none \
+                     running): requests wait in the queue until one takes them \
+                     (`azlin worker --nats {url}`)"
+                );
+            }
             let store = Arc::new(KvStore::with_context(nats.jetstream().clone(), settings));
             return Ok(ControlPlane {
                 bus: Arc::new(nats),

@@ -171,6 +171,21 @@ impl NatsBus {
         Ok(())
     }
 
+    /// How many workers wait for a request right now (each idle worker keeps one pull request
+    /// waiting); `None` when no worker ever started on this server.
+    pub async fn waiting_workers(&self) -> Result<Option<usize>, BusError> {
+        let stream = self
+            .js
+            .get_stream_no_info(REQUESTS_STREAM)
+            .await
+            .map_err(|e| transport("opening the request stream")(e.to_string()))?;
+        match stream.consumer_info(topology::WORKERS_CONSUMER).await {
+            Ok(info) => Ok(Some(info.num_waiting)),
+            Err(e) if e.to_string().contains("consumer not found") => Ok(None),
+            Err(e) => Err(transport("reading the workers' consumer")(e.to_string())),
+        }
+    }
+
     /// Stores `payload` on `subject`, retrying (with the same message id, so it is stored once)
     /// while the server is unreachable, up to the publish timeout.
     async fn store(
