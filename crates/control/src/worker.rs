@@ -97,6 +97,8 @@ impl Worker {
             });
             while in_flight.try_join_next().is_some() {}
         };
+        // Before waiting for the requests in flight: one released now goes to another worker.
+        self.bus.stop_requests().await;
         while in_flight.join_next().await.is_some() {}
         outcome
     }

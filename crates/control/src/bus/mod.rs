@@ -102,6 +102,11 @@ pub trait Bus: Send + Sync {
     /// Waits for the next request for a worker.
     async fn next_request(&self) -> Result<Delivery, BusError>;
 
+    /// Stops taking requests for this worker: a request already on its way to it is handed
+    /// back, so that later releases (naks) reach other workers. Transports without anything on
+    /// its way need do nothing.
+    async fn stop_requests(&self) {}
+
     /// Whether `request_id` has already had its terminal event (a redelivered request that has
     /// ended is acknowledged, not redone). Transports that never redeliver a finished request
     /// need not track this.

@@ -258,14 +258,24 @@ impl NatsBus {
         }
     }
 
-    /// Waits for the confirmations of `sent`, in order; what the server did not confirm is
-    /// published again (same message id: stored once).
+    /// Waits for the confirmations of `sent` (all at once: after an outage each may take the
+    /// full ack timeout); what the server did not confirm is published again, in order, with
+    /// its message id (stored once).
     async fn confirm(&self, sent: std::collections::VecDeque<Unconfirmed>) -> Result<(), BusError> {
-        for event in sent {
-            if let Err(e) = event.ack.await {
-                tracing::debug!(subject = %event.subject, "unconfirmed ({e}); publishing again");
-                self.store(&event.subject, event.payload, &event.msg_id, event.headers)
-                    .await?;
+        let (events, acks): (Vec<_>, Vec<_>) = sent
+            .into_iter()
+            .map(|u| {
+                (
+                    (u.subject, u.payload, u.msg_id, u.headers),
+                    u.ack.into_future(),
+                )
+            })
+            .unzip();
+        let results = futures::future::join_all(acks).await;
+        for ((subject, payload, msg_id, headers), result) in events.into_iter().zip(results) {
+            if let Err(e) = result {
+                tracing::debug!(%subject, "unconfirmed ({e}); publishing again");
+                self.store(&subject, payload, &msg_id, headers).await?;
             }
         }
         Ok(())
@@ -350,23 +360,12 @@ impl NatsBus {
         Ok(ServeFeed { messages })
     }
 
-    /// Stops taking requests: ends the pull and releases (naks) any request that had already
-    /// arrived, so another worker takes it at once.
+    /// Before the process ends: stops taking requests (see [`Bus::stop_requests`]) and waits
+    /// until every event published is stored and every acknowledgement sent.
     pub async fn release(&self) {
+        self.stop_requests().await;
         if let Err(e) = self.flush_events().await {
             tracing::warn!("events not confirmed: {e}");
-        }
-        let Some(puller) = self.puller.lock().await.take() else {
-            return;
-        };
-        for message in puller.close().await {
-            let message = jetstream::Message {
-                message,
-                context: self.js.clone(),
-            };
-            if let Err(e) = message.ack_with(AckKind::Nak(None)).await {
-                tracing::warn!("releasing a request: {e}");
-            }
         }
         let _ = self.client.flush().await;
     }
@@ -583,6 +582,22 @@ impl Bus for NatsBus {
 
     async fn ended(&self, request_id: &str) -> Result<bool, BusError> {
         self.has_ended(request_id).await
+    }
+
+    async fn stop_requests(&self) {
+        let Some(puller) = self.puller.lock().await.take() else {
+            return;
+        };
+        for message in puller.close().await {
+            let message = jetstream::Message {
+                message,
+                context: self.js.clone(),
+            };
+            if let Err(e) = message.ack_with(AckKind::Nak(None)).await {
+                tracing::warn!("handing back a request: {e}");
+            }
+        }
+        let _ = self.client.flush().await;
     }
 
     async fn dead_letter(&self, letter: DeadLetter) -> Result<(), BusError> {

@@ -121,12 +121,17 @@ impl Puller {
         }
     }
 
-    /// Stops receiving, and hands back what had already arrived (to be released at once).
+    /// Stops receiving: the inbox is drained (unsubscribed at the server, then every message
+    /// the server had sent before is still received) and what had arrived is handed back, to be
+    /// released at once.
     pub(super) async fn close(mut self) -> Vec<async_nats::Message> {
-        let _ = self.subscriber.unsubscribe().await;
         let mut left = Vec::new();
+        if self.subscriber.drain().await.is_err() {
+            return left;
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
         while let Ok(Some(message)) =
-            tokio::time::timeout(Duration::from_millis(50), self.subscriber.next()).await
+            tokio::time::timeout_at(deadline, self.subscriber.next()).await
         {
             if message.reply.is_some() && message.status.is_none() {
                 left.push(message);
