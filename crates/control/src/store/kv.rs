@@ -6,18 +6,32 @@
 //! `azlin serve`): every change is a compare-and-set on the key's revision, retried on conflict,
 //! and all of them apply [`next_record`] to the same ordered events, so they agree. The audit
 //! trail is the events stream itself.
+//!
+//! Listing is what the orchestrator does after every event (to rewrite the deployment state),
+//! so it must not cost a round trip per VM: the store keeps a mirror of the bucket, fed by a
+//! reader of the bucket's stream, and a listing waits only until the mirror has seen this
+//! store's own latest write (and everything there was when the mirror started).
 
 use super::{LoggedEvent, StateStore, StoreError, VmRecord, next_record, requested_record};
-use crate::bus::nats::{self, NatsSettings};
+use crate::bus::nats::topology::STATE_BUCKET;
+use crate::bus::nats::{self, NatsSettings, Range, StoredMessage, replay::replay};
 use async_nats::jetstream::{self, kv};
 use async_trait::async_trait;
 use azlin_core::VmName;
 use azlin_core::event::{Event, Request};
 use futures::TryStreamExt;
-use tokio::sync::OnceCell;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+use tokio::sync::{Notify, OnceCell};
 
 /// How often a compare-and-set is retried when other processes keep changing the same key.
 const MAX_CONFLICTS: usize = 50;
+/// The subject prefix of the bucket's keys.
+const KEY_PREFIX: &str = "$KV.azlin_vms.";
+/// How long a listing waits for the mirror before reading the bucket key by key.
+const MIRROR_WAIT: Duration = Duration::from_secs(5);
 
 /// The key-value state store.
 pub struct KvStore {
@@ -33,6 +47,72 @@ enum Source {
 struct Open {
     js: jetstream::Context,
     vms: kv::Store,
+    /// The highest revision this store wrote (a listing shows at least that).
+    written: AtomicU64,
+    mirror: OnceCell<Arc<Mirror>>,
+}
+
+/// The bucket's records (with their revisions) as its stream delivers them.
+struct Mirror {
+    state: Mutex<MirrorState>,
+    changed: Notify,
+    /// The bucket's last revision when the watch began: the mirror is complete from there on.
+    floor: u64,
+    task: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Default)]
+struct MirrorState {
+    records: BTreeMap<String, (VmRecord, u64)>,
+    revision: u64,
+}
+
+impl Mirror {
+    /// Applies one message of the bucket's stream: a record, or (empty) a delete or purge.
+    fn apply(&self, message: StoredMessage) {
+        let Some(key) = message.subject.strip_prefix(KEY_PREFIX) else {
+            return;
+        };
+        if let Ok(mut state) = self.state.lock() {
+            state.revision = state.revision.max(message.seq);
+            if message.payload.is_empty() {
+                state.records.remove(key);
+            } else if let Ok(record) = serde_json::from_slice::<VmRecord>(&message.payload) {
+                state.records.insert(key.to_string(), (record, message.seq));
+            }
+        }
+        self.changed.notify_waiters();
+    }
+
+    /// The records, once the mirror has seen revision `want`; `None` if it does not in time.
+    async fn records(&self, want: u64) -> Option<Vec<VmRecord>> {
+        let deadline = tokio::time::Instant::now() + MIRROR_WAIT;
+        loop {
+            let notified = self.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let state = self.state.lock().ok()?;
+                if state.revision >= want {
+                    return Some(state.records.values().map(|(r, _)| r.clone()).collect());
+                }
+            }
+            tokio::time::timeout_at(deadline, notified).await.ok()?;
+        }
+    }
+}
+
+impl Mirror {
+    /// The record of `key` and its revision, if the mirror has it.
+    fn get(&self, key: &str) -> Option<(VmRecord, u64)> {
+        self.state.lock().ok()?.records.get(key).cloned()
+    }
+}
+
+impl Drop for Mirror {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 impl std::fmt::Debug for KvStore {
@@ -83,9 +163,82 @@ impl KvStore {
                 js.create_or_update_stream(settings.events_stream())
                     .await
                     .map_err(|e| err("opening the events stream")(e.to_string()))?;
-                Ok(Open { js, vms })
+                Ok(Open {
+                    js,
+                    vms,
+                    written: AtomicU64::new(0),
+                    mirror: OnceCell::new(),
+                })
             })
             .await
+    }
+
+    /// The mirror of the bucket, started on first use.
+    async fn mirror(open: &Open) -> Result<&Arc<Mirror>, StoreError> {
+        open.mirror
+            .get_or_try_init(|| async {
+                // The bucket's stream from its first retained message (a few revisions per key,
+                // applied in order), then every change.
+                let stream = format!("KV_{STATE_BUCKET}");
+                let floor = open
+                    .js
+                    .get_stream(&stream)
+                    .await
+                    .map_err(|e| err("reading the state bucket")(e.to_string()))?
+                    .info()
+                    .await
+                    .map_err(|e| err("reading the state bucket")(e.to_string()))?
+                    .state
+                    .last_sequence;
+                let mut messages = replay(&open.js, &stream, Range::Follow { after: 0 }, 1024)
+                    .await
+                    .map_err(|e| err("watching the state bucket")(e.to_string()))?;
+                Ok(Arc::new_cyclic(|weak: &Weak<Mirror>| {
+                    let weak = weak.clone();
+                    let task = tokio::spawn(async move {
+                        while let Some(message) = messages.recv().await {
+                            let Some(mirror) = weak.upgrade() else { return };
+                            mirror.apply(message);
+                        }
+                    });
+                    Mirror {
+                        state: Mutex::new(MirrorState::default()),
+                        changed: Notify::new(),
+                        floor,
+                        task,
+                    }
+                }))
+            })
+            .await
+    }
+
+    /// Notes that this store wrote `revision`.
+    fn wrote(open: &Open, revision: u64) {
+        open.written.fetch_max(revision, Ordering::Relaxed);
+    }
+
+    /// Notes a delete of `name`: its tombstone's revision.
+    async fn deleted(open: &Open, name: &str) {
+        if let Ok(Some(entry)) = open.vms.entry(name).await {
+            Self::wrote(open, entry.revision);
+        }
+    }
+
+    /// Every record, read key by key (when the mirror lags).
+    async fn read_all(open: &Open) -> Result<Vec<VmRecord>, StoreError> {
+        let keys: Vec<String> = match open.vms.keys().await {
+            Ok(keys) => keys
+                .try_collect()
+                .await
+                .map_err(|e| err("listing records")(e.to_string()))?,
+            Err(e) => return Err(err("listing records")(e.to_string())),
+        };
+        let mut records = Vec::new();
+        for key in keys {
+            let (record, _) = Self::current(&open.vms, &key).await?;
+            records.extend(record);
+        }
+        Ok(records)
     }
 
     /// The current record of `name` and the revision to compare against (0: no key).
@@ -117,33 +270,56 @@ impl StateStore for KvStore {
             return Ok(());
         };
         let open = self.open().await?;
-        open.vms
+        let revision = open
+            .vms
             .put(record.name.as_str(), encode(&record)?)
             .await
-            .map(drop)
-            .map_err(|e| err("recording a request")(e.to_string()))
+            .map_err(|e| err("recording a request")(e.to_string()))?;
+        Self::wrote(open, revision);
+        Ok(())
     }
 
     async fn apply(&self, event: &Event) -> Result<(), StoreError> {
         let open = self.open().await?;
         let name = event.name().as_str();
+        // Events that change no record (see `next_record`) cost nothing.
+        if matches!(event, Event::SshVerified(_) | Event::CloudInitComplete(_)) {
+            return Ok(());
+        }
+        // First try with the mirror's copy (one round trip when it is current; the revision check
+        // refuses a stale one), then with what the bucket says.
+        let mut mirrored = match open.mirror.get() {
+            Some(mirror) => mirror.get(name),
+            None => None,
+        };
         for _ in 0..MAX_CONFLICTS {
-            let (current, revision) = Self::current(&open.vms, name).await?;
+            let (current, revision, from_mirror) = match mirrored.take() {
+                Some((record, revision)) => (Some(record), revision, true),
+                None => {
+                    let (record, revision) = Self::current(&open.vms, name).await?;
+                    (record, revision, false)
+                }
+            };
             let had_record = current.is_some();
             let written = match next_record(current, event) {
+                // Nothing to change — unless the mirror's copy is stale (say, of an earlier VM
+                // of that name): ask the bucket before concluding.
+                None if from_mirror => continue,
                 None => return Ok(()),
                 Some(Some(record)) => open
                     .vms
                     .update(name, encode(&record)?, revision)
                     .await
-                    .map(drop)
+                    .map(|revision| Self::wrote(open, revision))
                     .map_err(|e| e.to_string()),
                 Some(None) if !had_record => return Ok(()),
-                Some(None) => open
-                    .vms
-                    .delete_expect_revision(name, Some(revision))
-                    .await
-                    .map_err(|e| e.to_string()),
+                Some(None) => match open.vms.delete_expect_revision(name, Some(revision)).await {
+                    Ok(()) => {
+                        Self::deleted(open, name).await;
+                        Ok(())
+                    }
+                    Err(e) => Err(e.to_string()),
+                },
             };
             match written {
                 Ok(()) => return Ok(()),
@@ -158,21 +334,16 @@ impl StateStore for KvStore {
 
     async fn vms(&self) -> Result<Vec<VmRecord>, StoreError> {
         let open = self.open().await?;
-        let keys: Vec<String> = match open.vms.keys().await {
-            Ok(keys) => keys
-                .try_collect()
-                .await
-                .map_err(|e| err("listing records")(e.to_string()))?,
-            Err(e) => return Err(err("listing records")(e.to_string())),
-        };
-        let mut records = Vec::new();
-        for key in keys {
-            if VmName::parse(&key).is_err() {
-                continue;
+        let mirror = Self::mirror(open).await?;
+        let want = open.written.load(Ordering::Relaxed).max(mirror.floor);
+        let mut records = match mirror.records(want).await {
+            Some(records) => records,
+            None => {
+                tracing::debug!("the state mirror lags; reading the bucket key by key");
+                Self::read_all(open).await?
             }
-            let (record, _) = Self::current(&open.vms, &key).await?;
-            records.extend(record);
-        }
+        };
+        records.retain(|r| VmName::parse(r.name.as_str()).is_ok());
         records.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(records)
     }
@@ -187,7 +358,9 @@ impl StateStore for KvStore {
         open.vms
             .delete(name.as_str())
             .await
-            .map_err(|e| err("forgetting a record")(e.to_string()))
+            .map_err(|e| err("forgetting a record")(e.to_string()))?;
+        Self::deleted(open, name.as_str()).await;
+        Ok(())
     }
 
     async fn events(&self, after: u64) -> Result<Vec<LoggedEvent>, StoreError> {

@@ -48,6 +48,14 @@ async fn records_follow_the_events_and_the_trail_is_the_events_stream() {
         assert_eq!(record.state, RecordState::Ready, "{record:?}");
         assert!(!record.address.is_empty());
     }
+    // Each store's listing (its mirror of the bucket) shows what the other wrote.
+    let view = |records: &[azlin_control::VmRecord]| -> Vec<_> {
+        records
+            .iter()
+            .map(|r| (r.name.clone(), r.state, r.address.clone(), r.request_id.clone()))
+            .collect()
+    };
+    assert_eq!(view(&other.vms().await.expect("list")), view(&ready));
     let one = store
         .vm(&VmName::parse("kept-1").expect("name"))
         .await
