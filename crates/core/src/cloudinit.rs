@@ -108,24 +108,7 @@ impl CloudConfig<'_> {
     pub fn render(&self) -> Result<String, CloudInitError> {
         let mut root = self.base();
         if let Some(extra) = self.extra {
-            let parsed: Value =
-                yaml_serde::from_str(extra).map_err(|e| CloudInitError::Yaml(e.to_string()))?;
-            let Value::Mapping(extra) = parsed else {
-                return Err(CloudInitError::NotAMapping);
-            };
-            for (key, value) in extra {
-                let protected = matches!(
-                    key.as_str(),
-                    Some("ssh_keys" | "ssh_deletekeys" | "ssh_genkeytypes")
-                );
-                match (root.get_mut(&key), value) {
-                    _ if protected => {}
-                    (Some(Value::Sequence(ours)), Value::Sequence(theirs)) => ours.extend(theirs),
-                    (_, value) => {
-                        root.insert(key, value);
-                    }
-                }
-            }
+            merge_into(&mut root, parse_mapping(extra)?, true);
         }
         let body = yaml_serde::to_string(&Value::Mapping(root))
             .map_err(|e| CloudInitError::Yaml(e.to_string()))?;
@@ -135,6 +118,59 @@ impl CloudConfig<'_> {
         }
         Ok(text)
     }
+}
+
+/// Parses a cloud-config document (YAML mapping, `#cloud-config` line optional).
+fn parse_mapping(text: &str) -> Result<Mapping, CloudInitError> {
+    let parsed: Value =
+        yaml_serde::from_str(text).map_err(|e| CloudInitError::Yaml(e.to_string()))?;
+    match parsed {
+        Value::Mapping(map) => Ok(map),
+        // An empty document is an empty config.
+        Value::Null => Ok(Mapping::new()),
+        _ => Err(CloudInitError::NotAMapping),
+    }
+}
+
+/// Merges `extra` into `root`: lists are appended, other values replace. With
+/// `protect_host_key`, the SSH host key settings of `root` are kept.
+fn merge_into(root: &mut Mapping, extra: Mapping, protect_host_key: bool) {
+    for (key, value) in extra {
+        let protected = protect_host_key
+            && matches!(
+                key.as_str(),
+                Some("ssh_keys" | "ssh_deletekeys" | "ssh_genkeytypes")
+            );
+        match (root.get_mut(&key), value) {
+            _ if protected => {}
+            (Some(Value::Sequence(ours)), Value::Sequence(theirs)) => ours.extend(theirs),
+            (_, value) => {
+                root.insert(key, value);
+            }
+        }
+    }
+}
+
+/// Merges two cloud-config documents the way [`CloudConfig::render`] merges the user's into
+/// azlin's (lists appended), returning a `#cloud-config` document.
+pub fn merge_documents(first: Option<&str>, second: &str) -> Result<String, CloudInitError> {
+    let mut root = match first {
+        Some(text) => parse_mapping(text)?,
+        None => Mapping::new(),
+    };
+    merge_into(&mut root, parse_mapping(second)?, false);
+    let body = yaml_serde::to_string(&Value::Mapping(root))
+        .map_err(|e| CloudInitError::Yaml(e.to_string()))?;
+    Ok(format!("#cloud-config\n{body}"))
+}
+
+/// Cloud-config that also authorises `public_key` for root (for workflow session VMs, whose
+/// steps run as root, as act's do, without a `sudo` per step).
+pub fn root_login(public_key: &str) -> String {
+    format!(
+        "disable_root: false\nssh_authorized_keys:\n  - {}\n",
+        serde_json::Value::String(public_key.trim().to_string())
+    )
 }
 
 /// NoCloud `meta-data` for a VM: a per-request instance id (so cloud-init runs once per VM) and
@@ -213,6 +249,16 @@ mod tests {
             doc["ssh_keys"]["ed25519_public"],
             string("ssh-ed25519 AAAAhost")
         );
+    }
+
+    #[test]
+    fn documents_merge_and_root_login_is_valid_yaml() {
+        let merged =
+            merge_documents(Some("packages: [jq]\n"), &root_login("ssh-ed25519 AAAA me")).unwrap();
+        let doc: Value = yaml_serde::from_str(&merged).unwrap();
+        assert_eq!(doc["packages"][0], string("jq"));
+        assert_eq!(doc["disable_root"], Value::Bool(false));
+        assert_eq!(doc["ssh_authorized_keys"][0], string("ssh-ed25519 AAAA me"));
     }
 
     #[test]

@@ -13,15 +13,29 @@ pub async fn run(kind: ErrorKind, program: &str, args: &[&str]) -> Result<String
 }
 
 /// Like [`run`], feeding `input` to the program's stdin (for `ip -batch -` and `nft -f -`).
-pub async fn run_with_input(kind: ErrorKind, program: &str, args: &[&str], input: &str) -> Result<String, ProviderError> {
+pub async fn run_with_input(
+    kind: ErrorKind,
+    program: &str,
+    args: &[&str],
+    input: &str,
+) -> Result<String, ProviderError> {
     let mut child = Command::new(program)
         .args(args)
-        .stdin(if input.is_empty() { Stdio::null() } else { Stdio::piped() })
+        .stdin(if input.is_empty() {
+            Stdio::null()
+        } else {
+            Stdio::piped()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
-        .map_err(|e| ProviderError::new(ErrorKind::Prerequisites, format!("cannot run {program}: {e}")))?;
+        .map_err(|e| {
+            ProviderError::new(
+                ErrorKind::Prerequisites,
+                format!("cannot run {program}: {e}"),
+            )
+        })?;
     if let Some(mut stdin) = child.stdin.take() {
         stdin
             .write_all(input.as_bytes())

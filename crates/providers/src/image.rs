@@ -60,7 +60,12 @@ impl Recipe {
     /// The recipe of `profile`.
     pub fn for_profile(profile: ImageProfile) -> Recipe {
         let base = ImageProfile::Minimal.packages().to_vec();
-        let extra = profile.packages().iter().copied().filter(|p| !base.contains(p)).collect();
+        let extra = profile
+            .packages()
+            .iter()
+            .copied()
+            .filter(|p| !base.contains(p))
+            .collect();
         Recipe {
             profile,
             base_packages: base,
@@ -134,7 +139,8 @@ impl ImageStore {
     }
 
     fn image_dir(&self, recipe: &Recipe) -> PathBuf {
-        self.dir.join(format!("{}-{}", recipe.profile, recipe.digest()))
+        self.dir
+            .join(format!("{}-{}", recipe.profile, recipe.digest()))
     }
 
     /// Where the image of `profile` for the current recipe lives once built.
@@ -155,7 +161,11 @@ impl ImageStore {
 
     /// The image of `profile`, building it first if needed. `progress` receives a line per
     /// step of a build. Concurrent callers wait for one build.
-    pub async fn ensure(&self, profile: ImageProfile, progress: &mut (dyn FnMut(&str) + Send)) -> Result<BaseImage, ProviderError> {
+    pub async fn ensure(
+        &self,
+        profile: ImageProfile,
+        progress: &mut (dyn FnMut(&str) + Send),
+    ) -> Result<BaseImage, ProviderError> {
         if let Some(image) = self.locate(profile) {
             return Ok(image);
         }
@@ -167,20 +177,31 @@ impl ImageStore {
     }
 
     /// Builds the image of `profile` (the caller holds the lock).
-    async fn build(&self, profile: ImageProfile, progress: &mut (dyn FnMut(&str) + Send)) -> Result<BaseImage, ProviderError> {
+    async fn build(
+        &self,
+        profile: ImageProfile,
+        progress: &mut (dyn FnMut(&str) + Send),
+    ) -> Result<BaseImage, ProviderError> {
         let recipe = Recipe::for_profile(profile);
         let final_dir = self.image_dir(&recipe);
-        let scratch = self.dir.join(format!(".build-{profile}-{}", recipe.digest()));
+        let scratch = self
+            .dir
+            .join(format!(".build-{profile}-{}", recipe.digest()));
         if scratch.exists() {
-            std::fs::remove_dir_all(&scratch).map_err(|e| image_error(format!("removing stale {}: {e}", scratch.display())))?;
+            std::fs::remove_dir_all(&scratch)
+                .map_err(|e| image_error(format!("removing stale {}: {e}", scratch.display())))?;
         }
-        std::fs::create_dir_all(&scratch).map_err(|e| image_error(format!("creating {}: {e}", scratch.display())))?;
-        let result = self.build_into(&recipe, &scratch.join("rootfs"), progress).await;
+        std::fs::create_dir_all(&scratch)
+            .map_err(|e| image_error(format!("creating {}: {e}", scratch.display())))?;
+        let result = self
+            .build_into(&recipe, &scratch.join("rootfs"), progress)
+            .await;
         if let Err(e) = result {
             let _ = std::fs::remove_dir_all(&scratch);
             return Err(e);
         }
-        std::fs::write(scratch.join("recipe.txt"), recipe.text()).map_err(|e| image_error(format!("writing recipe: {e}")))?;
+        std::fs::write(scratch.join("recipe.txt"), recipe.text())
+            .map_err(|e| image_error(format!("writing recipe: {e}")))?;
         std::fs::rename(&scratch, &final_dir)
             .map_err(|e| image_error(format!("moving image into {}: {e}", final_dir.display())))?;
         progress(&format!("image ready: {}", final_dir.display()));
@@ -191,26 +212,42 @@ impl ImageStore {
         })
     }
 
-    async fn build_into(&self, recipe: &Recipe, rootfs: &Path, progress: &mut (dyn FnMut(&str) + Send)) -> Result<(), ProviderError> {
+    async fn build_into(
+        &self,
+        recipe: &Recipe,
+        rootfs: &Path,
+        progress: &mut (dyn FnMut(&str) + Send),
+    ) -> Result<(), ProviderError> {
         let rootfs_arg = rootfs.display().to_string();
         let include = format!("--include={}", recipe.base_packages.join(","));
         progress(&format!("debootstrap {SUITE} from {}", self.mirror));
         stream(
             "debootstrap",
-            &["--variant=minbase", &include, SUITE, &rootfs_arg, &self.mirror],
+            &[
+                "--variant=minbase",
+                &include,
+                SUITE,
+                &rootfs_arg,
+                &self.mirror,
+            ],
             progress,
         )
         .await?;
         for (path, content) in FILES {
             let target = rootfs.join(path);
             if let Some(dir) = target.parent() {
-                std::fs::create_dir_all(dir).map_err(|e| image_error(format!("creating {}: {e}", dir.display())))?;
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| image_error(format!("creating {}: {e}", dir.display())))?;
             }
-            std::fs::write(&target, content).map_err(|e| image_error(format!("writing {}: {e}", target.display())))?;
+            std::fs::write(&target, content)
+                .map_err(|e| image_error(format!("writing {}: {e}", target.display())))?;
         }
         let mut script = String::new();
         if !recipe.extra_packages.is_empty() {
-            progress(&format!("installing {} extra packages", recipe.extra_packages.len()));
+            progress(&format!(
+                "installing {} extra packages",
+                recipe.extra_packages.len()
+            ));
             script.push_str(&format!(
                 "export DEBIAN_FRONTEND=noninteractive\napt-get update\napt-get install -y --no-install-recommends {}\n",
                 recipe.extra_packages.join(" ")
@@ -221,7 +258,16 @@ impl ImageStore {
         // nspawn (not chroot) gives the package scripts /proc, /dev and the host's DNS.
         stream(
             "systemd-nspawn",
-            &["-q", "--register=no", "--keep-unit", "-D", &rootfs_arg, "/bin/sh", "-c", &script],
+            &[
+                "-q",
+                "--register=no",
+                "--keep-unit",
+                "-D",
+                &rootfs_arg,
+                "/bin/sh",
+                "-c",
+                &script,
+            ],
             progress,
         )
         .await
@@ -229,7 +275,11 @@ impl ImageStore {
 }
 
 /// Runs a program, passing each output line to `progress`; fails with the last lines.
-async fn stream(program: &str, args: &[&str], progress: &mut (dyn FnMut(&str) + Send)) -> Result<(), ProviderError> {
+async fn stream(
+    program: &str,
+    args: &[&str],
+    progress: &mut (dyn FnMut(&str) + Send),
+) -> Result<(), ProviderError> {
     let mut child = Command::new(program)
         .args(args)
         .env("LANG", "C.UTF-8")
@@ -238,7 +288,12 @@ async fn stream(program: &str, args: &[&str], progress: &mut (dyn FnMut(&str) + 
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
-        .map_err(|e| ProviderError::new(ErrorKind::Prerequisites, format!("cannot run {program}: {e}")))?;
+        .map_err(|e| {
+            ProviderError::new(
+                ErrorKind::Prerequisites,
+                format!("cannot run {program}: {e}"),
+            )
+        })?;
     let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
         return Err(image_error(format!("{program}: no output pipes")));
     };
@@ -259,11 +314,17 @@ async fn stream(program: &str, args: &[&str], progress: &mut (dyn FnMut(&str) + 
             }
         }
     }
-    let status = child.wait().await.map_err(|e| image_error(format!("waiting for {program}: {e}")))?;
+    let status = child
+        .wait()
+        .await
+        .map_err(|e| image_error(format!("waiting for {program}: {e}")))?;
     if status.success() {
         Ok(())
     } else {
-        Err(image_error(format!("{program} failed ({status}):\n{}", tail.join("\n"))))
+        Err(image_error(format!(
+            "{program} failed ({status}):\n{}",
+            tail.join("\n")
+        )))
     }
 }
 
@@ -275,7 +336,10 @@ mod tests {
     fn digests_follow_the_recipe() {
         let minimal = Recipe::for_profile(ImageProfile::Minimal);
         let dev = Recipe::for_profile(ImageProfile::Dev);
-        assert_eq!(minimal.digest(), Recipe::for_profile(ImageProfile::Minimal).digest());
+        assert_eq!(
+            minimal.digest(),
+            Recipe::for_profile(ImageProfile::Minimal).digest()
+        );
         assert_ne!(minimal.digest(), dev.digest());
         assert_eq!(minimal.digest().len(), 12);
         assert!(dev.text().contains("docker.io") && !minimal.text().contains("docker.io"));
@@ -288,7 +352,11 @@ mod tests {
         let store = ImageStore::new(dir.path(), DEFAULT_MIRROR);
         assert!(store.locate(ImageProfile::Minimal).is_none());
         let recipe = Recipe::for_profile(ImageProfile::Minimal);
-        std::fs::create_dir_all(dir.path().join(format!("minimal-{}/rootfs", recipe.digest()))).unwrap();
+        std::fs::create_dir_all(
+            dir.path()
+                .join(format!("minimal-{}/rootfs", recipe.digest())),
+        )
+        .unwrap();
         assert!(store.locate(ImageProfile::Minimal).is_some());
     }
 }

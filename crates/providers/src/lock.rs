@@ -16,11 +16,21 @@ impl FileLock {
     pub async fn acquire(path: &Path) -> Result<FileLock, ProviderError> {
         let path = path.to_path_buf();
         tokio::task::spawn_blocking(move || {
-            let fail = |e: std::io::Error| ProviderError::new(ErrorKind::Internal, format!("locking {}: {e}", path.display()));
+            let fail = |e: std::io::Error| {
+                ProviderError::new(
+                    ErrorKind::Internal,
+                    format!("locking {}: {e}", path.display()),
+                )
+            };
             if let Some(dir) = path.parent() {
                 std::fs::create_dir_all(dir).map_err(fail)?;
             }
-            let file = File::options().create(true).truncate(false).write(true).open(&path).map_err(fail)?;
+            let file = File::options()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)
+                .map_err(fail)?;
             file.lock().map_err(fail)?;
             Ok(FileLock { _file: file })
         })

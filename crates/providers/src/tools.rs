@@ -47,8 +47,15 @@ pub fn probe(tool: &Tool) -> ToolStatus {
             .stdin(Stdio::null())
             .output()
             .ok()?;
-        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-        text.lines().map(str::trim).find(|l| !l.is_empty()).map(str::to_string)
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text.lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty())
+            .map(str::to_string)
     });
     ToolStatus {
         tool: tool.clone(),

@@ -11,8 +11,8 @@ use crate::progress::Progress;
 use azlin_core::ExitCode;
 use azlin_remote::OutputStream;
 use azlin_workflow::{
-    JobReport, JobResult, LaunchAllocator, Observer, Origin, RunOptions, StepOutcome, StepReport,
-    VmScope, run_workflows,
+    JobReport, JobResult, LaunchAllocator, Observer, Origin, RunAs, RunOptions, StepOutcome,
+    StepReport, VmScope, run_workflows,
 };
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -157,13 +157,18 @@ pub async fn run(app: &App, args: &RunArgs) -> anyhow::Result<ExitCode> {
     let identity =
         prerequisites::preflight(app, &progress, template.provider, template.image).await?;
     let control = app.control_plane(&identity, options.max_concurrent).await?;
-    let allocator = Arc::new(LaunchAllocator::new(
+    // Steps run as root, as act's do: sessions log in as root rather than pay a `sudo` a step.
+    let root_login = options.run_as == RunAs::Root;
+    let allocator = LaunchAllocator::new(
         control.bus.clone(),
         control.orchestrator.clone(),
         identity,
         template,
         format!("azlin run on {}", crate::app::hostname()),
-    ));
+        root_login,
+    )
+    .map_err(|e| Failure::usage(e.to_string()))?;
+    let allocator = Arc::new(allocator);
     let observer = Arc::new(LiveObserver {
         output_to_stderr: app.settings.output == OutputFormat::Json,
     });

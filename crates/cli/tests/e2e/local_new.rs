@@ -41,6 +41,7 @@ fn new_clones_connects_and_deletes_without_leftovers() {
     let vm = azlin.vm("e2e");
     assert_eq!(vm["state"], "running");
     let footprint = HostFootprint::of(&vm);
+    footprint.assert_present();
     let address = vm["address"].as_str().unwrap();
     let host_key = vm["host_key"].as_str().unwrap();
 
@@ -163,6 +164,7 @@ fn stop_and_start_keep_the_disk() {
     azlin.run(&["connect", "cycle", "--", "true"]).expect(5);
     azlin.run(&["start", "cycle"]).expect(0);
     let footprint = HostFootprint::of(&azlin.vm("cycle"));
+    footprint.assert_present();
     // sshd needs a moment after the machine's init starts.
     let mut last = None;
     for _ in 0..100 {

@@ -322,6 +322,7 @@ fn ssh_never_coming_up_exits_5_and_leaves_the_vm_running() {
     let vm = azlin.vm("nossh");
     assert_eq!(vm["state"], "running");
     let footprint = HostFootprint::of(&vm);
+    footprint.assert_present();
     azlin.run(&["delete", "nossh", "--yes"]).expect(0);
     footprint.assert_gone();
 }

@@ -145,26 +145,57 @@ impl Azlin {
     }
 }
 
-/// What a local VM holds on the host, to check that nothing is left after it is gone.
+/// What a local VM holds on the host, to check that nothing is left after it is gone. Network
+/// objects are identified by more than their slot number, since a parallel test may reuse the
+/// slot at once: the namespace by its inode, the veth by its interface index, the NAT rule by
+/// its handle.
 #[derive(Debug)]
 pub struct HostFootprint {
     folder: String,
-    slot: Option<String>,
+    slot: Option<Slot>,
+}
+
+#[derive(Debug)]
+struct Slot {
+    number: String,
+    netns_inode: Option<u64>,
+    veth_index: Option<String>,
+    nat_handle: Option<String>,
+}
+
+impl Slot {
+    fn observe(number: &str) -> Slot {
+        use std::os::unix::fs::MetadataExt;
+        Slot {
+            number: number.to_string(),
+            netns_inode: std::fs::metadata(format!("/run/netns/azlin-{number}")).ok().map(|m| m.ino()),
+            veth_index: std::fs::read_to_string(format!("/sys/class/net/azv{number}/ifindex")).ok(),
+            nat_handle: nat_rule_handle(number),
+        }
+    }
+}
+
+/// The handle of the NAT rule of slot `number`, if there is one.
+fn nat_rule_handle(number: &str) -> Option<String> {
+    let out = Command::new("nft").args(["-a", "list", "chain", "ip", "azlin", "postrouting"]).output().ok()?;
+    let needle = format!("\"azlin-slot-{number}\"");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find(|l| l.contains(&needle))
+        .and_then(|l| l.rsplit_once("# handle "))
+        .map(|(_, h)| h.trim().to_string())
 }
 
 impl HostFootprint {
-    /// The footprint of VM `vm` (a `status -o json` VM object).
+    /// The footprint of VM `vm` (a `status -o json` VM object), observed now.
     pub fn of(vm: &Value) -> HostFootprint {
         HostFootprint {
-            folder: vm["details"]["folder"]
-                .as_str()
-                .expect("folder")
-                .to_string(),
-            slot: vm["details"]["slot"].as_str().map(str::to_string),
+            folder: vm["details"]["folder"].as_str().expect("folder").to_string(),
+            slot: vm["details"]["slot"].as_str().map(Slot::observe),
         }
     }
 
-    /// The footprint of a VM folder whose slot is unknown (a failed create).
+    /// The footprint of a VM folder whose network is unknown (a failed create).
     pub fn of_folder(folder: &Path) -> HostFootprint {
         HostFootprint {
             folder: folder.display().to_string(),
@@ -179,30 +210,18 @@ impl HostFootprint {
             left.push(format!("folder {}", self.folder));
         }
         let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-        left.extend(
-            mounts
-                .lines()
-                .filter(|l| l.contains(&self.folder))
-                .map(|l| format!("mount {l}")),
-        );
-        left.extend(
-            nspawn_processes(&self.folder)
-                .into_iter()
-                .map(|p| format!("process {p}")),
-        );
+        left.extend(mounts.lines().filter(|l| l.contains(&self.folder)).map(|l| format!("mount {l}")));
+        left.extend(nspawn_processes(&self.folder).into_iter().map(|p| format!("process {p}")));
         if let Some(slot) = &self.slot {
-            if Path::new(&format!("/run/netns/azlin-{slot}")).exists() {
-                left.push(format!("netns azlin-{slot}"));
+            let now = Slot::observe(&slot.number);
+            if slot.netns_inode.is_some() && now.netns_inode == slot.netns_inode {
+                left.push(format!("netns azlin-{}", slot.number));
             }
-            if Path::new(&format!("/sys/class/net/azv{slot}")).exists() {
-                left.push(format!("veth azv{slot}"));
+            if slot.veth_index.is_some() && now.veth_index == slot.veth_index {
+                left.push(format!("veth azv{}", slot.number));
             }
-            let rules = Command::new("nft")
-                .args(["list", "ruleset"])
-                .output()
-                .unwrap();
-            if String::from_utf8_lossy(&rules.stdout).contains(&format!("\"azlin-slot-{slot}\"")) {
-                left.push(format!("NAT rule azlin-slot-{slot}"));
+            if slot.nat_handle.is_some() && now.nat_handle == slot.nat_handle {
+                left.push(format!("NAT rule azlin-slot-{}", slot.number));
             }
         }
         left
@@ -219,6 +238,13 @@ impl HostFootprint {
             assert!(Instant::now() < deadline, "left behind: {left:?}");
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Asserts the footprint was observed (so `assert_gone` checks something).
+    pub fn assert_present(&self) {
+        let slot = self.slot.as_ref().expect("a network slot");
+        assert!(slot.netns_inode.is_some() && slot.veth_index.is_some() && slot.nat_handle.is_some(), "{self:?}");
+        assert!(Path::new(&self.folder).exists() && !nspawn_processes(&self.folder).is_empty(), "{self:?}");
     }
 }
 

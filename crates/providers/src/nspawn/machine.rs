@@ -59,10 +59,14 @@ impl MachineDir {
             return Ok(());
         }
         for dir in [self.upper(), self.work(), self.rootfs()] {
-            std::fs::create_dir_all(&dir).map_err(|e| machine_error(format!("creating {}: {e}", dir.display())))?;
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| machine_error(format!("creating {}: {e}", dir.display())))?;
         }
         let paths = [lower.to_path_buf(), self.upper(), self.work()];
-        if let Some(bad) = paths.iter().find(|p| p.to_string_lossy().contains([',', ':'])) {
+        if let Some(bad) = paths
+            .iter()
+            .find(|p| p.to_string_lossy().contains([',', ':']))
+        {
             return Err(machine_error(format!(
                 "{} contains ',' or ':', which overlay mounts cannot take",
                 bad.display()
@@ -74,8 +78,19 @@ impl MachineDir {
             paths[1].display(),
             paths[2].display()
         );
-        mount(Some("overlay"), &self.rootfs(), Some("overlay"), MsFlags::empty(), Some(options.as_str()))
-            .map_err(|e| machine_error(format!("mounting the overlay on {}: {e}", self.rootfs().display())))
+        mount(
+            Some("overlay"),
+            &self.rootfs(),
+            Some("overlay"),
+            MsFlags::empty(),
+            Some(options.as_str()),
+        )
+        .map_err(|e| {
+            machine_error(format!(
+                "mounting the overlay on {}: {e}",
+                self.rootfs().display()
+            ))
+        })
     }
 
     /// Unmounts `rootfs/` if mounted (lazily if something still holds it).
@@ -86,21 +101,31 @@ impl MachineDir {
         let target = self.rootfs();
         umount2(&target, MntFlags::empty())
             .or_else(|_| umount2(&target, MntFlags::MNT_DETACH))
-            .map_err(|e| ProviderError::new(ErrorKind::Internal, format!("unmounting {}: {e}", target.display())))?;
+            .map_err(|e| {
+                ProviderError::new(
+                    ErrorKind::Internal,
+                    format!("unmounting {}: {e}", target.display()),
+                )
+            })?;
         Ok(true)
     }
 
     /// Writes the NoCloud seed (`meta-data`, `user-data`) into the mounted root.
     pub fn write_seed(&self, meta_data: &str, user_data: &str) -> Result<(), ProviderError> {
         let seed = self.rootfs().join("var/lib/cloud/seed/nocloud");
-        std::fs::create_dir_all(&seed).map_err(|e| machine_error(format!("creating {}: {e}", seed.display())))?;
+        std::fs::create_dir_all(&seed)
+            .map_err(|e| machine_error(format!("creating {}: {e}", seed.display())))?;
         for (file, content) in [("meta-data", meta_data), ("user-data", user_data)] {
-            std::fs::write(seed.join(file), content).map_err(|e| machine_error(format!("writing seed {file}: {e}")))?;
+            std::fs::write(seed.join(file), content)
+                .map_err(|e| machine_error(format!("writing seed {file}: {e}")))?;
         }
         // The user data carries the private host key: root-only.
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(seed.join("user-data"), std::fs::Permissions::from_mode(0o600))
-            .map_err(|e| machine_error(format!("chmod seed: {e}")))
+        std::fs::set_permissions(
+            seed.join("user-data"),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .map_err(|e| machine_error(format!("chmod seed: {e}")))
     }
 
     /// The last lines of the console log, for error messages.
@@ -114,12 +139,19 @@ impl MachineDir {
 /// Boots the machine: `systemd-nspawn -b` in the network namespace at `netns_path`, detached
 /// from azlin (its own process group, output to the console log). Returns the nspawn pid once the
 /// machine's init runs, or an error with the console output if nspawn gave up.
-pub async fn boot(dir: &MachineDir, machine: &str, hostname: &str, netns_path: &str) -> Result<u32, ProviderError> {
+pub async fn boot(
+    dir: &MachineDir,
+    machine: &str,
+    hostname: &str,
+    netns_path: &str,
+) -> Result<u32, ProviderError> {
     let console = std::fs::File::create(dir.console_log())
         .map_err(|e| machine_error(format!("creating {}: {e}", dir.console_log().display())))?;
-    let console_err = console.try_clone().map_err(|e| machine_error(format!("console log: {e}")))?;
+    let console_err = console
+        .try_clone()
+        .map_err(|e| machine_error(format!("console log: {e}")))?;
     let rootfs = dir.rootfs().display().to_string();
-    let child = tokio::process::Command::new("systemd-nspawn")
+    let mut child = tokio::process::Command::new("systemd-nspawn")
         .args([
             "--quiet",
             "--boot",
@@ -143,22 +175,29 @@ pub async fn boot(dir: &MachineDir, machine: &str, hostname: &str, netns_path: &
         // Its own process group: a Ctrl-C in azlin's terminal must not stop the VM.
         .process_group(0)
         .spawn()
-        .map_err(|e| ProviderError::new(ErrorKind::Prerequisites, format!("cannot run systemd-nspawn: {e}")))?;
+        .map_err(|e| {
+            ProviderError::new(
+                ErrorKind::Prerequisites,
+                format!("cannot run systemd-nspawn: {e}"),
+            )
+        })?;
     let pid = child
         .id()
         .ok_or_else(|| machine_error("systemd-nspawn exited at once".to_string()))?;
-    // Dropping the handle neither waits for nor kills the machine; tokio reaps it if it ends
-    // while azlin still runs.
-    drop(child);
     let deadline = Instant::now() + INIT_START_TIMEOUT;
     loop {
-        if !is_nspawn(pid, &rootfs) {
+        // While booting, the child handle (not /proc, whose command line is briefly empty
+        // right after exec) tells whether nspawn gave up.
+        if let Ok(Some(status)) = child.try_wait() {
             return Err(machine_error(format!(
-                "systemd-nspawn exited while booting the machine:\n{}",
+                "systemd-nspawn exited ({status}) while booting the machine:\n{}",
                 dir.console_tail(12)
             )));
         }
         if init_pid(pid).is_some_and(|init| comm(init).as_deref() == Some("systemd")) {
+            // Dropping the handle neither waits for nor kills the machine; tokio reaps it if
+            // it ends while azlin still runs.
+            drop(child);
             return Ok(pid);
         }
         if Instant::now() >= deadline {
@@ -174,7 +213,9 @@ pub async fn boot(dir: &MachineDir, machine: &str, hostname: &str, netns_path: &
 }
 
 fn comm(pid: u32) -> Option<String> {
-    std::fs::read_to_string(format!("/proc/{pid}/comm")).ok().map(|s| s.trim().to_string())
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .ok()
+        .map(|s| s.trim().to_string())
 }
 
 /// The machine's init: the child of the nspawn process.
@@ -202,7 +243,10 @@ pub fn is_nspawn(pid: u32, rootfs: &str) -> bool {
 fn alive(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
-        .and_then(|s| s.rsplit_once(')').map(|(_, rest)| !rest.trim_start().starts_with('Z')))
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, rest)| !rest.trim_start().starts_with('Z'))
+        })
         .unwrap_or(false)
 }
 

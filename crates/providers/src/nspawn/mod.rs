@@ -7,9 +7,12 @@ pub mod network;
 
 use crate::image::ImageStore;
 use crate::record::RecordStore;
-use azlin_core::cloudinit::{ADMIN_USER, meta_data};
-use azlin_core::{CreateRequest, DeleteReport, ErrorKind, ProviderError, ProviderKind, Tool, Vm, VmName, VmProvider, VmState};
 use async_trait::async_trait;
+use azlin_core::cloudinit::{ADMIN_USER, meta_data};
+use azlin_core::{
+    CreateRequest, DeleteReport, ErrorKind, ProviderError, ProviderKind, Tool, Vm, VmName,
+    VmProvider, VmState,
+};
 use machine::MachineDir;
 use network::Slot;
 use std::collections::BTreeMap;
@@ -102,7 +105,9 @@ impl NspawnProvider {
     }
 
     fn require(&self, name: &VmName) -> Result<Vm, ProviderError> {
-        self.records.load(name)?.ok_or_else(|| ProviderError::not_found(name))
+        self.records
+            .load(name)?
+            .ok_or_else(|| ProviderError::not_found(name))
     }
 
     /// Mounts, networks and boots a machine whose record exists; records the pid.
@@ -152,7 +157,10 @@ impl NspawnProvider {
             removed.extend(network::remove(slot).await);
         }
         if self.records.remove(&vm.name).is_ok() {
-            removed.push(format!("VM folder {} (overlay upper layer)", dir.0.display()));
+            removed.push(format!(
+                "VM folder {} (overlay upper layer)",
+                dir.0.display()
+            ));
         }
         removed
     }
@@ -222,7 +230,10 @@ impl VmProvider for NspawnProvider {
         };
         let meta = meta_data(&request.request_id, spec.name.as_str());
         let booted = match self.records.save(&vm) {
-            Ok(()) => self.boot(vm.clone(), Some((&meta, &request.user_data))).await,
+            Ok(()) => {
+                self.boot(vm.clone(), Some((&meta, &request.user_data)))
+                    .await
+            }
             Err(e) => Err(e),
         };
         match booted {
@@ -242,7 +253,12 @@ impl VmProvider for NspawnProvider {
     }
 
     async fn list(&self) -> Result<Vec<Vm>, ProviderError> {
-        Ok(self.records.list()?.into_iter().map(|vm| self.refresh(vm)).collect())
+        Ok(self
+            .records
+            .list()?
+            .into_iter()
+            .map(|vm| self.refresh(vm))
+            .collect())
     }
 
     async fn start(&self, name: &VmName) -> Result<Vm, ProviderError> {
@@ -252,7 +268,9 @@ impl VmProvider for NspawnProvider {
             VmState::Stopped => self.boot(vm, None).await,
             other => Err(ProviderError::new(
                 ErrorKind::Usage,
-                format!("VM '{name}' is {other} and cannot be started; delete it and create it again"),
+                format!(
+                    "VM '{name}' is {other} and cannot be started; delete it and create it again"
+                ),
             )),
         }
     }

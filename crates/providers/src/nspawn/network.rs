@@ -104,7 +104,9 @@ async fn ip_batch(netns: Option<&str>, commands: &str) -> Result<(), ProviderErr
         args.extend(["-n", ns]);
     }
     args.extend(["-batch", "-"]);
-    run_with_input(ErrorKind::Provision, "ip", &args, commands).await.map(drop)
+    run_with_input(ErrorKind::Provision, "ip", &args, commands)
+        .await
+        .map(drop)
 }
 
 /// Turns on IPv4 forwarding, which NAT for the VMs needs.
@@ -178,12 +180,20 @@ async fn add_nat_rule(slot: Slot) -> Result<(), ProviderError> {
         slot.cidr(),
         slot.nat_comment()
     );
-    run_with_input(ErrorKind::Provision, "nft", &["-f", "-"], &script).await.map(drop)
+    run_with_input(ErrorKind::Provision, "nft", &["-f", "-"], &script)
+        .await
+        .map(drop)
 }
 
 /// The handle of the slot's NAT rule, if present.
 async fn nat_rule_handle(slot: Slot) -> Result<Option<String>, ProviderError> {
-    let Ok(listing) = run(ErrorKind::Internal, "nft", &["-a", "list", "chain", "ip", NFT_TABLE, "postrouting"]).await else {
+    let Ok(listing) = run(
+        ErrorKind::Internal,
+        "nft",
+        &["-a", "list", "chain", "ip", NFT_TABLE, "postrouting"],
+    )
+    .await
+    else {
         // No table or chain: no rule.
         return Ok(None);
     };
@@ -201,7 +211,10 @@ pub async fn remove(slot: Slot) -> Vec<String> {
     match FileLock::acquire(Path::new(LOCK_FILE)).await {
         Ok(_lock) => remove_locked(slot).await,
         Err(e) => {
-            tracing::warn!("{e}; removing the network of slot {} without the lock", slot.0);
+            tracing::warn!(
+                "{e}; removing the network of slot {} without the lock",
+                slot.0
+            );
             remove_locked(slot).await
         }
     }
@@ -212,21 +225,55 @@ pub async fn remove(slot: Slot) -> Vec<String> {
 async fn remove_locked(slot: Slot) -> Vec<String> {
     let mut removed = Vec::new();
     if let Ok(Some(handle)) = nat_rule_handle(slot).await {
-        if run(ErrorKind::Internal, "nft", &["delete", "rule", "ip", NFT_TABLE, "postrouting", "handle", &handle])
-            .await
-            .is_ok()
+        if run(
+            ErrorKind::Internal,
+            "nft",
+            &[
+                "delete",
+                "rule",
+                "ip",
+                NFT_TABLE,
+                "postrouting",
+                "handle",
+                &handle,
+            ],
+        )
+        .await
+        .is_ok()
         {
             removed.push(format!("NAT rule for {}", slot.cidr()));
         }
-        let listing = run(ErrorKind::Internal, "nft", &["list", "chain", "ip", NFT_TABLE, "postrouting"]).await;
+        let listing = run(
+            ErrorKind::Internal,
+            "nft",
+            &["list", "chain", "ip", NFT_TABLE, "postrouting"],
+        )
+        .await;
         if listing.is_ok_and(|l| !l.contains("masquerade")) {
-            let _ = run(ErrorKind::Internal, "nft", &["delete", "table", "ip", NFT_TABLE]).await;
+            let _ = run(
+                ErrorKind::Internal,
+                "nft",
+                &["delete", "table", "ip", NFT_TABLE],
+            )
+            .await;
         }
     }
-    if slot.veth_exists() && run(ErrorKind::Internal, "ip", &["link", "del", &slot.host_veth()]).await.is_ok() {
+    if slot.veth_exists()
+        && run(
+            ErrorKind::Internal,
+            "ip",
+            &["link", "del", &slot.host_veth()],
+        )
+        .await
+        .is_ok()
+    {
         removed.push(format!("veth pair {}", slot.host_veth()));
     }
-    if slot.netns_exists() && run(ErrorKind::Internal, "ip", &["netns", "del", &slot.netns()]).await.is_ok() {
+    if slot.netns_exists()
+        && run(ErrorKind::Internal, "ip", &["netns", "del", &slot.netns()])
+            .await
+            .is_ok()
+    {
         removed.push(format!("network namespace {}", slot.netns()));
     }
     removed

@@ -6,7 +6,7 @@ use super::allocator::{AllocError, Allocation, AllocationRequest, Allocator};
 use async_trait::async_trait;
 use azlin_control::{Bus, Orchestrator};
 use azlin_core::event::{CreateRequested, DeleteRequested, Event, Request, SCHEMA};
-use azlin_core::{ErrorKind, Vm, VmSpec, VmState, new_id, now_rfc3339};
+use azlin_core::{ErrorKind, Vm, VmSpec, VmState, cloudinit, new_id, now_rfc3339};
 use azlin_remote::Identity;
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -18,24 +18,37 @@ pub struct LaunchAllocator {
     identity: Identity,
     template: VmSpec,
     requested_by: String,
+    root_login: bool,
 }
 
 impl LaunchAllocator {
     /// Session VMs like `template` (its name is replaced per session), reached with `identity`.
+    /// With `root_login`, the session logs in as root (its key authorised for root through
+    /// cloud-init), so steps that run as root need no `sudo` each.
     pub fn new(
         bus: Arc<dyn Bus>,
         orchestrator: Orchestrator,
         identity: Identity,
         template: VmSpec,
         requested_by: String,
-    ) -> Self {
-        LaunchAllocator {
+        root_login: bool,
+    ) -> Result<Self, AllocError> {
+        let mut template = template;
+        if root_login {
+            let extra = cloudinit::root_login(&identity.public_openssh);
+            template.cloud_init = Some(
+                cloudinit::merge_documents(template.cloud_init.as_deref(), &extra)
+                    .map_err(|e| AllocError::new(ErrorKind::Usage, e.to_string()))?,
+            );
+        }
+        Ok(LaunchAllocator {
             bus,
             orchestrator,
             identity,
             template,
             requested_by,
-        }
+            root_login,
+        })
     }
 
     /// Submits `request` and follows it to its terminal event.
@@ -97,7 +110,11 @@ impl Allocator for LaunchAllocator {
             state: VmState::Running,
             address: complete.vm.address,
             ssh_port: complete.vm.ssh_port,
-            user: complete.vm.user,
+            user: if self.root_login {
+                "root".to_string()
+            } else {
+                complete.vm.user
+            },
             host_key: complete.vm.host_key,
             request_id: complete.request_id,
             details: complete.details,
