@@ -63,6 +63,11 @@ for _ in $(seq 100); do
     [ "$(cat "$work"/worker-*.log 2>/dev/null | grep -c serving)" -eq 2 ] && break
     sleep 0.05
 done
+if [ "$(cat "$work"/worker-*.log | grep -c serving)" -ne 2 ]; then
+    echo "the two workers did not both start:" >&2
+    cat "$work"/worker-*.log >&2
+    exit 1
+fi
 
 echo
 echo "## 3. azlin new --count N end to end (release binary, sim provider, 2 s boot)"
