@@ -11,7 +11,7 @@ use azlin_core::{
     CreateRequest, ErrorKind, ImageProfile, ProviderError, ProviderKind, Vm, VmName, VmProvider,
     now_rfc3339,
 };
-use azlin_remote::ready::{wait_for_cloud_init, wait_for_ssh};
+use azlin_remote::ready::{CloudInitOutcome, wait_for_cloud_init, wait_for_ssh};
 use azlin_remote::{Identity, Shell, keys, quote};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -316,9 +316,17 @@ impl Launcher {
         r.status(Stage::WaitingForCloudInit, "waiting for cloud-init", false)
             .await
             .map_err(|e| bus_failure(r, e))?;
-        let outcome = wait_for_cloud_init(shell.as_ref(), self.settings.cloud_init_timeout)
-            .await
-            .map_err(|e| not_ready(e.to_string()))?;
+        // A simulated VM has no cloud-init: it is ready once booted.
+        let outcome = if vm.provider == ProviderKind::Sim {
+            CloudInitOutcome {
+                status: "done".to_string(),
+                detail: "simulated VM".to_string(),
+            }
+        } else {
+            wait_for_cloud_init(shell.as_ref(), self.settings.cloud_init_timeout)
+                .await
+                .map_err(|e| not_ready(e.to_string()))?
+        };
         timings.insert("cloud_init".to_string(), millis(started));
         let complete = Event::CloudInitComplete(CloudInitComplete {
             schema: SCHEMA,

@@ -9,6 +9,10 @@ use serde::Serialize;
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Least time between two rewrites of the deployment state file while following events.
+const STATE_FILE_INTERVAL: Duration = Duration::from_millis(250);
 
 /// Records events and maintains the deployment state file.
 #[derive(Clone)]
@@ -32,12 +36,6 @@ impl Orchestrator {
     /// The store it records into.
     pub fn store(&self) -> &Arc<dyn StateStore> {
         &self.store
-    }
-
-    /// Records `event` and rewrites the deployment state.
-    pub async fn apply(&self, event: &Event) -> Result<(), StoreError> {
-        self.store.apply(event).await?;
-        self.write_state().await
     }
 
     /// Rewrites `deployment-state.yaml` atomically (temporary file, then rename).
@@ -71,12 +69,22 @@ impl Orchestrator {
         mut on_event: impl FnMut(&Event),
     ) -> BTreeMap<String, Event> {
         let mut ended = BTreeMap::new();
+        // The state file is rewritten at most every STATE_FILE_INTERVAL while events arrive,
+        // and once at the end: a fleet's burst of events must not rewrite it once per event.
+        let mut last_write = Instant::now();
+        let mut unwritten = false;
         while !pending.is_empty() {
             let Some(event) = subscription.next().await else {
                 break;
             };
-            if let Err(e) = self.apply(&event).await {
+            if let Err(e) = self.store.apply(&event).await {
                 tracing::warn!("recording {}: {e}", event.subject());
+            }
+            unwritten = true;
+            if last_write.elapsed() >= STATE_FILE_INTERVAL {
+                self.write_state_logged().await;
+                last_write = Instant::now();
+                unwritten = false;
             }
             if !pending.contains(event.request_id()) {
                 continue;
@@ -87,6 +95,15 @@ impl Orchestrator {
                 ended.insert(event.request_id().to_string(), event);
             }
         }
+        if unwritten {
+            self.write_state_logged().await;
+        }
         ended
+    }
+
+    async fn write_state_logged(&self) {
+        if let Err(e) = self.write_state().await {
+            tracing::warn!("writing {}: {e}", self.state_file.display());
+        }
     }
 }

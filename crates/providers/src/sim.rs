@@ -1,7 +1,8 @@
 //! The `sim` provider: a simulated VM with configurable boot latency and failure rate. Its
 //! "machine" is a folder; commands run there as local processes (see `azlin_remote::LocalShell`),
-//! so repository clones and workflow steps are real. For control-plane scale tests and
-//! benchmarks only; never a default.
+//! so repository clones and workflow steps are real. It has no sshd and no cloud-init: it is
+//! ready when its boot latency has passed. For control-plane scale tests and benchmarks only;
+//! never a default. Its records are not flushed to disk (a simulated VM is not worth an fsync).
 
 use crate::record::RecordStore;
 use async_trait::async_trait;
@@ -30,14 +31,11 @@ pub struct SimProvider {
     settings: SimSettings,
 }
 
-/// What a simulated machine answers to `cloud-init status`: it has booted, so cloud-init is done.
-const CLOUD_INIT_SCRIPT: &str = "#!/bin/sh\n# azlin sim: the simulated machine finished booting, so cloud-init is done.\necho 'status: done'\n";
-
 impl SimProvider {
     /// A provider keeping VMs under `root`.
     pub fn new(root: impl Into<PathBuf>, settings: SimSettings) -> Self {
         SimProvider {
-            records: RecordStore::new(root),
+            records: RecordStore::unsynced(root),
             settings,
         }
     }
@@ -46,16 +44,9 @@ impl SimProvider {
         ProviderError::new(ErrorKind::Provision, format!("{context}: {e}"))
     }
 
-    /// Lays out the machine folder: `home/` and `bin/cloud-init`.
+    /// Lays out the machine folder: its home.
     fn lay_out(&self, dir: &std::path::Path) -> Result<(), ProviderError> {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::create_dir_all(dir.join("home")).map_err(|e| Self::io("creating sim home", e))?;
-        std::fs::create_dir_all(dir.join("bin")).map_err(|e| Self::io("creating sim bin", e))?;
-        let script = dir.join("bin/cloud-init");
-        std::fs::write(&script, CLOUD_INIT_SCRIPT)
-            .map_err(|e| Self::io("writing sim cloud-init", e))?;
-        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))
-            .map_err(|e| Self::io("chmod", e))
+        std::fs::create_dir_all(dir.join("home")).map_err(|e| Self::io("creating sim home", e))
     }
 
     /// Finishes booting a VM whose record says `Creating`.
@@ -102,7 +93,9 @@ impl VmProvider for SimProvider {
                 _ => Ok(vm),
             };
         }
-        let dir = self.records.claim(&request.spec.name)?;
+        let dir = self
+            .records
+            .claim(&request.spec.name, &request.request_id)?;
         let vm = Vm {
             name: request.spec.name.clone(),
             provider: ProviderKind::Sim,
@@ -123,6 +116,10 @@ impl VmProvider for SimProvider {
 
     async fn get(&self, name: &VmName) -> Result<Option<Vm>, ProviderError> {
         self.records.load(name)
+    }
+
+    async fn find_by_request(&self, request_id: &str) -> Result<Option<Vm>, ProviderError> {
+        self.records.find_by_request(request_id)
     }
 
     async fn list(&self) -> Result<Vec<Vm>, ProviderError> {

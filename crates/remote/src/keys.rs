@@ -110,11 +110,21 @@ pub fn ensure_identity(private_path: &Path) -> Result<(Identity, KeyOrigin), Rem
             .map_err(|e| RemoteError::io(format!("chmod {}", dir.display()), e))?;
     }
     let key = generate_ed25519("azlin")?;
-    let private = key
+    let private_text = key
         .to_openssh(LineEnding::LF)
         .map_err(|e| key_error(format!("encoding key: {e}")))?;
     let public = public_openssh(key.public_key())?;
-    write_new(private_path, private.as_bytes(), 0o600)?;
+    if let Err(e) = write_new(private_path, private_text.as_bytes(), 0o600) {
+        return match e {
+            // Another azlin process made the key a moment ago: use theirs once it is written.
+            RemoteError::Io { ref source, .. }
+                if source.kind() == std::io::ErrorKind::AlreadyExists =>
+            {
+                load_written_by_another(private_path).map(|id| (id, KeyOrigin::Reused))
+            }
+            e => Err(e),
+        };
+    }
     if let Err(e) = write_new(&public_path, format!("{public}\n").as_bytes(), 0o644) {
         // Leave no half-made pair behind.
         let _ = std::fs::remove_file(private_path);
@@ -128,6 +138,26 @@ pub fn ensure_identity(private_path: &Path) -> Result<(Identity, KeyOrigin), Rem
         },
         KeyOrigin::Created,
     ))
+}
+
+/// Loads a key another process is writing right now, waiting up to a second for it to be
+/// complete.
+fn load_written_by_another(private_path: &Path) -> Result<Identity, RemoteError> {
+    let mut last = None;
+    for _ in 0..50 {
+        match load_identity(private_path) {
+            Ok(identity) if private_path.with_extension("pub").exists() => return Ok(identity),
+            Ok(_) => {}
+            Err(e) => last = Some(e),
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    Err(last.unwrap_or_else(|| {
+        key_error(format!(
+            "{} appeared without its public key",
+            private_path.display()
+        ))
+    }))
 }
 
 /// Loads an existing identity, refusing keys that others can read or that are encrypted.
@@ -213,6 +243,20 @@ mod tests {
         assert_eq!(origin, KeyOrigin::Reused);
         assert_eq!(second.public_openssh, first.public_openssh);
         assert_eq!(std::fs::read(&path).unwrap(), before);
+    }
+
+    #[test]
+    fn processes_racing_to_create_the_key_agree_on_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".ssh/azlin_key");
+        let keys: Vec<String> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| scope.spawn(|| ensure_identity(&path).unwrap().0.public_openssh))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(keys.iter().all(|k| *k == keys[0]), "{keys:?}");
+        assert_eq!(load_identity(&path).unwrap().public_openssh, keys[0]);
     }
 
     #[test]

@@ -8,7 +8,11 @@ use std::os::unix::fs::PermissionsExt;
 fn assert_nothing_made(azlin: &Azlin) {
     let nspawn = azlin.state_dir().join("nspawn");
     let folders: Vec<_> = std::fs::read_dir(&nspawn)
-        .map(|d| d.flatten().collect())
+        .map(|d| {
+            d.flatten()
+                .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+                .collect()
+        })
         .unwrap_or_default();
     assert!(folders.is_empty(), "VM folders were made: {folders:?}");
     assert!(nspawn_processes(&azlin.home.path().display().to_string()).is_empty());

@@ -168,7 +168,9 @@ impl Slot {
         use std::os::unix::fs::MetadataExt;
         Slot {
             number: number.to_string(),
-            netns_inode: std::fs::metadata(format!("/run/netns/azlin-{number}")).ok().map(|m| m.ino()),
+            netns_inode: std::fs::metadata(format!("/run/netns/azlin-{number}"))
+                .ok()
+                .map(|m| m.ino()),
             veth_index: std::fs::read_to_string(format!("/sys/class/net/azv{number}/ifindex")).ok(),
             nat_handle: nat_rule_handle(number),
         }
@@ -177,7 +179,10 @@ impl Slot {
 
 /// The handle of the NAT rule of slot `number`, if there is one.
 fn nat_rule_handle(number: &str) -> Option<String> {
-    let out = Command::new("nft").args(["-a", "list", "chain", "ip", "azlin", "postrouting"]).output().ok()?;
+    let out = Command::new("nft")
+        .args(["-a", "list", "chain", "ip", "azlin", "postrouting"])
+        .output()
+        .ok()?;
     let needle = format!("\"azlin-slot-{number}\"");
     String::from_utf8_lossy(&out.stdout)
         .lines()
@@ -190,7 +195,10 @@ impl HostFootprint {
     /// The footprint of VM `vm` (a `status -o json` VM object), observed now.
     pub fn of(vm: &Value) -> HostFootprint {
         HostFootprint {
-            folder: vm["details"]["folder"].as_str().expect("folder").to_string(),
+            folder: vm["details"]["folder"]
+                .as_str()
+                .expect("folder")
+                .to_string(),
             slot: vm["details"]["slot"].as_str().map(Slot::observe),
         }
     }
@@ -210,8 +218,17 @@ impl HostFootprint {
             left.push(format!("folder {}", self.folder));
         }
         let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-        left.extend(mounts.lines().filter(|l| l.contains(&self.folder)).map(|l| format!("mount {l}")));
-        left.extend(nspawn_processes(&self.folder).into_iter().map(|p| format!("process {p}")));
+        left.extend(
+            mounts
+                .lines()
+                .filter(|l| l.contains(&self.folder))
+                .map(|l| format!("mount {l}")),
+        );
+        left.extend(
+            nspawn_processes(&self.folder)
+                .into_iter()
+                .map(|p| format!("process {p}")),
+        );
         if let Some(slot) = &self.slot {
             let now = Slot::observe(&slot.number);
             if slot.netns_inode.is_some() && now.netns_inode == slot.netns_inode {
@@ -243,8 +260,14 @@ impl HostFootprint {
     /// Asserts the footprint was observed (so `assert_gone` checks something).
     pub fn assert_present(&self) {
         let slot = self.slot.as_ref().expect("a network slot");
-        assert!(slot.netns_inode.is_some() && slot.veth_index.is_some() && slot.nat_handle.is_some(), "{self:?}");
-        assert!(Path::new(&self.folder).exists() && !nspawn_processes(&self.folder).is_empty(), "{self:?}");
+        assert!(
+            slot.netns_inode.is_some() && slot.veth_index.is_some() && slot.nat_handle.is_some(),
+            "{self:?}"
+        );
+        assert!(
+            Path::new(&self.folder).exists() && !nspawn_processes(&self.folder).is_empty(),
+            "{self:?}"
+        );
     }
 }
 

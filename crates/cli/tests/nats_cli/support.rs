@@ -165,6 +165,10 @@ impl Azlin {
             .flatten()
         {
             let name = entry.file_name().to_string_lossy().into_owned();
+            // Hidden entries are the record store's own (its request index), not VMs.
+            if name.starts_with('.') {
+                continue;
+            }
             let record: Value = std::fs::read(entry.path().join("vm.json"))
                 .ok()
                 .and_then(|b| serde_json::from_slice(&b).ok())

@@ -52,7 +52,14 @@ async fn records_follow_the_events_and_the_trail_is_the_events_stream() {
     let view = |records: &[azlin_control::VmRecord]| -> Vec<_> {
         records
             .iter()
-            .map(|r| (r.name.clone(), r.state, r.address.clone(), r.request_id.clone()))
+            .map(|r| {
+                (
+                    r.name.clone(),
+                    r.state,
+                    r.address.clone(),
+                    r.request_id.clone(),
+                )
+            })
             .collect()
     };
     assert_eq!(view(&other.vms().await.expect("list")), view(&ready));

@@ -65,7 +65,8 @@ fn list_dirs(root: &Path) -> Vec<String> {
         .map(|entries| {
             entries
                 .flatten()
-                .filter(|e| e.path().is_dir())
+                // Hidden entries are the record store's own (its request index), not VMs.
+                .filter(|e| e.path().is_dir() && !e.file_name().to_string_lossy().starts_with('.'))
                 .map(|e| e.file_name().to_string_lossy().into_owned())
                 .collect()
         })

@@ -213,7 +213,7 @@ impl VmProvider for NspawnProvider {
                 ),
             )
         })?;
-        let folder = self.records.claim(&spec.name)?;
+        let folder = self.records.claim(&spec.name, &request.request_id)?;
         let mut details = BTreeMap::new();
         details.insert(detail::IMAGE.into(), image.dir.display().to_string());
         details.insert(detail::FOLDER.into(), folder.display().to_string());
@@ -284,6 +284,13 @@ impl VmProvider for NspawnProvider {
         vm.state = VmState::Stopped;
         vm.details.remove(detail::PID);
         self.records.save(&vm)
+    }
+
+    async fn find_by_request(&self, request_id: &str) -> Result<Option<Vm>, ProviderError> {
+        Ok(self
+            .records
+            .find_by_request(request_id)?
+            .map(|vm| self.refresh(vm)))
     }
 
     async fn delete(&self, name: &VmName) -> Result<DeleteReport, ProviderError> {

@@ -291,7 +291,10 @@ mod tests {
         assert_eq!(slot.cidr(), "10.213.0.20/30");
         assert_eq!(slot.host_ip(), Ipv4Addr::new(10, 213, 0, 21));
         assert_eq!(slot.guest_ip(), Ipv4Addr::new(10, 213, 0, 22));
-        assert_eq!(Slot(SLOTS - 1).guest_ip(), Ipv4Addr::new(10, 213, 255, 254));
-        assert!(Slot(16383).host_veth().len() <= 15);
+        // The last slot handed out stops short of the /30 that holds the host alias.
+        assert_eq!(Slot(SLOTS - 1).guest_ip(), Ipv4Addr::new(10, 213, 255, 250));
+        // The reserved slot is the one whose addresses include the alias.
+        assert_eq!(Slot(SLOTS).guest_ip(), HOST_ALIAS);
+        assert!(Slot(SLOTS - 1).host_veth().len() <= 15);
     }
 }

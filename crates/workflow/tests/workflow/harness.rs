@@ -161,6 +161,8 @@ impl Env {
             .map(|d| {
                 d.flatten()
                     .map(|e| e.file_name().to_string_lossy().into_owned())
+                    // Hidden entries are the record store's own (its request index), not VMs.
+                    .filter(|name| !name.starts_with('.'))
                     .collect()
             })
             .unwrap_or_default()
