@@ -200,7 +200,7 @@ pub struct GuiArgs {
     /// Local port of the tunnel (default: a free one).
     #[arg(long, value_name = "PORT")]
     pub port: Option<u16>,
-    /// Set up the desktop and the tunnel, print how to connect, and exit without a viewer.
+    /// Start no viewer: print the address and password, keep the tunnel open until Ctrl-C.
     #[arg(long)]
     pub no_viewer: bool,
 }

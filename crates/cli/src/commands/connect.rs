@@ -5,8 +5,9 @@
 use crate::app::App;
 use crate::args::ConnectArgs;
 use crate::failure::Failure;
-use azlin_core::{ExitCode, ProviderKind, VmName, VmState};
+use azlin_core::{ExitCode, ProviderKind, Vm, VmName, VmState};
 use azlin_remote::attach::{Session, SshAccess, known_hosts_path};
+use azlin_remote::keys::ensure_identity;
 use azlin_remote::{LocalShell, OutputStream, Shell};
 use std::io::{IsTerminal, Write};
 
@@ -87,6 +88,9 @@ pub async fn run(app: &App, args: &ConnectArgs) -> anyhow::Result<ExitCode> {
         (true, true) => Session::Shell,
         (true, false) => Session::Tmux,
     };
+    if *x11 {
+        prepare_x11(app, &vm).await?;
+    }
     let access = access_for(
         app,
         &vm.name,
@@ -96,6 +100,14 @@ pub async fn run(app: &App, args: &ConnectArgs) -> anyhow::Result<ExitCode> {
         &vm.host_key,
     );
     attach(&access, &vm.name, &session, *x11)
+}
+
+/// X11 forwarding needs `xauth` on the VM: installs it on first use.
+pub async fn prepare_x11(app: &App, vm: &Vm) -> anyhow::Result<()> {
+    let (identity, _) = ensure_identity(&app.settings.paths.ssh_key())?;
+    let shell = azlin_remote::connect(vm, &identity).await?;
+    azlin_remote::desktop::ensure_xauth(shell.as_ref()).await?;
+    Ok(())
 }
 
 /// A sim VM has no SSH: its commands run as local processes in its folder.

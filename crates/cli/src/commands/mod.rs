@@ -2,6 +2,7 @@
 
 pub mod connect;
 pub mod events;
+pub mod gui;
 pub mod image;
 pub mod new;
 pub mod prerequisites;
@@ -12,7 +13,6 @@ pub mod worker;
 
 use crate::app::App;
 use crate::args::{Cli, Command};
-use crate::failure::Failure;
 use azlin_core::ExitCode;
 use clap::CommandFactory;
 
@@ -41,6 +41,6 @@ pub async fn dispatch(app: &App, command: &Command) -> anyhow::Result<ExitCode> 
         Command::Worker(args) => worker::run(app, args).await,
         Command::Serve(args) => serve::run(app, args).await,
         Command::Events(args) => events::run(app, args).await,
-        Command::Gui(_) => Err(Failure::usage("not available in this build yet")),
+        Command::Gui(args) => gui::run(app, args).await,
     }
 }

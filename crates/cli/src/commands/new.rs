@@ -371,6 +371,10 @@ pub async fn run(app: &App, args: &NewArgs) -> anyhow::Result<ExitCode> {
         &vm.user,
         &vm.host_key,
     );
+    if *x11 {
+        let (_, located) = app.locate(&vm.name).await?;
+        connect::prepare_x11(app, &located).await?;
+    }
     connect::attach(&access, &vm.name, &Session::Tmux, *x11)
 }
 

@@ -60,7 +60,9 @@ pub async fn run(app: &App, args: &WorkerArgs) -> anyhow::Result<ExitCode> {
              AZLIN_NATS_URL (without NATS, `azlin new` runs its own worker)",
         ));
     };
-    let identity = identity(app).await?;
+    // Workers started together on a fresh home race to create the key; ensure_identity
+    // makes the loser use the winner's.
+    let (identity, _) = ensure_identity(&app.settings.paths.ssh_key())?;
     let bus = Arc::new(NatsBus::connect(url, nats_settings).await?);
     bus.ensure_workers_consumer().await?;
     let launch = app.launch_settings();
@@ -97,20 +99,6 @@ pub async fn run(app: &App, args: &WorkerArgs) -> anyhow::Result<ExitCode> {
     served?;
     eprintln!("azlin worker {id}: stopped");
     Ok(ExitCode::Ok)
-}
-
-/// The SSH identity. Workers started together on a fresh home race to create the key; the
-/// loser reads the winner's.
-async fn identity(app: &App) -> anyhow::Result<azlin_remote::Identity> {
-    let path = app.settings.paths.ssh_key();
-    match ensure_identity(&path) {
-        Ok((identity, _)) => Ok(identity),
-        Err(first) => {
-            tracing::debug!("SSH key: {first}; trying again");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            Ok(ensure_identity(&path)?.0)
-        }
-    }
 }
 
 /// First SIGTERM/SIGINT: stop taking requests. Second: hand those in flight back.

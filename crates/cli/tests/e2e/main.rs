@@ -9,6 +9,7 @@
 
 mod azure;
 mod git_server;
+mod gui;
 mod keys;
 mod local_new;
 mod refusals;

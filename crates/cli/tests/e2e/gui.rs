@@ -1,0 +1,131 @@
+//! `azlin gui` on a real nspawn VM: TigerVNC and Xfce installed on first use, the desktop reached
+//! through the SSH tunnel with the session's password (a real VNC authentication), and the VNC
+//! server, its password and the tunnel gone when the session ends. Also `connect --x11`
+//! installing xauth.
+
+use crate::support::Azlin;
+use des::cipher::{BlockEncrypt, KeyInit, generic_array::GenericArray};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::Stdio;
+use std::time::Duration;
+
+/// Performs the RFB 3.8 handshake with VNC authentication; returns whether the server accepted
+/// `password`.
+fn vnc_authenticates(port: u16, password: &str) -> bool {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut banner = [0u8; 12];
+    stream.read_exact(&mut banner).unwrap();
+    assert_eq!(&banner, b"RFB 003.008\n");
+    stream.write_all(b"RFB 003.008\n").unwrap();
+    let mut count = [0u8; 1];
+    stream.read_exact(&mut count).unwrap();
+    let mut types = vec![0u8; usize::from(count[0])];
+    stream.read_exact(&mut types).unwrap();
+    assert!(types.contains(&2), "VNC authentication offered: {types:?}");
+    stream.write_all(&[2]).unwrap();
+    let mut challenge = [0u8; 16];
+    stream.read_exact(&mut challenge).unwrap();
+    // VNC's DES key is the password with each byte's bits reversed.
+    let mut key = [0u8; 8];
+    for (slot, byte) in key.iter_mut().zip(password.bytes()) {
+        *slot = byte.reverse_bits();
+    }
+    let cipher = des::Des::new_from_slice(&key).unwrap();
+    for block in challenge.chunks_mut(8) {
+        cipher.encrypt_block(GenericArray::from_mut_slice(block));
+    }
+    stream.write_all(&challenge).unwrap();
+    let mut result = [0u8; 4];
+    stream.read_exact(&mut result).unwrap();
+    u32::from_be_bytes(result) == 0
+}
+
+#[test]
+fn gui_serves_a_password_protected_desktop_through_a_tunnel_and_stops_it() {
+    let azlin = Azlin::new();
+    azlin
+        .run(&[
+            "new",
+            "--provider",
+            "nspawn",
+            "--name",
+            "desk",
+            "--no-connect",
+        ])
+        .expect(0);
+    let mut gui = azlin
+        .command(&["gui", "desk", "--no-viewer", "-o", "json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(gui.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let session: serde_json::Value =
+        serde_json::from_str(&first).unwrap_or_else(|e| panic!("{e}: {first:?}"));
+    let port = u16::try_from(session["port"].as_u64().unwrap()).unwrap();
+    let password = session["password"].as_str().unwrap().to_string();
+    assert_eq!(password.len(), 8);
+
+    assert!(
+        vnc_authenticates(port, &password),
+        "the session password was refused"
+    );
+    assert!(
+        !vnc_authenticates(port, "wrong-pw"),
+        "a wrong password was accepted"
+    );
+    // The VNC server listens on the VM's localhost only.
+    let vm = azlin.vm("desk");
+    let open = TcpStream::connect_timeout(
+        &format!("{}:5901", vm["address"].as_str().unwrap())
+            .parse()
+            .unwrap(),
+        Duration::from_secs(2),
+    );
+    assert!(open.is_err(), "VNC is reachable from outside the VM");
+
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &gui.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = gui.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("✓ Stopping the VNC server"), "{stderr}");
+    assert!(
+        TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "the tunnel is still open"
+    );
+    let left = azlin.run(&[
+        "connect",
+        "desk",
+        "--",
+        "sh",
+        "-c",
+        "pgrep -c Xtigervnc; test -e ~/.vnc/passwd && echo passwd-left; true",
+    ]);
+    assert_eq!(left.stdout.trim(), "0", "{}", left.stdout);
+
+    // X11 forwarding installs xauth on first use.
+    let run = azlin
+        .run(&[
+            "connect",
+            "desk",
+            "--x11",
+            "--",
+            "sh",
+            "-c",
+            "command -v xauth",
+        ])
+        .expect(0);
+    assert_eq!(run.stdout.trim(), "/usr/bin/xauth");
+    azlin.run(&["delete", "desk", "--yes"]).expect(0);
+}
