@@ -201,11 +201,13 @@ impl App {
     }
 
     /// Finds a VM by name: the state store says which provider has it; VMs the store does not
-    /// know are looked for with the local providers.
+    /// know are looked for with the local providers; a VM no local provider has (made by a
+    /// worker elsewhere) is described by its record.
     pub async fn locate(&self, name: &VmName) -> anyhow::Result<(Arc<dyn VmProvider>, Vm)> {
         let store = self.store()?;
+        let record = store.vm(name).await?;
         let mut kinds = Vec::new();
-        if let Some(record) = store.vm(name).await? {
+        if let Some(record) = &record {
             kinds.push(record.provider);
         }
         for kind in [ProviderKind::Nspawn, ProviderKind::Sim] {
@@ -220,6 +222,11 @@ impl App {
             if let Some(vm) = provider.get(name).await? {
                 return Ok((provider, vm));
             }
+        }
+        // A VM a worker on another machine made (NATS): what the shared store knows is enough
+        // to reach it.
+        if let Some(record) = record.filter(|r| !r.address.is_empty()) {
+            return Ok((self.providers.provider(record.provider)?, record.to_vm()));
         }
         Err(ProviderError::not_found(name).into())
     }

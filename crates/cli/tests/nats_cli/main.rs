@@ -8,6 +8,7 @@
 
 mod events;
 mod fleet;
+mod nspawn;
 mod serve;
 mod signals;
 mod support;

@@ -80,6 +80,30 @@ pub struct VmRecord {
     pub updated_at: String,
 }
 
+impl VmRecord {
+    /// The VM as its record describes it (for VMs no local provider knows).
+    pub fn to_vm(&self) -> azlin_core::Vm {
+        use azlin_core::VmState;
+        azlin_core::Vm {
+            name: self.name.clone(),
+            provider: self.provider,
+            state: match self.state {
+                RecordState::Creating => VmState::Creating,
+                RecordState::Ready => VmState::Running,
+                RecordState::Failed if self.left_running => VmState::Running,
+                RecordState::Failed => VmState::Failed,
+                RecordState::Deleting => VmState::Deleting,
+            },
+            address: self.address.clone(),
+            ssh_port: self.ssh_port,
+            user: self.user.clone(),
+            host_key: self.host_key.clone(),
+            request_id: self.request_id.clone(),
+            details: self.details.clone(),
+        }
+    }
+}
+
 /// One entry of the audit trail.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LoggedEvent {
