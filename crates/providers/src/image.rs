@@ -5,9 +5,14 @@
 //! Layout: `<image_dir>/<profile>-<digest>/rootfs`, where the digest is a hash of the recipe
 //! text. A build happens in a scratch folder under a lock and is renamed into place, so readers
 //! only ever see complete images.
+//!
+//! The qemu provider boots a flavour of the same image made into a disk ([`qemu`]);
+//! [`Flavour`] and [`ImageInfo`] speak of either.
+
+pub mod qemu;
 
 use crate::lock::FileLock;
-use azlin_core::{ErrorKind, ImageProfile, ProviderError};
+use azlin_core::{ErrorKind, ImageProfile, ProviderError, ProviderKind};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -113,6 +118,72 @@ impl BaseImage {
     }
 }
 
+/// Which local provider an image is made for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Flavour {
+    /// A rootfs that systemd-nspawn boots (`<profile>-<digest>/rootfs`).
+    Nspawn,
+    /// A qcow2 disk, kernel and initramfs that QEMU boots (`<profile>-qemu-<digest>/`).
+    Qemu,
+}
+
+impl Flavour {
+    /// Every flavour, in the order listings show them.
+    pub const ALL: [Flavour; 2] = [Flavour::Nspawn, Flavour::Qemu];
+
+    /// The flavour `kind` boots, if it boots a local image at all.
+    pub fn for_provider(kind: ProviderKind) -> Option<Flavour> {
+        match kind {
+            ProviderKind::Nspawn => Some(Flavour::Nspawn),
+            ProviderKind::Qemu => Some(Flavour::Qemu),
+            ProviderKind::Azure | ProviderKind::Sim => None,
+        }
+    }
+
+    /// The provider that boots this flavour.
+    pub fn provider(self) -> ProviderKind {
+        match self {
+            Flavour::Nspawn => ProviderKind::Nspawn,
+            Flavour::Qemu => ProviderKind::Qemu,
+        }
+    }
+}
+
+/// A built image of either flavour, as `azlin image` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageInfo {
+    /// Its flavour.
+    pub flavour: Flavour,
+    /// Its profile.
+    pub profile: ImageProfile,
+    /// The recipe digest.
+    pub digest: String,
+    /// The image folder.
+    pub dir: PathBuf,
+}
+
+impl From<BaseImage> for ImageInfo {
+    fn from(image: BaseImage) -> Self {
+        ImageInfo {
+            flavour: Flavour::Nspawn,
+            profile: image.profile,
+            digest: image.digest,
+            dir: image.dir,
+        }
+    }
+}
+
+impl From<qemu::QemuImage> for ImageInfo {
+    fn from(image: qemu::QemuImage) -> Self {
+        ImageInfo {
+            flavour: Flavour::Qemu,
+            profile: image.profile,
+            digest: image.digest,
+            dir: image.dir,
+        }
+    }
+}
+
 /// The folder holding base images.
 #[derive(Debug, Clone)]
 pub struct ImageStore {
@@ -156,6 +227,35 @@ impl ImageStore {
             profile,
             digest: recipe.digest(),
             dir,
+        })
+    }
+
+    /// Where the `flavour` image of `profile` for the current recipe lives once built.
+    pub fn flavour_path_for(&self, flavour: Flavour, profile: ImageProfile) -> PathBuf {
+        match flavour {
+            Flavour::Nspawn => self.path_for(profile),
+            Flavour::Qemu => self.qemu_path_for(profile),
+        }
+    }
+
+    /// The `flavour` image of `profile` for the current recipe, if it has been built.
+    pub fn locate_flavour(&self, flavour: Flavour, profile: ImageProfile) -> Option<ImageInfo> {
+        match flavour {
+            Flavour::Nspawn => self.locate(profile).map(ImageInfo::from),
+            Flavour::Qemu => self.locate_qemu(profile).map(ImageInfo::from),
+        }
+    }
+
+    /// The `flavour` image of `profile`, building it first if needed (see [`Self::ensure`]).
+    pub async fn ensure_flavour(
+        &self,
+        flavour: Flavour,
+        profile: ImageProfile,
+        progress: &mut (dyn FnMut(&str) + Send),
+    ) -> Result<ImageInfo, ProviderError> {
+        Ok(match flavour {
+            Flavour::Nspawn => self.ensure(profile, progress).await?.into(),
+            Flavour::Qemu => self.ensure_qemu(profile, progress).await?.into(),
         })
     }
 
