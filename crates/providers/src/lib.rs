@@ -7,6 +7,7 @@ pub mod command;
 pub mod image;
 pub mod lock;
 pub mod nspawn;
+pub mod qemu;
 pub mod record;
 pub mod sim;
 pub mod tools;

@@ -1,0 +1,576 @@
+//! The `qemu` provider: each VM is a real virtual machine — QEMU with KVM when KVM runs guests
+//! on this host, TCG otherwise — booting the qemu flavour of the base image through a
+//! copy-on-write qcow2 overlay, configured by real cloud-init from a NoCloud seed ISO, reached
+//! over real SSH forwarded from a loopback port. It needs no root, so it is the local provider of
+//! non-root users (the image itself is built by root once).
+//!
+//! - `accel`: the KVM-or-TCG verdict (probed with a real guest, remembered per host boot).
+//! - `host`: CPUs, memory and free loopback ports of the host.
+//! - `disk`: the overlay and the seed ISO.
+//! - `machine`: the QEMU process: command line, launch, boot watch, power-down, kill.
+//! - `qmp`: the QEMU Machine Protocol client behind an orderly power-down.
+//!
+//! A VM's folder (`<state>/qemu/<name>/`) holds everything the VM has on the host: record,
+//! overlay, seed, console log, QMP socket, pid file. Deleting the VM kills its process (which
+//! frees its port) and removes the folder; nothing else exists.
+
+pub mod accel;
+mod disk;
+pub mod host;
+mod machine;
+mod qmp;
+
+use crate::image::ImageStore;
+use crate::image::qemu::QemuImage;
+use crate::record::RecordStore;
+use accel::QEMU;
+use async_trait::async_trait;
+use azlin_core::cloudinit::{ADMIN_USER, meta_data};
+use azlin_core::{
+    CreateRequest, DeleteReport, ErrorKind, ProviderError, ProviderKind, Tool, Vm, VmName,
+    VmProvider, VmState,
+};
+use host::Resources;
+use machine::{Boot, LaunchError, VmDir};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// The programs the qemu provider runs.
+pub const TOOLS: [Tool; 3] = [
+    Tool {
+        program: QEMU,
+        version_args: &["--version"],
+        purpose: "runs local VMs",
+        install_hint: "apt-get install qemu-system-x86",
+    },
+    Tool {
+        program: "qemu-img",
+        version_args: &["--version"],
+        purpose: "creates copy-on-write VM disks",
+        install_hint: "apt-get install qemu-utils",
+    },
+    Tool {
+        program: "genisoimage",
+        version_args: &["--version"],
+        purpose: "writes the cloud-init seed of local VMs",
+        install_hint: "apt-get install genisoimage",
+    },
+];
+
+/// How many ports a boot tries when others keep taking the chosen one first.
+const PORT_ATTEMPTS: usize = 8;
+/// The VMs' SSH address: the loopback end of QEMU's port forward.
+const ADDRESS: &str = "127.0.0.1";
+/// Where the accelerator verdict is remembered, inside the VM folder root.
+const ACCEL_CACHE: &str = ".accel.json";
+
+/// Keys of [`Vm::details`] this provider sets.
+mod detail {
+    pub const IMAGE: &str = "image";
+    pub const FOLDER: &str = "folder";
+    pub const KERNEL: &str = "kernel";
+    pub const PID: &str = "pid";
+    pub const ACCEL: &str = "accel";
+    pub const ACCEL_REASON: &str = "accel_reason";
+    pub const VCPUS: &str = "vcpus";
+    pub const MEMORY_MIB: &str = "memory_mib";
+}
+
+/// The qemu provider.
+#[derive(Debug, Clone)]
+pub struct QemuProvider {
+    records: RecordStore,
+    images: ImageStore,
+    vm_root: PathBuf,
+}
+
+impl QemuProvider {
+    /// VMs kept under `vm_dir`, booted from images in `images`.
+    pub fn new(vm_dir: impl Into<PathBuf>, images: ImageStore) -> Self {
+        let vm_root = absolute(vm_dir.into());
+        QemuProvider {
+            records: RecordStore::new(&vm_root),
+            images,
+            vm_root,
+        }
+    }
+
+    fn dir(&self, name: &VmName) -> VmDir {
+        VmDir(self.records.dir(name))
+    }
+
+    fn pid(vm: &Vm) -> Option<u32> {
+        vm.details.get(detail::PID)?.parse().ok()
+    }
+
+    /// The VM's process, if it runs.
+    fn running_pid(&self, vm: &Vm) -> Option<u32> {
+        Self::pid(vm).filter(|pid| machine::is_qemu(*pid, &self.dir(&vm.name)))
+    }
+
+    /// The record with its state checked against the host.
+    fn refresh(&self, mut vm: Vm) -> Vm {
+        if matches!(vm.state, VmState::Running | VmState::Creating)
+            && self.running_pid(&vm).is_none()
+        {
+            vm.state = if vm.state == VmState::Creating {
+                VmState::Failed
+            } else {
+                VmState::Stopped
+            };
+        }
+        vm
+    }
+
+    fn require(&self, name: &VmName) -> Result<Vm, ProviderError> {
+        self.records
+            .load(name)?
+            .ok_or_else(|| ProviderError::not_found(name))
+    }
+
+    /// The image a VM was made from (its overlay is backed by that image's disk).
+    fn image_of(vm: &Vm) -> Result<QemuImage, ProviderError> {
+        let dir = PathBuf::from(vm.details.get(detail::IMAGE).map_or("", String::as_str));
+        QemuImage::open(&dir).ok_or_else(|| {
+            ProviderError::new(
+                ErrorKind::Provision,
+                format!(
+                    "the image of '{}' is gone from '{}' (delete the VM and create it again)",
+                    vm.name,
+                    dir.display()
+                ),
+            )
+        })
+    }
+
+    fn resources_of(vm: &Vm) -> Option<Resources> {
+        Some(Resources {
+            vcpus: vm.details.get(detail::VCPUS)?.parse().ok()?,
+            memory_mib: vm.details.get(detail::MEMORY_MIB)?.parse().ok()?,
+        })
+    }
+
+    /// Starts QEMU for a VM whose disks exist and waits for its init; records pid, port and
+    /// accelerator as soon as they are known, so a failure can be cleaned up.
+    async fn boot(&self, mut vm: Vm) -> Result<Vm, ProviderError> {
+        let dir = self.dir(&vm.name);
+        let image = Self::image_of(&vm)?;
+        let resources = Self::resources_of(&vm).ok_or_else(|| {
+            ProviderError::new(
+                ErrorKind::Internal,
+                format!("the record of '{}' has no CPU or memory size", vm.name),
+            )
+        })?;
+        let verdict = accel::decide(
+            &self.vm_root.join(ACCEL_CACHE),
+            &image.kernel(),
+            &self.vm_root,
+        )
+        .await;
+        vm.details
+            .insert(detail::ACCEL.into(), verdict.accel.to_string());
+        vm.details
+            .insert(detail::ACCEL_REASON.into(), verdict.reason.clone());
+        // Keep the port a restarted VM had (its user may have it in a command line) while it
+        // is free.
+        let mut port = Some(vm.ssh_port).filter(|p| host::port_is_free(*p));
+        let mut attempts = 0;
+        let pid = loop {
+            let ssh_port = match port.take() {
+                Some(port) => port,
+                None => host::free_loopback_port().map_err(|e| {
+                    ProviderError::new(
+                        ErrorKind::Provision,
+                        format!("no free loopback port for SSH: {e}"),
+                    )
+                })?,
+            };
+            let boot = Boot {
+                dir: &dir,
+                name: vm.name.as_str(),
+                image: &image,
+                accel: verdict.accel,
+                resources,
+                ssh_port,
+            };
+            attempts += 1;
+            match machine::launch(&boot).await {
+                Ok(pid) => {
+                    vm.ssh_port = ssh_port;
+                    break pid;
+                }
+                // Lost the race for the port (see `host::free_loopback_port`): another one.
+                Err(LaunchError::PortTaken) if attempts < PORT_ATTEMPTS => {
+                    tracing::debug!("port {ssh_port} was taken before QEMU bound it; retrying");
+                }
+                Err(LaunchError::PortTaken) => {
+                    return Err(ProviderError::new(
+                        ErrorKind::Provision,
+                        format!(
+                            "{PORT_ATTEMPTS} loopback ports in a row were taken before QEMU \
+                             could bind them"
+                        ),
+                    ));
+                }
+                Err(LaunchError::Failed(e)) => return Err(e),
+            }
+        };
+        vm.details.insert(detail::PID.into(), pid.to_string());
+        self.records.save(&vm)?;
+        machine::wait_for_init(&dir, pid, verdict.accel).await?;
+        vm.state = VmState::Running;
+        self.records.save(&vm)?;
+        Ok(vm)
+    }
+
+    /// Makes the disks of a claimed VM and boots it.
+    async fn provision(
+        &self,
+        vm: Vm,
+        image: &QemuImage,
+        request: &CreateRequest,
+    ) -> Result<Vm, ProviderError> {
+        let dir = self.dir(&vm.name);
+        restrict(&dir.0)?;
+        disk::create_overlay(&image.disk(), &dir.disk()).await?;
+        let meta = meta_data(&request.request_id, request.spec.name.as_str());
+        disk::create_seed(&dir.seed(), &dir.seed_staging(), &meta, &request.user_data).await?;
+        self.boot(vm).await
+    }
+
+    /// Removes everything a VM has on the host — its process (and with it the forwarded port)
+    /// and its folder — as far as it exists, returning what was removed.
+    async fn tear_down(&self, vm: &Vm) -> Vec<String> {
+        let mut removed = Vec::new();
+        let dir = self.dir(&vm.name);
+        if let Some(pid) = self.running_pid(vm) {
+            machine::stop_now(pid, &dir).await;
+            removed.push(format!(
+                "qemu process {pid} (and its SSH forward on {ADDRESS}:{})",
+                vm.ssh_port
+            ));
+        }
+        if dir.0.exists() && self.records.remove(&vm.name).is_ok() {
+            removed.push(format!(
+                "VM folder {} (disk overlay, seed, console log)",
+                dir.0.display()
+            ));
+        }
+        removed
+    }
+}
+
+/// `path` made absolute against the working directory (a daemonized QEMU works from `/`).
+fn absolute(path: PathBuf) -> PathBuf {
+    if path.is_absolute() {
+        return path;
+    }
+    std::env::current_dir()
+        .map(|cwd| cwd.join(&path))
+        .unwrap_or(path)
+}
+
+/// Makes a VM folder private: its seed holds the VM's private host key.
+fn restrict(dir: &std::path::Path) -> Result<(), ProviderError> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(|e| {
+        ProviderError::new(
+            ErrorKind::Provision,
+            format!("chmod {}: {e}", dir.display()),
+        )
+    })
+}
+
+/// `qemu-system-x86_64 -accel help`: the accelerators this QEMU was built with.
+async fn accelerators() -> Result<Vec<String>, ProviderError> {
+    let out = crate::command::run(ErrorKind::Auth, QEMU, &["-accel", "help"]).await?;
+    Ok(out
+        .lines()
+        .skip(1)
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect())
+}
+
+#[async_trait]
+impl VmProvider for QemuProvider {
+    fn required_tools(&self) -> Vec<Tool> {
+        TOOLS.to_vec()
+    }
+
+    /// No credentials and no root: checks that QEMU runs and can emulate a CPU (TCG), and says
+    /// whether KVM is open to this user.
+    async fn authenticate(&self) -> Result<String, ProviderError> {
+        let accelerators = accelerators().await.map_err(|e| {
+            ProviderError::new(ErrorKind::Auth, format!("QEMU cannot run: {}", e.message))
+        })?;
+        if !accelerators.iter().any(|a| a == "tcg") {
+            return Err(ProviderError::new(
+                ErrorKind::Auth,
+                format!(
+                    "this {QEMU} has no TCG accelerator (it has: {})",
+                    accelerators.join(", ")
+                ),
+            ));
+        }
+        let uid = nix::unistd::geteuid();
+        let user = nix::unistd::User::from_uid(uid)
+            .ok()
+            .flatten()
+            .map_or_else(|| format!("uid {uid}"), |u| u.name);
+        let kvm = if !accelerators.iter().any(|a| a == "kvm") {
+            "no KVM in this QEMU"
+        } else if std::fs::File::options()
+            .read(true)
+            .write(true)
+            .open("/dev/kvm")
+            .is_ok()
+        {
+            "/dev/kvm open to it (tried on first boot, TCG otherwise)"
+        } else {
+            "no usable /dev/kvm (VMs run under TCG)"
+        };
+        Ok(format!("{user}, QEMU with TCG; {kvm}"))
+    }
+
+    async fn create(&self, request: &CreateRequest) -> Result<Vm, ProviderError> {
+        if let Some(vm) = self.find_by_request(&request.request_id).await? {
+            let vm = self.refresh(vm);
+            if vm.state == VmState::Running {
+                return Ok(vm);
+            }
+            // A create that died half-way: clear its remains and make the VM once more.
+            self.tear_down(&vm).await;
+        }
+        let spec = &request.spec;
+        let image = self.images.locate_qemu(spec.image).ok_or_else(|| {
+            ProviderError::new(
+                ErrorKind::Provision,
+                format!(
+                    "the qemu '{}' base image is not built in {} (run `azlin image build \
+                     --provider qemu --profile {}`)",
+                    spec.image,
+                    self.images.dir().display(),
+                    spec.image
+                ),
+            )
+        })?;
+        let folder = self.records.claim(&spec.name, &request.request_id)?;
+        let resources = Resources::for_this_host(spec.size());
+        let mut details = BTreeMap::new();
+        details.insert(detail::IMAGE.into(), image.dir.display().to_string());
+        details.insert(detail::FOLDER.into(), folder.display().to_string());
+        if let Some(release) = image.kernel_release() {
+            details.insert(detail::KERNEL.into(), release);
+        }
+        details.insert(detail::VCPUS.into(), resources.vcpus.to_string());
+        details.insert(detail::MEMORY_MIB.into(), resources.memory_mib.to_string());
+        let vm = Vm {
+            name: spec.name.clone(),
+            provider: ProviderKind::Qemu,
+            state: VmState::Creating,
+            address: ADDRESS.to_string(),
+            ssh_port: 0,
+            user: ADMIN_USER.to_string(),
+            host_key: request.host_public_key.clone(),
+            request_id: request.request_id.clone(),
+            details,
+        };
+        let booted = match self.records.save(&vm) {
+            Ok(()) => self.provision(vm.clone(), &image, request).await,
+            Err(e) => Err(e),
+        };
+        match booted {
+            Ok(vm) => Ok(vm),
+            Err(e) => {
+                // The record on disk knows the pid and port if QEMU was started.
+                let latest = self.records.load(&vm.name).ok().flatten().unwrap_or(vm);
+                let mut removed = e.cleaned_up.clone();
+                removed.extend(self.tear_down(&latest).await);
+                Err(e.with_cleanup(removed))
+            }
+        }
+    }
+
+    async fn get(&self, name: &VmName) -> Result<Option<Vm>, ProviderError> {
+        Ok(self.records.load(name)?.map(|vm| self.refresh(vm)))
+    }
+
+    async fn list(&self) -> Result<Vec<Vm>, ProviderError> {
+        Ok(self
+            .records
+            .list()?
+            .into_iter()
+            .map(|vm| self.refresh(vm))
+            .collect())
+    }
+
+    async fn start(&self, name: &VmName) -> Result<Vm, ProviderError> {
+        let vm = self.refresh(self.require(name)?);
+        match vm.state {
+            VmState::Running => Ok(vm),
+            VmState::Stopped => match self.boot(vm).await {
+                Ok(vm) => Ok(vm),
+                Err(e) => {
+                    // Leave it stopped, not half-started.
+                    if let Ok(Some(mut latest)) = self.records.load(name) {
+                        if let Some(pid) = self.running_pid(&latest) {
+                            machine::stop_now(pid, &self.dir(name)).await;
+                        }
+                        latest.details.remove(detail::PID);
+                        latest.state = VmState::Stopped;
+                        let _ = self.records.save(&latest);
+                    }
+                    Err(e)
+                }
+            },
+            other => Err(ProviderError::new(
+                ErrorKind::Usage,
+                format!(
+                    "VM '{name}' is {other} and cannot be started; delete it and create it again"
+                ),
+            )),
+        }
+    }
+
+    async fn stop(&self, name: &VmName) -> Result<(), ProviderError> {
+        let mut vm = self.refresh(self.require(name)?);
+        if let Some(pid) = self.running_pid(&vm) {
+            let how = machine::powerdown(pid, &self.dir(name), machine::POWEROFF_TIMEOUT).await;
+            tracing::info!("VM '{name}': {how}");
+        }
+        vm.state = VmState::Stopped;
+        vm.details.remove(detail::PID);
+        self.records.save(&vm)
+    }
+
+    async fn find_by_request(&self, request_id: &str) -> Result<Option<Vm>, ProviderError> {
+        Ok(self
+            .records
+            .find_by_request(request_id)?
+            .map(|vm| self.refresh(vm)))
+    }
+
+    async fn delete(&self, name: &VmName) -> Result<DeleteReport, ProviderError> {
+        let vm = self.require(name)?;
+        Ok(DeleteReport {
+            removed: self.tear_down(&vm).await,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::DEFAULT_MIRROR;
+    use azlin_core::{ImageProfile, VmSpec};
+
+    fn request(name: &str) -> CreateRequest {
+        CreateRequest {
+            request_id: format!("req-{name}"),
+            spec: VmSpec {
+                name: VmName::parse(name).unwrap(),
+                provider: ProviderKind::Qemu,
+                size: "Standard_B2s".into(),
+                region: "westeurope".into(),
+                resource_group: "rg".into(),
+                image: ImageProfile::Minimal,
+                repos: Vec::new(),
+                cloud_init: None,
+                ca_certs: Vec::new(),
+                tags: BTreeMap::new(),
+            },
+            user_data: "#cloud-config\n".into(),
+            admin_public_key: "ssh-ed25519 AAAA".into(),
+            host_public_key: "ssh-ed25519 BBBB".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_missing_image_is_a_provisioning_error_that_leaves_nothing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let provider = QemuProvider::new(
+            tmp.path().join("vms"),
+            ImageStore::new(tmp.path().join("images"), DEFAULT_MIRROR),
+        );
+        let err = provider.create(&request("q1")).await.unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Provision);
+        assert!(
+            err.message.contains("azlin image build --provider qemu"),
+            "{}",
+            err.message
+        );
+        assert!(provider.list().await.unwrap().is_empty());
+        assert!(!tmp.path().join("vms/q1").exists());
+    }
+
+    #[tokio::test]
+    async fn a_broken_image_fails_with_everything_removed() {
+        if crate::tools::which(QEMU).is_none() || crate::tools::which("genisoimage").is_none() {
+            eprintln!("skipped: QEMU or genisoimage is not installed");
+            return;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let images = ImageStore::new(tmp.path().join("images"), DEFAULT_MIRROR);
+        let image_dir = images.qemu_path_for(ImageProfile::Minimal);
+        std::fs::create_dir_all(&image_dir).unwrap();
+        crate::command::run(
+            ErrorKind::Internal,
+            "qemu-img",
+            &[
+                "create",
+                "-q",
+                "-f",
+                "qcow2",
+                image_dir.join("disk.qcow2").to_str().unwrap(),
+                "64M",
+            ],
+        )
+        .await
+        .unwrap();
+        // Not a kernel: QEMU refuses to start.
+        std::fs::write(image_dir.join("vmlinuz"), "not a kernel").unwrap();
+        std::fs::write(image_dir.join("initrd.img"), "not an initramfs").unwrap();
+        let provider = QemuProvider::new(tmp.path().join("vms"), images);
+        let err = provider.create(&request("q2")).await.unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Provision, "{}", err.message);
+        assert!(
+            err.cleaned_up.iter().any(|c| c.starts_with("VM folder")),
+            "{:?}",
+            err.cleaned_up
+        );
+        assert!(!tmp.path().join("vms/q2").exists());
+        assert!(provider.list().await.unwrap().is_empty());
+        assert!(provider.find_by_request("req-q2").await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn unknown_vms_are_not_found() {
+        let tmp = tempfile::tempdir().unwrap();
+        let provider = QemuProvider::new(
+            tmp.path().join("vms"),
+            ImageStore::new(tmp.path().join("images"), DEFAULT_MIRROR),
+        );
+        let name = VmName::parse("nope").unwrap();
+        assert!(provider.get(&name).await.unwrap().is_none());
+        assert_eq!(
+            provider.delete(&name).await.unwrap_err().kind,
+            ErrorKind::NotFound
+        );
+        assert_eq!(
+            provider.start(&name).await.unwrap_err().kind,
+            ErrorKind::NotFound
+        );
+        assert_eq!(
+            provider.stop(&name).await.unwrap_err().kind,
+            ErrorKind::NotFound
+        );
+    }
+
+    #[test]
+    fn tools_are_the_three_programs() {
+        let programs: Vec<_> = TOOLS.iter().map(|t| t.program).collect();
+        assert_eq!(programs, [QEMU, "qemu-img", "genisoimage"]);
+    }
+}
