@@ -11,6 +11,7 @@ use azlin_core::{ErrorKind, ProviderError, ProviderKind, Vm, VmName, VmProvider}
 use azlin_providers::azure::{AzureProvider, AzureSettings};
 use azlin_providers::image::ImageStore;
 use azlin_providers::nspawn::NspawnProvider;
+use azlin_providers::qemu::QemuProvider;
 use azlin_providers::sim::SimProvider;
 use azlin_remote::Identity;
 use std::collections::BTreeMap;
@@ -53,12 +54,7 @@ impl Providers {
                 }
                 Arc::new(AzureProvider::new(azure)?)
             }
-            ProviderKind::Qemu => {
-                return Err(ProviderError::new(
-                    ErrorKind::Prerequisites,
-                    format!("the {kind} provider is not available in this build"),
-                ));
-            }
+            ProviderKind::Qemu => Arc::new(QemuProvider::new(state.join("qemu"), self.images())),
         })
     }
 }

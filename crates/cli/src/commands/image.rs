@@ -5,7 +5,8 @@ use crate::args::{ImageAction, ImageArgs, ImageBuildArgs, OutputFormat};
 use crate::failure::Failure;
 use crate::output;
 use crate::progress::Progress;
-use azlin_core::{ExitCode, ImageProfile, ProviderKind};
+use azlin_core::{ExitCode, ImageProfile};
+use azlin_providers::image::Flavour;
 
 /// Runs `azlin image …`.
 pub async fn run(app: &App, args: &ImageArgs) -> anyhow::Result<ExitCode> {
@@ -18,18 +19,18 @@ pub async fn run(app: &App, args: &ImageArgs) -> anyhow::Result<ExitCode> {
 async fn build_image(app: &App, args: &ImageBuildArgs) -> anyhow::Result<ExitCode> {
     let ImageBuildArgs { provider, profile } = args;
     let kind = app.settings.provider(provider.as_deref())?;
-    if !kind.is_local() {
+    let Some(flavour) = Flavour::for_provider(kind) else {
         return Err(Failure::usage(format!(
             "the {kind} provider uses no local base image"
         )));
-    }
+    };
     let profile: ImageProfile = profile
         .parse()
         .map_err(|e| Failure::usage(format!("{e}")))?;
     let images = app.providers.images();
     let progress = Progress::new(app.settings.progress_tty);
     let stage = progress.stage(format!("Base image '{profile}' for {kind}"));
-    if let Some(image) = images.locate(profile) {
+    if let Some(image) = images.locate_flavour(flavour, profile) {
         stage.done(&format!(
             "cached at {} (recipe {})",
             image.dir.display(),
@@ -38,7 +39,7 @@ async fn build_image(app: &App, args: &ImageBuildArgs) -> anyhow::Result<ExitCod
         return Ok(ExitCode::Ok);
     }
     match images
-        .ensure(profile, &mut |line: &str| stage.update(line))
+        .ensure_flavour(flavour, profile, &mut |line: &str| stage.update(line))
         .await
     {
         Ok(image) => {
@@ -46,7 +47,7 @@ async fn build_image(app: &App, args: &ImageBuildArgs) -> anyhow::Result<ExitCod
             if app.settings.output == OutputFormat::Json {
                 println!(
                     "{}",
-                    serde_json::json!({"profile": profile, "digest": image.digest, "dir": image.dir})
+                    serde_json::json!({"profile": profile, "provider": kind, "digest": image.digest, "dir": image.dir})
                 );
             }
             Ok(ExitCode::Ok)
@@ -60,24 +61,39 @@ async fn build_image(app: &App, args: &ImageBuildArgs) -> anyhow::Result<ExitCod
 
 fn list(app: &App) -> anyhow::Result<ExitCode> {
     let images = app.providers.images();
-    let rows: Vec<(ImageProfile, Option<String>)> = ImageProfile::ALL
+    let rows: Vec<(Flavour, ImageProfile, Option<String>)> = Flavour::ALL
         .into_iter()
-        .map(|p| (p, images.locate(p).map(|i| i.dir.display().to_string())))
+        .flat_map(|f| ImageProfile::ALL.into_iter().map(move |p| (f, p)))
+        .map(|(f, p)| {
+            let built = images
+                .locate_flavour(f, p)
+                .map(|i| i.dir.display().to_string());
+            (f, p, built)
+        })
         .collect();
     if app.settings.output == OutputFormat::Json {
         let list: Vec<_> = rows
             .iter()
-            .map(|(p, dir)| serde_json::json!({"profile": p, "built": dir.is_some(), "dir": images.path_for(*p)}))
+            .map(|(f, p, dir)| {
+                serde_json::json!({
+                    "profile": p,
+                    "provider": f.provider(),
+                    "built": dir.is_some(),
+                    "dir": images.flavour_path_for(*f, *p),
+                })
+            })
             .collect();
         println!("{}", serde_json::to_string(&list)?);
     } else {
         output::table(
             &["PROFILE", "PROVIDER", "IMAGE"],
-            rows.into_iter().map(|(p, dir)| {
+            rows.into_iter().map(|(f, p, dir)| {
                 vec![
                     p.to_string(),
-                    ProviderKind::Nspawn.to_string(),
-                    dir.unwrap_or_else(|| "not built (azlin image build)".into()),
+                    f.provider().to_string(),
+                    dir.unwrap_or_else(|| {
+                        format!("not built (azlin image build --provider {})", f.provider())
+                    }),
                 ]
             }),
         );

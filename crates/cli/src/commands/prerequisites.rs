@@ -7,6 +7,7 @@ use crate::output;
 use crate::progress::Progress;
 use azlin_control::ProviderSource;
 use azlin_core::{ExitCode, ImageProfile, ProviderKind, Tool};
+use azlin_providers::image::Flavour;
 use azlin_providers::tools::{ToolStatus, probe};
 use azlin_remote::Identity;
 use azlin_remote::attach::SSH_TOOL;
@@ -82,14 +83,14 @@ pub async fn preflight(
         "reused"
     };
     stage.done(&format!("{verb} {}", identity.private_path.display()));
-    if in_process && kind.is_local() {
+    if let Some(flavour) = Flavour::for_provider(kind).filter(|_| in_process) {
         let images = app.providers.images();
-        if images.locate(image).is_none() {
+        if images.locate_flavour(flavour, image).is_none() {
             let stage = progress.stage(format!(
-                "Base image '{image}' (first use builds it; minutes)"
+                "Base image '{image}' for {kind} (first use builds it; minutes)"
             ));
             match images
-                .ensure(image, &mut |line: &str| stage.update(line))
+                .ensure_flavour(flavour, image, &mut |line: &str| stage.update(line))
                 .await
             {
                 Ok(built) => stage.done(&built.dir.display().to_string()),

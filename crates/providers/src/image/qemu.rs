@@ -43,8 +43,8 @@ const PRE_FILES: &[(&str, &str)] = &[
 /// `host.azlin.internal` pointing at the host as QEMU's user-mode network shows it.
 const INSTALL: &str = "set -e\n\
 export DEBIAN_FRONTEND=noninteractive\n\
-apt-get update\n\
-apt-get install -y --no-install-recommends linux-image-amd64 initramfs-tools zstd\n\
+apt-get -q update\n\
+apt-get -q install -y --no-install-recommends linux-image-amd64 initramfs-tools zstd\n\
 systemctl enable systemd-networkd.service\n\
 sed -i 's/^10\\.213\\.255\\.254 host\\.azlin\\.internal$/10.0.2.2 host.azlin.internal/' /etc/cloud/templates/hosts.debian.tmpl\n\
 grep -qx '10.0.2.2 host.azlin.internal' /etc/cloud/templates/hosts.debian.tmpl\n\
