@@ -12,6 +12,7 @@ mod git_server;
 mod gui;
 mod keys;
 mod local_new;
+mod qemu;
 mod refusals;
 mod support;
 mod workflows;
