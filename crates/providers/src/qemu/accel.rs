@@ -121,18 +121,23 @@ fn host_fingerprint() -> String {
     format!("boot {boot_id}; qemu {qemu}")
 }
 
-/// Decides the accelerator: the verdict remembered in `cache` if it was made for this boot
-/// and QEMU, else a fresh probe with `kernel` (whose scratch files go in `work_dir`),
-/// remembered for next time.
-pub async fn decide(cache: &Path, kernel: &Path, work_dir: &Path) -> Verdict {
+/// The verdict remembered in `cache`, if it was made for this boot of the host and this QEMU.
+pub fn remembered(cache: &Path) -> Option<Verdict> {
     let host = host_fingerprint();
-    if let Some(cached) = std::fs::read(cache)
+    std::fs::read(cache)
         .ok()
         .and_then(|bytes| serde_json::from_slice::<Cached>(&bytes).ok())
         .filter(|c| c.host == host)
-    {
-        return cached.verdict;
+        .map(|c| c.verdict)
+}
+
+/// Decides the accelerator: the verdict [`remembered`] in `cache`, else a fresh probe with
+/// `kernel` (whose scratch files go in `work_dir`), remembered for next time.
+pub async fn decide(cache: &Path, kernel: &Path, work_dir: &Path) -> Verdict {
+    if let Some(verdict) = remembered(cache) {
+        return verdict;
     }
+    let host = host_fingerprint();
     let verdict = probe(kernel, work_dir).await;
     tracing::info!("QEMU accelerator: {} ({})", verdict.accel, verdict.reason);
     // Two processes probing at once both write a verdict; the rename keeps the file whole.

@@ -197,6 +197,16 @@ pub async fn launch(boot: &Boot<'_>) -> Result<u32, LaunchError> {
             socket.display()
         ))));
     }
+    // QEMU's option syntax gives ',' a meaning (and escapes it differently per option), so
+    // paths that contain one are refused rather than quoted.
+    for path in [&dir.0, &boot.image.dir] {
+        if path.to_string_lossy().contains(',') {
+            return Err(LaunchError::Failed(machine_error(format!(
+                "{} contains ',', which QEMU's command line cannot take in a path",
+                path.display()
+            ))));
+        }
+    }
     for stale in [dir.pid_file(), socket] {
         let _ = std::fs::remove_file(stale);
     }
@@ -420,6 +430,30 @@ mod tests {
             ..boot
         };
         assert!(!kvm.kernel_command_line().contains("mitigations"));
+    }
+
+    #[tokio::test]
+    async fn paths_with_commas_are_refused_before_qemu_runs() {
+        let dir = VmDir(PathBuf::from("/state/a,b/q1"));
+        let image = image();
+        let boot = Boot {
+            dir: &dir,
+            name: "q1",
+            image: &image,
+            accel: Accel::Tcg,
+            resources: Resources {
+                vcpus: 1,
+                memory_mib: 512,
+            },
+            ssh_port: 40022,
+        };
+        match launch(&boot).await {
+            Err(LaunchError::Failed(e)) => {
+                assert_eq!(e.kind, ErrorKind::Provision);
+                assert!(e.message.contains("contains ','"), "{}", e.message);
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -319,19 +319,22 @@ impl VmProvider for QemuProvider {
             .ok()
             .flatten()
             .map_or_else(|| format!("uid {uid}"), |u| u.name);
-        let kvm = if !accelerators.iter().any(|a| a == "kvm") {
-            "no KVM in this QEMU"
+        let kvm = if let Some(verdict) = accel::remembered(&self.vm_root.join(ACCEL_CACHE)) {
+            format!("VMs run under {} ({})", verdict.accel, verdict.reason)
+        } else if !accelerators.iter().any(|a| a == "kvm") {
+            "no KVM in this QEMU: VMs run under TCG".to_string()
         } else if std::fs::File::options()
             .read(true)
             .write(true)
             .open("/dev/kvm")
             .is_ok()
         {
-            "/dev/kvm open to it (tried on first boot, TCG otherwise)"
+            "/dev/kvm is open to it: KVM is tried on the first boot, TCG if it cannot run a guest"
+                .to_string()
         } else {
-            "no usable /dev/kvm (VMs run under TCG)"
+            "/dev/kvm is not open to it: VMs run under TCG".to_string()
         };
-        Ok(format!("{user}, QEMU with TCG; {kvm}"))
+        Ok(format!("{user}, QEMU; {kvm}"))
     }
 
     async fn create(&self, request: &CreateRequest) -> Result<Vm, ProviderError> {
@@ -344,7 +347,7 @@ impl VmProvider for QemuProvider {
             self.tear_down(&vm).await;
         }
         let spec = &request.spec;
-        let image = self.images.locate_qemu(spec.image).ok_or_else(|| {
+        let mut image = self.images.locate_qemu(spec.image).ok_or_else(|| {
             ProviderError::new(
                 ErrorKind::Provision,
                 format!(
@@ -356,6 +359,9 @@ impl VmProvider for QemuProvider {
                 ),
             )
         })?;
+        // The overlay names its backing file, and QEMU opens kernel and initramfs, by path:
+        // relative to the VM folder or to `/` (once daemonized) a relative path breaks.
+        image.dir = absolute(image.dir);
         let folder = self.records.claim(&spec.name, &request.request_id)?;
         let resources = Resources::for_this_host(spec.size());
         let mut details = BTreeMap::new();
