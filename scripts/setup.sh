@@ -42,6 +42,8 @@ else
   cargo build --locked -p azlin
 fi
 
-# The base image of local VMs, built once and reused (rebuilt only when its recipe changes).
+# The base images of local VMs, built once and reused (rebuilt only when their recipe changes):
+# the nspawn rootfs, then the qemu disk made from it (kernel, initramfs, qcow2).
 export AZLIN_IMAGE_DIR="${AZLIN_IMAGE_DIR:-/var/cache/azlin/images}"
-"target/$profile/azlin" image build
+"target/$profile/azlin" image build --provider nspawn
+"target/$profile/azlin" image build --provider qemu
