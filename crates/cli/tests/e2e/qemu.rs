@@ -319,3 +319,44 @@ fn an_image_without_init_exits_4_after_cleaning_up() {
     assert!(run.stderr.contains("init"), "{}", run.stderr);
     assert_failed_cleanly(&azlin, "qnoinit", &run.stderr);
 }
+
+/// Runs azlin as `nobody` (uid 65534) with `azlin`'s home and environment.
+fn run_as_nobody(azlin: &Azlin, args: &[&str]) -> crate::support::Run {
+    let inner = azlin.command(args);
+    let mut cmd = std::process::Command::new("setpriv");
+    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(inner.get_program())
+        .args(inner.get_args())
+        .env_clear()
+        .envs(inner.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))))
+        .stdin(std::process::Stdio::null());
+    let out = cmd.output().unwrap();
+    crate::support::Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+#[test]
+fn a_user_without_root_gets_a_qemu_vm() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let azlin = Azlin::new();
+    azlin.config(CONFIG);
+    std::fs::set_permissions(azlin.home.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    // No --provider: qemu is the default of a user who is not root.
+    run_as_nobody(&azlin, &["new", "--name", "qnr", "--no-connect"]).expect(0);
+    let run = run_as_nobody(&azlin, &["status", "qnr", "-o", "json"]).expect(0);
+    let vm = run.json()["vm"].clone();
+    assert_eq!(vm["provider"], "qemu");
+    let footprint = Footprint::of(&vm);
+    footprint.assert_present();
+    for pid in qemu_processes(&footprint.folder) {
+        let uid = std::fs::metadata(format!("/proc/{pid}")).unwrap().uid();
+        assert_eq!(uid, 65534, "QEMU runs as uid {uid}");
+    }
+    let run = run_as_nobody(&azlin, &["connect", "qnr", "--", "cloud-init", "status"]).expect(0);
+    assert!(run.stdout.contains("status: done"), "{}", run.stdout);
+    run_as_nobody(&azlin, &["delete", "qnr", "--yes"]).expect(0);
+    footprint.assert_gone();
+}
