@@ -206,7 +206,7 @@ impl App {
         if let Some(record) = &record {
             kinds.push(record.provider);
         }
-        for kind in [ProviderKind::Nspawn, ProviderKind::Sim] {
+        for kind in [ProviderKind::Nspawn, ProviderKind::Qemu, ProviderKind::Sim] {
             if !kinds.contains(&kind) {
                 kinds.push(kind);
             }

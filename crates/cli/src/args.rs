@@ -23,6 +23,14 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// The version line, when the command line is exactly `azlin --version` (or `-V`).
+pub fn version_request(mut args: impl Iterator<Item = std::ffi::OsString>) -> Option<String> {
+    let _program = args.next();
+    let flag = args.next()?;
+    (args.next().is_none() && (flag == "--version" || flag == "-V"))
+        .then(|| format!("azlin {}", env!("CARGO_PKG_VERSION")))
+}
+
 /// Output formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
 pub enum OutputFormat {
@@ -318,4 +326,33 @@ pub struct ImageBuildArgs {
 pub struct CompletionsArgs {
     /// The shell.
     pub shell: clap_complete::Shell,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn os(args: &[&str]) -> impl Iterator<Item = std::ffi::OsString> {
+        args.iter()
+            .map(std::ffi::OsString::from)
+            .collect::<Vec<_>>()
+            .into_iter()
+    }
+
+    #[test]
+    fn the_version_fast_path_prints_what_clap_prints() {
+        let clap_line = Cli::command().render_version();
+        assert_eq!(
+            version_request(os(&["azlin", "--version"])).unwrap(),
+            clap_line.trim_end()
+        );
+        assert_eq!(
+            version_request(os(&["azlin", "-V"])).unwrap(),
+            clap_line.trim_end()
+        );
+        assert_eq!(version_request(os(&["azlin", "list", "--version"])), None);
+        assert_eq!(version_request(os(&["azlin", "--version", "x"])), None);
+        assert_eq!(version_request(os(&["azlin"])), None);
+    }
 }

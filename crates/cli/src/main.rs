@@ -13,6 +13,12 @@ use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // `azlin --version` is what scripts call to check for azlin: answer it before building the
+    // whole command tree (clap prints the same line; a test keeps them equal).
+    if let Some(line) = args::version_request(std::env::args_os()) {
+        println!("{line}");
+        return ExitCode::SUCCESS;
+    }
     let cli = match args::Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

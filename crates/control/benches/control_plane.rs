@@ -18,7 +18,7 @@ use azlin_control::{
     WorkerSettings,
 };
 use azlin_core::event::{CreateRequested, Event, Request, SCHEMA};
-use azlin_core::{ImageProfile, ProviderError, ProviderKind, VmName, VmProvider, VmSpec};
+use azlin_core::{ProviderError, ProviderKind, VmName, VmProvider, VmSpec};
 use azlin_providers::sim::{SimProvider, SimSettings};
 use azlin_remote::Identity;
 use azlin_testkit::NatsServer;
@@ -51,18 +51,7 @@ fn request(identity: &Identity) -> Request {
     Request::Create(CreateRequested {
         schema: SCHEMA,
         request_id: azlin_core::new_id(),
-        spec: VmSpec {
-            name: VmName::parse(&format!("b{n}")).unwrap(),
-            provider: ProviderKind::Sim,
-            size: "Standard_B2s".into(),
-            region: "local".into(),
-            resource_group: "azlin".into(),
-            image: ImageProfile::Minimal,
-            repos: vec![],
-            cloud_init: None,
-            ca_certs: vec![],
-            tags: BTreeMap::new(),
-        },
+        spec: VmSpec::new(VmName::parse(&format!("b{n}")).unwrap(), ProviderKind::Sim),
         ssh_public_key: identity.public_openssh.clone(),
         requested_by: "bench@localhost".into(),
         created_at: azlin_core::now_rfc3339(),

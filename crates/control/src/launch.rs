@@ -5,7 +5,7 @@ use crate::bus::{Bus, BusError};
 use azlin_core::cloudinit::CloudConfig;
 use azlin_core::event::{
     CloudInitComplete, CreateComplete, CreateFailed, CreateRequested, DeleteComplete, DeleteFailed,
-    DeleteRequested, Event, EventError, SCHEMA, SshVerified, Stage, Status, VmEndpoint,
+    DeleteRequested, Event, EventError, SCHEMA, SshVerified, Stage, Status,
 };
 use azlin_core::{
     CreateRequest, ErrorKind, ImageProfile, ProviderError, ProviderKind, Vm, VmName, VmProvider,
@@ -242,14 +242,7 @@ impl Launcher {
         Ok(CreateComplete {
             schema: SCHEMA,
             request_id: request.request_id.clone(),
-            vm: VmEndpoint {
-                name: vm.name.clone(),
-                provider: vm.provider,
-                address: vm.address.clone(),
-                ssh_port: vm.ssh_port,
-                user: vm.user.clone(),
-                host_key: vm.host_key.clone(),
-            },
+            vm: vm.endpoint(),
             timings,
             warnings,
             details: vm.details.clone(),

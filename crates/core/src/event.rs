@@ -497,21 +497,9 @@ impl Event {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ImageProfile;
 
     fn spec() -> VmSpec {
-        VmSpec {
-            name: VmName::parse("dev").unwrap(),
-            provider: ProviderKind::Sim,
-            size: "Standard_B2s".into(),
-            region: "local".into(),
-            resource_group: "azlin".into(),
-            image: ImageProfile::Minimal,
-            repos: vec![],
-            cloud_init: None,
-            ca_certs: vec![],
-            tags: BTreeMap::new(),
-        }
+        VmSpec::new(VmName::parse("dev").unwrap(), ProviderKind::Sim)
     }
 
     #[test]

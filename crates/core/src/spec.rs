@@ -401,6 +401,28 @@ pub struct VmSpec {
 }
 
 impl VmSpec {
+    /// A spec with the defaults of a plain `azlin new`: default size, the provider's default
+    /// region, resource group `azlin`, the minimal image, no repositories, no extras.
+    pub fn new(name: VmName, provider: ProviderKind) -> VmSpec {
+        let region = if provider == ProviderKind::Azure {
+            Region::DEFAULT_AZURE
+        } else {
+            Region::LOCAL
+        };
+        VmSpec {
+            name,
+            provider,
+            size: Size::DEFAULT.to_string(),
+            region: region.to_string(),
+            resource_group: "azlin".to_string(),
+            image: ImageProfile::Minimal,
+            repos: Vec::new(),
+            cloud_init: None,
+            ca_certs: Vec::new(),
+            tags: BTreeMap::new(),
+        }
+    }
+
     /// Checks the fields that are free strings: size and region must be known.
     pub fn validate(&self) -> Result<(), UnknownChoice> {
         Size::lookup(&self.size)?;

@@ -69,6 +69,18 @@ pub struct Vm {
 }
 
 impl Vm {
+    /// How to reach it (the `vm` of `vm.create.complete`).
+    pub fn endpoint(&self) -> crate::event::VmEndpoint {
+        crate::event::VmEndpoint {
+            name: self.name.clone(),
+            provider: self.provider,
+            address: self.address.clone(),
+            ssh_port: self.ssh_port,
+            user: self.user.clone(),
+            host_key: self.host_key.clone(),
+        }
+    }
+
     /// The `ssh` command a user would type to reach this VM.
     pub fn ssh_command(&self, key_path: &str) -> String {
         let port = if self.ssh_port == 22 {

@@ -152,23 +152,12 @@ impl VmProvider for SimProvider {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use azlin_core::{ImageProfile, VmSpec};
+    use azlin_core::VmSpec;
 
     fn request(name: &str, id: &str) -> CreateRequest {
         CreateRequest {
             request_id: id.into(),
-            spec: VmSpec {
-                name: VmName::parse(name).unwrap(),
-                provider: ProviderKind::Sim,
-                size: "s".into(),
-                region: "local".into(),
-                resource_group: "azlin".into(),
-                image: ImageProfile::Minimal,
-                repos: vec![],
-                cloud_init: None,
-                ca_certs: vec![],
-                tags: BTreeMap::new(),
-            },
+            spec: VmSpec::new(VmName::parse(name).unwrap(), ProviderKind::Sim),
             user_data: String::new(),
             admin_public_key: String::new(),
             host_public_key: String::new(),

@@ -5,6 +5,7 @@
 use crate::app::App;
 use crate::args::ConnectArgs;
 use crate::failure::Failure;
+use azlin_core::event::VmEndpoint;
 use azlin_core::{ExitCode, ProviderKind, Vm, VmName, VmState};
 use azlin_remote::attach::{Session, SshAccess, known_hosts_path};
 use azlin_remote::keys::ensure_identity;
@@ -12,21 +13,14 @@ use azlin_remote::{LocalShell, OutputStream, Shell};
 use std::io::{IsTerminal, Write};
 
 /// How to reach a VM with the system `ssh`.
-pub fn access_for(
-    app: &App,
-    name: &VmName,
-    address: &str,
-    port: u16,
-    user: &str,
-    host_key: &str,
-) -> SshAccess {
+pub fn access_for(app: &App, vm: &VmEndpoint) -> SshAccess {
     SshAccess {
-        host: address.to_string(),
-        port,
-        user: user.to_string(),
-        host_key: host_key.to_string(),
+        host: vm.address.clone(),
+        port: vm.ssh_port,
+        user: vm.user.clone(),
+        host_key: vm.host_key.clone(),
         key_path: app.settings.paths.ssh_key(),
-        known_hosts: known_hosts_path(&app.settings.paths.state_dir, name.as_str()),
+        known_hosts: known_hosts_path(&app.settings.paths.state_dir, vm.name.as_str()),
     }
 }
 
@@ -91,14 +85,7 @@ pub async fn run(app: &App, args: &ConnectArgs) -> anyhow::Result<ExitCode> {
     if *x11 {
         prepare_x11(app, &vm).await?;
     }
-    let access = access_for(
-        app,
-        &vm.name,
-        &vm.address,
-        vm.ssh_port,
-        &vm.user,
-        &vm.host_key,
-    );
+    let access = access_for(app, &vm.endpoint());
     attach(&access, &vm.name, &session, *x11)
 }
 

@@ -119,14 +119,7 @@ async fn session(
         None => free_port()?,
     };
     let stage = progress.stage("SSH tunnel");
-    let access = access_for(
-        app,
-        &vm.name,
-        &vm.address,
-        vm.ssh_port,
-        &vm.user,
-        &vm.host_key,
-    );
+    let access = access_for(app, &vm.endpoint());
     let _tunnel = Tunnel(access.tunnel(local_port, desktop::VNC_PORT)?);
     let banner = desktop::wait_for_rfb(local_port, Duration::from_secs(30)).await?;
     stage.done(&format!(

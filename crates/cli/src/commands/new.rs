@@ -363,14 +363,7 @@ pub async fn run(app: &App, args: &NewArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::Ok);
     }
     let vm = &completes[0].vm;
-    let access = connect::access_for(
-        app,
-        &vm.name,
-        &vm.address,
-        vm.ssh_port,
-        &vm.user,
-        &vm.host_key,
-    );
+    let access = connect::access_for(app, vm);
     if *x11 {
         let (_, located) = app.locate(&vm.name).await?;
         connect::prepare_x11(app, &located).await?;
@@ -433,14 +426,7 @@ fn print_info(
         let vms: Vec<_> = completes
             .iter()
             .map(|c| {
-                let access = connect::access_for(
-                    app,
-                    &c.vm.name,
-                    &c.vm.address,
-                    c.vm.ssh_port,
-                    &c.vm.user,
-                    &c.vm.host_key,
-                );
+                let access = connect::access_for(app, &c.vm);
                 serde_json::json!({
                     "name": c.vm.name,
                     "provider": c.vm.provider,
@@ -464,14 +450,7 @@ fn print_info(
         return Ok(());
     }
     for c in completes {
-        let access = connect::access_for(
-            app,
-            &c.vm.name,
-            &c.vm.address,
-            c.vm.ssh_port,
-            &c.vm.user,
-            &c.vm.host_key,
-        );
+        let access = connect::access_for(app, &c.vm);
         let timings: Vec<String> = c
             .timings
             .iter()

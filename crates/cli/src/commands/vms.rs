@@ -50,7 +50,7 @@ pub async fn list(app: &App, args: &ListArgs) -> anyhow::Result<ExitCode> {
         Some(kind) => {
             kinds.insert(kind);
         }
-        None => kinds.extend([ProviderKind::Nspawn, ProviderKind::Sim]),
+        None => kinds.extend([ProviderKind::Nspawn, ProviderKind::Qemu, ProviderKind::Sim]),
     }
     let mut live: BTreeMap<String, Vm> = BTreeMap::new();
     for kind in kinds {

@@ -4,7 +4,7 @@
 use azlin_control::bus::nats::{NatsBus, NatsSettings};
 use azlin_control::{Bus, LaunchSettings, Launcher, ProviderSource, Worker, WorkerSettings};
 use azlin_core::event::{CreateRequested, Event, Request, SCHEMA};
-use azlin_core::{ImageProfile, ProviderError, ProviderKind, VmName, VmProvider, VmSpec};
+use azlin_core::{ProviderError, ProviderKind, VmName, VmProvider, VmSpec};
 use azlin_providers::sim::{SimProvider, SimSettings};
 use azlin_remote::Identity;
 use azlin_testkit::NatsServer;
@@ -154,18 +154,7 @@ pub fn create(name: &str, identity: &Identity) -> Request {
     Request::Create(CreateRequested {
         schema: SCHEMA,
         request_id: azlin_core::new_id(),
-        spec: VmSpec {
-            name: VmName::parse(name).expect("name"),
-            provider: ProviderKind::Sim,
-            size: "Standard_B2s".into(),
-            region: "local".into(),
-            resource_group: "azlin".into(),
-            image: ImageProfile::Minimal,
-            repos: vec![],
-            cloud_init: None,
-            ca_certs: vec![],
-            tags: BTreeMap::new(),
-        },
+        spec: VmSpec::new(VmName::parse(name).expect("name"), ProviderKind::Sim),
         ssh_public_key: identity.public_openssh.clone(),
         requested_by: "test@localhost".into(),
         created_at: azlin_core::now_rfc3339(),

@@ -5,11 +5,9 @@
 
 use async_trait::async_trait;
 use azlin_core::{
-    CreateRequest, ErrorKind, ImageProfile, ProviderError, ProviderKind, Vm, VmName, VmProvider,
-    VmSpec,
+    CreateRequest, ErrorKind, ProviderError, ProviderKind, Vm, VmName, VmProvider, VmSpec,
 };
 use azlin_remote::{LocalShell, Shell};
-use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -128,20 +126,9 @@ impl ProviderAllocator {
 #[async_trait]
 impl Allocator for ProviderAllocator {
     async fn allocate(&self, request: &AllocationRequest) -> Result<Allocation, AllocError> {
-        let mut tags = BTreeMap::new();
-        tags.insert("azlin-session".to_string(), request.session_id.clone());
-        let spec = VmSpec {
-            name: request.vm_name()?,
-            provider: self.kind,
-            size: "s".to_string(),
-            region: "local".to_string(),
-            resource_group: "azlin".to_string(),
-            image: ImageProfile::Minimal,
-            repos: Vec::new(),
-            cloud_init: None,
-            ca_certs: Vec::new(),
-            tags,
-        };
+        let mut spec = VmSpec::new(request.vm_name()?, self.kind);
+        spec.tags
+            .insert("azlin-session".to_string(), request.session_id.clone());
         let vm = self
             .provider
             .create(&CreateRequest {
