@@ -51,7 +51,10 @@ impl SimProvider {
 
     /// Finishes booting a VM whose record says `Creating`.
     async fn boot(&self, mut vm: Vm) -> Result<Vm, ProviderError> {
-        tokio::time::sleep(self.settings.boot).await;
+        // Even a zero sleep waits for the timer wheel's next tick (a millisecond): skip it.
+        if !self.settings.boot.is_zero() {
+            tokio::time::sleep(self.settings.boot).await;
+        }
         if self.settings.fail_rate > 0.0 && fastrand::f64() < self.settings.fail_rate {
             let dir = self.records.dir(&vm.name);
             self.records.remove(&vm.name)?;

@@ -9,6 +9,7 @@ use std::io::{Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The user's SSH identity.
 #[derive(Clone)]
@@ -78,7 +79,7 @@ pub fn generate_host_key(vm_name: &str) -> Result<HostKey, RemoteError> {
     })
 }
 
-/// Writes `contents` to a new file with `mode`; fails if the file exists.
+/// Writes `contents` to a new file with exactly `mode`; fails if the file exists.
 fn write_new(path: &Path, contents: &[u8], mode: u32) -> Result<(), RemoteError> {
     let mut file = std::fs::OpenOptions::new()
         .write(true)
@@ -93,11 +94,23 @@ fn write_new(path: &Path, contents: &[u8], mode: u32) -> Result<(), RemoteError>
         .map_err(|e| RemoteError::io(format!("chmod {}", path.display()), e))
 }
 
+/// A name next to `path` that no other process or thread uses (process id and a counter).
+fn private_sibling(path: &Path, suffix: &str) -> PathBuf {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    let serial = NEXT.fetch_add(1, Ordering::Relaxed);
+    name.push(format!(".{}-{serial}.{suffix}", std::process::id()));
+    path.with_file_name(name)
+}
+
 /// Returns the identity at `private_path`, generating an Ed25519 pair (private 0600, public
 /// 0644, folder 0700) when there is none. An existing key is reused and never overwritten; if
 /// its permissions let others read it, that is reported (as `ssh` itself would), not changed.
+///
+/// Several azlin processes may start at once on a fresh machine. The key is written to a
+/// private temporary file and published with `link(2)`, which is atomic and fails if the name
+/// exists: a reader never sees a half-written key, and exactly one process's key wins.
 pub fn ensure_identity(private_path: &Path) -> Result<(Identity, KeyOrigin), RemoteError> {
-    let public_path = private_path.with_extension("pub");
     if private_path.exists() {
         return load_identity(private_path).map(|id| (id, KeyOrigin::Reused));
     }
@@ -114,19 +127,35 @@ pub fn ensure_identity(private_path: &Path) -> Result<(Identity, KeyOrigin), Rem
         .to_openssh(LineEnding::LF)
         .map_err(|e| key_error(format!("encoding key: {e}")))?;
     let public = public_openssh(key.public_key())?;
-    if let Err(e) = write_new(private_path, private_text.as_bytes(), 0o600) {
-        return match e {
-            // Another azlin process made the key a moment ago: use theirs once it is written.
-            RemoteError::Io { ref source, .. }
-                if source.kind() == std::io::ErrorKind::AlreadyExists =>
-            {
-                load_written_by_another(private_path).map(|id| (id, KeyOrigin::Reused))
-            }
-            e => Err(e),
-        };
+
+    let staged = private_sibling(private_path, "tmp");
+    write_new(&staged, private_text.as_bytes(), 0o600)?;
+    let published = std::fs::hard_link(&staged, private_path);
+    let _ = std::fs::remove_file(&staged);
+    match published {
+        Ok(()) => {}
+        // Another azlin process published its key first: use theirs.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            return load_identity(private_path).map(|id| (id, KeyOrigin::Reused));
+        }
+        Err(e) => {
+            return Err(RemoteError::io(
+                format!("creating {}", private_path.display()),
+                e,
+            ));
+        }
     }
-    if let Err(e) = write_new(&public_path, format!("{public}\n").as_bytes(), 0o644) {
+
+    // The public half is derived from the private key that won, so replacing is safe.
+    let public_path = private_path.with_extension("pub");
+    let staged = private_sibling(&public_path, "tmp");
+    let written = write_new(&staged, format!("{public}\n").as_bytes(), 0o644).and_then(|()| {
+        std::fs::rename(&staged, &public_path)
+            .map_err(|e| RemoteError::io(format!("creating {}", public_path.display()), e))
+    });
+    if let Err(e) = written {
         // Leave no half-made pair behind.
+        let _ = std::fs::remove_file(&staged);
         let _ = std::fs::remove_file(private_path);
         return Err(e);
     }
@@ -138,26 +167,6 @@ pub fn ensure_identity(private_path: &Path) -> Result<(Identity, KeyOrigin), Rem
         },
         KeyOrigin::Created,
     ))
-}
-
-/// Loads a key another process is writing right now, waiting up to a second for it to be
-/// complete.
-fn load_written_by_another(private_path: &Path) -> Result<Identity, RemoteError> {
-    let mut last = None;
-    for _ in 0..50 {
-        match load_identity(private_path) {
-            Ok(identity) if private_path.with_extension("pub").exists() => return Ok(identity),
-            Ok(_) => {}
-            Err(e) => last = Some(e),
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    Err(last.unwrap_or_else(|| {
-        key_error(format!(
-            "{} appeared without its public key",
-            private_path.display()
-        ))
-    }))
 }
 
 /// Loads an existing identity, refusing keys that others can read or that are encrypted.
@@ -257,6 +266,13 @@ mod tests {
         });
         assert!(keys.iter().all(|k| *k == keys[0]), "{keys:?}");
         assert_eq!(load_identity(&path).unwrap().public_openssh, keys[0]);
+        let public = std::fs::read_to_string(path.with_extension("pub")).unwrap();
+        assert_eq!(public.trim(), keys[0]);
+        let left: Vec<_> = std::fs::read_dir(path.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left.len(), 2, "temporary files left behind: {left:?}");
     }
 
     #[test]
