@@ -4,7 +4,7 @@
 use azlin_core::{ErrorKind, ProviderError};
 use std::process::Stdio;
 use tokio::io::AsyncWriteExt;
-use tokio::process::Command;
+use tokio::process::{Child, Command};
 
 /// Runs `program args…`, returning its stdout; a non-zero exit becomes an error of `kind`
 /// carrying the command line and its stderr.
@@ -19,23 +19,14 @@ pub async fn run_with_input(
     args: &[&str],
     input: &str,
 ) -> Result<String, ProviderError> {
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(if input.is_empty() {
+    let mut child = spawn_piped(
+        Command::new(program).args(args).stdin(if input.is_empty() {
             Stdio::null()
         } else {
             Stdio::piped()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| {
-            ProviderError::new(
-                ErrorKind::Prerequisites,
-                format!("cannot run {program}: {e}"),
-            )
-        })?;
+        }),
+        program,
+    )?;
     if let Some(mut stdin) = child.stdin.take() {
         stdin
             .write_all(input.as_bytes())
@@ -58,4 +49,20 @@ pub async fn run_with_input(
             ),
         ))
     }
+}
+
+/// Starts `command` (which runs `program`) with its stdout and stderr piped, killed if its handle
+/// is dropped; a program that cannot be started is an [`ErrorKind::Prerequisites`] error.
+pub(crate) fn spawn_piped(command: &mut Command, program: &str) -> Result<Child, ProviderError> {
+    command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| {
+            ProviderError::new(
+                ErrorKind::Prerequisites,
+                format!("cannot run {program}: {e}"),
+            )
+        })
 }

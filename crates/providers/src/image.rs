@@ -11,6 +11,7 @@
 
 pub mod qemu;
 
+use crate::command::spawn_piped;
 use crate::lock::FileLock;
 use azlin_core::{ErrorKind, ImageProfile, ProviderError, ProviderKind};
 use sha2::{Digest, Sha256};
@@ -95,9 +96,14 @@ impl Recipe {
 
     /// The first 12 hex digits of the recipe's SHA-256.
     pub fn digest(&self) -> String {
-        let hash = Sha256::digest(self.text().as_bytes());
-        hash.iter().take(6).map(|b| format!("{b:02x}")).collect()
+        digest_of(&self.text())
     }
+}
+
+/// The first 12 hex digits of the SHA-256 of a recipe's `text`: the digest that names an image.
+fn digest_of(text: &str) -> String {
+    let hash = Sha256::digest(text.as_bytes());
+    hash.iter().take(6).map(|b| format!("{b:02x}")).collect()
 }
 
 /// A built image.
@@ -287,12 +293,7 @@ impl ImageStore {
         let scratch = self
             .dir
             .join(format!(".build-{profile}-{}", recipe.digest()));
-        if scratch.exists() {
-            std::fs::remove_dir_all(&scratch)
-                .map_err(|e| image_error(format!("removing stale {}: {e}", scratch.display())))?;
-        }
-        std::fs::create_dir_all(&scratch)
-            .map_err(|e| image_error(format!("creating {}: {e}", scratch.display())))?;
+        fresh_scratch(&scratch)?;
         let result = self
             .build_into(&recipe, &scratch.join("rootfs"), progress)
             .await;
@@ -302,9 +303,7 @@ impl ImageStore {
         }
         std::fs::write(scratch.join("recipe.txt"), recipe.text())
             .map_err(|e| image_error(format!("writing recipe: {e}")))?;
-        std::fs::rename(&scratch, &final_dir)
-            .map_err(|e| image_error(format!("moving image into {}: {e}", final_dir.display())))?;
-        progress(&format!("image ready: {}", final_dir.display()));
+        publish(&scratch, &final_dir, progress)?;
         Ok(BaseImage {
             profile,
             digest: recipe.digest(),
@@ -333,15 +332,7 @@ impl ImageStore {
             progress,
         )
         .await?;
-        for (path, content) in FILES {
-            let target = rootfs.join(path);
-            if let Some(dir) = target.parent() {
-                std::fs::create_dir_all(dir)
-                    .map_err(|e| image_error(format!("creating {}: {e}", dir.display())))?;
-            }
-            std::fs::write(&target, content)
-                .map_err(|e| image_error(format!("writing {}: {e}", target.display())))?;
-        }
+        write_files(rootfs, FILES)?;
         let mut script = String::new();
         if !recipe.extra_packages.is_empty() {
             progress(&format!(
@@ -355,23 +346,74 @@ impl ImageStore {
         }
         script.push_str(FINISH);
         progress("configuring image (locale, no host keys, no machine id)");
-        // nspawn (not chroot) gives the package scripts /proc, /dev and the host's DNS.
-        stream(
-            "systemd-nspawn",
-            &[
-                "-q",
-                "--register=no",
-                "--keep-unit",
-                "-D",
-                &rootfs_arg,
-                "/bin/sh",
-                "-c",
-                &script,
-            ],
-            progress,
-        )
-        .await
+        run_in_rootfs(&rootfs_arg, &script, progress).await
     }
+}
+
+/// Makes `scratch` an empty folder for a build, removing what an interrupted build left there.
+fn fresh_scratch(scratch: &Path) -> Result<(), ProviderError> {
+    if scratch.exists() {
+        std::fs::remove_dir_all(scratch)
+            .map_err(|e| image_error(format!("removing stale {}: {e}", scratch.display())))?;
+    }
+    std::fs::create_dir_all(scratch)
+        .map_err(|e| image_error(format!("creating {}: {e}", scratch.display())))
+}
+
+/// Moves the image built in `scratch` into place at `final_dir`, telling `progress`.
+fn publish(
+    scratch: &Path,
+    final_dir: &Path,
+    progress: &mut (dyn FnMut(&str) + Send),
+) -> Result<(), ProviderError> {
+    std::fs::rename(scratch, final_dir)
+        .map_err(|e| image_error(format!("moving image into {}: {e}", final_dir.display())))?;
+    progress(&format!("image ready: {}", final_dir.display()));
+    Ok(())
+}
+
+/// Writes `files` (path below `rootfs`, content) into `rootfs`, creating their folders.
+fn write_files(rootfs: &Path, files: &[(&str, &str)]) -> Result<(), ProviderError> {
+    for (path, content) in files {
+        let target = rootfs.join(path);
+        if let Some(dir) = target.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| image_error(format!("creating {}: {e}", dir.display())))?;
+        }
+        // `/etc/resolv.conf` may be a symlink into the host's run directory: replace, never
+        // write through it.
+        if target.is_symlink() {
+            std::fs::remove_file(&target)
+                .map_err(|e| image_error(format!("removing {}: {e}", target.display())))?;
+        }
+        std::fs::write(&target, content)
+            .map_err(|e| image_error(format!("writing {}: {e}", target.display())))?;
+    }
+    Ok(())
+}
+
+/// Runs the shell `script` inside the root file system at `rootfs` with systemd-nspawn, which
+/// (unlike chroot) gives the package scripts /proc, /dev and the host's DNS.
+async fn run_in_rootfs(
+    rootfs: &str,
+    script: &str,
+    progress: &mut (dyn FnMut(&str) + Send),
+) -> Result<(), ProviderError> {
+    stream(
+        "systemd-nspawn",
+        &[
+            "-q",
+            "--register=no",
+            "--keep-unit",
+            "-D",
+            rootfs,
+            "/bin/sh",
+            "-c",
+            script,
+        ],
+        progress,
+    )
+    .await
 }
 
 /// Runs a program, passing each output line to `progress`; fails with the last lines.
@@ -380,20 +422,13 @@ async fn stream(
     args: &[&str],
     progress: &mut (dyn FnMut(&str) + Send),
 ) -> Result<(), ProviderError> {
-    let mut child = Command::new(program)
-        .args(args)
-        .env("LANG", "C.UTF-8")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| {
-            ProviderError::new(
-                ErrorKind::Prerequisites,
-                format!("cannot run {program}: {e}"),
-            )
-        })?;
+    let mut child = spawn_piped(
+        Command::new(program)
+            .args(args)
+            .env("LANG", "C.UTF-8")
+            .stdin(Stdio::null()),
+        program,
+    )?;
     let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
         return Err(image_error(format!("{program}: no output pipes")));
     };

@@ -5,8 +5,10 @@
 pub mod azure;
 pub mod command;
 pub mod image;
+mod local;
 pub mod lock;
 pub mod nspawn;
+mod process;
 pub mod qemu;
 pub mod record;
 pub mod sim;

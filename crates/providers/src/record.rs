@@ -117,6 +117,12 @@ impl RecordStore {
         }
     }
 
+    /// The record of `name`; [`ErrorKind::NotFound`] if its folder holds none.
+    pub fn require(&self, name: &VmName) -> Result<Vm, ProviderError> {
+        self.load(name)?
+            .ok_or_else(|| ProviderError::not_found(name))
+    }
+
     /// The record of the VM made for `request_id`, if any.
     pub fn find_by_request(&self, request_id: &str) -> Result<Option<Vm>, ProviderError> {
         let Ok(target) = std::fs::read_link(self.index_entry(request_id)) else {

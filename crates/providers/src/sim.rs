@@ -71,12 +71,6 @@ impl SimProvider {
         self.records.save(&vm)?;
         Ok(vm)
     }
-
-    fn require(&self, name: &VmName) -> Result<Vm, ProviderError> {
-        self.records
-            .load(name)?
-            .ok_or_else(|| ProviderError::not_found(name))
-    }
 }
 
 #[async_trait]
@@ -130,20 +124,20 @@ impl VmProvider for SimProvider {
     }
 
     async fn start(&self, name: &VmName) -> Result<Vm, ProviderError> {
-        let mut vm = self.require(name)?;
+        let mut vm = self.records.require(name)?;
         vm.state = VmState::Running;
         self.records.save(&vm)?;
         Ok(vm)
     }
 
     async fn stop(&self, name: &VmName) -> Result<(), ProviderError> {
-        let mut vm = self.require(name)?;
+        let mut vm = self.records.require(name)?;
         vm.state = VmState::Stopped;
         self.records.save(&vm)
     }
 
     async fn delete(&self, name: &VmName) -> Result<DeleteReport, ProviderError> {
-        self.require(name)?;
+        self.records.require(name)?;
         let dir = self.records.dir(name);
         self.records.remove(name)?;
         Ok(DeleteReport {

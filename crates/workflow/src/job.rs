@@ -253,34 +253,32 @@ impl JobState<'_> {
         Value::Object(object_of(&all))
     }
 
-    fn render(&self, template: &str) -> Result<String, String> {
-        let scope = Scope {
-            contexts: &self.contexts,
-            status: self.scope_status(),
-            hash_files: None,
-        };
+    /// Runs `f` with the scope expressions see here: the contexts so far, the job's status and
+    /// `hashFiles` over the repository.
+    fn in_scope<R>(&self, f: impl FnOnce(&Scope<'_>) -> R) -> R {
         let repo = &self.env.facts.repo;
         let hash = |p: &[String]| repo.hash_files(p);
-        let scope = Scope {
+        f(&Scope {
+            contexts: &self.contexts,
+            status: self.scope_status(),
             hash_files: Some(&hash),
-            ..scope
-        };
-        Template::parse(template)
-            .and_then(|t| t.render(&scope))
-            .map_err(|e| e.message)
+        })
+    }
+
+    fn render(&self, template: &str) -> Result<String, String> {
+        self.in_scope(|scope| {
+            Template::parse(template)
+                .and_then(|t| t.render(scope))
+                .map_err(|e| e.message)
+        })
     }
 
     fn evaluate(&self, template: &str) -> Result<Value, String> {
-        let repo = &self.env.facts.repo;
-        let hash = |p: &[String]| repo.hash_files(p);
-        let scope = Scope {
-            contexts: &self.contexts,
-            status: self.scope_status(),
-            hash_files: Some(&hash),
-        };
-        Template::parse(template)
-            .and_then(|t| t.evaluate(&scope))
-            .map_err(|e| e.message)
+        self.in_scope(|scope| {
+            Template::parse(template)
+                .and_then(|t| t.evaluate(scope))
+                .map_err(|e| e.message)
+        })
     }
 
     /// Evaluates the job's environment and timeout, and lays out the job's folders on the VM.
@@ -425,16 +423,7 @@ impl JobState<'_> {
         }
         self.contexts.insert("env", self.env_object(&step_env));
         let run_it = match Condition::parse(step.condition.as_deref().unwrap_or("")) {
-            Ok(c) => {
-                let repo = &self.env.facts.repo;
-                let hash = |p: &[String]| repo.hash_files(p);
-                let scope = Scope {
-                    contexts: &self.contexts,
-                    status: self.scope_status(),
-                    hash_files: Some(&hash),
-                };
-                c.holds(&scope).map_err(|e| e.message)
-            }
+            Ok(c) => self.in_scope(|scope| c.holds(scope).map_err(|e| e.message)),
             Err(e) => Err(e.message),
         };
         let name = step

@@ -24,6 +24,21 @@ pub fn access_for(app: &App, vm: &VmEndpoint) -> SshAccess {
     }
 }
 
+/// Fails with exit 5 (not ready) unless the VM runs, saying how to start it.
+pub fn require_running(vm: &Vm) -> anyhow::Result<()> {
+    if vm.state == VmState::Running {
+        return Ok(());
+    }
+    let name = &vm.name;
+    Err(Failure::with_code(
+        ExitCode::Readiness,
+        format!(
+            "VM '{name}' is {} (start it with `azlin start {name}`)",
+            vm.state
+        ),
+    ))
+}
+
 /// A command's exit status as azlin's exit code.
 fn passed_through(code: i32) -> ExitCode {
     match code {
@@ -65,15 +80,7 @@ pub async fn run(app: &App, args: &ConnectArgs) -> anyhow::Result<ExitCode> {
     } = args;
     let name = VmName::parse(name).map_err(|e| Failure::usage(e.to_string()))?;
     let (_, vm) = app.locate(&name).await?;
-    if vm.state != VmState::Running {
-        return Err(Failure::with_code(
-            ExitCode::Readiness,
-            format!(
-                "VM '{name}' is {} (start it with `azlin start {name}`)",
-                vm.state
-            ),
-        ));
-    }
+    require_running(&vm)?;
     if vm.provider == ProviderKind::Sim {
         return run_local(&vm.address, command).await;
     }

@@ -4,10 +4,10 @@
 
 use crate::app::App;
 use crate::args::{GuiArgs, OutputFormat};
-use crate::commands::connect::access_for;
+use crate::commands::connect::{access_for, require_running};
 use crate::failure::Failure;
 use crate::progress::Progress;
-use azlin_core::{ExitCode, ProviderKind, VmName, VmState};
+use azlin_core::{ExitCode, ProviderKind, VmName};
 use azlin_providers::tools::which;
 use azlin_remote::keys::ensure_identity;
 use azlin_remote::{Shell, desktop};
@@ -53,15 +53,7 @@ pub async fn run(app: &App, args: &GuiArgs) -> anyhow::Result<ExitCode> {
     if vm.provider == ProviderKind::Sim {
         return Err(Failure::usage("sim VMs have no display"));
     }
-    if vm.state != VmState::Running {
-        return Err(Failure::with_code(
-            ExitCode::Readiness,
-            format!(
-                "VM '{name}' is {} (start it with `azlin start {name}`)",
-                vm.state
-            ),
-        ));
-    }
+    require_running(&vm)?;
     let progress = Progress::new(app.settings.progress_tty);
     let (identity, _) = ensure_identity(&app.settings.paths.ssh_key())?;
     let shell = azlin_remote::connect(&vm, &identity).await?;

@@ -8,10 +8,12 @@
 //! names the nspawn image it starts from, so a change to either rebuilds it. Like the nspawn
 //! image it is built under a lock in a scratch folder and renamed into place.
 
-use super::{ImageStore, Recipe, image_error, stream};
+use super::{
+    ImageStore, Recipe, digest_of, fresh_scratch, image_error, publish, run_in_rootfs, stream,
+    write_files,
+};
 use crate::lock::FileLock;
 use azlin_core::{ErrorKind, ImageProfile, ProviderError};
-use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 
 /// Bump when the build steps change in a way the recipe text does not show.
@@ -105,8 +107,7 @@ impl QemuRecipe {
 
     /// The first 12 hex digits of the recipe's SHA-256.
     pub fn digest(&self) -> String {
-        let hash = Sha256::digest(self.text().as_bytes());
-        hash.iter().take(6).map(|b| format!("{b:02x}")).collect()
+        digest_of(&self.text())
     }
 
     fn dir_name(&self) -> String {
@@ -216,12 +217,7 @@ impl ImageStore {
         let recipe = QemuRecipe::for_profile(profile);
         let final_dir = self.dir.join(recipe.dir_name());
         let scratch = self.dir.join(format!(".build-{}", recipe.dir_name()));
-        if scratch.exists() {
-            std::fs::remove_dir_all(&scratch)
-                .map_err(|e| image_error(format!("removing stale {}: {e}", scratch.display())))?;
-        }
-        std::fs::create_dir_all(&scratch)
-            .map_err(|e| image_error(format!("creating {}: {e}", scratch.display())))?;
+        fresh_scratch(&scratch)?;
         if let Err(e) = build_into(&recipe, &base.rootfs(), &scratch, progress).await {
             let _ = std::fs::remove_dir_all(&scratch);
             return Err(e);
@@ -231,34 +227,13 @@ impl ImageStore {
             std::fs::remove_dir_all(&final_dir)
                 .map_err(|e| image_error(format!("removing {}: {e}", final_dir.display())))?;
         }
-        std::fs::rename(&scratch, &final_dir)
-            .map_err(|e| image_error(format!("moving image into {}: {e}", final_dir.display())))?;
-        progress(&format!("image ready: {}", final_dir.display()));
+        publish(&scratch, &final_dir, progress)?;
         Ok(QemuImage {
             profile,
             digest: recipe.digest(),
             dir: final_dir,
         })
     }
-}
-
-fn write_files(rootfs: &Path, files: &[(&str, &str)]) -> Result<(), ProviderError> {
-    for (path, content) in files {
-        let target = rootfs.join(path);
-        if let Some(dir) = target.parent() {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| image_error(format!("creating {}: {e}", dir.display())))?;
-        }
-        // `/etc/resolv.conf` may be a symlink into the host's run directory: replace, never
-        // write through it.
-        if target.is_symlink() {
-            std::fs::remove_file(&target)
-                .map_err(|e| image_error(format!("removing {}: {e}", target.display())))?;
-        }
-        std::fs::write(&target, content)
-            .map_err(|e| image_error(format!("writing {}: {e}", target.display())))?;
-    }
-    Ok(())
 }
 
 /// The one kernel release installed in `rootfs` (from `/boot/vmlinuz-<release>`).
@@ -318,22 +293,7 @@ async fn build_into(
     .await?;
     write_files(&rootfs, PRE_FILES)?;
     progress("installing the kernel (linux-image-amd64) and the guest's DHCP network");
-    // nspawn (not chroot) gives the package scripts /proc, /dev and the host's DNS.
-    stream(
-        "systemd-nspawn",
-        &[
-            "-q",
-            "--register=no",
-            "--keep-unit",
-            "-D",
-            &rootfs_arg,
-            "/bin/sh",
-            "-c",
-            INSTALL,
-        ],
-        progress,
-    )
-    .await?;
+    run_in_rootfs(&rootfs_arg, INSTALL, progress).await?;
     write_files(&rootfs, POST_FILES)?;
     let release = installed_kernel(&rootfs)?;
     copy(

@@ -1,10 +1,10 @@
 //! One nspawn machine on the host: its copy-on-write root (an overlay of the base image), its
 //! NoCloud seed, and the `systemd-nspawn` process that boots it.
 
+use crate::process::{alive, signal, wait_gone};
 use azlin_core::{ErrorKind, ProviderError};
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -239,35 +239,6 @@ pub fn is_nspawn(pid: u32, rootfs: &str) -> bool {
         && args.contains(&rootfs.as_bytes())
 }
 
-/// Whether `pid` exists and is not a zombie.
-fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            s.rsplit_once(')')
-                .map(|(_, rest)| !rest.trim_start().starts_with('Z'))
-        })
-        .unwrap_or(false)
-}
-
-fn signal(pid: u32, sig: Signal) {
-    if let Ok(pid) = i32::try_from(pid) {
-        // The process may already be gone; that is what we want anyway.
-        let _ = kill(Pid::from_raw(pid), sig);
-    }
-}
-
-async fn wait_gone(pid: u32, rootfs: &str, timeout: Duration) -> bool {
-    let deadline = Instant::now() + timeout;
-    while is_nspawn(pid, rootfs) {
-        if Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(POLL).await;
-    }
-    true
-}
-
 /// Kills the machine at once: its init (which takes every process of the machine with it) and
 /// the nspawn process.
 pub async fn stop_now(pid: u32) {
@@ -275,20 +246,17 @@ pub async fn stop_now(pid: u32) {
         signal(init, Signal::SIGKILL);
     }
     signal(pid, Signal::SIGKILL);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while alive(pid) && comm(pid).as_deref() == Some("systemd-nspawn") {
-        if Instant::now() >= deadline {
-            break;
-        }
-        tokio::time::sleep(POLL).await;
-    }
+    wait_gone(Duration::from_secs(5), POLL, || {
+        alive(pid) && comm(pid).as_deref() == Some("systemd-nspawn")
+    })
+    .await;
 }
 
 /// Shuts the machine down in order (nspawn turns SIGTERM into a poweroff request), killing it
 /// if it does not finish in time.
 pub async fn poweroff(pid: u32, rootfs: &str) {
     signal(pid, Signal::SIGTERM);
-    if !wait_gone(pid, rootfs, POWEROFF_TIMEOUT).await {
+    if !wait_gone(POWEROFF_TIMEOUT, POLL, || is_nspawn(pid, rootfs)).await {
         stop_now(pid).await;
     }
 }

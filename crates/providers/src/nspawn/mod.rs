@@ -6,6 +6,7 @@ mod machine;
 pub mod network;
 
 use crate::image::ImageStore;
+use crate::local::{self, LocalVms};
 use crate::record::RecordStore;
 use async_trait::async_trait;
 use azlin_core::cloudinit::{ADMIN_USER, meta_data};
@@ -87,29 +88,6 @@ impl NspawnProvider {
         self.machine(name).rootfs().display().to_string()
     }
 
-    /// Whether the machine's nspawn process is alive.
-    fn running(&self, vm: &Vm) -> bool {
-        Self::pid(vm).is_some_and(|pid| machine::is_nspawn(pid, &self.rootfs_arg(&vm.name)))
-    }
-
-    /// The record with its state checked against the host.
-    fn refresh(&self, mut vm: Vm) -> Vm {
-        if matches!(vm.state, VmState::Running | VmState::Creating) && !self.running(&vm) {
-            vm.state = if vm.state == VmState::Creating {
-                VmState::Failed
-            } else {
-                VmState::Stopped
-            };
-        }
-        vm
-    }
-
-    fn require(&self, name: &VmName) -> Result<Vm, ProviderError> {
-        self.records
-            .load(name)?
-            .ok_or_else(|| ProviderError::not_found(name))
-    }
-
     /// Mounts, networks and boots a machine whose record exists; records the pid.
     async fn boot(&self, mut vm: Vm, seed: Option<(&str, &str)>) -> Result<Vm, ProviderError> {
         let dir = self.machine(&vm.name);
@@ -138,13 +116,23 @@ impl NspawnProvider {
         self.records.save(&vm)?;
         Ok(vm)
     }
+}
 
-    /// Removes everything a VM has on the host — process, mount, network, folder — as far as it
-    /// exists, returning what was removed.
+impl LocalVms for NspawnProvider {
+    fn records(&self) -> &RecordStore {
+        &self.records
+    }
+
+    /// Whether the machine's nspawn process is alive.
+    fn is_running(&self, vm: &Vm) -> bool {
+        Self::pid(vm).is_some_and(|pid| machine::is_nspawn(pid, &self.rootfs_arg(&vm.name)))
+    }
+
+    /// Removes process, mount, network and folder.
     async fn tear_down(&self, vm: &Vm) -> Vec<String> {
         let mut removed = Vec::new();
         let dir = self.machine(&vm.name);
-        if let Some(pid) = Self::pid(vm).filter(|_| self.running(vm)) {
+        if let Some(pid) = Self::pid(vm).filter(|_| self.is_running(vm)) {
             machine::stop_now(pid).await;
             removed.push(format!("systemd-nspawn process {pid}"));
         }
@@ -193,13 +181,8 @@ impl VmProvider for NspawnProvider {
     }
 
     async fn create(&self, request: &CreateRequest) -> Result<Vm, ProviderError> {
-        if let Some(vm) = self.find_by_request(&request.request_id).await? {
-            let vm = self.refresh(vm);
-            if vm.state == VmState::Running {
-                return Ok(vm);
-            }
-            // A create that died half-way: clear its remains and make the VM once more.
-            self.tear_down(&vm).await;
+        if let Some(vm) = local::created_before(self, &request.request_id).await? {
+            return Ok(vm);
         }
         let spec = &request.spec;
         let image = self.images.locate(spec.image).ok_or_else(|| {
@@ -229,55 +212,32 @@ impl VmProvider for NspawnProvider {
             details,
         };
         let meta = meta_data(&request.request_id, spec.name.as_str());
-        let booted = match self.records.save(&vm) {
-            Ok(()) => {
-                self.boot(vm.clone(), Some((&meta, &request.user_data)))
-                    .await
-            }
-            Err(e) => Err(e),
-        };
-        match booted {
-            Ok(vm) => Ok(vm),
-            Err(e) => {
-                // The record on disk knows the slot if one was allocated.
-                let latest = self.records.load(&vm.name).ok().flatten().unwrap_or(vm);
-                let mut removed = e.cleaned_up.clone();
-                removed.extend(self.tear_down(&latest).await);
-                Err(e.with_cleanup(removed))
-            }
-        }
+        local::provision_or_tear_down(self, vm, |vm| {
+            self.boot(vm, Some((&meta, &request.user_data)))
+        })
+        .await
     }
 
     async fn get(&self, name: &VmName) -> Result<Option<Vm>, ProviderError> {
-        Ok(self.records.load(name)?.map(|vm| self.refresh(vm)))
+        local::get(self, name)
     }
 
     async fn list(&self) -> Result<Vec<Vm>, ProviderError> {
-        Ok(self
-            .records
-            .list()?
-            .into_iter()
-            .map(|vm| self.refresh(vm))
-            .collect())
+        local::list(self)
     }
 
     async fn start(&self, name: &VmName) -> Result<Vm, ProviderError> {
-        let vm = self.refresh(self.require(name)?);
+        let vm = local::require(self, name)?;
         match vm.state {
             VmState::Running => Ok(vm),
             VmState::Stopped => self.boot(vm, None).await,
-            other => Err(ProviderError::new(
-                ErrorKind::Usage,
-                format!(
-                    "VM '{name}' is {other} and cannot be started; delete it and create it again"
-                ),
-            )),
+            other => Err(local::cannot_start(name, other)),
         }
     }
 
     async fn stop(&self, name: &VmName) -> Result<(), ProviderError> {
-        let mut vm = self.refresh(self.require(name)?);
-        if let Some(pid) = Self::pid(&vm).filter(|_| self.running(&vm)) {
+        let mut vm = local::require(self, name)?;
+        if let Some(pid) = Self::pid(&vm).filter(|_| self.is_running(&vm)) {
             machine::poweroff(pid, &self.rootfs_arg(name)).await;
         }
         self.machine(name).unmount()?;
@@ -287,16 +247,10 @@ impl VmProvider for NspawnProvider {
     }
 
     async fn find_by_request(&self, request_id: &str) -> Result<Option<Vm>, ProviderError> {
-        Ok(self
-            .records
-            .find_by_request(request_id)?
-            .map(|vm| self.refresh(vm)))
+        local::find_by_request(self, request_id)
     }
 
     async fn delete(&self, name: &VmName) -> Result<DeleteReport, ProviderError> {
-        let vm = self.require(name)?;
-        Ok(DeleteReport {
-            removed: self.tear_down(&vm).await,
-        })
+        local::delete(self, name).await
     }
 }

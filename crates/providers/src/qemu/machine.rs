@@ -10,9 +10,9 @@ use super::accel::{Accel, QEMU};
 use super::host::Resources;
 use super::qmp;
 use crate::image::qemu::QemuImage;
+use crate::process::{self, alive, signal};
 use azlin_core::{ErrorKind, ProviderError};
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -290,34 +290,9 @@ pub fn is_qemu(pid: u32, dir: &VmDir) -> bool {
         && args.any(|a| String::from_utf8_lossy(a).contains(&disk))
 }
 
-/// Whether `pid` exists and is not a zombie.
-fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            s.rsplit_once(')')
-                .map(|(_, rest)| !rest.trim_start().starts_with('Z'))
-        })
-        .unwrap_or(false)
-}
-
-fn signal(pid: u32, sig: Signal) {
-    if let Ok(pid) = i32::try_from(pid) {
-        // The process may already be gone; that is what we want anyway.
-        let _ = kill(Pid::from_raw(pid), sig);
-    }
-}
-
 /// Waits up to `timeout` for the VM process to end; whether it did.
 async fn wait_gone(pid: u32, dir: &VmDir, timeout: Duration) -> bool {
-    let deadline = Instant::now() + timeout;
-    while is_qemu(pid, dir) {
-        if Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(POLL).await;
-    }
-    true
+    process::wait_gone(timeout, POLL, || is_qemu(pid, dir)).await
 }
 
 /// Kills the VM at once (SIGKILL: a VM being deleted needs no orderly end).

@@ -22,6 +22,7 @@ mod qmp;
 
 use crate::image::ImageStore;
 use crate::image::qemu::QemuImage;
+use crate::local::{self, LocalVms};
 use crate::record::RecordStore;
 use accel::QEMU;
 use async_trait::async_trait;
@@ -106,26 +107,6 @@ impl QemuProvider {
     /// The VM's process, if it runs.
     fn running_pid(&self, vm: &Vm) -> Option<u32> {
         Self::pid(vm).filter(|pid| machine::is_qemu(*pid, &self.dir(&vm.name)))
-    }
-
-    /// The record with its state checked against the host.
-    fn refresh(&self, mut vm: Vm) -> Vm {
-        if matches!(vm.state, VmState::Running | VmState::Creating)
-            && self.running_pid(&vm).is_none()
-        {
-            vm.state = if vm.state == VmState::Creating {
-                VmState::Failed
-            } else {
-                VmState::Stopped
-            };
-        }
-        vm
-    }
-
-    fn require(&self, name: &VmName) -> Result<Vm, ProviderError> {
-        self.records
-            .load(name)?
-            .ok_or_else(|| ProviderError::not_found(name))
     }
 
     /// The image a VM was made from (its overlay is backed by that image's disk).
@@ -237,9 +218,18 @@ impl QemuProvider {
         disk::create_seed(&dir.seed(), &dir.seed_staging(), &meta, &request.user_data).await?;
         self.boot(vm).await
     }
+}
 
-    /// Removes everything a VM has on the host — its process (and with it the forwarded port)
-    /// and its folder — as far as it exists, returning what was removed.
+impl LocalVms for QemuProvider {
+    fn records(&self) -> &RecordStore {
+        &self.records
+    }
+
+    fn is_running(&self, vm: &Vm) -> bool {
+        self.running_pid(vm).is_some()
+    }
+
+    /// Removes the VM's process (and with it the forwarded port) and its folder.
     async fn tear_down(&self, vm: &Vm) -> Vec<String> {
         let mut removed = Vec::new();
         let dir = self.dir(&vm.name);
@@ -338,13 +328,8 @@ impl VmProvider for QemuProvider {
     }
 
     async fn create(&self, request: &CreateRequest) -> Result<Vm, ProviderError> {
-        if let Some(vm) = self.find_by_request(&request.request_id).await? {
-            let vm = self.refresh(vm);
-            if vm.state == VmState::Running {
-                return Ok(vm);
-            }
-            // A create that died half-way: clear its remains and make the VM once more.
-            self.tear_down(&vm).await;
+        if let Some(vm) = local::created_before(self, &request.request_id).await? {
+            return Ok(vm);
         }
         let spec = &request.spec;
         let mut image = self.images.locate_qemu(spec.image).ok_or_else(|| {
@@ -383,37 +368,19 @@ impl VmProvider for QemuProvider {
             request_id: request.request_id.clone(),
             details,
         };
-        let booted = match self.records.save(&vm) {
-            Ok(()) => self.provision(vm.clone(), &image, request).await,
-            Err(e) => Err(e),
-        };
-        match booted {
-            Ok(vm) => Ok(vm),
-            Err(e) => {
-                // The record on disk knows the pid and port if QEMU was started.
-                let latest = self.records.load(&vm.name).ok().flatten().unwrap_or(vm);
-                let mut removed = e.cleaned_up.clone();
-                removed.extend(self.tear_down(&latest).await);
-                Err(e.with_cleanup(removed))
-            }
-        }
+        local::provision_or_tear_down(self, vm, |vm| self.provision(vm, &image, request)).await
     }
 
     async fn get(&self, name: &VmName) -> Result<Option<Vm>, ProviderError> {
-        Ok(self.records.load(name)?.map(|vm| self.refresh(vm)))
+        local::get(self, name)
     }
 
     async fn list(&self) -> Result<Vec<Vm>, ProviderError> {
-        Ok(self
-            .records
-            .list()?
-            .into_iter()
-            .map(|vm| self.refresh(vm))
-            .collect())
+        local::list(self)
     }
 
     async fn start(&self, name: &VmName) -> Result<Vm, ProviderError> {
-        let vm = self.refresh(self.require(name)?);
+        let vm = local::require(self, name)?;
         match vm.state {
             VmState::Running => Ok(vm),
             VmState::Stopped => match self.boot(vm).await {
@@ -431,17 +398,12 @@ impl VmProvider for QemuProvider {
                     Err(e)
                 }
             },
-            other => Err(ProviderError::new(
-                ErrorKind::Usage,
-                format!(
-                    "VM '{name}' is {other} and cannot be started; delete it and create it again"
-                ),
-            )),
+            other => Err(local::cannot_start(name, other)),
         }
     }
 
     async fn stop(&self, name: &VmName) -> Result<(), ProviderError> {
-        let mut vm = self.refresh(self.require(name)?);
+        let mut vm = local::require(self, name)?;
         if let Some(pid) = self.running_pid(&vm) {
             let how = machine::powerdown(pid, &self.dir(name), machine::POWEROFF_TIMEOUT).await;
             tracing::info!("VM '{name}': {how}");
@@ -452,17 +414,11 @@ impl VmProvider for QemuProvider {
     }
 
     async fn find_by_request(&self, request_id: &str) -> Result<Option<Vm>, ProviderError> {
-        Ok(self
-            .records
-            .find_by_request(request_id)?
-            .map(|vm| self.refresh(vm)))
+        local::find_by_request(self, request_id)
     }
 
     async fn delete(&self, name: &VmName) -> Result<DeleteReport, ProviderError> {
-        let vm = self.require(name)?;
-        Ok(DeleteReport {
-            removed: self.tear_down(&vm).await,
-        })
+        local::delete(self, name).await
     }
 }
 

@@ -311,6 +311,33 @@ impl Builder<'_> {
         result.map_err(|e| self.error(path, format!("invalid expression: {e}")))
     }
 
+    /// The text `t`, checked at `path` to parse as a template (or, with `condition`, as a
+    /// condition).
+    fn checked_text(
+        &self,
+        path: &[Seg<'_>],
+        t: Option<Text>,
+        condition: bool,
+    ) -> Result<Option<String>, WorkflowError> {
+        let t = text(t);
+        self.check_expr(path, t.as_deref(), condition)?;
+        Ok(t)
+    }
+
+    /// Checks that each value of the map at `path` (its `pairs`) parses as a template.
+    fn check_map<'a>(
+        &self,
+        path: &[Seg<'a>],
+        pairs: &'a [(String, String)],
+    ) -> Result<(), WorkflowError> {
+        for (k, v) in pairs {
+            let mut p = path.to_vec();
+            p.push(Seg::Key(k));
+            self.check_expr(&p, Some(v), false)?;
+        }
+        Ok(())
+    }
+
     fn build(&self, raw: RawWorkflow) -> Result<Workflow, WorkflowError> {
         let RawWorkflow {
             name,
@@ -326,9 +353,7 @@ impl Builder<'_> {
             return Err(self.error(&[Seg::Key("jobs")], "expected at least one job"));
         }
         let env = pairs(env);
-        for (k, v) in &env {
-            self.check_expr(&[Seg::Key("env"), Seg::Key(k)], Some(v), false)?;
-        }
+        self.check_map(&[Seg::Key("env")], &env)?;
         let mut jobs = Vec::new();
         for (id, raw_job) in raw_jobs {
             jobs.push(self.job(id, raw_job)?);
@@ -399,48 +424,19 @@ impl Builder<'_> {
                 "missing `steps` (expected a list of steps)",
             ));
         }
-        let name = text(name);
-        self.check_expr(&at("name"), name.as_deref(), false)?;
-        let condition = text(condition);
-        self.check_expr(&at("if"), condition.as_deref(), true)?;
+        let name = self.checked_text(&at("name"), name, false)?;
+        let condition = self.checked_text(&at("if"), condition, true)?;
         let runs_on = runs_on.map(|r| r.0).unwrap_or_default();
         for label in &runs_on {
             self.check_expr(&at("runs-on"), Some(label), false)?;
         }
         let env = pairs(env);
-        for (k, v) in &env {
-            self.check_expr(
-                &[
-                    Seg::Key("jobs"),
-                    Seg::Key(&id),
-                    Seg::Key("env"),
-                    Seg::Key(k),
-                ],
-                Some(v),
-                false,
-            )?;
-        }
+        self.check_map(&at("env"), &env)?;
         let outputs = pairs(outputs);
-        for (k, v) in &outputs {
-            self.check_expr(
-                &[
-                    Seg::Key("jobs"),
-                    Seg::Key(&id),
-                    Seg::Key("outputs"),
-                    Seg::Key(k),
-                ],
-                Some(v),
-                false,
-            )?;
-        }
-        let timeout_minutes = text(timeout_minutes);
-        self.check_expr(&at("timeout-minutes"), timeout_minutes.as_deref(), false)?;
-        let continue_on_error = text(continue_on_error);
-        self.check_expr(
-            &at("continue-on-error"),
-            continue_on_error.as_deref(),
-            false,
-        )?;
+        self.check_map(&at("outputs"), &outputs)?;
+        let timeout_minutes = self.checked_text(&at("timeout-minutes"), timeout_minutes, false)?;
+        let continue_on_error =
+            self.checked_text(&at("continue-on-error"), continue_on_error, false)?;
         let strategy = match strategy {
             None => None,
             Some(s) => {
@@ -538,11 +534,7 @@ impl Builder<'_> {
             }
             (None, Some(action)) => {
                 let with = pairs(with);
-                for (k, v) in &with {
-                    let mut p = at("with");
-                    p.push(Seg::Key(k));
-                    self.check_expr(&p, Some(v), false)?;
-                }
+                self.check_map(&at("with"), &with)?;
                 StepAction::Uses { action, with }
             }
             (Some(_), Some(_)) => {
@@ -563,30 +555,15 @@ impl Builder<'_> {
                 "a step id must start with a letter or '_' and contain only letters, digits, '-' and '_'",
             ));
         }
-        let name = text(name);
-        self.check_expr(&at("name"), name.as_deref(), false)?;
-        let condition = text(condition);
-        self.check_expr(&at("if"), condition.as_deref(), true)?;
+        let name = self.checked_text(&at("name"), name, false)?;
+        let condition = self.checked_text(&at("if"), condition, true)?;
         let env = pairs(env);
-        for (k, v) in &env {
-            let mut p = at("env");
-            p.push(Seg::Key(k));
-            self.check_expr(&p, Some(v), false)?;
-        }
-        let working_directory = text(working_directory);
-        self.check_expr(
-            &at("working-directory"),
-            working_directory.as_deref(),
-            false,
-        )?;
-        let continue_on_error = text(continue_on_error);
-        self.check_expr(
-            &at("continue-on-error"),
-            continue_on_error.as_deref(),
-            false,
-        )?;
-        let timeout_minutes = text(timeout_minutes);
-        self.check_expr(&at("timeout-minutes"), timeout_minutes.as_deref(), false)?;
+        self.check_map(&at("env"), &env)?;
+        let working_directory =
+            self.checked_text(&at("working-directory"), working_directory, false)?;
+        let continue_on_error =
+            self.checked_text(&at("continue-on-error"), continue_on_error, false)?;
+        let timeout_minutes = self.checked_text(&at("timeout-minutes"), timeout_minutes, false)?;
         Ok(Step {
             index,
             id,
