@@ -14,9 +14,10 @@
 //!   redelivered request that has ended is acknowledged without being redone.
 //! - Progress events are pipelined: `publish` sends them and returns, and the server's
 //!   confirmations are collected before the next terminal event, which is published only when
-//!   every earlier event is stored (one the server did not confirm is sent again, with its
-//!   message id, so it is stored once). A launch thus costs one round trip to the server, not
-//!   one per stage.
+//!   every earlier event of the same request is stored (one the server did not confirm is sent
+//!   again, with its message id, so it is stored once). A launch thus costs one round trip to
+//!   the server, not one per stage, and launches in flight never wait for each other's
+//!   confirmations.
 //!
 //! Names and settings of all of these are in [`topology`].
 
@@ -36,6 +37,7 @@ use async_trait::async_trait;
 use azlin_core::event::{Event, Request};
 use bytes::Bytes;
 use pull::{Pulled, Puller};
+use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use topology::{
@@ -45,7 +47,8 @@ use topology::{
 
 /// How many events a slow follower may fall behind before the reader waits for it.
 const FOLLOWER_BUFFER: usize = 4096;
-/// How many progress events may await the server's confirmation before `publish` waits.
+/// How many progress events of one request may await the server's confirmation before
+/// `publish` waits.
 const MAX_UNCONFIRMED: usize = 512;
 
 /// A progress event sent and not yet confirmed by the server.
@@ -64,7 +67,8 @@ pub struct NatsBus {
     ended: kv::Store,
     settings: NatsSettings,
     puller: tokio::sync::Mutex<Option<Puller>>,
-    unconfirmed: tokio::sync::Mutex<std::collections::VecDeque<Unconfirmed>>,
+    /// Progress events sent and not yet confirmed, per request id.
+    unconfirmed: std::sync::Mutex<HashMap<String, VecDeque<Unconfirmed>>>,
 }
 
 impl std::fmt::Debug for NatsBus {
@@ -137,7 +141,7 @@ impl NatsBus {
             ended,
             settings,
             puller: tokio::sync::Mutex::new(None),
-            unconfirmed: tokio::sync::Mutex::new(std::collections::VecDeque::new()),
+            unconfirmed: std::sync::Mutex::new(HashMap::new()),
         })
     }
 
@@ -222,15 +226,16 @@ impl NatsBus {
     /// doc); falls back to a confirmed publish when it cannot even be sent.
     async fn send_unconfirmed(
         &self,
+        request_id: &str,
         subject: &str,
         payload: Bytes,
         msg_id: String,
         headers: HeaderMap,
     ) -> Result<(), BusError> {
-        let mut queue = self.unconfirmed.lock().await;
-        if queue.len() >= MAX_UNCONFIRMED {
-            let earlier = std::mem::take(&mut *queue);
-            self.confirm(earlier).await?;
+        // One task publishes a request's events at a time, so its queue needs no lock between
+        // these steps; the lock guards the map only.
+        if self.pending(request_id) >= MAX_UNCONFIRMED {
+            self.flush_request(request_id).await?;
         }
         let publish = PublishMessage::build()
             .payload(payload.clone())
@@ -238,19 +243,21 @@ impl NatsBus {
             .message_id(&msg_id);
         match self.js.send_publish(subject.to_string(), publish).await {
             Ok(ack) => {
-                queue.push_back(Unconfirmed {
-                    subject: subject.to_string(),
-                    payload,
-                    msg_id,
-                    headers,
-                    ack,
-                });
+                self.queues()
+                    .entry(request_id.to_string())
+                    .or_default()
+                    .push_back(Unconfirmed {
+                        subject: subject.to_string(),
+                        payload,
+                        msg_id,
+                        headers,
+                        ack,
+                    });
                 Ok(())
             }
             Err(e) => {
                 tracing::debug!(%subject, "could not send; publishing with confirmation: {e}");
-                let earlier = std::mem::take(&mut *queue);
-                self.confirm(earlier).await?;
+                self.flush_request(request_id).await?;
                 self.store(subject, payload, &msg_id, headers)
                     .await
                     .map(drop)
@@ -258,10 +265,22 @@ impl NatsBus {
         }
     }
 
+    /// The unconfirmed events by request. A panic elsewhere cannot leave the map half-updated
+    /// (each critical section is one map operation), so a poisoned lock is used as is.
+    fn queues(&self) -> std::sync::MutexGuard<'_, HashMap<String, VecDeque<Unconfirmed>>> {
+        self.unconfirmed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn pending(&self, request_id: &str) -> usize {
+        self.queues().get(request_id).map_or(0, VecDeque::len)
+    }
+
     /// Waits for the confirmations of `sent` (all at once: after an outage each may take the
     /// full ack timeout); what the server did not confirm is published again, in order, with
     /// its message id (stored once).
-    async fn confirm(&self, sent: std::collections::VecDeque<Unconfirmed>) -> Result<(), BusError> {
+    async fn confirm(&self, sent: VecDeque<Unconfirmed>) -> Result<(), BusError> {
         let (events, acks): (Vec<_>, Vec<_>) = sent
             .into_iter()
             .map(|u| {
@@ -281,12 +300,19 @@ impl NatsBus {
         Ok(())
     }
 
-    /// Waits until every event published so far is stored. Holds the queue meanwhile, so that a
-    /// terminal event also waits for confirmations another task is collecting.
-    pub async fn flush_events(&self) -> Result<(), BusError> {
-        let mut queue = self.unconfirmed.lock().await;
-        let sent = std::mem::take(&mut *queue);
+    /// Waits until every event of `request_id` published so far is stored.
+    async fn flush_request(&self, request_id: &str) -> Result<(), BusError> {
+        let sent = self.queues().remove(request_id).unwrap_or_default();
         self.confirm(sent).await
+    }
+
+    /// Waits until every event published so far, of every request, is stored.
+    pub async fn flush_events(&self) -> Result<(), BusError> {
+        let all: Vec<_> = self.queues().drain().map(|(_, queue)| queue).collect();
+        for sent in all {
+            self.confirm(sent).await?;
+        }
+        Ok(())
     }
 
     /// Whether `request_id` has had its terminal event.
@@ -522,11 +548,17 @@ impl Bus for NatsBus {
         headers.insert(REQUEST_ID_HEADER, request_id);
         if !terminal {
             return self
-                .send_unconfirmed(event.subject(), event.encode().into(), msg_id, headers)
+                .send_unconfirmed(
+                    request_id,
+                    event.subject(),
+                    event.encode().into(),
+                    msg_id,
+                    headers,
+                )
                 .await;
         }
-        // Everything before the end is stored before the end is.
-        self.flush_events().await?;
+        // Everything of this request before its end is stored before the end is.
+        self.flush_request(request_id).await?;
         let ack = self
             .store(event.subject(), event.encode().into(), &msg_id, headers)
             .await?;
