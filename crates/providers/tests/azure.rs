@@ -6,12 +6,16 @@
 //! token is ever logged.
 
 use azlin_core::{
-    CreateRequest, ErrorKind, ImageProfile, ProviderKind, VmName, VmProvider, VmSpec, VmState,
+    CreateRequest, ErrorKind, ImageProfile, ProviderError, ProviderKind, VmName, VmProvider,
+    VmSpec, VmState,
 };
 use azlin_providers::azure::{AzureProvider, AzureSettings};
-use azlin_testkit::{ArmDouble, AzAccount, Fault, RecordedRequest, StubAz};
+use azlin_testkit::arm_double::checks::{
+    assert_nic_wiring, assert_only_existence_checks_failed, assert_tags_on_vm_resources, put_body,
+    the_request,
+};
+use azlin_testkit::{ArmDouble, AzAccount, Fault, StubAz};
 use base64::Engine;
-use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -52,12 +56,6 @@ fn log_text() -> String {
     String::from_utf8_lossy(&logs().0.lock().expect("log buffer")).into_owned()
 }
 
-struct Env {
-    double: ArmDouble,
-    az: StubAz,
-    provider: AzureProvider,
-}
-
 fn settings_for(double: &ArmDouble, az: &StubAz) -> AzureSettings {
     AzureSettings {
         endpoint: double.endpoint().to_string(),
@@ -66,27 +64,43 @@ fn settings_for(double: &ArmDouble, az: &StubAz) -> AzureSettings {
     }
 }
 
+/// A fresh ARM double, and the provider pointed at it with a logged-in stub `az` first on its
+/// `PATH`. The stub lives in a temporary folder removed when it drops: bind it for the whole test
+/// (`_az`, not `_`).
+type Env = (ArmDouble, AzureProvider, StubAz);
+
 async fn env() -> Env {
     env_with(|_| {}, |_| {}).await
+}
+
+/// [`env`] with the account `az` reports changed by `account`.
+async fn env_with_account(account: impl FnOnce(&mut AzAccount)) -> Env {
+    env_with(account, |_| {}).await
+}
+
+/// [`env`] with the provider's settings changed by `settings`.
+async fn env_with_settings(settings: impl FnOnce(&mut AzureSettings)) -> Env {
+    env_with(|_| {}, settings).await
 }
 
 async fn env_with(
     account: impl FnOnce(&mut AzAccount),
     settings: impl FnOnce(&mut AzureSettings),
 ) -> Env {
-    logs();
-    let double = ArmDouble::start().await.expect("ARM double starts");
+    let double = start_double().await;
     let mut acct = AzAccount::for_double(&double);
     account(&mut acct);
     let az = StubAz::logged_in(&acct).expect("stub az written");
     let mut s = settings_for(&double, &az);
     settings(&mut s);
     let provider = AzureProvider::new(s).expect("valid settings");
-    Env {
-        double,
-        az,
-        provider,
-    }
+    (double, provider, az)
+}
+
+/// A fresh ARM double, with the log capture installed.
+async fn start_double() -> ArmDouble {
+    logs();
+    ArmDouble::start().await.expect("ARM double starts")
 }
 
 const ADMIN_KEY: &str =
@@ -121,29 +135,35 @@ fn name(n: &str) -> VmName {
     VmName::parse(n).expect("valid VM name")
 }
 
-/// The one request matching `method` whose path ends with `suffix`.
-fn the<'a>(requests: &'a [RecordedRequest], method: &str, suffix: &str) -> &'a RecordedRequest {
-    let found: Vec<_> = requests
-        .iter()
-        .filter(|r| r.method == method && r.path_ends_with(suffix))
-        .collect();
-    assert_eq!(found.len(), 1, "{method} …{suffix}: {found:#?}");
-    found[0]
+/// Asserts the double holds no resource (resource groups aside): none azlin made, no disk
+/// Azure made for azlin's VMs, nor anything else.
+fn assert_no_resources(double: &ArmDouble) {
+    assert_eq!(double.azlin_resources(), Vec::<String>::new());
+    assert!(double.resources().is_empty(), "{:#?}", double.resources());
 }
 
-fn body(r: &RecordedRequest) -> &Value {
-    r.body.as_ref().expect("a JSON body")
+/// Asserts `err` is of `kind` and its message names every one of `mentions`.
+fn assert_fails(err: &ProviderError, kind: ErrorKind, mentions: &[&str]) {
+    assert_eq!(err.kind, kind, "{}", err.message);
+    for mention in mentions {
+        assert!(err.message.contains(mention), "{mention}: {}", err.message);
+    }
 }
 
-fn azlin_resources(double: &ArmDouble) -> Vec<String> {
-    double
-        .resources()
-        .into_iter()
-        .filter(|r| {
-            r.tag("azlin-managed") == Some("true") || r.resource_type == "Microsoft.Compute/disks"
-        })
-        .map(|r| r.id)
-        .collect()
+/// Asserts the cleanup after `err` removed every one of `removed` (as the provider names them).
+fn assert_cleaned_up(err: &ProviderError, removed: &[&str]) {
+    for made in removed {
+        assert!(
+            err.cleaned_up.iter().any(|c| c == made),
+            "{made} in {:?}",
+            err.cleaned_up
+        );
+    }
+}
+
+/// How many times `az` was run with arguments starting with `command`.
+fn az_calls(az: &StubAz, command: &str) -> usize {
+    az.calls().iter().filter(|c| c.starts_with(command)).count()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -151,11 +171,7 @@ fn azlin_resources(double: &ArmDouble) -> Vec<String> {
 
 #[tokio::test]
 async fn create_get_list_stop_start_delete_against_the_arm_double() {
-    let Env {
-        double,
-        az,
-        provider,
-    } = env().await;
+    let (double, provider, az) = env().await;
     let who = provider.authenticate().await.unwrap();
     assert!(who.contains(double.subscription_id()), "{who}");
     assert!(who.contains("developer@contoso.example"), "{who}");
@@ -197,18 +213,14 @@ async fn create_get_list_stop_start_delete_against_the_arm_double() {
             "2024-07-01"
         };
         assert_eq!(version, Some(want), "{r:?}");
-        // Only existence checks (GET → 404) may fail.
-        assert!(
-            r.status < 400 || (r.method == "GET" && r.status == 404),
-            "{r:?}"
-        );
     }
+    assert_only_existence_checks_failed(&requests);
 
-    let group = the(&requests, "PUT", "/resourceGroups/azlin-test");
-    assert_eq!(body(group)["location"], "westus2");
-    assert_eq!(body(group)["tags"]["azlin-managed"], "true");
+    let group = put_body(&requests, "/resourceGroups/azlin-test");
+    assert_eq!(group["location"], "westus2");
+    assert_eq!(group["tags"]["azlin-managed"], "true");
 
-    let nsg = body(the(&requests, "PUT", "/networkSecurityGroups/dev1-nsg"));
+    let nsg = put_body(&requests, "/networkSecurityGroups/dev1-nsg");
     assert_eq!(nsg["location"], "westus2");
     let rule = &nsg["properties"]["securityRules"][0]["properties"];
     assert_eq!(rule["destinationPortRange"], "22");
@@ -217,35 +229,16 @@ async fn create_get_list_stop_start_delete_against_the_arm_double() {
     assert_eq!(rule["direction"], "Inbound");
     assert_eq!(rule["sourceAddressPrefix"], "*");
 
-    let ip = body(the(&requests, "PUT", "/publicIPAddresses/dev1-ip"));
+    let ip = put_body(&requests, "/publicIPAddresses/dev1-ip");
     assert_eq!(ip["sku"]["name"], "Standard");
     assert_eq!(ip["properties"]["publicIPAllocationMethod"], "Static");
 
-    let vnet = body(the(&requests, "PUT", "/virtualNetworks/azlin-vnet-westus2"));
+    let vnet = put_body(&requests, "/virtualNetworks/azlin-vnet-westus2");
     assert!(vnet["properties"]["subnets"][0]["properties"]["addressPrefix"].is_string());
 
-    let nic = body(the(&requests, "PUT", "/networkInterfaces/dev1-nic"));
-    let ipconfig = &nic["properties"]["ipConfigurations"][0]["properties"];
-    assert!(
-        ipconfig["subnet"]["id"]
-            .as_str()
-            .unwrap()
-            .ends_with("/virtualNetworks/azlin-vnet-westus2/subnets/azlin-subnet")
-    );
-    assert!(
-        ipconfig["publicIPAddress"]["id"]
-            .as_str()
-            .unwrap()
-            .ends_with("/publicIPAddresses/dev1-ip")
-    );
-    assert!(
-        nic["properties"]["networkSecurityGroup"]["id"]
-            .as_str()
-            .unwrap()
-            .ends_with("/networkSecurityGroups/dev1-nsg")
-    );
+    assert_nic_wiring(&requests, "dev1", "westus2");
 
-    let put_vm = body(the(&requests, "PUT", "/virtualMachines/dev1"));
+    let put_vm = put_body(&requests, "/virtualMachines/dev1");
     assert_eq!(put_vm["location"], "westus2");
     let p = &put_vm["properties"];
     assert_eq!(p["hardwareProfile"]["vmSize"], "Standard_B2s");
@@ -288,18 +281,16 @@ async fn create_get_list_stop_start_delete_against_the_arm_double() {
     );
 
     // Tags on every per-VM resource: azlin's and the spec's.
-    for suffix in [
-        "/networkSecurityGroups/dev1-nsg",
-        "/publicIPAddresses/dev1-ip",
-        "/networkInterfaces/dev1-nic",
-        "/virtualMachines/dev1",
-    ] {
-        let tags = &body(the(&requests, "PUT", suffix))["tags"];
-        assert_eq!(tags["azlin-managed"], "true", "{suffix}");
-        assert_eq!(tags["azlin-vm"], "dev1", "{suffix}");
-        assert_eq!(tags["azlin-request"], "req-1", "{suffix}");
-        assert_eq!(tags["team"], "platform", "{suffix}");
-    }
+    assert_tags_on_vm_resources(
+        &requests,
+        "dev1",
+        &[
+            ("azlin-managed", "true"),
+            ("azlin-vm", "dev1"),
+            ("azlin-request", "req-1"),
+            ("team", "platform"),
+        ],
+    );
     assert_eq!(put_vm["tags"]["azlin-ip"], vm.address.as_str());
     assert_eq!(
         put_vm["tags"]["azlin-host-key"],
@@ -361,7 +352,7 @@ async fn create_get_list_stop_start_delete_against_the_arm_double() {
     provider.stop(&name("dev1")).await.unwrap();
     let requests = double.requests();
     assert_eq!(
-        the(&requests, "POST", "/virtualMachines/dev1/deallocate").status,
+        the_request(&requests, "POST", "/virtualMachines/dev1/deallocate").status,
         202
     );
     assert!(
@@ -414,16 +405,8 @@ async fn create_get_list_stop_start_delete_against_the_arm_double() {
             "azlin-test"
         ]
     );
-    assert!(
-        double
-            .requests()
-            .iter()
-            .all(|r| r.status < 400 || (r.method == "GET" && r.status == 404)),
-        "{:#?}",
-        double.requests()
-    );
-    assert_eq!(azlin_resources(&double), Vec::<String>::new());
-    assert!(double.resources().is_empty(), "{:#?}", double.resources());
+    assert_only_existence_checks_failed(&double.requests());
+    assert_no_resources(&double);
     assert!(double.resource_groups().is_empty());
 
     assert!(provider.get(&name("dev1")).await.unwrap().is_none());
@@ -437,32 +420,18 @@ async fn create_get_list_stop_start_delete_against_the_arm_double() {
     );
 
     // az was asked for the account once and for a token once (it lives an hour).
-    let calls = az.calls();
+    assert_eq!(az_calls(&az, "account show"), 1, "{:?}", az.calls());
     assert_eq!(
-        calls
-            .iter()
-            .filter(|c| c.starts_with("account show"))
-            .count(),
+        az_calls(&az, "account get-access-token"),
         1,
-        "{calls:?}"
-    );
-    assert_eq!(
-        calls
-            .iter()
-            .filter(|c| c.starts_with("account get-access-token"))
-            .count(),
-        1,
-        "{calls:?}"
+        "{:?}",
+        az.calls()
     );
 }
 
 #[tokio::test]
 async fn a_group_the_user_made_and_other_vms_are_kept() {
-    let Env {
-        double,
-        provider,
-        az: _az,
-    } = env().await;
+    let (double, provider, _az) = env().await;
     double.add_resource_group(
         "team-rg",
         "westus2",
@@ -507,16 +476,12 @@ async fn a_group_the_user_made_and_other_vms_are_kept() {
         report.removed
     );
     assert_eq!(double.resource_groups(), vec!["team-rg".to_string()]);
-    assert!(double.resources().is_empty());
+    assert_no_resources(&double);
 }
 
 #[tokio::test]
 async fn the_same_request_twice_makes_one_vm_and_a_taken_name_is_refused() {
-    let Env {
-        double,
-        provider,
-        az: _az,
-    } = env().await;
+    let (double, provider, _az) = env().await;
     let first = provider.create(&request("once", "r-1")).await.unwrap();
     double.clear_requests();
     let again = provider.create(&request("once", "r-1")).await.unwrap();
@@ -529,8 +494,7 @@ async fn the_same_request_twice_makes_one_vm_and_a_taken_name_is_refused() {
     );
 
     let err = provider.create(&request("once", "r-2")).await.unwrap_err();
-    assert_eq!(err.kind, ErrorKind::Conflict);
-    assert!(err.message.contains("once"), "{}", err.message);
+    assert_fails(&err, ErrorKind::Conflict, &["once"]);
     assert!(err.cleaned_up.is_empty());
     assert_eq!(
         double
@@ -547,7 +511,7 @@ async fn the_same_request_twice_makes_one_vm_and_a_taken_name_is_refused() {
         .create(&request("foreign", "r-3"))
         .await
         .unwrap_err();
-    assert_eq!(err.kind, ErrorKind::Conflict, "{}", err.message);
+    assert_fails(&err, ErrorKind::Conflict, &[]);
     assert!(
         !double
             .requests()
@@ -568,29 +532,22 @@ async fn the_same_request_twice_makes_one_vm_and_a_taken_name_is_refused() {
 
 #[tokio::test]
 async fn the_ssh_source_prefix_and_image_come_from_the_settings() {
-    let Env {
-        double,
-        provider,
-        az: _az,
-    } = env_with(
-        |_| {},
-        |s| {
-            s.ssh_source_prefix = Some("198.51.100.7/32".into());
-            s.image = azlin_providers::azure::ImageRef::parse_urn(
-                "Canonical:ubuntu-24_04-lts:server-arm64:24.04.202501010",
-            )
-            .unwrap();
-        },
-    )
+    let (double, provider, _az) = env_with_settings(|s| {
+        s.ssh_source_prefix = Some("198.51.100.7/32".into());
+        s.image = azlin_providers::azure::ImageRef::parse_urn(
+            "Canonical:ubuntu-24_04-lts:server-arm64:24.04.202501010",
+        )
+        .unwrap();
+    })
     .await;
     provider.create(&request("pfx", "r")).await.unwrap();
     let requests = double.requests();
-    let nsg = body(the(&requests, "PUT", "/networkSecurityGroups/pfx-nsg"));
+    let nsg = put_body(&requests, "/networkSecurityGroups/pfx-nsg");
     assert_eq!(
         nsg["properties"]["securityRules"][0]["properties"]["sourceAddressPrefix"],
         "198.51.100.7/32"
     );
-    let vm = body(the(&requests, "PUT", "/virtualMachines/pfx"));
+    let vm = put_body(&requests, "/virtualMachines/pfx");
     assert_eq!(
         vm["properties"]["storageProfile"]["imageReference"]["sku"],
         "server-arm64"
@@ -606,11 +563,7 @@ async fn the_ssh_source_prefix_and_image_come_from_the_settings() {
 
 #[tokio::test]
 async fn a_create_failing_at_the_vm_step_removes_what_it_made() {
-    let Env {
-        double,
-        provider,
-        az: _az,
-    } = env().await;
+    let (double, provider, _az) = env().await;
     double.inject(Fault::FailVmCreate {
         code: "OSProvisioningClientError".into(),
         message: "OS provisioning for VM 'broken' failed.".into(),
@@ -619,83 +572,41 @@ async fn a_create_failing_at_the_vm_step_removes_what_it_made() {
         .create(&request("broken", "r-broken"))
         .await
         .unwrap_err();
-    assert_eq!(err.kind, ErrorKind::Provision, "{}", err.message);
+    assert_fails(&err, ErrorKind::Provision, &["OSProvisioningClientError"]);
     assert_eq!(err.kind.exit_code().code(), 4);
-    assert!(
-        err.message.contains("OSProvisioningClientError"),
-        "{}",
-        err.message
+    assert_cleaned_up(
+        &err,
+        &[
+            "network interface broken-nic",
+            "public IP address broken-ip",
+            "network security group broken-nsg",
+            // Azure leaves the failed VM and its disk behind; the cleanup removes them too.
+            "virtual machine broken",
+            "OS disk broken-osdisk",
+        ],
     );
-    for made in [
-        "network interface broken-nic",
-        "public IP address broken-ip",
-        "network security group broken-nsg",
-    ] {
-        assert!(
-            err.cleaned_up.contains(&made.to_string()),
-            "{made} in {:?}",
-            err.cleaned_up
-        );
-    }
-    // Azure leaves the failed VM and its disk behind; the cleanup removes them too.
-    assert!(
-        err.cleaned_up
-            .contains(&"virtual machine broken".to_string()),
-        "{:?}",
-        err.cleaned_up
-    );
-    assert!(
-        err.cleaned_up
-            .contains(&"OS disk broken-osdisk".to_string()),
-        "{:?}",
-        err.cleaned_up
-    );
-    assert_eq!(azlin_resources(&double), Vec::<String>::new());
-    assert!(double.resources().is_empty(), "{:#?}", double.resources());
+    assert_no_resources(&double);
     assert!(provider.list().await.unwrap().is_empty());
 }
 
 #[tokio::test]
 async fn quota_and_sku_refusals_say_what_to_do_and_clean_up() {
-    let Env {
-        double,
-        provider,
-        az: _az,
-    } = env().await;
+    let (double, provider, _az) = env().await;
     double.inject(Fault::quota_exceeded("standardBSFamily", "westus2"));
     let err = provider.create(&request("quota", "r-q")).await.unwrap_err();
-    assert_eq!(err.kind, ErrorKind::Provision);
-    assert!(
-        err.message.contains("quota") && err.message.contains("--region"),
-        "{}",
-        err.message
-    );
-    assert!(
-        err.cleaned_up
-            .contains(&"network interface quota-nic".to_string()),
-        "{:?}",
-        err.cleaned_up
-    );
-    assert!(double.resources().is_empty());
+    assert_fails(&err, ErrorKind::Provision, &["quota", "--region"]);
+    assert_cleaned_up(&err, &["network interface quota-nic"]);
+    assert_no_resources(&double);
 
     double.inject(Fault::sku_not_available("Standard_B2s", "westus2"));
     let err = provider.create(&request("sku", "r-s")).await.unwrap_err();
-    assert_eq!(err.kind, ErrorKind::Provision);
-    assert!(
-        err.message.contains("SkuNotAvailable") && err.message.contains("--size"),
-        "{}",
-        err.message
-    );
-    assert!(double.resources().is_empty());
+    assert_fails(&err, ErrorKind::Provision, &["SkuNotAvailable", "--size"]);
+    assert_no_resources(&double);
 }
 
 #[tokio::test]
 async fn throttling_is_retried_after_the_wait_azure_asks_for() {
-    let Env {
-        double,
-        provider,
-        az: _az,
-    } = env().await;
+    let (double, provider, _az) = env().await;
     provider.authenticate().await.unwrap();
     double.inject(Fault::Throttle {
         requests: 2,
@@ -726,11 +637,7 @@ async fn throttling_is_retried_after_the_wait_azure_asks_for() {
 
 #[tokio::test]
 async fn long_running_operations_wait_as_long_as_azure_asks() {
-    let Env {
-        double,
-        provider,
-        az: _az,
-    } = env().await;
+    let (double, provider, _az) = env().await;
     provider.create(&request("slow", "r")).await.unwrap();
     double.set_operation_retry_after(1);
     double.set_polls_before_done(1);
@@ -754,27 +661,19 @@ async fn long_running_operations_wait_as_long_as_azure_asks() {
 
 #[tokio::test]
 async fn throttling_that_never_ends_gives_up_with_a_transient_error() {
-    let Env {
-        double,
-        provider,
-        az: _az,
-    } = env().await;
+    let (double, provider, _az) = env().await;
     double.inject(Fault::Throttle {
         requests: 100,
         retry_after_secs: 0,
     });
     let err = provider.list().await.unwrap_err();
-    assert_eq!(err.kind, ErrorKind::Transient, "{}", err.message);
+    assert_fails(&err, ErrorKind::Transient, &[]);
     assert_eq!(double.request_count(), 6, "bounded attempts");
 }
 
 #[tokio::test]
 async fn a_refused_token_is_refreshed_once() {
-    let Env {
-        double,
-        az,
-        provider,
-    } = env().await;
+    let (double, provider, az) = env().await;
     double.inject(Fault::ExpireToken { requests: 1 });
     provider.list().await.unwrap();
     assert_eq!(
@@ -785,52 +684,28 @@ async fn a_refused_token_is_refreshed_once() {
             .collect::<Vec<_>>(),
         [401, 200]
     );
-    assert_eq!(
-        az.calls()
-            .iter()
-            .filter(|c| c.starts_with("account get-access-token"))
-            .count(),
-        2
-    );
+    assert_eq!(az_calls(&az, "account get-access-token"), 2);
 
     double.inject(Fault::ExpireToken { requests: 2 });
     let err = provider.list().await.unwrap_err();
-    assert_eq!(err.kind, ErrorKind::Auth, "{}", err.message);
-    assert!(err.message.contains("az login"), "{}", err.message);
+    assert_fails(&err, ErrorKind::Auth, &["az login"]);
 }
 
 #[tokio::test]
 async fn tokens_are_refreshed_before_they_expire() {
     // Tokens that live 60 s are inside the 5-minute refresh margin: every call asks az again.
-    let Env {
-        az,
-        provider,
-        double,
-    } = env_with(|a| a.token_lifetime_secs = 60, |_| {}).await;
+    let (double, provider, az) = env_with_account(|a| a.token_lifetime_secs = 60).await;
     provider.list().await.unwrap();
     provider.list().await.unwrap();
     provider.list().await.unwrap();
     assert_eq!(double.request_count(), 3);
-    assert_eq!(
-        az.calls()
-            .iter()
-            .filter(|c| c.starts_with("account get-access-token"))
-            .count(),
-        3
-    );
-    assert_eq!(
-        az.calls()
-            .iter()
-            .filter(|c| c.starts_with("account show"))
-            .count(),
-        1
-    );
+    assert_eq!(az_calls(&az, "account get-access-token"), 3);
+    assert_eq!(az_calls(&az, "account show"), 1);
 }
 
 #[tokio::test]
 async fn missing_az_is_a_prerequisite_error_and_sends_nothing() {
-    logs();
-    let double = ArmDouble::start().await.unwrap();
+    let double = start_double().await;
     let empty = tempfile::tempdir().unwrap();
     let provider = AzureProvider::new(AzureSettings {
         endpoint: double.endpoint().to_string(),
@@ -840,13 +715,8 @@ async fn missing_az_is_a_prerequisite_error_and_sends_nothing() {
     .unwrap();
     assert_eq!(provider.required_tools()[0].program, "az");
     let err = provider.authenticate().await.unwrap_err();
-    assert_eq!(err.kind, ErrorKind::Prerequisites, "{}", err.message);
+    assert_fails(&err, ErrorKind::Prerequisites, &["install", "az login"]);
     assert_eq!(err.kind.exit_code().code(), 2);
-    assert!(
-        err.message.contains("install") && err.message.contains("az login"),
-        "{}",
-        err.message
-    );
     assert_eq!(
         provider.list().await.unwrap_err().kind,
         ErrorKind::Prerequisites
@@ -864,14 +734,12 @@ async fn missing_az_is_a_prerequisite_error_and_sends_nothing() {
 
 #[tokio::test]
 async fn az_not_logged_in_is_an_auth_error_and_sends_nothing() {
-    logs();
-    let double = ArmDouble::start().await.unwrap();
+    let double = start_double().await;
     let az = StubAz::logged_out().unwrap();
     let provider = AzureProvider::new(settings_for(&double, &az)).unwrap();
     let err = provider.authenticate().await.unwrap_err();
-    assert_eq!(err.kind, ErrorKind::Auth, "{}", err.message);
+    assert_fails(&err, ErrorKind::Auth, &["az login"]);
     assert_eq!(err.kind.exit_code().code(), 3);
-    assert!(err.message.contains("az login"), "{}", err.message);
     assert_eq!(
         provider.create(&request("x", "r")).await.unwrap_err().kind,
         ErrorKind::Auth
@@ -891,33 +759,22 @@ async fn az_not_logged_in_is_an_auth_error_and_sends_nothing() {
 
 #[tokio::test]
 async fn an_unknown_subscription_is_an_auth_error() {
-    let Env {
-        double,
-        provider,
-        az: _az,
-    } = env_with(
-        |_| {},
-        |s| s.subscription = Some("00000000-0000-0000-0000-000000000000".into()),
-    )
+    let (double, provider, _az) = env_with_settings(|s| {
+        s.subscription = Some("00000000-0000-0000-0000-000000000000".into());
+    })
     .await;
     let err = provider.authenticate().await.unwrap_err();
-    assert_eq!(err.kind, ErrorKind::Auth);
-    assert!(err.message.contains("not found"), "{}", err.message);
+    assert_fails(&err, ErrorKind::Auth, &["not found"]);
     assert_eq!(double.request_count(), 0);
 }
 
 #[tokio::test]
 async fn bad_requests_are_refused_before_anything_is_sent() {
-    let Env {
-        double,
-        az,
-        provider,
-    } = env().await;
+    let (double, provider, az) = env().await;
     let mut big = request("big", "r");
     big.user_data = format!("#cloud-config\n#{}", "x".repeat(64 * 1024));
     let err = provider.create(&big).await.unwrap_err();
-    assert_eq!(err.kind, ErrorKind::Usage, "{}", err.message);
-    assert!(err.message.contains("65536"), "{}", err.message);
+    assert_fails(&err, ErrorKind::Usage, &["65536"]);
 
     let mut local = request("loc", "r");
     local.spec.region = "local".into();
@@ -962,11 +819,7 @@ fn azlin_tags(vm: &str, i: usize) -> BTreeMap<String, String> {
 
 #[tokio::test]
 async fn list_of_50_vms_is_one_http_request() {
-    let Env {
-        double,
-        provider,
-        az: _az,
-    } = env().await;
+    let (double, provider, _az) = env().await;
     for i in 0..50 {
         let vm = format!("fleet-{i:02}");
         double.insert_vm(
@@ -1021,11 +874,7 @@ async fn list_of_50_vms_is_one_http_request() {
 #[tokio::test]
 async fn no_token_in_logs_or_debug_output() {
     // Short-lived tokens: az is asked for one before every call, so there are many to leak.
-    let Env {
-        double,
-        provider,
-        az: _az,
-    } = env_with(|a| a.token_lifetime_secs = 30, |_| {}).await;
+    let (double, provider, _az) = env_with_account(|a| a.token_lifetime_secs = 30).await;
     let token = double.token().to_string();
     provider.authenticate().await.unwrap();
     provider

@@ -1,7 +1,8 @@
 //! Test harnesses for azlin: real servers started by tests, and named test doubles for what cannot exist on this machine (Azure ARM, `az`). Every harness cleans up in `Drop`.
 //!
 //! - [`ArmDouble`]: Azure Resource Manager's REST contract on loopback, with a resource table, a
-//!   request log and injectable faults.
+//!   request log and injectable faults; [`arm_double::checks`] holds the checks of what azlin
+//!   sent it that both the provider's tests and the CLI's end-to-end tests make.
 //! - [`StubAz`]: a stub `az` program printing the real JSON shapes of `az account show` and
 //!   `az account get-access-token` (or az's "not logged in" error).
 //! - [`conformance`]: the act conformance corpus and how outcomes are judged against it.

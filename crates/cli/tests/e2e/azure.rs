@@ -11,7 +11,10 @@
 //! background tokio runtime that lives as long as the test.
 
 use crate::support::{Azlin, Run};
-use azlin_testkit::{ArmDouble, AzAccount, Fault, RecordedRequest, StubAz};
+use azlin_testkit::arm_double::checks::{
+    assert_nic_wiring, assert_only_existence_checks_failed, assert_tags_on_vm_resources, put_body,
+};
+use azlin_testkit::{ArmDouble, AzAccount, Fault, StubAz};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -78,6 +81,18 @@ impl AzureEnv {
         self.azlin.run(args)
     }
 
+    /// `azlin new --provider azure --name NAME --no-connect`.
+    fn new_vm(&self, name: &str) -> Run {
+        self.new_vm_with(&[], name)
+    }
+
+    /// [`new_vm`](Self::new_vm) after the global options `global`.
+    fn new_vm_with(&self, global: &[&str], name: &str) -> Run {
+        let mut args = global.to_vec();
+        args.extend(["new", "--provider", "azure", "--name", name, "--no-connect"]);
+        self.run(&args)
+    }
+
     /// `azlin list --provider azure -o json`, as rows.
     fn list(&self) -> Vec<Value> {
         self.run(&["list", "--provider", "azure", "-o", "json"])
@@ -91,16 +106,7 @@ impl AzureEnv {
     /// Resource ids the double holds that azlin made (its tag), and every managed disk (made
     /// by Azure for azlin's VMs), plus the resource groups.
     fn azlin_leftovers(&self) -> Vec<String> {
-        let mut left: Vec<String> = self
-            .double
-            .resources()
-            .into_iter()
-            .filter(|r| {
-                r.tag("azlin-managed") == Some("true")
-                    || r.resource_type == "Microsoft.Compute/disks"
-            })
-            .map(|r| r.id)
-            .collect();
+        let mut left = self.double.azlin_resources();
         left.extend(
             self.double
                 .resource_groups()
@@ -111,18 +117,11 @@ impl AzureEnv {
     }
 }
 
-/// The one request matching `method` whose path ends with `suffix`.
-fn the<'a>(requests: &'a [RecordedRequest], method: &str, suffix: &str) -> &'a RecordedRequest {
-    let found: Vec<_> = requests
-        .iter()
-        .filter(|r| r.method == method && r.path_ends_with(suffix))
-        .collect();
-    assert_eq!(found.len(), 1, "{method} …{suffix}: {found:#?}");
-    found[0]
-}
-
-fn body(r: &RecordedRequest) -> &Value {
-    r.body.as_ref().expect("a JSON body")
+/// Asserts `text` (a run's output) names every one of `mentions`.
+fn assert_mentions(text: &str, mentions: &[&str]) {
+    for mention in mentions {
+        assert!(text.contains(mention), "{mention}: {text}");
+    }
 }
 
 /// Whether `address` is in the double's loopback range (127.100.0.0/24).
@@ -145,32 +144,20 @@ fn tags(n: usize) -> BTreeMap<String, String> {
 #[test]
 fn new_list_delete_an_azure_vm_through_the_binary() {
     let env = AzureEnv::start(AzState::LoggedIn);
-    let new = env
-        .run(&[
-            "new",
-            "--provider",
-            "azure",
-            "--name",
-            "az1",
-            "--no-connect",
-        ])
-        .expect(5);
+    let new = env.new_vm("az1").expect(5);
     assert!(new.stderr.contains("left running"), "{}", new.stderr);
 
     let requests = env.double.requests();
     // Only existence checks (GET → 404) may have failed; every request names an api-version.
     for r in &requests {
         assert!(r.query.contains_key("api-version"), "{r:?}");
-        assert!(
-            r.status < 400 || (r.method == "GET" && r.status == 404),
-            "{r:?}"
-        );
     }
-    let group = body(the(&requests, "PUT", "/resourceGroups/azlin"));
+    assert_only_existence_checks_failed(&requests);
+    let group = put_body(&requests, "/resourceGroups/azlin");
     assert_eq!(group["location"], "westus2");
     assert_eq!(group["tags"]["azlin-managed"], "true");
 
-    let nsg = body(the(&requests, "PUT", "/networkSecurityGroups/az1-nsg"));
+    let nsg = put_body(&requests, "/networkSecurityGroups/az1-nsg");
     let rule = &nsg["properties"]["securityRules"][0]["properties"];
     assert_eq!(
         (
@@ -187,36 +174,17 @@ fn new_list_delete_an_azure_vm_through_the_binary() {
         )
     );
 
-    let ip = body(the(&requests, "PUT", "/publicIPAddresses/az1-ip"));
+    let ip = put_body(&requests, "/publicIPAddresses/az1-ip");
     assert_eq!(ip["sku"]["name"], "Standard");
     assert_eq!(ip["properties"]["publicIPAllocationMethod"], "Static");
 
-    let vnet = body(the(&requests, "PUT", "/virtualNetworks/azlin-vnet-westus2"));
+    let vnet = put_body(&requests, "/virtualNetworks/azlin-vnet-westus2");
     assert!(vnet["properties"]["addressSpace"]["addressPrefixes"][0].is_string());
     assert!(vnet["properties"]["subnets"][0]["properties"]["addressPrefix"].is_string());
 
-    let nic = body(the(&requests, "PUT", "/networkInterfaces/az1-nic"));
-    let ipconfig = &nic["properties"]["ipConfigurations"][0]["properties"];
-    assert!(
-        ipconfig["subnet"]["id"]
-            .as_str()
-            .unwrap()
-            .ends_with("/virtualNetworks/azlin-vnet-westus2/subnets/azlin-subnet")
-    );
-    assert!(
-        ipconfig["publicIPAddress"]["id"]
-            .as_str()
-            .unwrap()
-            .ends_with("/publicIPAddresses/az1-ip")
-    );
-    assert!(
-        nic["properties"]["networkSecurityGroup"]["id"]
-            .as_str()
-            .unwrap()
-            .ends_with("/networkSecurityGroups/az1-nsg")
-    );
+    assert_nic_wiring(&requests, "az1", "westus2");
 
-    let vm = body(the(&requests, "PUT", "/virtualMachines/az1"));
+    let vm = put_body(&requests, "/virtualMachines/az1");
     let p = &vm["properties"];
     assert_eq!(vm["location"], "westus2");
     assert_eq!(p["hardwareProfile"]["vmSize"], "Standard_B2s");
@@ -255,17 +223,15 @@ fn new_list_delete_an_azure_vm_through_the_binary() {
     );
     let request_id = vm["tags"]["azlin-request"].as_str().unwrap();
     assert!(!request_id.is_empty());
-    for suffix in [
-        "/networkSecurityGroups/az1-nsg",
-        "/publicIPAddresses/az1-ip",
-        "/networkInterfaces/az1-nic",
-        "/virtualMachines/az1",
-    ] {
-        let tags = &body(the(&requests, "PUT", suffix))["tags"];
-        assert_eq!(tags["azlin-managed"], "true", "{suffix}");
-        assert_eq!(tags["azlin-vm"], "az1", "{suffix}");
-        assert_eq!(tags["azlin-request"], request_id, "{suffix}");
-    }
+    assert_tags_on_vm_resources(
+        &requests,
+        "az1",
+        &[
+            ("azlin-managed", "true"),
+            ("azlin-vm", "az1"),
+            ("azlin-request", request_id),
+        ],
+    );
     // The address Azure gave is a documentation one, and it is what azlin waited on.
     let address = vm["tags"]["azlin-ip"].as_str().unwrap();
     assert!(in_double_range(address), "{address}");
@@ -300,21 +266,10 @@ fn a_failed_vm_create_removes_what_it_made_and_exits_4() {
             message: "Allocation failed. We do not have sufficient capacity for the requested VM size in this region.".into(),
         });
     }
-    let run = env
-        .run(&[
-            "new",
-            "--provider",
-            "azure",
-            "--name",
-            "az2",
-            "--no-connect",
-        ])
-        .expect(4);
-    assert!(run.stderr.contains("sufficient capacity"), "{}", run.stderr);
-    assert!(
-        run.stderr.contains("failed after 3 attempts"),
-        "{}",
-        run.stderr
+    let run = env.new_vm("az2").expect(4);
+    assert_mentions(
+        &run.stderr,
+        &["sufficient capacity", "failed after 3 attempts"],
     );
     let vm_puts = env
         .double
@@ -323,13 +278,15 @@ fn a_failed_vm_create_removes_what_it_made_and_exits_4() {
         .filter(|r| r.method == "PUT" && r.path_ends_with("/virtualMachines/az2"))
         .count();
     assert_eq!(vm_puts, 3);
-    for removed in [
-        "network interface az2-nic",
-        "public IP address az2-ip",
-        "network security group az2-nsg",
-    ] {
-        assert!(run.stderr.contains(removed), "{removed}: {}", run.stderr);
-    }
+    // What each attempt made is removed again.
+    assert_mentions(
+        &run.stderr,
+        &[
+            "network interface az2-nic",
+            "public IP address az2-ip",
+            "network security group az2-nsg",
+        ],
+    );
     assert_eq!(env.azlin_leftovers(), Vec::<String>::new());
     assert!(env.list().is_empty());
 }
@@ -337,22 +294,8 @@ fn a_failed_vm_create_removes_what_it_made_and_exits_4() {
 #[test]
 fn missing_az_exits_2_with_how_to_install_it_and_sends_nothing() {
     let env = AzureEnv::start(AzState::Missing);
-    let run = env
-        .run(&[
-            "new",
-            "--provider",
-            "azure",
-            "--name",
-            "az3",
-            "--no-connect",
-        ])
-        .expect(2);
-    assert!(run.stderr.contains("az ("), "{}", run.stderr);
-    assert!(
-        run.stderr.contains("install the Azure CLI"),
-        "{}",
-        run.stderr
-    );
+    let run = env.new_vm("az3").expect(2);
+    assert_mentions(&run.stderr, &["az (", "install the Azure CLI"]);
     let doctor = env.run(&["doctor", "--provider", "azure"]).expect(2);
     assert!(doctor.stdout.contains("✗ az"), "{}", doctor.stdout);
     env.run(&["list", "--provider", "azure"]).expect(2);
@@ -363,16 +306,7 @@ fn missing_az_exits_2_with_how_to_install_it_and_sends_nothing() {
 #[test]
 fn logged_out_az_exits_3_with_az_login_and_sends_nothing() {
     let env = AzureEnv::start(AzState::LoggedOut);
-    let run = env
-        .run(&[
-            "new",
-            "--provider",
-            "azure",
-            "--name",
-            "az4",
-            "--no-connect",
-        ])
-        .expect(3);
+    let run = env.new_vm("az4").expect(3);
     assert!(run.stderr.contains("az login"), "{}", run.stderr);
     let list = env.run(&["list", "--provider", "azure"]).expect(3);
     assert!(list.stderr.contains("az login"), "{}", list.stderr);
@@ -457,22 +391,9 @@ fn the_subscription_flag_wins_over_the_config() {
 
     env.double.clear_requests();
     let bad = env
-        .run(&[
-            "--subscription",
-            "my sub",
-            "new",
-            "--provider",
-            "azure",
-            "--name",
-            "az6",
-            "--no-connect",
-        ])
+        .new_vm_with(&["--subscription", "my sub"], "az6")
         .expect(64);
-    assert!(
-        bad.stderr.contains("invalid Azure subscription id"),
-        "{}",
-        bad.stderr
-    );
+    assert_mentions(&bad.stderr, &["invalid Azure subscription id"]);
     assert_eq!(env.double.request_count(), 0);
 }
 
@@ -500,16 +421,7 @@ fn the_access_token_appears_in_no_output_log_or_file() {
     // Its random part, in case something printed it cut or re-encoded.
     let tail = token.rsplit('.').next().unwrap().to_string();
     let runs = [
-        env.run(&[
-            "-vvv",
-            "new",
-            "--provider",
-            "azure",
-            "--name",
-            "az5",
-            "--no-connect",
-        ])
-        .expect(5),
+        env.new_vm_with(&["-vvv"], "az5").expect(5),
         env.run(&["-vvv", "list", "--provider", "azure", "-o", "json"])
             .expect(0),
         env.run(&["-vvv", "status", "az5"]).expect(0),

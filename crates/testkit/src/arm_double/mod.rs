@@ -11,6 +11,7 @@
 //! It is a double, not an emulator: it checks the fields azlin relies on and Azure requires, and
 //! accepts the rest as given.
 
+pub mod checks;
 mod model;
 mod operations;
 mod validate;
@@ -209,6 +210,19 @@ impl ArmDouble {
                 resource_type: r.kind.full_type(),
                 body: r.body.clone(),
             })
+            .collect()
+    }
+
+    /// The ids of the resources held that azlin made (tagged `azlin-managed=true`), and of every
+    /// managed disk (Azure makes one for each of azlin's VMs, untagged), ordered by id.
+    pub fn azlin_resources(&self) -> Vec<String> {
+        self.resources()
+            .into_iter()
+            .filter(|r| {
+                r.tag("azlin-managed") == Some("true")
+                    || r.resource_type == "Microsoft.Compute/disks"
+            })
+            .map(|r| r.id)
             .collect()
     }
 

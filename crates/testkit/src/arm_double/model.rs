@@ -119,6 +119,13 @@ impl RecordedRequest {
             .to_ascii_lowercase()
             .ends_with(&suffix.to_ascii_lowercase())
     }
+
+    /// The JSON body; panics if the request had none.
+    pub fn json(&self) -> &Value {
+        self.body
+            .as_ref()
+            .unwrap_or_else(|| panic!("a JSON body: {self:?}"))
+    }
 }
 
 /// A fault to inject into the double's next answers.
