@@ -47,16 +47,7 @@ fn vnc_authenticates(port: u16, password: &str) -> bool {
 #[test]
 fn gui_serves_a_password_protected_desktop_through_a_tunnel_and_stops_it() {
     let azlin = Azlin::new();
-    azlin
-        .run(&[
-            "new",
-            "--provider",
-            "nspawn",
-            "--name",
-            "desk",
-            "--no-connect",
-        ])
-        .expect(0);
+    azlin.new_vm("nspawn", "desk", &[]).expect(0);
     let mut gui = azlin
         .command(&["gui", "desk", "--no-viewer", "-o", "json"])
         .stdout(Stdio::piped())

@@ -1,7 +1,7 @@
 //! The azlin SSH key (step 3): created Ed25519 with 0600/0644, reused when present, and never
 //! silently "fixed" when its permissions are wrong. Uses the fast `sim` provider.
 
-use crate::support::Azlin;
+use crate::support::{Azlin, generate_key};
 use std::os::unix::fs::PermissionsExt;
 
 fn mode(path: &std::path::Path) -> u32 {
@@ -11,9 +11,7 @@ fn mode(path: &std::path::Path) -> u32 {
 #[test]
 fn a_new_key_is_ed25519_with_strict_permissions() {
     let azlin = Azlin::new();
-    let run = azlin
-        .run(&["new", "--provider", "sim", "--name", "k1", "--no-connect"])
-        .expect(0);
+    let run = azlin.new_vm("sim", "k1", &[]).expect(0);
     assert!(run.stderr.contains("SSH key: created"), "{}", run.stderr);
     let key = azlin.key();
     assert_eq!(mode(&key), 0o600);
@@ -40,28 +38,12 @@ fn an_existing_key_is_reused_not_overwritten() {
     let azlin = Azlin::new();
     let key = azlin.key();
     std::fs::create_dir_all(key.parent().unwrap()).unwrap();
-    let status = std::process::Command::new("ssh-keygen")
-        .args([
-            "-q",
-            "-t",
-            "ed25519",
-            "-N",
-            "",
-            "-C",
-            "mine",
-            "-f",
-            key.to_str().unwrap(),
-        ])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    generate_key(&key, "mine");
     let before = (
         std::fs::read(&key).unwrap(),
         std::fs::read(key.with_extension("pub")).unwrap(),
     );
-    let run = azlin
-        .run(&["new", "--provider", "sim", "--name", "k2", "--no-connect"])
-        .expect(0);
+    let run = azlin.new_vm("sim", "k2", &[]).expect(0);
     assert!(run.stderr.contains("SSH key: reused"), "{}", run.stderr);
     let after = (
         std::fs::read(&key).unwrap(),
@@ -73,14 +55,10 @@ fn an_existing_key_is_reused_not_overwritten() {
 #[test]
 fn a_key_others_can_read_is_reported_and_left_alone() {
     let azlin = Azlin::new();
-    azlin
-        .run(&["new", "--provider", "sim", "--name", "k3", "--no-connect"])
-        .expect(0);
+    azlin.new_vm("sim", "k3", &[]).expect(0);
     let key = azlin.key();
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let run = azlin
-        .run(&["new", "--provider", "sim", "--name", "k4", "--no-connect"])
-        .expect(4);
+    let run = azlin.new_vm("sim", "k4", &[]).expect(4);
     assert!(
         run.stderr.contains("too open") && run.stderr.contains("chmod 600"),
         "{}",

@@ -3,25 +3,23 @@
 //! `--ca-cert`, `connect -- CMD`, and a delete that leaves nothing behind.
 
 use crate::git_server::GitServer;
-use crate::support::{Azlin, HostFootprint, strict_ssh};
+use crate::support::{Azlin, HostFootprint, generate_key, strict_ssh};
 
 #[test]
 fn new_clones_connects_and_deletes_without_leftovers() {
     let server = GitServer::start();
     let azlin = Azlin::new();
     let run = azlin
-        .run(&[
-            "new",
-            "--provider",
+        .new_vm(
             "nspawn",
-            "--name",
             "e2e",
-            "--repo",
-            &server.url,
-            "--ca-cert",
-            server.ca_path.to_str().unwrap(),
-            "--no-connect",
-        ])
+            &[
+                "--repo",
+                &server.url,
+                "--ca-cert",
+                server.ca_path.to_str().unwrap(),
+            ],
+        )
         .expect(0);
     for stage in [
         "✓ Prerequisites",
@@ -114,8 +112,7 @@ fn new_clones_connects_and_deletes_without_leftovers() {
         run.stderr
     );
     footprint.assert_gone();
-    let listed = azlin.run(&["list", "-o", "json"]).expect(0).json();
-    assert!(listed.as_array().unwrap().is_empty(), "{listed}");
+    azlin.assert_no_vms();
     azlin.run(&["status", "e2e"]).expect(64);
 }
 
@@ -123,19 +120,7 @@ fn new_clones_connects_and_deletes_without_leftovers() {
 fn foreign_host_key() -> String {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("k");
-    let status = std::process::Command::new("ssh-keygen")
-        .args([
-            "-q",
-            "-t",
-            "ed25519",
-            "-N",
-            "",
-            "-f",
-            path.to_str().unwrap(),
-        ])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    generate_key(&path, "foreign");
     std::fs::read_to_string(path.with_extension("pub"))
         .unwrap()
         .trim()
@@ -145,16 +130,7 @@ fn foreign_host_key() -> String {
 #[test]
 fn stop_and_start_keep_the_disk() {
     let azlin = Azlin::new();
-    azlin
-        .run(&[
-            "new",
-            "--provider",
-            "nspawn",
-            "--name",
-            "cycle",
-            "--no-connect",
-        ])
-        .expect(0);
+    azlin.new_vm("nspawn", "cycle", &[]).expect(0);
     azlin
         .run(&["connect", "cycle", "--", "sh", "-c", "echo kept > marker"])
         .expect(0);

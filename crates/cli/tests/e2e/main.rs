@@ -8,6 +8,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod azure;
+mod common;
 mod git_server;
 mod gui;
 mod keys;

@@ -4,7 +4,7 @@
 //! leaving a process, folder or listening port; and broken images that exit 4 after cleaning
 //! up.
 
-use crate::support::{Azlin, image_dir};
+use crate::support::{Azlin, assert_nothing_left, image_dir, live_processes};
 use serde_json::Value;
 use std::net::{Ipv4Addr, TcpListener};
 use std::path::Path;
@@ -16,22 +16,7 @@ const CONFIG: &str = "ssh_timeout_secs = 300\ncloud_init_timeout_secs = 300\n";
 
 /// Live (non-zombie) QEMU processes whose command line mentions `needle`.
 fn qemu_processes(needle: &str) -> Vec<u32> {
-    let mut pids = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
-        let zombie = stat
-            .rsplit_once(')')
-            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'));
-        let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-        if !zombie && text.starts_with("qemu-system-x86_64") && text.contains(needle) {
-            pids.push(pid);
-        }
-    }
-    pids
+    live_processes("qemu-system-x86_64", needle)
 }
 
 /// Whether something listens on loopback `port`.
@@ -84,15 +69,7 @@ impl Footprint {
 
     /// Waits briefly for a killed QEMU to be reaped and its port closed.
     fn assert_gone(&self) {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            let left = self.leftovers();
-            if left.is_empty() {
-                return;
-            }
-            assert!(Instant::now() < deadline, "left behind: {left:?}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        assert_nothing_left(|| self.leftovers());
     }
 }
 
@@ -138,9 +115,7 @@ fn qemu_vm_boots_restarts_and_is_deleted_without_leftovers() {
     let azlin = Azlin::new();
     azlin.config(CONFIG);
     let kernel = image_kernel(&azlin);
-    let run = azlin
-        .run(&["new", "--provider", "qemu", "--name", "q1", "--no-connect"])
-        .expect(0);
+    let run = azlin.new_vm("qemu", "q1", &[]).expect(0);
     for stage in [
         "✓ Prerequisites",
         "✓ Authentication",
@@ -200,8 +175,7 @@ fn qemu_vm_boots_restarts_and_is_deleted_without_leftovers() {
     let run = azlin.run(&["delete", "q1", "--yes"]).expect(0);
     assert!(run.stderr.contains("qemu process"), "{}", run.stderr);
     footprint.assert_gone();
-    let listed = azlin.run(&["list", "-o", "json"]).expect(0).json();
-    assert!(listed.as_array().unwrap().is_empty(), "{listed}");
+    azlin.assert_no_vms();
 }
 
 /// How a test image is broken.
@@ -261,81 +235,35 @@ fn broken_image(azlin: &Azlin, broken: Broken) {
     }
 }
 
-fn assert_failed_cleanly(azlin: &Azlin, name: &str, stderr: &str) {
+/// Runs `azlin new --provider qemu --name NAME` on an image broken as `broken`, asserts it exits
+/// 4 having cleaned up (no folder, process or VM left), and returns its stderr.
+fn new_on_broken_image(broken: Broken, name: &str) -> String {
+    let images = tempfile::tempdir().unwrap();
+    let azlin = Azlin::with_image_dir(images.path());
+    broken_image(&azlin, broken);
+    let stderr = azlin.new_vm("qemu", name, &[]).expect(4).stderr;
     assert!(stderr.contains("cleaned up: removed"), "{stderr}");
     assert!(stderr.contains("VM folder"), "{stderr}");
     let folder = azlin.state_dir().join("qemu").join(name);
     assert!(!folder.exists(), "{} is left", folder.display());
     assert!(qemu_processes(&azlin.home.path().display().to_string()).is_empty());
-    let listed = azlin.run(&["list", "-o", "json"]).expect(0).json();
-    assert!(listed.as_array().unwrap().is_empty(), "{listed}");
+    azlin.assert_no_vms();
+    stderr
 }
 
 #[test]
 fn an_image_qemu_cannot_start_exits_4_after_cleaning_up() {
-    let images = tempfile::tempdir().unwrap();
-    let azlin = Azlin::with_image_dir(images.path());
-    broken_image(&azlin, Broken::Kernel);
-    let run = azlin
-        .run(&[
-            "new",
-            "--provider",
-            "qemu",
-            "--name",
-            "qbad",
-            "--no-connect",
-        ])
-        .expect(4);
-    assert!(
-        run.stderr.contains("qemu-system-x86_64 failed"),
-        "{}",
-        run.stderr
-    );
-    assert_failed_cleanly(&azlin, "qbad", &run.stderr);
+    let stderr = new_on_broken_image(Broken::Kernel, "qbad");
+    assert!(stderr.contains("qemu-system-x86_64 failed"), "{stderr}");
 }
 
 #[test]
 fn an_image_without_init_exits_4_after_cleaning_up() {
-    let images = tempfile::tempdir().unwrap();
-    let azlin = Azlin::with_image_dir(images.path());
-    broken_image(&azlin, Broken::NoInit);
-    let run = azlin
-        .run(&[
-            "new",
-            "--provider",
-            "qemu",
-            "--name",
-            "qnoinit",
-            "--no-connect",
-        ])
-        .expect(4);
+    let stderr = new_on_broken_image(Broken::NoInit, "qnoinit");
     // The kernel and initramfs ran, found no init and rebooted, which ends QEMU
     // (-no-reboot): the failure comes with the console's last lines.
-    assert!(
-        run.stderr.contains("the VM stopped while booting"),
-        "{}",
-        run.stderr
-    );
-    assert!(run.stderr.contains("init"), "{}", run.stderr);
-    assert_failed_cleanly(&azlin, "qnoinit", &run.stderr);
-}
-
-/// Runs azlin as `nobody` (uid 65534) with `azlin`'s home and environment.
-fn run_as_nobody(azlin: &Azlin, args: &[&str]) -> crate::support::Run {
-    let inner = azlin.command(args);
-    let mut cmd = std::process::Command::new("setpriv");
-    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
-        .arg(inner.get_program())
-        .args(inner.get_args())
-        .env_clear()
-        .envs(inner.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))))
-        .stdin(std::process::Stdio::null());
-    let out = cmd.output().unwrap();
-    crate::support::Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    assert!(stderr.contains("the VM stopped while booting"), "{stderr}");
+    assert!(stderr.contains("init"), "{stderr}");
 }
 
 #[test]
@@ -345,8 +273,12 @@ fn a_user_without_root_gets_a_qemu_vm() {
     azlin.config(CONFIG);
     std::fs::set_permissions(azlin.home.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
     // No --provider: qemu is the default of a user who is not root.
-    run_as_nobody(&azlin, &["new", "--name", "qnr", "--no-connect"]).expect(0);
-    let run = run_as_nobody(&azlin, &["status", "qnr", "-o", "json"]).expect(0);
+    azlin
+        .run_as_nobody(&["new", "--name", "qnr", "--no-connect"])
+        .expect(0);
+    let run = azlin
+        .run_as_nobody(&["status", "qnr", "-o", "json"])
+        .expect(0);
     let vm = run.json()["vm"].clone();
     assert_eq!(vm["provider"], "qemu");
     let footprint = Footprint::of(&vm);
@@ -355,8 +287,10 @@ fn a_user_without_root_gets_a_qemu_vm() {
         let uid = std::fs::metadata(format!("/proc/{pid}")).unwrap().uid();
         assert_eq!(uid, 65534, "QEMU runs as uid {uid}");
     }
-    let run = run_as_nobody(&azlin, &["connect", "qnr", "--", "cloud-init", "status"]).expect(0);
+    let run = azlin
+        .run_as_nobody(&["connect", "qnr", "--", "cloud-init", "status"])
+        .expect(0);
     assert!(run.stdout.contains("status: done"), "{}", run.stdout);
-    run_as_nobody(&azlin, &["delete", "qnr", "--yes"]).expect(0);
+    azlin.run_as_nobody(&["delete", "qnr", "--yes"]).expect(0);
     footprint.assert_gone();
 }

@@ -1,7 +1,7 @@
 //! Every exit code of the contract, triggered for real, and input that must be refused with
 //! nothing changed.
 
-use crate::support::{Azlin, HostFootprint, nspawn_processes};
+use crate::support::{Azlin, HostFootprint, new_args, nspawn_processes};
 use std::os::unix::fs::PermissionsExt;
 
 /// Asserts that `azlin` made nothing: no VM folder, no process, no record.
@@ -16,172 +16,78 @@ fn assert_nothing_made(azlin: &Azlin) {
         .unwrap_or_default();
     assert!(folders.is_empty(), "VM folders were made: {folders:?}");
     assert!(nspawn_processes(&azlin.home.path().display().to_string()).is_empty());
-    let listed = azlin.run(&["list", "-o", "json"]).expect(0).json();
-    assert!(listed.as_array().unwrap().is_empty(), "{listed}");
+    azlin.assert_no_vms();
+}
+
+/// `azlin new` of a valid nspawn VM `ok`, then `extra`: what makes the request wrong.
+fn new_ok_with(extra: &[&'static str]) -> Vec<&'static str> {
+    [&["new", "--provider", "nspawn", "--name", "ok"], extra].concat()
 }
 
 #[test]
 fn bad_input_is_refused_with_64_before_anything_is_made() {
     let azlin = Azlin::new();
-    let cases: &[(&[&str], &str)] = &[
+    let cases: &[(Vec<&str>, &str)] = &[
         (
-            &["new", "--provider", "nspawn", "--name", "Bad_Name"],
+            vec!["new", "--provider", "nspawn", "--name", "Bad_Name"],
             "invalid VM name 'Bad_Name'",
         ),
         (
-            &["new", "--provider", "nspawn", "--name", "1abc"],
+            vec!["new", "--provider", "nspawn", "--name", "1abc"],
             "must start with a lowercase letter",
         ),
         (
-            &[
-                "new",
-                "--provider",
-                "nspawn",
-                "--name",
-                "ok",
-                "--repo",
-                "http://example.com/a/b.git",
-            ],
+            new_ok_with(&["--repo", "http://example.com/a/b.git"]),
             "only https:// URLs are allowed",
         ),
         (
-            &[
-                "new",
-                "--provider",
-                "nspawn",
-                "--name",
-                "ok",
-                "--repo",
-                "git@github.com:a/b.git",
-            ],
+            new_ok_with(&["--repo", "git@github.com:a/b.git"]),
             "refusing repository URL",
         ),
         (
-            &[
-                "new",
-                "--provider",
-                "nspawn",
-                "--name",
-                "ok",
-                "--repo=--upload-pack=touch /tmp/azlin-pwned",
-            ],
+            new_ok_with(&["--repo=--upload-pack=touch /tmp/azlin-pwned"]),
             "looks like a git option",
         ),
         (
-            &[
-                "new",
-                "--provider",
-                "nspawn",
-                "--name",
-                "ok",
+            new_ok_with(&[
                 "--repo",
                 "https://example.com/a/b.git --upload-pack=touch /tmp/x",
-            ],
+            ]),
             "looks like a git option",
         ),
         (
-            &[
-                "new",
-                "--provider",
-                "nspawn",
-                "--name",
-                "ok",
-                "--repo",
-                "https://example.com/a/$(id).git",
-            ],
+            new_ok_with(&["--repo", "https://example.com/a/$(id).git"]),
             "shell metacharacters",
         ),
         (
-            &[
-                "new",
-                "--provider",
-                "nspawn",
-                "--name",
-                "ok",
-                "--repo",
-                "https://user:secret@example.com/a/b.git",
-            ],
+            new_ok_with(&["--repo", "https://user:secret@example.com/a/b.git"]),
             "credentials",
         ),
         (
-            &["new", "--provider", "docker", "--name", "ok"],
+            vec!["new", "--provider", "docker", "--name", "ok"],
             "unknown provider 'docker'",
         ),
         (
-            &[
-                "new",
-                "--provider",
-                "nspawn",
-                "--name",
-                "ok",
-                "--size",
-                "Standard_Huge",
-            ],
+            new_ok_with(&["--size", "Standard_Huge"]),
             "unknown size 'Standard_Huge'",
         ),
         (
-            &[
-                "new",
-                "--provider",
-                "nspawn",
-                "--name",
-                "ok",
-                "--region",
-                "mars-north",
-            ],
+            new_ok_with(&["--region", "mars-north"]),
             "unknown region 'mars-north'",
         ),
         (
-            &[
-                "new",
-                "--provider",
-                "nspawn",
-                "--name",
-                "ok",
-                "--image",
-                "gui",
-            ],
+            new_ok_with(&["--image", "gui"]),
             "unknown image profile 'gui'",
         ),
+        (new_ok_with(&["--count", "0"]), "--count must be between"),
+        (new_ok_with(&["--tag", "novalue"]), "is not K=V"),
         (
-            &[
-                "new",
-                "--provider",
-                "nspawn",
-                "--name",
-                "ok",
-                "--count",
-                "0",
-            ],
-            "--count must be between",
-        ),
-        (
-            &[
-                "new",
-                "--provider",
-                "nspawn",
-                "--name",
-                "ok",
-                "--tag",
-                "novalue",
-            ],
-            "is not K=V",
-        ),
-        (
-            &[
-                "new",
-                "--provider",
-                "nspawn",
-                "--name",
-                "ok",
-                "--cloud-init",
-                "/nonexistent/file",
-            ],
+            new_ok_with(&["--cloud-init", "/nonexistent/file"]),
             "cannot read cloud-init file",
         ),
-        (&["new", "--no-such-flag"], "unexpected argument"),
-        (&["connect", "Bad!"], "invalid VM name"),
-        (&["delete", "ghost", "--yes"], "no VM named 'ghost'"),
+        (vec!["new", "--no-such-flag"], "unexpected argument"),
+        (vec!["connect", "Bad!"], "invalid VM name"),
+        (vec!["delete", "ghost", "--yes"], "no VM named 'ghost'"),
     ];
     for (args, message) in cases {
         let run = azlin.run(args).expect(64);
@@ -217,16 +123,7 @@ fn missing_tool_exits_2_naming_it() {
     // A PATH with ssh but without systemd-nspawn, ip, nft or debootstrap.
     std::os::unix::fs::symlink("/usr/bin/ssh", bin.path().join("ssh")).unwrap();
     let azlin = Azlin::with_path(bin.path().to_str().unwrap());
-    let run = azlin
-        .run(&[
-            "new",
-            "--provider",
-            "nspawn",
-            "--name",
-            "tools",
-            "--no-connect",
-        ])
-        .expect(2);
+    let run = azlin.new_vm("nspawn", "tools", &[]).expect(2);
     assert!(
         run.stderr.contains("systemd-nspawn")
             && run.stderr.contains("apt-get install systemd-container"),
@@ -242,24 +139,10 @@ fn missing_tool_exits_2_naming_it() {
 fn without_root_nspawn_exits_3() {
     let azlin = Azlin::new();
     std::fs::set_permissions(azlin.home.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
-    let mut cmd = std::process::Command::new("setpriv");
-    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"]);
-    let inner = azlin.command(&[
-        "new",
-        "--provider",
-        "nspawn",
-        "--name",
-        "noroot",
-        "--no-connect",
-    ]);
-    cmd.arg(inner.get_program());
-    cmd.args(inner.get_args());
-    cmd.env_clear();
-    cmd.envs(inner.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))));
-    let out = cmd.output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(3), "{stderr}");
-    assert!(stderr.contains("needs root"), "{stderr}");
+    let run = azlin
+        .run_as_nobody(&new_args("nspawn", "noroot", &[]))
+        .expect(3);
+    assert!(run.stderr.contains("needs root"), "{}", run.stderr);
     assert_nothing_made(&azlin);
 }
 
@@ -273,16 +156,7 @@ fn a_broken_image_exits_4_after_cleaning_up() {
     std::fs::create_dir_all(format!("{dir}/rootfs/etc")).unwrap();
     std::fs::write(format!("{dir}/rootfs/etc/os-release"), "ID=broken\n").unwrap();
 
-    let run = azlin
-        .run(&[
-            "new",
-            "--provider",
-            "nspawn",
-            "--name",
-            "broken",
-            "--no-connect",
-        ])
-        .expect(4);
+    let run = azlin.new_vm("nspawn", "broken", &[]).expect(4);
     assert!(run.stderr.contains("cleaned up: removed"), "{}", run.stderr);
     assert!(
         run.stderr.contains("nothing is left behind"),
@@ -311,16 +185,11 @@ fn ssh_never_coming_up_exits_5_and_leaves_the_vm_running() {
     )
     .unwrap();
     let run = azlin
-        .run(&[
-            "new",
-            "--provider",
+        .new_vm(
             "nspawn",
-            "--name",
             "nossh",
-            "--cloud-init",
-            cloud_init.to_str().unwrap(),
-            "--no-connect",
-        ])
+            &["--cloud-init", cloud_init.to_str().unwrap()],
+        )
         .expect(5);
     assert!(run.stderr.contains("left running"), "{}", run.stderr);
     let vm = azlin.vm("nossh");

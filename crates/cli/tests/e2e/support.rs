@@ -1,6 +1,7 @@
 //! Running the real `azlin` binary hermetically: every test gets its own `AZLIN_HOME`, a
 //! scrubbed environment, and checks of what is left on the host.
 
+pub use crate::common::{Run, new_args};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -19,46 +20,6 @@ pub struct Azlin {
     pub home: tempfile::TempDir,
     image_dir: PathBuf,
     path: String,
-}
-
-/// The result of one run.
-pub struct Run {
-    /// Exit code.
-    pub code: i32,
-    /// Stdout.
-    pub stdout: String,
-    /// Stderr.
-    pub stderr: String,
-}
-
-impl Run {
-    fn from(out: Output) -> Run {
-        Run {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
-    }
-
-    /// Stdout parsed as JSON.
-    pub fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
-            panic!(
-                "stdout is not JSON ({e}):\n{}\n{}",
-                self.stdout, self.stderr
-            )
-        })
-    }
-
-    /// Asserts the exit code, showing the output otherwise.
-    pub fn expect(self, code: i32) -> Run {
-        assert_eq!(
-            self.code, code,
-            "exit code\n--- stdout\n{}\n--- stderr\n{}",
-            self.stdout, self.stderr
-        );
-        self
-    }
 }
 
 impl Azlin {
@@ -120,6 +81,30 @@ impl Azlin {
             std::thread::sleep(Duration::from_millis(20));
         }
         Run::from(waiter.join().unwrap().unwrap())
+    }
+
+    /// Runs `azlin new --provider PROVIDER --name NAME --no-connect`, then `extra`.
+    pub fn new_vm(&self, provider: &str, name: &str, extra: &[&str]) -> Run {
+        self.run(&new_args(provider, name, extra))
+    }
+
+    /// Runs azlin as `nobody` (uid 65534) with this home and environment.
+    pub fn run_as_nobody(&self, args: &[&str]) -> Run {
+        let inner = self.command(args);
+        let mut cmd = Command::new("setpriv");
+        cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(inner.get_program())
+            .args(inner.get_args())
+            .env_clear()
+            .envs(inner.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))))
+            .stdin(Stdio::null());
+        Run::from(cmd.output().unwrap())
+    }
+
+    /// Asserts `azlin list` shows no VM.
+    pub fn assert_no_vms(&self) {
+        let listed = self.run(&["list", "-o", "json"]).expect(0).json();
+        assert!(listed.as_array().unwrap().is_empty(), "VMs left: {listed}");
     }
 
     /// Writes the config file.
@@ -246,15 +231,7 @@ impl HostFootprint {
 
     /// Waits briefly for exiting processes to be reaped, then asserts nothing is left.
     pub fn assert_gone(&self) {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            let left = self.leftovers();
-            if left.is_empty() {
-                return;
-            }
-            assert!(Instant::now() < deadline, "left behind: {left:?}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        assert_nothing_left(|| self.leftovers());
     }
 
     /// Asserts the footprint was observed (so `assert_gone` checks something).
@@ -271,8 +248,27 @@ impl HostFootprint {
     }
 }
 
+/// Polls `leftovers` for up to 5 s (exiting processes are reaped, ports close) until it lists
+/// nothing; panics with what is still there otherwise.
+pub fn assert_nothing_left(leftovers: impl Fn() -> Vec<String>) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let left = leftovers();
+        if left.is_empty() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "left behind: {left:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Live (non-zombie) `systemd-nspawn` processes whose command line mentions `needle`.
 pub fn nspawn_processes(needle: &str) -> Vec<u32> {
+    live_processes("systemd-nspawn", needle)
+}
+
+/// Live (non-zombie) processes whose command line starts with `program` and mentions `needle`.
+pub fn live_processes(program: &str, needle: &str) -> Vec<u32> {
     let mut pids = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
@@ -284,7 +280,7 @@ pub fn nspawn_processes(needle: &str) -> Vec<u32> {
             .rsplit_once(')')
             .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'));
         let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-        if !zombie && text.starts_with("systemd-nspawn") && text.contains(needle) {
+        if !zombie && text.starts_with(program) && text.contains(needle) {
             pids.push(pid);
         }
     }
@@ -313,4 +309,14 @@ pub fn strict_ssh(key: &Path, known_hosts: &Path, user_at_host: &str, command: &
         .stdin(Stdio::null())
         .output()
         .unwrap()
+}
+
+/// Makes an Ed25519 key pair without a passphrase at `path` (the public key at `path.pub`).
+pub fn generate_key(path: &Path, comment: &str) {
+    let status = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f"])
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(status.success(), "ssh-keygen {}", path.display());
 }

@@ -21,16 +21,7 @@ fn in_process_events_are_the_sqlite_trail() {
     azlin.run(&["events"]).expect(0);
     let follow = azlin.spawn(&["events", "--follow", "-o", "json"]);
     azlin
-        .run(&[
-            "new",
-            "--provider",
-            "sim",
-            "--count",
-            "2",
-            "--name",
-            "local",
-            "--no-connect",
-        ])
+        .run(&new_args("sim", "local", &["--count", "2"]))
         .expect(0);
     let trail = azlin.run(&["events", "-o", "json"]).expect(0).json_lines();
     assert_eq!(of(&trail, "vm.create.complete").len(), 2);
@@ -66,16 +57,7 @@ fn nats_events_from_the_start_and_following() {
     let azlin = Azlin::new();
     let _worker = azlin.worker(&url, &[]);
     azlin
-        .run(&[
-            "new",
-            "--provider",
-            "sim",
-            "--name",
-            "before",
-            "--no-connect",
-            "--nats",
-            &url,
-        ])
+        .run(&new_args("sim", "before", &["--nats", &url]))
         .expect(0);
     let follow = azlin.spawn(&["events", "--follow", "-o", "json", "--nats", &url]);
     // The follower reads from the start, then goes on with what comes.
@@ -83,16 +65,7 @@ fn nats_events_from_the_start_and_following() {
         (completes_in(&follow.stdout()) == 1).then_some(())
     });
     azlin
-        .run(&[
-            "new",
-            "--provider",
-            "sim",
-            "--name",
-            "after",
-            "--no-connect",
-            "--nats",
-            &url,
-        ])
+        .run(&new_args("sim", "after", &["--nats", &url]))
         .expect(0);
     eventually(Duration::from_secs(10), "the new event", || {
         (completes_in(&follow.stdout()) == 2).then_some(())

@@ -48,18 +48,7 @@ fn eight_vms_through_two_worker_processes() {
     };
     let run = azlin
         .run_env(
-            &[
-                "new",
-                "--provider",
-                "sim",
-                "--count",
-                "8",
-                "--name",
-                "fleet",
-                "--no-connect",
-                "-o",
-                "json",
-            ],
+            &new_args("sim", "fleet", &["--count", "8", "-o", "json"]),
             &[("AZLIN_NATS_URL", &url)],
         )
         .expect(0);
@@ -117,35 +106,16 @@ fn eight_vms_through_two_worker_processes() {
     }
 }
 
-/// The worker id a worker process announced.
-fn worker_id(worker: &Proc) -> String {
-    let err = worker.wait_for_stderr("serving", Duration::from_secs(20));
-    err.split("azlin worker ")
-        .nth(1)
-        .and_then(|rest| rest.split(':').next())
-        .unwrap()
-        .to_string()
-}
-
 #[test]
 fn workers_killed_mid_create_lose_nothing_and_make_no_vm_twice() {
     let server = NatsServer::start().unwrap();
     let url = server.url();
     let azlin = Azlin::new().env("AZLIN_SIM_BOOT_MS", "3000");
-    let new = azlin.spawn(&[
-        "new",
-        "--provider",
+    let new = azlin.spawn(&new_args(
         "sim",
-        "--count",
-        "3",
-        "--name",
         "hydra",
-        "--no-connect",
-        "-o",
-        "json",
-        "--nats",
-        &url,
-    ]);
+        &["--count", "3", "-o", "json", "--nats", &url],
+    ));
     let flags = ["--concurrency", "4", "--ack-wait", "1"];
     let mut killed = Vec::new();
     for _ in 0..3 {
@@ -218,18 +188,7 @@ fn an_always_failing_request_fails_after_the_configured_attempts_cleaned_up() {
         .env("AZLIN_SIM_BOOT_MS", "50");
     let _worker = azlin.worker(&url, &["--max-attempts", "2"]);
     let run = azlin
-        .run(&[
-            "new",
-            "--provider",
-            "sim",
-            "--name",
-            "doomed",
-            "--no-connect",
-            "-o",
-            "json",
-            "--nats",
-            &url,
-        ])
+        .run(&new_args("sim", "doomed", &["-o", "json", "--nats", &url]))
         .expect(4);
     let report = run.json();
     let failed = &report["failed"][0];

@@ -6,6 +6,9 @@
 // Harness code: a failed unwrap is a failed test, with its location.
 #![allow(clippy::unwrap_used)]
 
+// The run result and `new` arguments the e2e binary uses too.
+#[path = "../e2e/common.rs"]
+mod common;
 mod events;
 mod fleet;
 mod nspawn;

@@ -17,18 +17,11 @@ fn nspawn_vm_made_by_a_worker_in_another_process_is_reachable() {
     let user = Azlin::new().env("AZLIN_IMAGE_DIR", &image_dir);
 
     let run = user
-        .spawn(&[
-            "new",
-            "--provider",
+        .spawn(&new_args(
             "nspawn",
-            "--name",
             "natsvm",
-            "--nats",
-            &url,
-            "--no-connect",
-            "-o",
-            "json",
-        ])
+            &["--nats", &url, "-o", "json"],
+        ))
         .wait(Duration::from_secs(300))
         .expect(0);
     let created = run.json();

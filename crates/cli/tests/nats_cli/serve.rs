@@ -41,18 +41,7 @@ fn serve_over_nats_records_events_and_answers_http() {
     let (serve, addr) = serve(&observer, &["--nats", &url]);
 
     launcher
-        .run(&[
-            "new",
-            "--provider",
-            "sim",
-            "--count",
-            "2",
-            "--name",
-            "seen",
-            "--no-connect",
-            "--nats",
-            &url,
-        ])
+        .run(&new_args("sim", "seen", &["--count", "2", "--nats", &url]))
         .expect(0);
     let vms = ready_vms(&addr, 2);
     assert_eq!(vms[0]["name"], "seen-1");
@@ -78,16 +67,7 @@ fn serve_in_process_keeps_the_state_file_and_http_view() {
     let azlin = Azlin::new();
     let (serve, addr) = serve(&azlin, &[]);
     azlin
-        .run(&[
-            "new",
-            "--provider",
-            "sim",
-            "--count",
-            "2",
-            "--name",
-            "here",
-            "--no-connect",
-        ])
+        .run(&new_args("sim", "here", &["--count", "2"]))
         .expect(0);
     ready_vms(&addr, 2);
     let (_, health) = http_get(&addr, "/healthz");

@@ -22,15 +22,6 @@ fn wait_for_stage(azlin: &Azlin, url: &str, id: &str, stage: &str) {
     );
 }
 
-fn worker_id(worker: &Proc) -> String {
-    let err = worker.wait_for_stderr("serving", Duration::from_secs(20));
-    err.split("azlin worker ")
-        .nth(1)
-        .and_then(|rest| rest.split(':').next())
-        .unwrap()
-        .to_string()
-}
-
 /// The worker and attempt of the last status event.
 fn last_status(events: &[Value]) -> (String, u64) {
     let last = of(events, "vm.create.status").pop().unwrap().clone();
@@ -47,16 +38,7 @@ fn sigterm_lets_the_request_in_flight_finish() {
     let azlin = Azlin::new().env("AZLIN_SIM_BOOT_MS", "2000");
     let worker = azlin.worker(&url, &[]);
     let id = worker_id(&worker);
-    let new = azlin.spawn(&[
-        "new",
-        "--provider",
-        "sim",
-        "--name",
-        "calm",
-        "--no-connect",
-        "--nats",
-        &url,
-    ]);
+    let new = azlin.spawn(&new_args("sim", "calm", &["--nats", &url]));
     wait_for_stage(&azlin, &url, &id, "provisioning");
     worker.signal(Signal::SIGTERM);
     let stopped = worker.wait(Duration::from_secs(30)).expect(0);
@@ -82,16 +64,7 @@ fn a_second_signal_hands_the_request_to_another_worker() {
     let azlin = Azlin::new().env("AZLIN_SIM_BOOT_MS", "4000");
     let first = azlin.worker(&url, &[]);
     let id = worker_id(&first);
-    let new = azlin.spawn(&[
-        "new",
-        "--provider",
-        "sim",
-        "--name",
-        "handed",
-        "--no-connect",
-        "--nats",
-        &url,
-    ]);
+    let new = azlin.spawn(&new_args("sim", "handed", &["--nats", &url]));
     wait_for_stage(&azlin, &url, &id, "provisioning");
     let asked = Instant::now();
     first.signal(Signal::SIGTERM);

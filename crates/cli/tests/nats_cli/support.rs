@@ -2,6 +2,7 @@
 //! its own `AZLIN_HOME` and a scrubbed environment; long-running commands (workers, `serve`)
 //! are processes that are killed when dropped.
 
+pub use crate::common::{Run, new_args};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::Value;
@@ -17,34 +18,7 @@ pub struct Azlin {
     env: BTreeMap<String, String>,
 }
 
-/// The result of one run.
-#[derive(Debug)]
-pub struct Run {
-    /// Exit code.
-    pub code: i32,
-    /// Stdout.
-    pub stdout: String,
-    /// Stderr.
-    pub stderr: String,
-}
-
 impl Run {
-    /// Asserts the exit code, showing the output otherwise.
-    pub fn expect(self, code: i32) -> Run {
-        assert_eq!(
-            self.code, code,
-            "exit code\n--- stdout\n{}\n--- stderr\n{}",
-            self.stdout, self.stderr
-        );
-        self
-    }
-
-    /// Stdout as one JSON document.
-    pub fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("not JSON ({e}):\n{}\n{}", self.stdout, self.stderr))
-    }
-
     /// Stdout as JSON lines.
     pub fn json_lines(&self) -> Vec<Value> {
         self.stdout
@@ -212,11 +186,7 @@ impl Azlin {
             .envs(env.iter().copied())
             .output()
             .unwrap();
-        Run {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        Run::from(out)
     }
 
     /// Starts azlin in the background.
@@ -259,6 +229,16 @@ impl Azlin {
             .expect(0)
             .json_lines()
     }
+}
+
+/// The worker id a worker process announced.
+pub fn worker_id(worker: &Proc) -> String {
+    let err = worker.wait_for_stderr("serving", Duration::from_secs(20));
+    err.split("azlin worker ")
+        .nth(1)
+        .and_then(|rest| rest.split(':').next())
+        .unwrap()
+        .to_string()
 }
 
 /// The events of one subject.

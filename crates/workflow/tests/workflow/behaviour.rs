@@ -20,7 +20,7 @@ async fn secrets_and_added_masks_never_reach_output_or_logs() {
         .insert("TOKEN".into(), "hunter2-s3cret".into());
     let (report, observer) = run(&[wf], &options, counting.clone()).await;
     assert!(report.success, "{:?}", report.errors);
-    let texts: Vec<String> = observer.lines().into_iter().map(|l| l.text).collect();
+    let texts = observer.texts();
     assert_eq!(texts, ["token is ***", "env has ***", "then *** appears"]);
     let log = report.workflows[0].jobs[0].steps[0].log.clone().unwrap();
     let logged = std::fs::read_to_string(&log).unwrap();
@@ -68,7 +68,7 @@ async fn checkout_copies_the_repository_into_the_workspace() {
     options.repository = None;
     let (report, observer) = run(&[wf], &options, counting.clone()).await;
     assert!(report.success, "{:?} {:?}", report.errors, observer.lines());
-    let texts: Vec<String> = observer.lines().into_iter().map(|l| l.text).collect();
+    let texts = observer.texts();
     assert!(
         texts.contains(&"hello from the repo".to_string()),
         "{texts:?}"
@@ -153,7 +153,7 @@ jobs:
     );
     let (report, observer) = run(&[wf], &env.options(), counting.clone()).await;
     assert!(report.success, "{:?} {:?}", report.errors, observer.lines());
-    let texts: Vec<String> = observer.lines().into_iter().map(|l| l.text).collect();
+    let texts = observer.texts();
     assert!(texts.contains(&"python job".to_string()), "{texts:?}");
     assert!(texts.contains(&"pipefail-on".to_string()), "{texts:?}");
     assert!(texts.contains(&"multi-line-ok".to_string()), "{texts:?}");
@@ -235,7 +235,7 @@ jobs:
     );
     let (report, observer) = run(&[wf], &env.options(), counting).await;
     assert!(report.success, "{:?}", report.errors);
-    let texts: Vec<String> = observer.lines().into_iter().map(|l| l.text).collect();
+    let texts = observer.texts();
     assert!(
         texts.contains(&"got 42 from a success job".to_string()),
         "{texts:?}"
@@ -352,7 +352,7 @@ jobs:
     options.job = Some("main".into());
     let (report, observer) = run(&[wf], &options, counting.clone()).await;
     assert!(report.success, "{:?}", report.errors);
-    let texts: Vec<String> = observer.lines().into_iter().map(|l| l.text).collect();
+    let texts = observer.texts();
     assert!(
         texts.contains(&"INFO high kept high blue from-setup tester workflow_dispatch".to_string()),
         "{texts:?}"

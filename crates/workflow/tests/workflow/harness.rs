@@ -76,6 +76,10 @@ impl Collect {
     pub fn lines(&self) -> Vec<Line> {
         self.lines.lock().unwrap().clone()
     }
+    /// The text of every line, in order.
+    pub fn texts(&self) -> Vec<String> {
+        self.lines().into_iter().map(|l| l.text).collect()
+    }
     /// The text of lines starting with `prefix`, with the prefix cut off.
     pub fn tagged(&self, prefix: &str) -> Vec<(String, String)> {
         self.lines()

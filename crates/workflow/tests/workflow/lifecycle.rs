@@ -1,7 +1,7 @@
 //! Every path releases the VM and runs cleanup: a failing step, a timed-out job, a cancelled
 //! run, and a run whose future is dropped.
 
-use crate::harness::{Collect, Env, assert_all_released, run};
+use crate::harness::{Collect, Counting, Env, assert_all_released, run};
 use azlin_workflow::{JobResult, SessionManager, SessionState, StepOutcome};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -19,6 +19,18 @@ fn options_with_cleanup(env: &Env) -> azlin_workflow::RunOptions {
 
 fn cleanup_log(env: &Env) -> String {
     std::fs::read_to_string(env.path("outside").join("cleanup.log")).unwrap_or_default()
+}
+
+/// Asserts setup and cleanup each ran once, the one session record ended `Released` with
+/// `outcome`, and nothing is left allocated.
+fn assert_cleaned_up_and_released(env: &Env, counting: &Counting, outcome: SessionState) {
+    assert_eq!(cleanup_log(env), "setup\ncleanup\n");
+    let r = &env.records()[0];
+    assert_eq!(
+        (r.state, r.outcome),
+        (SessionState::Released, Some(outcome))
+    );
+    assert_all_released(env, counting);
 }
 
 #[tokio::test]
@@ -45,16 +57,10 @@ async fn a_failing_step_still_runs_cleanup_and_releases_the_vm() {
         ]
     );
     assert_eq!(job.steps[1].exit_code, Some(3));
-    let texts: Vec<_> = observer.lines().into_iter().map(|l| l.text).collect();
+    let texts = observer.texts();
     assert!(texts.contains(&"always".to_string()));
     assert!(!texts.contains(&"never".to_string()));
-    assert_eq!(cleanup_log(&env), "setup\ncleanup\n");
-    let r = &env.records()[0];
-    assert_eq!(
-        (r.state, r.outcome),
-        (SessionState::Released, Some(SessionState::Failed))
-    );
-    assert_all_released(&env, &counting);
+    assert_cleaned_up_and_released(&env, &counting, SessionState::Failed);
 }
 
 #[tokio::test]
@@ -85,11 +91,10 @@ async fn a_timed_out_job_still_runs_cleanup_and_releases_the_vm() {
         "{job:?}"
     );
     assert_eq!(job.steps[1].outcome, StepOutcome::Skipped);
-    let texts: Vec<_> = observer.lines().into_iter().map(|l| l.text).collect();
+    let texts = observer.texts();
     assert!(texts.contains(&"start".to_string()));
     assert!(!texts.contains(&"never".to_string()));
-    assert_eq!(cleanup_log(&env), "setup\ncleanup\n");
-    assert_all_released(&env, &counting);
+    assert_cleaned_up_and_released(&env, &counting, SessionState::Failed);
 }
 
 #[tokio::test]
@@ -149,13 +154,7 @@ async fn a_cancelled_run_still_runs_cleanup_and_releases_the_vm() {
     assert_eq!(job.result, JobResult::Cancelled);
     assert_eq!(job.steps[0].outcome, StepOutcome::Cancelled);
     assert_eq!(job.steps[1].outcome, StepOutcome::Skipped);
-    assert_eq!(cleanup_log(&env), "setup\ncleanup\n");
-    let r = &env.records()[0];
-    assert_eq!(
-        (r.state, r.outcome),
-        (SessionState::Released, Some(SessionState::Cancelled))
-    );
-    assert_all_released(&env, &counting);
+    assert_cleaned_up_and_released(&env, &counting, SessionState::Cancelled);
 }
 
 #[tokio::test]
@@ -186,13 +185,7 @@ async fn a_dropped_run_future_still_runs_cleanup_and_releases_the_vm() {
         // Leaving the block drops the run future, as Ctrl-C would.
     }
     manager.wait_idle().await;
-    assert_eq!(cleanup_log(&env), "setup\ncleanup\n");
-    let r = &env.records()[0];
-    assert_eq!(
-        (r.state, r.outcome),
-        (SessionState::Released, Some(SessionState::Cancelled))
-    );
-    assert_all_released(&env, &counting);
+    assert_cleaned_up_and_released(&env, &counting, SessionState::Cancelled);
 }
 
 #[tokio::test]
