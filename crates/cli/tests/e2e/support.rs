@@ -22,6 +22,23 @@ pub struct Azlin {
     path: String,
 }
 
+/// A test that fails part-way would leave its VMs running on the machine: delete whatever
+/// this home still lists (best effort; the failure itself is what the test reports).
+impl Drop for Azlin {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        let Ok(out) = self.command(&["list", "-o", "json"]).output() else {
+            return;
+        };
+        let vms: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        for name in vms.iter().filter_map(|vm| vm["name"].as_str()) {
+            let _ = self.command(&["delete", name, "--yes"]).output();
+        }
+    }
+}
+
 impl Azlin {
     /// A fresh home using the shared image cache.
     pub fn new() -> Azlin {
@@ -34,18 +51,16 @@ impl Azlin {
 
     /// The same, with the base images looked for in `dir` instead.
     pub fn with_image_dir(dir: &Path) -> Azlin {
-        Azlin {
-            image_dir: dir.to_path_buf(),
-            ..Azlin::new()
-        }
+        let mut azlin = Azlin::new();
+        azlin.image_dir = dir.to_path_buf();
+        azlin
     }
 
     /// The same, with `PATH` replaced.
     pub fn with_path(path: &str) -> Azlin {
-        Azlin {
-            path: path.to_string(),
-            ..Azlin::new()
-        }
+        let mut azlin = Azlin::new();
+        azlin.path = path.to_string();
+        azlin
     }
 
     /// The `azlin` command with a scrubbed environment.
