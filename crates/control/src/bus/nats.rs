@@ -306,13 +306,11 @@ impl NatsBus {
         self.confirm(sent).await
     }
 
-    /// Waits until every event published so far, of every request, is stored.
+    /// Waits until every event published so far, of every request, is stored: all confirmations
+    /// at once, each request's events still in their order.
     pub async fn flush_events(&self) -> Result<(), BusError> {
-        let all: Vec<_> = self.queues().drain().map(|(_, queue)| queue).collect();
-        for sent in all {
-            self.confirm(sent).await?;
-        }
-        Ok(())
+        let all: VecDeque<_> = self.queues().drain().flat_map(|(_, queue)| queue).collect();
+        self.confirm(all).await
     }
 
     /// Whether `request_id` has had its terminal event.
