@@ -21,14 +21,27 @@ fi
 # System packages: nspawn machines, their network, image builds, QEMU VMs, SSH, benchmarks.
 packages=(systemd-container debootstrap nftables iproute2 openssh-client tmux git ca-certificates
           util-linux qemu-system-x86 qemu-utils genisoimage hyperfine)
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ "${#missing[@]}" -gt 0 ]; then
+# Which of them are not installed.
+missing_packages() {
+  local p
+  for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || echo "$p"
+  done
+}
+# Twice: installing one package can remove another that conflicts with it (a backported
+# qemu-utils gives way to Debian's qemu-system-x86), and the second round puts back a
+# compatible version of what was removed.
+for round in 1 2; do
+  mapfile -t missing < <(missing_packages)
+  [ "${#missing[@]}" -eq 0 ] && break
   echo "installing: ${missing[*]}"
-  apt-get update -qq
+  [ "$round" -eq 1 ] && apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+done
+mapfile -t missing < <(missing_packages)
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "setup: could not install ${missing[*]}" >&2
+  exit 2
 fi
 
 # A nats-server new enough for JetStream key-value (Debian ships 2.9).
