@@ -235,7 +235,18 @@ impl Launcher {
         .await
         .map_err(|e| bus_failure(&r, e))?;
 
-        let shell = self.wait_until_ready(&vm, &r, &mut timings).await?;
+        let shell = match self.wait_until_ready(&vm, &r, &mut timings).await {
+            Ok(shell) => shell,
+            Err(mut failure) => {
+                // A VM that did not become ready is left running: say what it is stuck on.
+                if failure.event.vm_left_running
+                    && let Some(diagnosis) = provider.boot_diagnosis(&vm).await
+                {
+                    failure.event.error.message += &format!("\nwhat the VM says:\n{diagnosis}");
+                }
+                return Err(failure);
+            }
+        };
         let warnings = self
             .clone_repos(spec, shell.as_ref(), &r, &mut timings)
             .await?;

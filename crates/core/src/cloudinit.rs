@@ -82,7 +82,9 @@ impl CloudConfig<'_> {
         root.insert(string("ssh_pwauth"), Value::Bool(false));
         root.insert(string("disable_root"), Value::Bool(true));
         root.insert(string("ssh_deletekeys"), Value::Bool(true));
-        root.insert(string("ssh_genkeytypes"), Value::Sequence(vec![]));
+        // Only the Ed25519 type, which `ssh_keys` already provides: nothing is generated (an
+        // empty list would say the same, but cloud-init's schema refuses it as too short).
+        root.insert(string("ssh_genkeytypes"), strings(&["ed25519"]));
         root.insert(
             string("ssh_keys"),
             map([

@@ -102,6 +102,13 @@ pub trait VmProvider: Send + Sync {
     /// Deletes a VM and every resource made for it.
     async fn delete(&self, name: &VmName) -> Result<DeleteReport, ProviderError>;
 
+    /// What the VM itself says about its boot, for a VM that does not become ready: the jobs
+    /// its init still waits on, cloud-init's errors, the end of its console. `None` when the
+    /// provider cannot look inside.
+    async fn boot_diagnosis(&self, _vm: &Vm) -> Option<String> {
+        None
+    }
+
     /// The VM made for `request_id`, if any (how a redelivered request finds its VM).
     async fn find_by_request(&self, request_id: &str) -> Result<Option<Vm>, ProviderError> {
         Ok(self

@@ -240,7 +240,7 @@ impl StageView {
             },
             Event::CreateFailed(f) => {
                 if let Some(stage) = self.current.take() {
-                    stage.fail(&f.error.message);
+                    stage.fail(headline(&f.error.message));
                 }
             }
             _ => {}
@@ -408,7 +408,7 @@ fn fleet_line(progress: &Progress, lines: &mut BTreeMap<String, Stage>, event: &
         }
         Event::CreateFailed(f) => {
             if let Some(line) = lines.remove(&name) {
-                line.fail(&f.error.message);
+                line.fail(headline(&f.error.message));
             }
         }
         _ => {}
@@ -468,6 +468,12 @@ fn print_info(
         }
     }
     Ok(())
+}
+
+/// The first line of a failure message: the stage line shows it, and [`failure_exit`] prints
+/// the whole message (with what the VM says about itself) once at the end.
+fn headline(message: &str) -> &str {
+    message.lines().next().unwrap_or_default()
 }
 
 /// Reports failures with what was cleaned up or left running; the exit code of the first.

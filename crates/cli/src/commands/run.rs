@@ -120,7 +120,12 @@ pub async fn run(app: &App, args: &RunArgs) -> anyhow::Result<ExitCode> {
         log_dir,
     } = args;
     let state = &app.settings.paths.state_dir;
-    let run_id = azlin_core::compact_timestamp();
+    // Runs started in the same second (or the same workflow twice) get folders of their own.
+    let run_id = format!(
+        "{}-{}",
+        azlin_core::compact_timestamp(),
+        &azlin_core::new_id()[..8]
+    );
     let mut options = RunOptions::new(
         state.join("sessions"),
         log_dir

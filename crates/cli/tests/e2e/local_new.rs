@@ -51,7 +51,8 @@ fn new_clones_connects_and_deletes_without_leftovers() {
         &azlin.key(),
         &known_hosts,
         &format!("azureuser@{address}"),
-        "cloud-init status; sudo -n true && echo sudo-ok; hostname",
+        "cloud-init status; sudo -n true && echo sudo-ok; hostname; \
+         sudo cloud-init schema --system >/dev/null 2>&1 && echo schema-ok",
     );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -62,6 +63,8 @@ fn new_clones_connects_and_deletes_without_leftovers() {
     assert!(text.contains("status: done"), "{text}");
     assert!(text.contains("sudo-ok"), "{text}");
     assert!(text.lines().any(|l| l == "e2e"), "{text}");
+    // The cloud-config azlin generated passes cloud-init's own schema check.
+    assert!(text.contains("schema-ok"), "{text}");
     let other_key = foreign_host_key();
     std::fs::write(&known_hosts, format!("{address} {other_key}\n")).unwrap();
     let out = strict_ssh(

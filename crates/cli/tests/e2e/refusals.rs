@@ -192,6 +192,16 @@ fn ssh_never_coming_up_exits_5_and_leaves_the_vm_running() {
         )
         .expect(5);
     assert!(run.stderr.contains("left running"), "{}", run.stderr);
+    // What the VM says about its boot names the unit that failed.
+    let said = run
+        .stderr
+        .split("what the VM says:")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no diagnosis in:\n{}", run.stderr));
+    assert!(
+        said.contains("failed units:") && said.contains("ssh.service"),
+        "{said}"
+    );
     let vm = azlin.vm("nossh");
     assert_eq!(vm["state"], "running");
     let footprint = HostFootprint::of(&vm);

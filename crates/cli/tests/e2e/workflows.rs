@@ -76,7 +76,7 @@ fn act_corpus_on_nspawn_vms() {
                 let tail: Vec<&str> = stderr
                     .lines()
                     .rev()
-                    .take(25)
+                    .take(60)
                     .collect::<Vec<_>>()
                     .into_iter()
                     .rev()

@@ -219,7 +219,7 @@ fn comm(pid: u32) -> Option<String> {
 }
 
 /// The machine's init: the child of the nspawn process.
-fn init_pid(nspawn: u32) -> Option<u32> {
+pub(super) fn init_pid(nspawn: u32) -> Option<u32> {
     std::fs::read_to_string(format!("/proc/{nspawn}/task/{nspawn}/children"))
         .ok()?
         .split_whitespace()

@@ -2,6 +2,7 @@
 //! copy-on-write overlay of the Debian base image, in its own network namespace, configured by
 //! real cloud-init through a NoCloud seed, reached over real SSH.
 
+mod diagnosis;
 mod machine;
 pub mod network;
 
@@ -248,6 +249,11 @@ impl VmProvider for NspawnProvider {
 
     async fn find_by_request(&self, request_id: &str) -> Result<Option<Vm>, ProviderError> {
         local::find_by_request(self, request_id)
+    }
+
+    async fn boot_diagnosis(&self, vm: &Vm) -> Option<String> {
+        let pid = Self::pid(vm).filter(|_| self.is_running(vm))?;
+        Some(diagnosis::diagnose(&self.machine(&vm.name), pid).await)
     }
 
     async fn delete(&self, name: &VmName) -> Result<DeleteReport, ProviderError> {
