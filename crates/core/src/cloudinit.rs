@@ -122,6 +122,12 @@ impl CloudConfig<'_> {
     }
 }
 
+/// Checks a user's cloud-config before anything is made: it must be a YAML mapping that
+/// [`CloudConfig::render`] can merge.
+pub fn check_user_config(text: &str) -> Result<(), CloudInitError> {
+    parse_mapping(text).map(drop)
+}
+
 /// Parses a cloud-config document (YAML mapping, `#cloud-config` line optional).
 fn parse_mapping(text: &str) -> Result<Mapping, CloudInitError> {
     let parsed: Value =

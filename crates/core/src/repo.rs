@@ -34,7 +34,9 @@ impl RepoUrl {
                 reason,
             })
         };
-        if raw.starts_with('-') || raw.contains(" -") || raw.contains("--") {
+        // Whitespace is refused below, so only a leading dash can make git read this as an option;
+        // a `--` inside a URL (`https://host/my--repo`) is an ordinary path.
+        if raw.starts_with('-') {
             return fail("it looks like a git option");
         }
         if raw.contains(SHELL_METACHARACTERS) || raw.chars().any(|c| c.is_control()) {
@@ -116,6 +118,8 @@ mod tests {
         assert_eq!(repo.dir_name(), Some("demo"));
         let repo = RepoUrl::parse("https://example.com/a/b/demo.git/").unwrap();
         assert_eq!(repo.dir_name(), Some("demo"));
+        let repo = RepoUrl::parse("https://example.com/team/my--repo.git").unwrap();
+        assert_eq!(repo.dir_name(), Some("my--repo"));
     }
 
     #[test]
@@ -135,6 +139,7 @@ mod tests {
             "https://github.com/a/..",
             "https:///a/b.git",
             "-https://github.com/a/b.git",
+            "https://github.com/a/b.git\t--upload-pack=evil",
         ] {
             assert!(RepoUrl::parse(bad).is_err(), "{bad}");
         }

@@ -127,7 +127,12 @@ pub fn plan(app: &App, args: &NewArgs) -> anyhow::Result<Vec<VmSpec>> {
         .as_ref()
         .or(template.and_then(|t| t.cloud_init.as_ref()))
     {
-        Some(path) => Some(read_file(path, "cloud-init file")?),
+        Some(path) => {
+            let text = read_file(path, "cloud-init file")?;
+            azlin_core::cloudinit::check_user_config(&text)
+                .map_err(|e| Failure::usage(format!("{}: {e}", path.display())))?;
+            Some(text)
+        }
         None => None,
     };
     let mut ca_pems = Vec::new();

@@ -20,7 +20,7 @@ fn assert_nothing_made(azlin: &Azlin) {
 }
 
 /// `azlin new` of a valid nspawn VM `ok`, then `extra`: what makes the request wrong.
-fn new_ok_with(extra: &[&'static str]) -> Vec<&'static str> {
+fn new_ok_with<'a>(extra: &[&'a str]) -> Vec<&'a str> {
     [&["new", "--provider", "nspawn", "--name", "ok"], extra].concat()
 }
 
@@ -53,7 +53,7 @@ fn bad_input_is_refused_with_64_before_anything_is_made() {
                 "--repo",
                 "https://example.com/a/b.git --upload-pack=touch /tmp/x",
             ]),
-            "looks like a git option",
+            "shell metacharacters or whitespace",
         ),
         (
             new_ok_with(&["--repo", "https://example.com/a/$(id).git"]),
@@ -97,6 +97,20 @@ fn bad_input_is_refused_with_64_before_anything_is_made() {
             run.stderr
         );
     }
+    // A cloud-init file that is YAML but not a cloud-config mapping is caught before any VM.
+    let not_a_mapping = azlin.home.path().join("list.yaml");
+    std::fs::write(&not_a_mapping, "#cloud-config\n- runcmd\n").unwrap();
+    let run = azlin
+        .run(&new_ok_with(&[
+            "--cloud-init",
+            not_a_mapping.to_str().unwrap(),
+        ]))
+        .expect(64);
+    assert!(
+        run.stderr.contains("must be a YAML mapping"),
+        "{}",
+        run.stderr
+    );
     assert!(!std::path::Path::new("/tmp/azlin-pwned").exists());
     assert_nothing_made(&azlin);
 }
