@@ -32,6 +32,20 @@ impl std::fmt::Debug for Identity {
     }
 }
 
+impl Identity {
+    /// A key pair that lives only in memory, for a control plane that will never open SSH (a
+    /// delete): removing a VM must not depend on the state of the user's key file.
+    pub fn ephemeral() -> Result<Self, RemoteError> {
+        let key = generate_ed25519("azlin-ephemeral")?;
+        let public_openssh = public_openssh(key.public_key())?;
+        Ok(Identity {
+            private_path: PathBuf::new(),
+            key: Arc::new(key),
+            public_openssh,
+        })
+    }
+}
+
 /// Whether [`ensure_identity`] made a new key or found one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyOrigin {

@@ -11,6 +11,8 @@ use tokio::net::TcpStream;
 const PORT_POLL: Duration = Duration::from_millis(25);
 /// How long one TCP connect attempt may take.
 const CONNECT_ATTEMPT: Duration = Duration::from_millis(500);
+/// The least time one SSH handshake gets, even when the deadline is closer.
+const HANDSHAKE_FLOOR: Duration = Duration::from_secs(5);
 
 /// Waits until `target` accepts an SSH login with `identity`, checking the host key strictly.
 ///
@@ -31,10 +33,19 @@ pub async fn wait_for_ssh(
         .await
         .is_ok_and(|r| r.is_ok());
         if port_open {
-            match SshShell::connect(target, identity).await {
-                Ok(shell) => return Ok(shell),
-                Err(e @ RemoteError::HostKeyMismatch { .. }) => return Err(e),
-                Err(e) => last_error = e.to_string(),
+            // A port that accepts but never finishes the handshake (sshd starting, a half-up
+            // network) must not hold the wait past its deadline.
+            let left = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(
+                left.max(HANDSHAKE_FLOOR),
+                SshShell::connect(target, identity),
+            )
+            .await
+            {
+                Ok(Ok(shell)) => return Ok(shell),
+                Ok(Err(e @ RemoteError::HostKeyMismatch { .. })) => return Err(e),
+                Ok(Err(e)) => last_error = e.to_string(),
+                Err(_) => last_error = "the SSH handshake did not finish".to_string(),
             }
         }
         if Instant::now() >= deadline {

@@ -30,33 +30,42 @@ async fn build_image(app: &App, args: &ImageBuildArgs) -> anyhow::Result<ExitCod
     let images = app.providers.images();
     let progress = Progress::new(app.settings.progress_tty);
     let stage = progress.stage(format!("Base image '{profile}' for {kind}"));
-    if let Some(image) = images.locate_flavour(flavour, profile) {
-        stage.done(&format!(
-            "cached at {} (recipe {})",
-            image.dir.display(),
-            image.digest
-        ));
-        return Ok(ExitCode::Ok);
-    }
-    match images
-        .ensure_flavour(flavour, profile, &mut |line: &str| stage.update(line))
-        .await
-    {
-        Ok(image) => {
-            stage.done(&format!("built {}", image.dir.display()));
-            if app.settings.output == OutputFormat::Json {
-                println!(
-                    "{}",
-                    serde_json::json!({"profile": profile, "provider": kind, "digest": image.digest, "dir": image.dir})
-                );
+    let (image, cached) = match images.locate_flavour(flavour, profile) {
+        Some(image) => {
+            stage.done(&format!(
+                "cached at {} (recipe {})",
+                image.dir.display(),
+                image.digest
+            ));
+            (image, true)
+        }
+        None => match images
+            .ensure_flavour(flavour, profile, &mut |line: &str| stage.update(line))
+            .await
+        {
+            Ok(image) => {
+                stage.done(&format!("built {}", image.dir.display()));
+                (image, false)
             }
-            Ok(ExitCode::Ok)
-        }
-        Err(e) => {
-            stage.fail(&e.message);
-            Err(e.into())
-        }
+            Err(e) => {
+                stage.fail(&e.message);
+                return Err(e.into());
+            }
+        },
+    };
+    if app.settings.output == OutputFormat::Json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "profile": profile,
+                "provider": kind,
+                "digest": image.digest,
+                "dir": image.dir,
+                "cached": cached,
+            })
+        );
     }
+    Ok(ExitCode::Ok)
 }
 
 fn list(app: &App) -> anyhow::Result<ExitCode> {

@@ -9,7 +9,8 @@ use azlin_control::ProviderSource;
 use azlin_control::store::VmRecord;
 use azlin_core::event::{DeleteRequested, Event, Request, SCHEMA};
 use azlin_core::{ExitCode, ProviderKind, Vm, VmName, new_id, now_rfc3339};
-use azlin_remote::keys::ensure_identity;
+use azlin_remote::keys::{Identity, ensure_identity};
+use azlin_remote::ready::wait_for_ssh;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::io::{BufRead, IsTerminal, Write};
 
@@ -155,6 +156,24 @@ pub async fn start(app: &App, args: &NameArgs) -> anyhow::Result<ExitCode> {
     let stage = progress.stage(format!("Starting {name}"));
     let vm = provider.start(&name).await?;
     stage.done(&format!("{} at {}", vm.state, vm.address));
+    if vm.provider != ProviderKind::Sim {
+        // Started means usable: `azlin connect` right after must not meet a closed port.
+        let stage = progress.stage("Waiting for SSH");
+        let (identity, _) = ensure_identity(&app.settings.paths.ssh_key())?;
+        let target = azlin_remote::ssh_target(&vm);
+        wait_for_ssh(&target, &identity, app.settings.ssh_timeout)
+            .await
+            .map_err(|e| {
+                Failure::with_code(
+                    ExitCode::Readiness,
+                    format!("{e}; the VM '{name}' is left running"),
+                )
+            })?;
+        stage.done(&format!("{}@{}", vm.user, vm.address));
+    }
+    if app.settings.output == OutputFormat::Json {
+        println!("{}", serde_json::to_string(&vm)?);
+    }
     Ok(ExitCode::Ok)
 }
 
@@ -166,6 +185,9 @@ pub async fn stop(app: &App, args: &NameArgs) -> anyhow::Result<ExitCode> {
     let stage = progress.stage(format!("Stopping {name}"));
     provider.stop(&name).await?;
     stage.done("stopped; its disk is kept");
+    if app.settings.output == OutputFormat::Json {
+        println!("{}", serde_json::json!({"name": name, "state": "stopped"}));
+    }
     Ok(ExitCode::Ok)
 }
 
@@ -199,8 +221,8 @@ pub async fn delete(app: &App, args: &DeleteArgs) -> anyhow::Result<ExitCode> {
     }
     let progress = Progress::new(app.settings.progress_tty);
     let stage = progress.stage(format!("Deleting {name}"));
-    let (identity, _) = ensure_identity(&app.settings.paths.ssh_key())?;
-    let control = app.control_plane(&identity, 1).await?;
+    // A delete never opens SSH, so a key with wrong permissions must not stand in its way.
+    let control = app.control_plane(&Identity::ephemeral()?, 1).await?;
     let mut subscription = control.bus.subscribe().await?;
     let request = Request::Delete(DeleteRequested {
         schema: SCHEMA,

@@ -70,4 +70,8 @@ fn a_key_others_can_read_is_reported_and_left_alone() {
         !listed.as_array().unwrap().iter().any(|v| v["name"] == "k4"),
         "{listed}"
     );
+    // Deleting needs no key: a key with the wrong mode does not keep a VM alive.
+    azlin.run(&["delete", "k3", "--yes"]).expect(0);
+    assert_eq!(mode(&key), 0o644);
+    azlin.assert_no_vms();
 }

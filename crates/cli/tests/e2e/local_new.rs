@@ -141,20 +141,38 @@ fn stop_and_start_keep_the_disk() {
     let vm = azlin.vm("cycle");
     assert_eq!(vm["state"], "stopped");
     azlin.run(&["connect", "cycle", "--", "true"]).expect(5);
-    azlin.run(&["start", "cycle"]).expect(0);
+    // `start` returns once the VM answers SSH: the next command connects at once.
+    let started = azlin
+        .run(&["start", "cycle", "-o", "json"])
+        .expect(0)
+        .json();
+    assert_eq!(started["state"], "running", "{started}");
     let footprint = HostFootprint::of(&azlin.vm("cycle"));
     footprint.assert_present();
-    // sshd needs a moment after the machine's init starts.
-    let mut last = None;
-    for _ in 0..100 {
-        let run = azlin.run(&["connect", "cycle", "--", "cat", "marker"]);
-        if run.code == 0 {
-            last = Some(run);
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    assert_eq!(last.expect("SSH after start").stdout.trim(), "kept");
+    let run = azlin
+        .run(&["connect", "cycle", "--", "cat", "marker"])
+        .expect(0);
+    assert_eq!(run.stdout.trim(), "kept");
     azlin.run(&["delete", "cycle", "--yes"]).expect(0);
     footprint.assert_gone();
+}
+
+#[test]
+fn building_a_cached_image_reports_it_without_rebuilding() {
+    let azlin = Azlin::new();
+    let listed = azlin.run(&["image", "list", "-o", "json"]).expect(0).json();
+    let minimal = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["provider"] == "nspawn" && i["profile"] == "minimal")
+        .unwrap()
+        .clone();
+    let run = azlin
+        .run(&["image", "build", "--provider", "nspawn", "-o", "json"])
+        .expect(0);
+    let built = run.json();
+    assert_eq!(built["cached"], true, "{built}");
+    assert_eq!(built["dir"], minimal["dir"], "{built} vs {minimal}");
+    assert!(run.stderr.contains("cached at"), "{}", run.stderr);
 }
