@@ -23,8 +23,8 @@ ms() { date +%s%3N; }
 
 # The seed azlin renders (user, keys, host key), taken from a warm-up VM, so that the raw boot
 # does exactly the same cloud-init work.
-"$azlin" new --provider nspawn --name bench-warm --no-connect -o json > "$work/warm.json" 2>/dev/null
-folder="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["vms"][0]["request_id"])' "$work/warm.json" >/dev/null; "$azlin" status bench-warm -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)["vm"]["details"]["folder"])')"
+"$azlin" new --provider nspawn --name bench-warm --no-connect >/dev/null 2>&1
+folder="$("$azlin" status bench-warm -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)["vm"]["details"]["folder"])')"
 cp "$folder/rootfs/var/lib/cloud/seed/nocloud/user-data" "$work/user-data"
 host_key="$("$azlin" status bench-warm -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)["vm"]["host_key"])')"
 "$azlin" delete bench-warm --yes >/dev/null 2>&1

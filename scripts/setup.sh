@@ -20,7 +20,7 @@ fi
 
 # System packages: nspawn machines, their network, image builds, QEMU VMs, SSH, benchmarks.
 packages=(systemd-container debootstrap nftables iproute2 openssh-client tmux git ca-certificates
-          util-linux qemu-system-x86 qemu-utils genisoimage hyperfine)
+          util-linux qemu-system-x86 qemu-utils genisoimage hyperfine python3-pip)
 # Which of them are not installed.
 missing_packages() {
   local p

@@ -22,7 +22,7 @@ pub async fn send(
             c.arg("-c").arg(script);
             c
         }
-        None if which("notify-send").is_some() && std::env::var_os("DISPLAY").is_some() => {
+        None if which("notify-send").is_some() && on_a_desktop() => {
             let mut c = Command::new("notify-send");
             c.arg(format!("azlin: {vm}")).arg(message);
             c
@@ -42,4 +42,11 @@ pub async fn send(
         Ok(Err(e)) => progress.note(&format!("⚠ Notification command could not run: {e}")),
         Err(_) => progress.note("⚠ Notification command timed out after 10s"),
     }
+}
+
+/// Whether a graphical session (X11 or Wayland) can show a desktop notification.
+fn on_a_desktop() -> bool {
+    ["DISPLAY", "WAYLAND_DISPLAY"]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some_and(|v| !v.is_empty()))
 }

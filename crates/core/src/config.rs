@@ -95,11 +95,6 @@ impl Paths {
     pub fn ssh_key(&self) -> PathBuf {
         self.ssh_dir.join("azlin_key")
     }
-
-    /// The known_hosts file azlin writes host keys of its VMs to.
-    pub fn known_hosts(&self) -> PathBuf {
-        self.state_dir.join("known_hosts")
-    }
 }
 
 /// Sim provider settings.

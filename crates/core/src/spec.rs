@@ -423,16 +423,9 @@ impl VmSpec {
         }
     }
 
-    /// Checks the fields that are free strings: size and region must be known.
-    pub fn validate(&self) -> Result<(), UnknownChoice> {
-        Size::lookup(&self.size)?;
-        Region::parse(&self.region)?;
-        Ok(())
-    }
-
     /// The resolved size.
     pub fn size(&self) -> Size {
-        // A spec that passed `validate` always resolves; the fallback keeps this total.
+        // The CLI resolves sizes before it makes a spec; the fallback keeps this total.
         Size::lookup(&self.size).unwrap_or(SIZES[2])
     }
 }

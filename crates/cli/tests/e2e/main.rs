@@ -9,6 +9,7 @@
 
 mod azure;
 mod common;
+mod defaults;
 mod git_server;
 mod gui;
 mod keys;
