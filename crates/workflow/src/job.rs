@@ -437,6 +437,16 @@ impl JobState<'_> {
             Ok(true) => {}
             Err(e) => failure = failure.or(Some(format!("evaluating if: {e}"))),
         }
+        let continue_on_error = match &step.continue_on_error {
+            None => false,
+            Some(t) => match self.evaluate(t).and_then(|v| v.to_flag()) {
+                Ok(flag) => flag,
+                Err(e) => {
+                    failure = failure.or(Some(format!("evaluating continue-on-error: {e}")));
+                    false
+                }
+            },
+        };
         let facts = self.env.facts;
         let origin = Origin {
             workflow: &facts.workflow.name,
@@ -481,10 +491,6 @@ impl JobState<'_> {
             StepOutcome::Success
         } else {
             StepOutcome::Failure
-        };
-        let continue_on_error = match &step.continue_on_error {
-            None => false,
-            Some(t) => self.evaluate(t).map(|v| v.truthy()).unwrap_or(false),
         };
         let conclusion = if outcome == StepOutcome::Failure && continue_on_error {
             StepOutcome::Success

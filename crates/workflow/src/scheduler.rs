@@ -322,9 +322,14 @@ impl WorkflowRun<'_> {
                 (expand(&value).map_err(|e| e.to_string())?, true)
             }
         };
+        let flag = |t: &str, what: &str, scope: &Scope<'_>| {
+            eval(t, scope)?
+                .to_flag()
+                .map_err(|e| format!("{what}: {e}"))
+        };
         let fail_fast = match &strategy.fail_fast {
             None => true,
-            Some(t) => eval(t, &scope)?.truthy(),
+            Some(t) => flag(t, "strategy.fail-fast", &scope)?,
         };
         let total = combos.len();
         let max_parallel = match &strategy.max_parallel {
@@ -377,7 +382,7 @@ impl WorkflowRun<'_> {
             skip.push(unsupported_label(&labels));
             let continue_on_error = match &job.continue_on_error {
                 None => false,
-                Some(t) => eval(t, &scope)?.truthy(),
+                Some(t) => flag(t, "continue-on-error", &scope)?,
             };
             let log_slug = if total > 1 {
                 format!("{}-{}", slug(&job.id), index + 1)

@@ -148,6 +148,27 @@ impl Value {
         }
     }
 
+    /// The value as a boolean setting (`continue-on-error`, `strategy.fail-fast`): a boolean as
+    /// it is; a string by what it spells, `true` or `false` in any letter case (the workflow
+    /// model keeps a YAML boolean as the text `false`, which plain truthiness would read as
+    /// true), or `''`, which is false; `null` false and a number by its truthiness. Other strings,
+    /// arrays and objects are refused, as GitHub refuses them.
+    pub fn to_flag(&self) -> Result<bool, String> {
+        match self {
+            Value::Bool(b) => Ok(*b),
+            Value::Null | Value::Number(_) => Ok(self.truthy()),
+            Value::String(s) if s.trim().is_empty() || eq_ignore_case(s.trim(), "false") => {
+                Ok(false)
+            }
+            Value::String(s) if eq_ignore_case(s.trim(), "true") => Ok(true),
+            other => Err(format!(
+                "expected a boolean (true or false), not {} '{}'",
+                other.kind(),
+                other.to_display_string()
+            )),
+        }
+    }
+
     /// The value coerced to a number.
     pub fn to_number(&self) -> f64 {
         match self {
@@ -515,6 +536,26 @@ mod tests {
         ] {
             assert!(truthy.truthy(), "{truthy:?}");
         }
+    }
+
+    #[test]
+    fn flags_read_booleans_spelled_as_text() {
+        for (value, want) in [
+            (Value::Bool(false), false),
+            (Value::Bool(true), true),
+            (Value::string("false"), false),
+            (Value::string("False"), false),
+            (Value::string(" true "), true),
+            (Value::string(""), false),
+            (Value::Null, false),
+            (Value::Number(1.0), true),
+            (Value::Number(0.0), false),
+        ] {
+            assert_eq!(value.to_flag(), Ok(want), "{value:?}");
+        }
+        let err = Value::string("no").to_flag().unwrap_err();
+        assert_eq!(err, "expected a boolean (true or false), not string 'no'");
+        assert!(Value::Object(Object::new()).to_flag().is_err());
     }
 
     #[test]

@@ -324,6 +324,27 @@ impl Builder<'_> {
         Ok(t)
     }
 
+    /// The boolean setting `t` (`continue-on-error`, `fail-fast`), checked at `path`: `true`,
+    /// `false` or an expression (evaluated when its contexts exist).
+    fn checked_flag(
+        &self,
+        path: &[Seg<'_>],
+        t: Option<Text>,
+    ) -> Result<Option<String>, WorkflowError> {
+        let t = self.checked_text(path, t, false)?;
+        if let Some(v) = &t
+            && !v.contains("${{")
+        {
+            Value::from(v.as_str()).to_flag().map_err(|_| {
+                self.error(
+                    path,
+                    format!("expected true, false or an expression, not '{v}'"),
+                )
+            })?;
+        }
+        Ok(t)
+    }
+
     /// Checks that each value of the map at `path` (its `pairs`) parses as a template.
     fn check_map<'a>(
         &self,
@@ -435,8 +456,7 @@ impl Builder<'_> {
         let outputs = pairs(outputs);
         self.check_map(&at("outputs"), &outputs)?;
         let timeout_minutes = self.checked_text(&at("timeout-minutes"), timeout_minutes, false)?;
-        let continue_on_error =
-            self.checked_text(&at("continue-on-error"), continue_on_error, false)?;
+        let continue_on_error = self.checked_flag(&at("continue-on-error"), continue_on_error)?;
         let strategy = match strategy {
             None => None,
             Some(s) => {
@@ -448,9 +468,11 @@ impl Builder<'_> {
                     }
                     Some(MatrixShape::Mapping(v)) => Some(MatrixSource::Mapping(v)),
                 };
+                let mut fail_fast_at = at("strategy").to_vec();
+                fail_fast_at.push(Seg::Key("fail-fast"));
                 Some(Strategy {
                     matrix,
-                    fail_fast: text(s.fail_fast),
+                    fail_fast: self.checked_flag(&fail_fast_at, s.fail_fast)?,
                     max_parallel: text(s.max_parallel),
                 })
             }
@@ -561,8 +583,7 @@ impl Builder<'_> {
         self.check_map(&at("env"), &env)?;
         let working_directory =
             self.checked_text(&at("working-directory"), working_directory, false)?;
-        let continue_on_error =
-            self.checked_text(&at("continue-on-error"), continue_on_error, false)?;
+        let continue_on_error = self.checked_flag(&at("continue-on-error"), continue_on_error)?;
         let timeout_minutes = self.checked_text(&at("timeout-minutes"), timeout_minutes, false)?;
         Ok(Step {
             index,
@@ -780,5 +801,23 @@ jobs:
             "on: push\njobs:\n  a:\n    runs-on: x\n    steps:\n      - id: s\n        run: x\n      - id: s\n        run: y\n",
         );
         assert!(msg.contains("already used"), "{msg}");
+
+        let (line, msg) = err(
+            "on: push\njobs:\n  a:\n    runs-on: x\n    steps:\n      - run: x\n        continue-on-error: maybe\n",
+        );
+        assert_eq!(line, 7);
+        assert!(
+            msg.contains("continue-on-error: expected true, false or an expression, not 'maybe'"),
+            "{msg}"
+        );
+
+        let (line, msg) = err(
+            "on: push\njobs:\n  a:\n    runs-on: x\n    strategy:\n      fail-fast: 0x\n    steps:\n      - run: x\n",
+        );
+        assert_eq!(line, 6);
+        assert!(
+            msg.contains("jobs.a.strategy.fail-fast: expected true"),
+            "{msg}"
+        );
     }
 }

@@ -9,4 +9,5 @@ mod conformance;
 mod harness;
 mod lifecycle;
 mod overhead;
+mod semantics;
 mod sessions;

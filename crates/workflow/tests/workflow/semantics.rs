@@ -1,0 +1,89 @@
+//! GitHub's semantics where they are easy to get subtly wrong: boolean settings written as YAML
+//! booleans, status functions after a cancellation or a timeout, `continue-on-error` jobs and
+//! the jobs that need them, `if:` conditions that mix text and expressions, and `hashFiles`
+//! over the VM's workspace.
+
+use crate::harness::{Env, assert_all_released, run};
+use azlin_workflow::{JobReport, JobResult, RunReport, StepOutcome};
+use std::time::Duration;
+
+/// The runs of job `id`, in order.
+fn runs<'r>(report: &'r RunReport, id: &str) -> Vec<&'r JobReport> {
+    report.jobs().filter(|j| j.id == id).collect()
+}
+
+/// The one run of job `id`.
+fn job<'r>(report: &'r RunReport, id: &str) -> &'r JobReport {
+    match runs(report, id).as_slice() {
+        [one] => one,
+        other => panic!("job {id}: {} runs", other.len()),
+    }
+}
+
+/// `(outcome, conclusion)` of every step of `job`.
+fn step_results(job: &JobReport) -> Vec<(StepOutcome, StepOutcome)> {
+    job.steps
+        .iter()
+        .map(|s| (s.outcome, s.conclusion))
+        .collect()
+}
+
+#[tokio::test]
+async fn yaml_false_turns_continue_on_error_and_fail_fast_off() {
+    let env = Env::new();
+    let counting = env.allocator(Duration::ZERO);
+    let wf = env.write(
+        "flags.yml",
+        r#"on: push
+jobs:
+  step_false:
+    runs-on: ubuntu-latest
+    steps:
+      - run: exit 1
+        continue-on-error: false
+      - run: echo unreachable
+  matrix:
+    runs-on: ubuntu-latest
+    continue-on-error: false
+    strategy:
+      fail-fast: false
+      matrix:
+        n: [1, 2, 3]
+    steps:
+      - run: test ${{ matrix.n }} -ne 1
+  expr:
+    runs-on: ubuntu-latest
+    steps:
+      - run: exit 1
+        continue-on-error: ${{ github.event_name == 'push' }}
+      - run: exit 1
+        continue-on-error: ${{ github.event_name == 'pull_request' }}
+"#,
+    );
+    let (report, observer) = run(&[wf], &env.options(), counting.clone()).await;
+    use StepOutcome::{Failure, Skipped, Success};
+    let step_false = job(&report, "step_false");
+    assert_eq!(step_false.result, JobResult::Failure);
+    assert_eq!(
+        step_results(step_false),
+        [(Failure, Failure), (Skipped, Skipped)]
+    );
+    assert!(!observer.texts().contains(&"unreachable".to_string()));
+    // fail-fast: false lets the other runs go on after the first fails.
+    let matrix: Vec<_> = runs(&report, "matrix").iter().map(|j| j.result).collect();
+    assert_eq!(
+        matrix,
+        [JobResult::Failure, JobResult::Success, JobResult::Success]
+    );
+    let expr = job(&report, "expr");
+    assert_eq!(step_results(expr), [(Failure, Success), (Failure, Failure)]);
+    assert_eq!(
+        report.errors,
+        [
+            "Job 'step_false' failed",
+            "Job 'matrix' failed",
+            "Job 'expr' failed"
+        ]
+    );
+    assert_all_released(&env, &counting);
+}
