@@ -259,6 +259,14 @@ pub struct RunArgs {
     /// Folder for per-step logs (default: the state dir).
     #[arg(long, value_name = "DIR")]
     pub log_dir: Option<PathBuf>,
+    /// Command run on each session's VM before its first step (repeatable, in order); a
+    /// failing one fails the session.
+    #[arg(long = "setup", value_name = "CMD")]
+    pub setup_commands: Vec<String>,
+    /// Command run on each session's VM after its last step, whatever happened (repeatable);
+    /// a failing one is reported, and the VM is released anyway.
+    #[arg(long = "cleanup", value_name = "CMD")]
+    pub cleanup_commands: Vec<String>,
 }
 
 /// `azlin worker`

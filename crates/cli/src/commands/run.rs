@@ -118,6 +118,8 @@ pub async fn run(app: &App, args: &RunArgs) -> anyhow::Result<ExitCode> {
         max_concurrent,
         vm_scope,
         log_dir,
+        setup_commands,
+        cleanup_commands,
     } = args;
     let state = &app.settings.paths.state_dir;
     // Runs started in the same second (or the same workflow twice) get folders of their own.
@@ -137,6 +139,8 @@ pub async fn run(app: &App, args: &RunArgs) -> anyhow::Result<ExitCode> {
     options.secrets = pairs("--secret", secrets)?;
     options.vars = pairs("--var", vars)?;
     options.actor = actor.clone();
+    options.setup_commands = setup_commands.clone();
+    options.cleanup_commands = cleanup_commands.clone();
     options.repository = repository.clone();
     options.max_concurrent = max_concurrent
         .or(app.settings.config.max_concurrent_sessions)

@@ -202,3 +202,73 @@ fn an_interrupted_run_runs_cleanup_and_releases_its_vm() {
     );
     assert_no_vm_left(&azlin);
 }
+
+/// The CLI around the workflow runner on the fast `sim` provider: setup and cleanup commands
+/// on the session's VM, act's failure wording, the summary table and JSON report, and the VM
+/// released after a failing job.
+#[test]
+fn a_failing_run_reports_the_job_runs_cleanup_and_releases_on_sim() {
+    let azlin = Azlin::new();
+    let workflow = azlin.home.path().join("fails.yml");
+    let cleaned = azlin.home.path().join("cleaned");
+    let marker = azlin.home.path().join("setup-marker");
+    std::fs::write(
+        &workflow,
+        format!("on: push\njobs:\n  build:\n    runs-on: ubuntu-latest\n    steps:\n      - name: sees setup\n        run: cat {}\n      - name: breaks\n        run: exit 3\n      - name: never\n        run: echo unreachable\n", marker.display()),
+    )
+    .unwrap();
+    let setup = format!("echo from-setup > {}", marker.display());
+    let cleanup = format!("echo cleaned >> {}", cleaned.display());
+    let run = azlin.run(&[
+        "run",
+        workflow.to_str().unwrap(),
+        "--provider",
+        "sim",
+        "--setup",
+        &setup,
+        "--cleanup",
+        &cleanup,
+    ]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.stderr.contains("Job 'build' failed"), "{}", run.stderr);
+    assert!(
+        run.stdout.contains("[build/sees setup] from-setup"),
+        "{}",
+        run.stdout
+    );
+    assert!(!run.stdout.contains("unreachable"), "{}", run.stdout);
+    // The summary table names each step's outcome.
+    let table: Vec<&str> = run
+        .stdout
+        .lines()
+        .filter(|l| l.contains("breaks"))
+        .collect();
+    assert!(
+        table.iter().any(|l| l.contains("failure")),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(std::fs::read_to_string(&cleaned).unwrap(), "cleaned\n");
+    azlin.assert_no_vms();
+
+    // The same run for a script: the report on stdout, step output on stderr.
+    let run = azlin.run(&[
+        "run",
+        workflow.to_str().unwrap(),
+        "--provider",
+        "sim",
+        "-o",
+        "json",
+    ]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let report = run.json();
+    let job = &report["workflows"][0]["jobs"][0];
+    assert_eq!(job["result"], "failure", "{report}");
+    assert_eq!(job["steps"][1]["exit_code"], 3, "{report}");
+    assert_eq!(job["steps"][2]["outcome"], "skipped", "{report}");
+    assert_eq!(
+        report["workflows"][0]["sessions"][0]["released"], true,
+        "{report}"
+    );
+    azlin.assert_no_vms();
+}
