@@ -91,17 +91,41 @@ impl Template {
         }
         Ok(out)
     }
+
+    /// The template as one expression: a lone `${{ }}` is that expression; anything else is
+    /// `format()` over the literal parts and the expressions, which is how GitHub reads text
+    /// with expressions inside it where an expression is expected.
+    fn into_expr(self) -> Expr {
+        let mut segments = self.segments;
+        if let [Segment::Expr(_)] = segments.as_slice()
+            && let Some(Segment::Expr(e)) = segments.pop()
+        {
+            return e;
+        }
+        let mut pattern = String::new();
+        let mut values = Vec::new();
+        for segment in segments {
+            match segment {
+                Segment::Text(t) => pattern.push_str(&t.replace('{', "{{").replace('}', "}}")),
+                Segment::Expr(e) => {
+                    pattern.push_str(&format!("{{{}}}", values.len()));
+                    values.push(e);
+                }
+            }
+        }
+        let mut args = vec![Expr::Literal(Value::String(pattern))];
+        args.extend(values);
+        Expr::Call(Function::Format, args)
+    }
 }
 
-/// An `if:` condition: an expression with or without `${{ }}`, implicitly
-/// `success() && (…)` unless it calls a status function.
+/// An `if:` condition, written with or without `${{ }}`: implicitly `success() && (…)` unless it
+/// calls a status function, whatever its form. Text mixing literal parts and expressions is the
+/// string they make (GitHub's documented pitfall: `${{ a }} == b` is a non-empty string, so
+/// only the implicit `success()` can make it false).
 #[derive(Debug, Clone, PartialEq)]
-pub enum Condition {
-    /// A single expression.
-    Expr(Expr),
-    /// Text mixing literal parts and expressions: true when the rendered text is non-empty
-    /// (GitHub's documented pitfall: `${{ a }} == b` is always true).
-    Text(Template),
+pub struct Condition {
+    expr: Expr,
 }
 
 impl Condition {
@@ -111,30 +135,25 @@ impl Condition {
         let expr = if t.is_empty() {
             Expr::Call(Function::Success, Vec::new())
         } else if t.contains("${{") {
-            let template = Template::parse(t)?;
-            match template.segments.as_slice() {
-                [Segment::Expr(e)] => e.clone(),
-                _ => return Ok(Condition::Text(template)),
-            }
+            Template::parse(t)?.into_expr()
         } else {
             parse(t)?
         };
-        Ok(Condition::Expr(if expr.uses_status_function() {
-            expr
-        } else {
-            Expr::And(
-                Box::new(Expr::Call(Function::Success, Vec::new())),
-                Box::new(expr),
-            )
-        }))
+        Ok(Condition {
+            expr: if expr.uses_status_function() {
+                expr
+            } else {
+                Expr::And(
+                    Box::new(Expr::Call(Function::Success, Vec::new())),
+                    Box::new(expr),
+                )
+            },
+        })
     }
 
     /// Whether the condition holds.
     pub fn holds(&self, scope: &Scope<'_>) -> Result<bool, ExpressionError> {
-        match self {
-            Condition::Expr(e) => Ok(evaluate(e, scope)?.truthy()),
-            Condition::Text(t) => Ok(!t.render(scope)?.is_empty()),
-        }
+        Ok(evaluate(&self.expr, scope)?.truthy())
     }
 }
 
@@ -210,7 +229,28 @@ mod tests {
         assert!(holds("always()", &s));
         assert!(holds("failure() && env.ACT", &s));
         assert!(holds("success() || failure()", &s));
-        // Mixed text is a non-empty string: always true (GitHub's documented pitfall).
+        // Mixed text is a non-empty string, but still under the implicit success().
+        assert!(!holds("${{ false }} == true", &s));
+        assert!(!holds("${{ env.ACT }} ", &s));
+        assert!(holds("${{ always() }} && text", &s));
+        assert!(holds("${{ failure() }} {braces}", &s));
+        s.status = Status::default();
         assert!(holds("${{ false }} == true", &s));
+        assert!(holds("{0} ${{ false }}", &s));
+        // Nothing but empty values: an empty string, which is false.
+        assert!(!holds("${{ env.NONE }}${{ env.NONE }}", &s));
+        assert!(holds("${{ env.NONE }}${{ env.ACT }}", &s));
+    }
+
+    #[test]
+    fn mixed_text_becomes_format() {
+        let t = Template::parse("a {x} ${{ env.ACT }} b ${{ matrix.node }}").unwrap();
+        let c = ctx();
+        let s = Scope::new(&c);
+        assert_eq!(
+            evaluate(&t.clone().into_expr(), &s).unwrap(),
+            Value::from("a {x} true b 14")
+        );
+        assert_eq!(t.render(&s).unwrap(), "a {x} true b 14");
     }
 }

@@ -87,3 +87,42 @@ jobs:
     );
     assert_all_released(&env, &counting);
 }
+
+#[tokio::test]
+async fn an_if_mixing_text_and_expressions_is_still_implicitly_under_success() {
+    let env = Env::new();
+    let counting = env.allocator(Duration::ZERO);
+    let wf = env.write(
+        "mixed.yml",
+        r#"on: push
+jobs:
+  j:
+    runs-on: ubuntu-latest
+    steps:
+      - if: ${{ github.event_name }} == 'pull_request'
+        run: echo mixed-before-failure
+      - run: exit 1
+      - if: ${{ github.event_name }} == 'pull_request'
+        run: echo mixed-after-failure
+      - if: ${{ failure() }} and more text
+        run: echo status-function-in-text
+"#,
+    );
+    let (report, observer) = run(&[wf], &env.options(), counting.clone()).await;
+    use StepOutcome::{Failure, Skipped, Success};
+    assert_eq!(
+        step_results(job(&report, "j")),
+        [
+            (Success, Success),
+            (Failure, Failure),
+            (Skipped, Skipped),
+            (Success, Success)
+        ]
+    );
+    // The text is a non-empty string (GitHub's pitfall), so it ran before the failure.
+    assert_eq!(
+        observer.texts(),
+        ["mixed-before-failure", "status-function-in-text"]
+    );
+    assert_all_released(&env, &counting);
+}
