@@ -7,7 +7,11 @@
 //!   `user {name, type}`;
 //! - `az account get-access-token --resource … -o json`: `accessToken`, `expiresOn` (local time,
 //!   `YYYY-MM-DD HH:MM:SS.ffffff`), `expires_on` (POSIX seconds, az ≥ 2.54), `subscription`,
-//!   `tenant`, `tokenType` (as built in azure-cli's `profile/custom.py`);
+//!   `tenant`, `tokenType` (as built in azure-cli's `profile/custom.py`). The token is the one the
+//!   [`ArmDouble`] accepts only when asked for ARM's audience (`--resource
+//!   https://management.azure.com/`, or az's default `https://management.core.windows.net/`);
+//!   for any other `--resource` it is a token the double refuses, as ARM refuses tokens issued
+//!   for other audiences;
 //! - when "logged out", both print az's own error, `ERROR: Please run 'az login' to setup
 //!   account.`, on stderr and exit 1.
 //!
@@ -113,11 +117,16 @@ impl StubAz {
 JSON
   ;;
 "account get-access-token")
+  token={token}
+  case "$resource" in
+  ""|https://management.azure.com|https://management.azure.com/|https://management.core.windows.net|https://management.core.windows.net/) ;;
+  *) token="token-for-another-audience" ;;
+  esac
   now=$(date +%s)
   exp=$((now + {lifetime}))
   local_time=$(date -d "@$exp" '+%Y-%m-%d %H:%M:%S.000000')
   printf '{{\n  "accessToken": "%s",\n  "expiresOn": "%s",\n  "expires_on": %s,\n  "subscription": "%s",\n  "tenant": "%s",\n  "tokenType": "Bearer"\n}}\n' \
-    {token} "$local_time" "$exp" {sub} {tenant}
+    "$token" "$local_time" "$exp" {sub} {tenant}
   ;;
 *)
   unknown "$@"
@@ -161,9 +170,11 @@ esac
 # Test double of the Azure CLI written by azlin-testkit (StubAz). Not the real az.
 printf '%s\n' "$*" >> {calls}
 subscription=""
+resource=""
 prev=""
 for a in "$@"; do
   if [ "$prev" = "--subscription" ]; then subscription="$a"; fi
+  if [ "$prev" = "--resource" ]; then resource="$a"; fi
   prev="$a"
 done
 unknown() {{

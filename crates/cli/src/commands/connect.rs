@@ -8,7 +8,8 @@ use crate::failure::Failure;
 use azlin_core::event::VmEndpoint;
 use azlin_core::{ExitCode, ProviderKind, Vm, VmName, VmState};
 use azlin_remote::attach::{Session, SshAccess, known_hosts_path};
-use azlin_remote::keys::ensure_identity;
+use azlin_remote::keys::{ensure_identity, load_identity};
+use azlin_remote::ssh::{SshShell, SshTarget};
 use azlin_remote::{LocalShell, OutputStream, Shell};
 use std::io::{IsTerminal, Write};
 
@@ -49,7 +50,7 @@ fn passed_through(code: i32) -> ExitCode {
 
 /// Opens `session` on the VM `name` through `access`; exit 5 if `ssh` cannot connect (the VM
 /// stays up).
-pub fn attach(
+pub async fn attach(
     access: &SshAccess,
     name: &VmName,
     session: &Session,
@@ -57,8 +58,12 @@ pub fn attach(
 ) -> anyhow::Result<ExitCode> {
     let tty = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
     let code = access.run(session, x11, tty)?;
+    // `ssh` exits 255 when it cannot connect, and also when the remote command does: a fresh
+    // login tells the two apart.
+    let command_said_255 =
+        code == 255 && matches!(session, Session::Command(_)) && ssh_answers(access).await;
     match (code, session) {
-        (255, _) => Err(Failure::with_code(
+        (255, _) if !command_said_255 => Err(Failure::with_code(
             ExitCode::Readiness,
             format!(
                 "ssh could not connect to {}; the VM '{name}' is still running (try again with `azlin connect {name}`)",
@@ -68,6 +73,24 @@ pub fn attach(
         (code, Session::Command(_)) => Ok(passed_through(code)),
         _ => Ok(ExitCode::Ok),
     }
+}
+
+/// Whether the VM accepts an SSH login with the azlin key right now (within a few seconds).
+async fn ssh_answers(access: &SshAccess) -> bool {
+    let Ok(identity) = load_identity(&access.key_path) else {
+        return false;
+    };
+    let target = SshTarget {
+        host: access.host.clone(),
+        port: access.port,
+        user: access.user.clone(),
+        host_key: access.host_key.clone(),
+    };
+    let login = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        SshShell::connect(&target, &identity),
+    );
+    matches!(login.await, Ok(Ok(_)))
 }
 
 /// Runs `azlin connect`.
@@ -93,7 +116,7 @@ pub async fn run(app: &App, args: &ConnectArgs) -> anyhow::Result<ExitCode> {
         prepare_x11(app, &vm).await?;
     }
     let access = access_for(app, &vm.endpoint());
-    attach(&access, &vm.name, &session, *x11)
+    attach(&access, &vm.name, &session, *x11).await
 }
 
 /// X11 forwarding needs `xauth` on the VM: installs it on first use.

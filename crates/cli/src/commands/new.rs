@@ -373,7 +373,7 @@ pub async fn run(app: &App, args: &NewArgs) -> anyhow::Result<ExitCode> {
         let (_, located) = app.locate(&vm.name).await?;
         connect::prepare_x11(app, &located).await?;
     }
-    connect::attach(&access, &vm.name, &Session::Tmux, *x11)
+    connect::attach(&access, &vm.name, &Session::Tmux, *x11).await
 }
 
 /// Milliseconds from the start of `azlin new` to each VM's milestones (for `-o json` and the

@@ -98,6 +98,10 @@ fn new_clones_connects_and_deletes_without_leftovers() {
     azlin
         .run(&["connect", "e2e", "--", "sh", "-c", "exit 7"])
         .expect(7);
+    // Even 255, which `ssh` also uses for "could not connect".
+    azlin
+        .run(&["connect", "e2e", "--", "sh", "-c", "exit 255"])
+        .expect(255);
 
     let listed = azlin.run(&["list", "-o", "json"]).expect(0).json();
     assert!(

@@ -6,6 +6,8 @@
 //! `/subscriptions/{sub}/resourceGroups/{rg}/providers/…`, the `api-version` query, `201`/`202`
 //! answers with `Azure-AsyncOperation`, `Location` and `Retry-After`, operation status bodies,
 //! `provisioningState`, `404`/`409`/`429`, and Azure's refusals to delete resources still in use.
+//! Operations can answer with `Location` only ([`ArmDouble::set_location_only`]) and be canceled
+//! ([`Fault::CancelOperations`]).
 //! It keeps an in-memory resource table and a log of every request, and can inject faults.
 //!
 //! It is a double, not an emulator: it checks the fields azlin relies on and Azure requires, and
@@ -214,7 +216,8 @@ impl ArmDouble {
     }
 
     /// The ids of the resources held that azlin made (tagged `azlin-managed=true`), and of every
-    /// managed disk (Azure makes one for each of azlin's VMs, untagged), ordered by id.
+    /// managed disk (Azure makes one for each VM, untagged until azlin tags it, so the disk of a
+    /// failed create may have no tags), ordered by id.
     pub fn azlin_resources(&self) -> Vec<String> {
         self.resources()
             .into_iter()
@@ -258,6 +261,13 @@ impl ArmDouble {
         lock(&self.model).operation_retry_after = secs;
     }
 
+    /// Whether long-running operations answer with a `Location` header only, without
+    /// `Azure-AsyncOperation` (default: both, as for DELETE and actions; PUT gives only
+    /// `Azure-AsyncOperation`).
+    pub fn set_location_only(&self, location_only: bool) {
+        lock(&self.model).location_only = location_only;
+    }
+
     /// How many VMs one page of the subscription VM list holds before a `nextLink` (default 1000).
     pub fn set_list_page_size(&self, size: usize) {
         lock(&self.model).list_page_size = size.max(1);
@@ -278,6 +288,19 @@ impl ArmDouble {
         tags: &BTreeMap<String, String>,
     ) -> String {
         lock(&self.model).insert_vm(resource_group, name, location, tags_value(tags))
+    }
+
+    /// Adds a managed disk as if a user had made it, attached to the VM with resource id
+    /// `managed_by` or unattached, creating its group if missing. Returns its resource id.
+    pub fn insert_disk(
+        &self,
+        resource_group: &str,
+        name: &str,
+        location: &str,
+        tags: &BTreeMap<String, String>,
+        managed_by: Option<&str>,
+    ) -> String {
+        lock(&self.model).insert_disk(resource_group, name, location, tags_value(tags), managed_by)
     }
 }
 

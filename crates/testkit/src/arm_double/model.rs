@@ -13,6 +13,13 @@
 //!   (resource groups: `Location` only), `204 No Content` when there is nothing to delete; the
 //!   `Location` URL answers `202` while the operation runs and `200` when it is done;
 //! - `POST …/virtualMachines/{vm}/start|deallocate|powerOff|restart` answer `202` like `DELETE`;
+//! - `PATCH` of a resource updates its tags (the only update the double supports): managed disks
+//!   answer `202` with the operation headers (DiskRP), others `200` with the body;
+//! - an operation can end `Canceled` (status body `{"status":"Canceled"}`, no `error`);
+//! - a VM whose new OS disk would take the name of an existing disk is refused
+//!   (`409 ConflictingUserInput`: only `createOption: Attach` may use an existing disk);
+//! - `customData` must be base64 of at most 87,380 characters (65,535 bytes decoded), refused
+//!   with ARM's own message otherwise;
 //! - a missing resource is `404 ResourceNotFound`, a missing group `404 ResourceGroupNotFound`;
 //! - deleting something another resource still uses fails as Azure does (`NicInUse`,
 //!   `PublicIPAddressCannotBeDeleted`, `InUseNetworkSecurityGroupCannotBeDeleted`,
@@ -158,7 +165,14 @@ pub enum Fault {
         /// The error message.
         message: String,
     },
-    /// Refuse the next VM create at once (nothing is created).
+    /// End the next `operations` long-running operations (PUT, PATCH, DELETE or action) with
+    /// status `Canceled`: their effect is not applied.
+    CancelOperations {
+        /// How many operations to cancel.
+        operations: u32,
+    },
+    /// Refuse the next VM create at once (nothing is created). A `429` or `5xx` refusal carries
+    /// `Retry-After: 0`, so that a client's retries of it are quick.
     RejectVmCreate {
         /// HTTP status, e.g. 409.
         status: u16,
@@ -223,6 +237,8 @@ pub(crate) struct Operation {
     pub(crate) polls_left: u32,
     pub(crate) effect: Option<Effect>,
     pub(crate) error: Option<Value>,
+    /// Ends `Canceled` (its effect is dropped).
+    pub(crate) canceled: bool,
     pub(crate) started: String,
     pub(crate) ended: Option<String>,
 }
@@ -285,6 +301,8 @@ pub(crate) struct Faults {
     pub(crate) reject_vm: VecDeque<(u16, String, String)>,
     /// VM creates whose operation fails: (code, message).
     pub(crate) fail_vm: VecDeque<(String, String)>,
+    /// Long-running operations still to end `Canceled`.
+    pub(crate) cancel: u32,
 }
 
 /// The whole simulated subscription.
@@ -299,6 +317,8 @@ pub(crate) struct Model {
     pub(crate) polls_before_done: u32,
     pub(crate) list_page_size: usize,
     pub(crate) operation_retry_after: u64,
+    /// Long-running operations answer with `Location` only, no `Azure-AsyncOperation`.
+    pub(crate) location_only: bool,
     pub(crate) operations: HashMap<String, Operation>,
     pub(crate) faults: Faults,
     pub(crate) next_address: u32,
@@ -367,6 +387,7 @@ impl Model {
             polls_before_done: 1,
             list_page_size: 1000,
             operation_retry_after: 0,
+            location_only: false,
             operations: HashMap::new(),
             faults: Faults::default(),
             next_address: 10,
@@ -391,6 +412,7 @@ impl Model {
             }
             Fault::ExpireToken { requests } => self.faults.expired_token += requests,
             Fault::FailVmCreate { code, message } => self.faults.fail_vm.push_back((code, message)),
+            Fault::CancelOperations { operations } => self.faults.cancel += operations,
             Fault::RejectVmCreate {
                 status,
                 code,

@@ -5,6 +5,15 @@ use serde_json::{Value, json};
 use std::collections::BTreeMap;
 
 impl Model {
+    /// Whether the next operation is to end `Canceled` (a [`Fault::CancelOperations`]).
+    fn take_cancel(&mut self) -> bool {
+        let cancel = self.faults.cancel > 0;
+        self.faults.cancel = self.faults.cancel.saturating_sub(1);
+        cancel
+    }
+
+    /// Starts a long-running operation; returns its status URL (`Azure-AsyncOperation`) and its
+    /// result URL (`Location`).
     pub(crate) fn start_operation(
         &mut self,
         namespace: &str,
@@ -13,12 +22,14 @@ impl Model {
         error: Option<Value>,
     ) -> (String, String) {
         let id = uuid::Uuid::new_v4().to_string();
+        let canceled = self.take_cancel();
         self.operations.insert(
             id.clone(),
             Operation {
                 polls_left: self.polls_before_done,
                 effect: Some(effect),
                 error,
+                canceled,
                 started: now(),
                 ended: None,
             },
@@ -36,6 +47,49 @@ impl Model {
             format!("{base}/operations/{id}?api-version={version}"),
             format!("{base}/operationResults/{id}?api-version={version}"),
         )
+    }
+
+    /// `resp` with the headers of the operation at `urls` (from [`Self::start_operation`]) and
+    /// `Retry-After`: `Azure-AsyncOperation`, plus `Location` when `with_location` (DELETE, POST,
+    /// DiskRP); `Location` alone when the double is in location-only mode.
+    pub(crate) fn operation_answer(
+        &self,
+        resp: Resp,
+        urls: (String, String),
+        with_location: bool,
+    ) -> Resp {
+        let (status_url, result_url) = urls;
+        let mut resp = resp;
+        if with_location || self.location_only {
+            resp = resp.header("Location", result_url);
+        }
+        if !self.location_only {
+            resp = resp.header("Azure-AsyncOperation", status_url);
+        }
+        resp.header("Retry-After", self.retry_after())
+    }
+
+    /// What a canceled operation leaves: nothing changed, except the provisioning state of what
+    /// was being made, which says `Canceled`.
+    fn cancel(&mut self, effect: Effect) {
+        match effect {
+            Effect::Provisioned(key) | Effect::ProvisionFailed(key) => {
+                if let Some(r) = self.resources.get_mut(&key) {
+                    r.body["properties"]["provisioningState"] = json!("Canceled");
+                }
+            }
+            Effect::Deleted(key) => {
+                if let Some(r) = self.resources.get_mut(&key) {
+                    r.body["properties"]["provisioningState"] = json!("Succeeded");
+                }
+            }
+            Effect::GroupDeleted(group) => {
+                if let Some(g) = self.groups.get_mut(&group) {
+                    g["properties"]["provisioningState"] = json!("Succeeded");
+                }
+            }
+            Effect::Power(..) => {}
+        }
     }
 
     pub(crate) fn apply(&mut self, effect: Effect) {
@@ -111,13 +165,20 @@ impl Model {
             op.ended = Some(now());
             effect = op.effect.take();
         }
-        let (started, ended, error) = (op.started.clone(), op.ended.clone(), op.error.clone());
+        let (started, ended, error, canceled) = (
+            op.started.clone(),
+            op.ended.clone(),
+            op.error.clone(),
+            op.canceled,
+        );
         let provisioned = match &effect {
             Some(Effect::Provisioned(key)) => Some(key.clone()),
             _ => None,
         };
-        if let Some(e) = effect {
-            self.apply(e);
+        match effect {
+            Some(e) if canceled => self.cancel(e),
+            Some(e) => self.apply(e),
+            None => {}
         }
         let retry = self.retry_after();
         if status_view {
@@ -127,6 +188,10 @@ impl Model {
                 return Resp::json(200, body).header("Retry-After", retry);
             }
             body["endTime"] = json!(ended);
+            if canceled {
+                body["status"] = json!("Canceled");
+                return Resp::json(200, body);
+            }
             match error {
                 Some(e) => {
                     body["status"] = json!("Failed");
@@ -144,6 +209,9 @@ impl Model {
                     format!("{}{path}?{}", self.endpoint, query.join("&")),
                 )
                 .header("Retry-After", retry);
+        }
+        if canceled {
+            return Resp::error(400, "OperationCanceled", "The operation was canceled.");
         }
         match error {
             Some(e) => Resp::json(400, json!({ "error": e })),
@@ -195,12 +263,14 @@ impl Model {
                 };
                 g["properties"]["provisioningState"] = json!("Deleting");
                 let id = uuid::Uuid::new_v4().to_string();
+                let canceled = self.take_cancel();
                 self.operations.insert(
                     id.clone(),
                     Operation {
                         polls_left: self.polls_before_done,
                         effect: Some(Effect::GroupDeleted(key)),
                         error: None,
+                        canceled,
                         started: now(),
                         ended: None,
                     },
@@ -275,6 +345,7 @@ impl Model {
                 None => Self::not_found(kind, name, group),
             },
             "PUT" => self.put(req, &group_name, kind, name, id),
+            "PATCH" => self.patch(req, kind, &key, name, group),
             "DELETE" => self.delete(kind, &key),
             _ => Self::method_not_allowed(&req.method),
         }
@@ -324,9 +395,28 @@ impl Model {
         if kind == Kind::VirtualMachine
             && let Some((status, code, message)) = self.faults.reject_vm.pop_front()
         {
-            return Resp::error(status, &code, message);
+            let refusal = Resp::error(status, &code, message);
+            return if status == 429 || status >= 500 {
+                refusal.header("Retry-After", "0")
+            } else {
+                refusal
+            };
         }
         let existed = self.resources.contains_key(&key);
+        let os_disk_name = str_at(&body, "/properties/storageProfile/osDisk/name")
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("{name}_OsDisk_1_{}", uuid::Uuid::new_v4().simple()));
+        let os_disk_id = self.resource_id(group, Kind::Disk, &os_disk_name);
+        if kind == Kind::VirtualMachine && !existed && self.exists(&os_disk_id, Kind::Disk) {
+            return Resp::error(
+                409,
+                "ConflictingUserInput",
+                format!(
+                    "Disk {os_disk_name} already exists in resource group {}. Only CreateOption.Attach is supported.",
+                    group.to_ascii_uppercase()
+                ),
+            );
+        }
         let mut stored = body.clone();
         let obj = match stored.as_object_mut() {
             Some(o) => o,
@@ -382,12 +472,7 @@ impl Model {
                     p.remove("customData");
                 }
                 stored["properties"]["vmId"] = json!(uuid::Uuid::new_v4().to_string());
-                let disk_name = str_at(&body, "/properties/storageProfile/osDisk/name")
-                    .map(str::to_string)
-                    .unwrap_or_else(|| {
-                        format!("{name}_OsDisk_1_{}", uuid::Uuid::new_v4().simple())
-                    });
-                let disk_id = self.resource_id(group, Kind::Disk, &disk_name);
+                let (disk_name, disk_id) = (os_disk_name, os_disk_id);
                 stored["properties"]["storageProfile"]["osDisk"]["managedDisk"]["id"] =
                     json!(disk_id);
                 stored["properties"]["storageProfile"]["osDisk"]["osType"] = json!("Linux");
@@ -438,10 +523,66 @@ impl Model {
         } else {
             Effect::Provisioned(key)
         };
-        let (status_url, _) = self.start_operation(kind.namespace(), &location, effect, error);
-        Resp::json(if existed { 200 } else { 201 }, stored)
-            .header("Azure-AsyncOperation", status_url)
-            .header("Retry-After", self.retry_after())
+        let urls = self.start_operation(kind.namespace(), &location, effect, error);
+        self.operation_answer(
+            Resp::json(if existed { 200 } else { 201 }, stored),
+            urls,
+            false,
+        )
+    }
+
+    /// `PATCH` of a resource: its tags, the one update the double supports.
+    pub(crate) fn patch(
+        &mut self,
+        req: &Req,
+        kind: Kind,
+        key: &str,
+        name: &str,
+        group: &str,
+    ) -> Resp {
+        let body = req.body.clone().unwrap_or(Value::Null);
+        let Some(update) = body.as_object() else {
+            return Resp::error(
+                400,
+                "InvalidRequestContent",
+                "The request content was invalid.",
+            );
+        };
+        if let Some(other) = update.keys().find(|k| k.as_str() != "tags") {
+            return Resp::error(
+                400,
+                "InvalidParameter",
+                format!("the ARM double updates only tags with PATCH, not '{other}'"),
+            );
+        }
+        let tags = match update.get("tags") {
+            None => None,
+            Some(Value::Object(t)) => Some(Value::Object(t.clone())),
+            Some(_) => {
+                return Resp::error(400, "InvalidParameter", "tags must be an object of strings");
+            }
+        };
+        let Some(r) = self.resources.get_mut(key) else {
+            return Self::not_found(kind, name, group);
+        };
+        if let Some(tags) = tags {
+            r.body["tags"] = tags;
+        }
+        if kind != Kind::Disk {
+            return Resp::json(200, r.body.clone());
+        }
+        // DiskRP updates are long-running operations.
+        r.body["properties"]["provisioningState"] = json!("Updating");
+        let location = str_at(&r.body, "/location")
+            .unwrap_or("westus2")
+            .to_string();
+        let urls = self.start_operation(
+            kind.namespace(),
+            &location,
+            Effect::Provisioned(key.to_string()),
+            None,
+        );
+        self.operation_answer(Resp::empty(202), urls, true)
     }
 
     pub(crate) fn delete(&mut self, kind: Kind, key: &str) -> Resp {
@@ -458,16 +599,13 @@ impl Model {
         if let Some(r) = self.resources.get_mut(key) {
             r.body["properties"]["provisioningState"] = json!("Deleting");
         }
-        let (status_url, result_url) = self.start_operation(
+        let urls = self.start_operation(
             kind.namespace(),
             &location,
             Effect::Deleted(key.to_string()),
             None,
         );
-        Resp::empty(202)
-            .header("Location", result_url)
-            .header("Azure-AsyncOperation", status_url)
-            .header("Retry-After", self.retry_after())
+        self.operation_answer(Resp::empty(202), urls, true)
     }
 
     pub(crate) fn vm_action(&mut self, group: &str, name: &str, action: &str) -> Resp {
@@ -499,16 +637,13 @@ impl Model {
         }) else {
             return Self::not_found(Kind::VirtualMachine, name, group);
         };
-        let (status_url, result_url) = self.start_operation(
+        let urls = self.start_operation(
             "Microsoft.Compute",
             &location,
             Effect::Power(key, state),
             None,
         );
-        Resp::empty(202)
-            .header("Location", result_url)
-            .header("Azure-AsyncOperation", status_url)
-            .header("Retry-After", self.retry_after())
+        self.operation_answer(Resp::empty(202), urls, true)
     }
 
     pub(crate) fn list_vms(&self, req: &Req) -> Resp {
@@ -596,6 +731,47 @@ impl Model {
             },
         );
         self.power.insert(lower(&id), "running");
+        id
+    }
+
+    /// Inserts a managed disk directly (as if a user had made it), attached to `managed_by` (a VM
+    /// id) or not, creating its group if missing. Returns its resource id.
+    pub fn insert_disk(
+        &mut self,
+        group: &str,
+        name: &str,
+        location: &str,
+        tags: Value,
+        managed_by: Option<&str>,
+    ) -> String {
+        if !self.groups.contains_key(&lower(group)) {
+            self.add_group(group, location, json!({}));
+        }
+        let id = self.resource_id(group, Kind::Disk, name);
+        let mut body = json!({
+            "id": id, "name": name, "type": "Microsoft.Compute/disks",
+            "location": location, "tags": tags,
+            "sku": { "name": "Premium_LRS" },
+            "properties": {
+                "creationData": { "createOption": "Empty" },
+                "diskSizeGB": 128,
+                "diskState": if managed_by.is_some() { "Attached" } else { "Unattached" },
+                "provisioningState": "Succeeded",
+                "timeCreated": now(),
+            }
+        });
+        if let Some(vm) = managed_by {
+            body["managedBy"] = json!(vm);
+        }
+        self.resources.insert(
+            lower(&id),
+            Stored {
+                id: id.clone(),
+                kind: Kind::Disk,
+                group: lower(group),
+                body,
+            },
+        );
         id
     }
 }

@@ -4,6 +4,11 @@ use super::model::*;
 use base64::Engine;
 use serde_json::{Value, json};
 
+/// What ARM checks of `osProfile.customData`: base64 of at most this many characters, that is
+/// the 65,535 bytes of the REST reference ("the maximum length of the binary array is 65535
+/// bytes") once encoded. ARM's refusal names this number.
+const MAX_CUSTOM_DATA_CHARS: usize = 87_380;
+
 impl Model {
     pub(crate) fn validate(&self, kind: Kind, body: &Value) -> Result<(), Resp> {
         let invalid = |target: &str, message: &str| {
@@ -218,22 +223,18 @@ impl Model {
                         );
                     }
                 }
-                if let Some(data) = str_at(body, "/properties/osProfile/customData") {
-                    match base64::engine::general_purpose::STANDARD.decode(data) {
-                        Ok(bytes) if bytes.len() <= 64 * 1024 => {}
-                        Ok(_) => {
-                            return invalid(
-                                "customData",
-                                "Custom data in OSProfile must be at most 65536 bytes (before base64 encoding).",
-                            );
-                        }
-                        Err(_) => {
-                            return invalid(
-                                "customData",
-                                "Custom data in OSProfile must be in Base64 encoding.",
-                            );
-                        }
-                    }
+                if let Some(data) = str_at(body, "/properties/osProfile/customData")
+                    && (data.len() > MAX_CUSTOM_DATA_CHARS
+                        || base64::engine::general_purpose::STANDARD
+                            .decode(data)
+                            .is_err())
+                {
+                    return invalid(
+                        "customData",
+                        &format!(
+                            "Custom data in OSProfile must be in Base64 encoding and with a maximum length of {MAX_CUSTOM_DATA_CHARS} characters."
+                        ),
+                    );
                 }
                 let nics = body
                     .pointer("/properties/networkProfile/networkInterfaces")
@@ -301,5 +302,57 @@ impl Model {
             }
             Kind::VirtualMachine => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A VM body the double accepts but for `customData` of `bytes` bytes.
+    fn vm_with_custom_data(bytes: usize) -> Value {
+        json!({
+            "location": "westus2",
+            "properties": {
+                "hardwareProfile": { "vmSize": "Standard_B2s" },
+                "storageProfile": { "imageReference": { "publisher": "p", "offer": "o", "sku": "s" } },
+                "osProfile": {
+                    "adminUsername": "azureuser",
+                    "computerName": "vm",
+                    "customData": base64::engine::general_purpose::STANDARD.encode(vec![b'x'; bytes]),
+                    "linuxConfiguration": {
+                        "disablePasswordAuthentication": true,
+                        "ssh": { "publicKeys": [ { "path": "/home/azureuser/.ssh/authorized_keys", "keyData": "ssh-ed25519 AAAA" } ] }
+                    }
+                },
+                "networkProfile": { "networkInterfaces": [ { "id": "/nic" } ] }
+            }
+        })
+    }
+
+    /// Whether `validate` refused `body` for its customData.
+    fn custom_data_refused(body: &Value) -> bool {
+        let model = Model::new("sub".into(), "token".into());
+        match model.validate(Kind::VirtualMachine, body) {
+            Err(resp) => resp
+                .body
+                .is_some_and(|b| b["error"]["target"] == "customData"),
+            Ok(()) => false,
+        }
+    }
+
+    #[test]
+    fn custom_data_is_limited_to_65535_bytes_as_on_azure() {
+        assert_eq!(
+            base64::engine::general_purpose::STANDARD
+                .encode(vec![0u8; 65_535])
+                .len(),
+            MAX_CUSTOM_DATA_CHARS
+        );
+        assert!(!custom_data_refused(&vm_with_custom_data(65_535)));
+        assert!(custom_data_refused(&vm_with_custom_data(65_536)));
+        let mut not_base64 = vm_with_custom_data(3);
+        not_base64["properties"]["osProfile"]["customData"] = json!("#cloud-config");
+        assert!(custom_data_refused(&not_base64));
     }
 }
