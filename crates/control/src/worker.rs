@@ -116,14 +116,32 @@ impl Worker {
         }
     }
 
-    /// Processes one delivery to the end: ack, nak for a retry, or dead letter.
+    /// Processes one delivery to the end: ack, nak for a retry, or dead letter. What cannot be
+    /// settled (the bus failed) is released to be delivered again, after the backoff.
     async fn process(&self, delivery: &Delivery) {
+        // Creates and deletes alike may outlast the ack wait: the bus hears that the request is
+        // in progress until it is settled, so that it is not redelivered to another worker.
+        let settled = keep_alive(
+            delivery.acker.as_ref(),
+            self.settings.progress_interval,
+            self.settle(delivery),
+        )
+        .await;
+        if let Err(e) = settled {
+            tracing::warn!(subject = %delivery.subject, "could not settle a request: {e}");
+            if let Err(e) = delivery.acker.nak(self.delay(delivery.attempt)).await {
+                // Still unacknowledged: the bus redelivers it after its ack wait.
+                tracing::warn!("could not release a request: {e}");
+            }
+        }
+    }
+
+    /// Performs the request of `delivery` and settles it; `Err` if the bus did not confirm the
+    /// outcome (then nothing was acknowledged).
+    async fn settle(&self, delivery: &Delivery) -> Result<(), BusError> {
         let request = match Request::decode(&delivery.subject, &delivery.payload) {
             Ok(request) => request,
-            Err(e) => {
-                self.give_up(delivery, e.to_string()).await;
-                return;
-            }
+            Err(e) => return self.give_up(delivery, e.to_string(), None).await,
         };
         // A redelivery of a request that has ended (its worker died before acknowledging it)
         // is settled without being redone.
@@ -131,47 +149,30 @@ impl Worker {
             match self.bus.ended(request.request_id()).await {
                 Ok(true) => {
                     tracing::info!(request_id = %request.request_id(), "request already ended; acknowledging");
-                    if let Err(e) = delivery.acker.ack().await {
-                        tracing::warn!("could not acknowledge an ended request: {e}");
-                    }
-                    return;
+                    return delivery.acker.ack().await;
                 }
                 Ok(false) => {}
                 Err(e) => tracing::warn!("could not check whether the request ended: {e}"),
             }
         }
-        let result = match request {
+        match request {
             Request::Create(request) => {
-                let launch = self.launcher.create(&request, delivery.attempt);
-                match keep_alive(
-                    delivery.acker.as_ref(),
-                    self.settings.progress_interval,
-                    launch,
-                )
-                .await
-                {
+                match self.launcher.create(&request, delivery.attempt).await {
                     Ok(complete) => self.finish(delivery, Event::CreateComplete(complete)).await,
-                    Err(failure)
-                        if failure.retryable() && delivery.attempt < self.settings.max_attempts =>
-                    {
+                    Err(failure) if !failure.retryable() => {
+                        self.finish(delivery, Event::CreateFailed(failure.event))
+                            .await
+                    }
+                    Err(failure) if delivery.attempt < self.settings.max_attempts => {
                         self.retry(delivery, &failure.event).await
                     }
                     Err(failure) => {
-                        let exhausted = failure.retryable();
-                        let reason = failure.event.error.message.clone();
-                        let published = self.bus.publish(&Event::CreateFailed(failure.event)).await;
-                        if exhausted {
-                            self.give_up(
-                                delivery,
-                                format!("failed after {} attempts: {reason}", delivery.attempt),
-                            )
-                            .await;
-                            return;
-                        }
-                        match published {
-                            Ok(()) => delivery.acker.ack().await,
-                            Err(e) => Err(e),
-                        }
+                        let reason = format!(
+                            "failed after {} attempts: {}",
+                            delivery.attempt, failure.event.error.message
+                        );
+                        self.give_up(delivery, reason, Some(Event::CreateFailed(failure.event)))
+                            .await
                     }
                 }
             }
@@ -179,16 +180,18 @@ impl Worker {
                 let event = self.launcher.delete(&request).await;
                 self.finish(delivery, event).await
             }
-        };
-        if let Err(e) = result {
-            // The request stays unacknowledged and will be redelivered.
-            tracing::warn!(subject = %delivery.subject, "could not settle a request: {e}");
         }
     }
 
+    /// Publishes the terminal event of a delivery, then acknowledges it.
     async fn finish(&self, delivery: &Delivery, event: Event) -> Result<(), BusError> {
         self.bus.publish(&event).await?;
         delivery.acker.ack().await
+    }
+
+    /// How long a request waits before its next attempt: the backoff, doubled per attempt made.
+    fn delay(&self, attempt: u32) -> Duration {
+        self.settings.backoff * 2u32.saturating_pow(attempt.saturating_sub(1))
     }
 
     async fn retry(
@@ -196,7 +199,7 @@ impl Worker {
         delivery: &Delivery,
         failed: &azlin_core::event::CreateFailed,
     ) -> Result<(), BusError> {
-        let delay = self.settings.backoff * 2u32.saturating_pow(delivery.attempt.saturating_sub(1));
+        let delay = self.delay(delivery.attempt);
         let status = Status {
             schema: SCHEMA,
             request_id: failed.request_id.clone(),
@@ -218,8 +221,20 @@ impl Worker {
         delivery.acker.nak(delay).await
     }
 
-    /// Moves a delivery to the dead letters and acknowledges it, so it is never redelivered.
-    async fn give_up(&self, delivery: &Delivery, reason: String) {
+    /// Moves a delivery to the dead letters, publishes its terminal event (`ending`, when the
+    /// request could be read), and only then acknowledges it, so that it is never redelivered.
+    ///
+    /// The terminal event comes last because it ends the request for everyone (followers stop
+    /// waiting, a redelivery is acknowledged unseen): if it were published first and the dead
+    /// letter failed, the letter would be lost. If any step fails, nothing is acknowledged and
+    /// the caller releases the delivery, so the give-up is tried again — a dead letter written
+    /// before such a failure may then be written twice (with the later attempt count).
+    async fn give_up(
+        &self,
+        delivery: &Delivery,
+        reason: String,
+        ending: Option<Event>,
+    ) -> Result<(), BusError> {
         let letter = DeadLetter {
             subject: delivery.subject.clone(),
             payload: String::from_utf8_lossy(&delivery.payload).into_owned(),
@@ -227,13 +242,11 @@ impl Worker {
             attempts: delivery.attempt,
             at: now_rfc3339(),
         };
-        if let Err(e) = self.bus.dead_letter(letter).await {
-            tracing::warn!("could not dead-letter a message: {e}");
-            return;
+        self.bus.dead_letter(letter).await?;
+        if let Some(event) = ending {
+            self.bus.publish(&event).await?;
         }
-        if let Err(e) = delivery.acker.ack().await {
-            tracing::warn!("could not acknowledge a dead letter: {e}");
-        }
+        delivery.acker.ack().await
     }
 }
 

@@ -9,3 +9,4 @@ mod restart;
 mod store;
 mod support;
 mod transport;
+mod worker;

@@ -1,16 +1,20 @@
 //! The harness: a real nats-server, buses connected to it (one per simulated process), launch
 //! workers with the `sim` provider, and helpers to make requests and read what happened.
 
+use async_trait::async_trait;
 use azlin_control::bus::nats::{NatsBus, NatsSettings};
 use azlin_control::{Bus, LaunchSettings, Launcher, ProviderSource, Worker, WorkerSettings};
 use azlin_core::event::{CreateRequested, Event, Request, SCHEMA};
-use azlin_core::{ProviderError, ProviderKind, VmName, VmProvider, VmSpec};
+use azlin_core::{
+    CreateRequest, DeleteReport, ProviderError, ProviderKind, Tool, Vm, VmName, VmProvider, VmSpec,
+};
 use azlin_providers::sim::{SimProvider, SimSettings};
 use azlin_remote::Identity;
 use azlin_testkit::NatsServer;
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -28,8 +32,14 @@ pub fn settings() -> NatsSettings {
 
 /// A connection, as one azlin process would have.
 pub async fn bus(server: &NatsServer) -> Arc<NatsBus> {
+    bus_with(server, settings()).await
+}
+
+/// A connection with `settings` (every connection of a test should use the same: the last
+/// worker started sets the consumer's).
+pub async fn bus_with(server: &NatsServer, settings: NatsSettings) -> Arc<NatsBus> {
     Arc::new(
-        NatsBus::connect(&server.url(), settings())
+        NatsBus::connect(&server.url(), settings)
             .await
             .expect("connect to nats-server"),
     )
@@ -75,12 +85,85 @@ fn list_dirs(root: &Path) -> Vec<String> {
     names
 }
 
-struct Sim(Arc<SimProvider>);
+struct Sim(Arc<dyn VmProvider>);
 
 impl ProviderSource for Sim {
     fn provider(&self, kind: ProviderKind) -> Result<Arc<dyn VmProvider>, ProviderError> {
         assert_eq!(kind, ProviderKind::Sim, "tests use the sim provider only");
         Ok(self.0.clone())
+    }
+}
+
+/// The sim provider, counting the creates and deletes asked of it, with deletes that take
+/// `delete_latency` (a sim delete is otherwise instant).
+pub struct Counted {
+    sim: SimProvider,
+    delete_latency: Duration,
+    creates: AtomicUsize,
+    deletes: AtomicUsize,
+}
+
+impl Counted {
+    /// A counted sim provider keeping its VMs in `home`.
+    pub fn new(home: &Home, sim: SimSettings, delete_latency: Duration) -> Arc<Counted> {
+        Arc::new(Counted {
+            sim: SimProvider::new(home.sim_root(), sim),
+            delete_latency,
+            creates: AtomicUsize::new(0),
+            deletes: AtomicUsize::new(0),
+        })
+    }
+
+    /// Creates asked so far (each attempt of a request is one).
+    pub fn creates(&self) -> usize {
+        self.creates.load(Ordering::SeqCst)
+    }
+
+    /// Deletes asked so far.
+    pub fn deletes(&self) -> usize {
+        self.deletes.load(Ordering::SeqCst)
+    }
+}
+
+#[async_trait]
+impl VmProvider for Counted {
+    fn required_tools(&self) -> Vec<Tool> {
+        self.sim.required_tools()
+    }
+
+    async fn authenticate(&self) -> Result<String, ProviderError> {
+        self.sim.authenticate().await
+    }
+
+    async fn create(&self, request: &CreateRequest) -> Result<Vm, ProviderError> {
+        self.creates.fetch_add(1, Ordering::SeqCst);
+        self.sim.create(request).await
+    }
+
+    async fn get(&self, name: &VmName) -> Result<Option<Vm>, ProviderError> {
+        self.sim.get(name).await
+    }
+
+    async fn list(&self) -> Result<Vec<Vm>, ProviderError> {
+        self.sim.list().await
+    }
+
+    async fn start(&self, name: &VmName) -> Result<Vm, ProviderError> {
+        self.sim.start(name).await
+    }
+
+    async fn stop(&self, name: &VmName) -> Result<(), ProviderError> {
+        self.sim.stop(name).await
+    }
+
+    async fn delete(&self, name: &VmName) -> Result<DeleteReport, ProviderError> {
+        self.deletes.fetch_add(1, Ordering::SeqCst);
+        tokio::time::sleep(self.delete_latency).await;
+        self.sim.delete(name).await
+    }
+
+    async fn find_by_request(&self, request_id: &str) -> Result<Option<Vm>, ProviderError> {
+        self.sim.find_by_request(request_id).await
     }
 }
 
@@ -107,7 +190,7 @@ pub fn sim(boot_ms: u64, fail_rate: f64) -> SimSettings {
     }
 }
 
-/// Starts a worker of `concurrency` on `bus`.
+/// Starts a worker of `concurrency` on `bus`, with a sim provider of its own.
 pub fn start_worker(
     bus: Arc<NatsBus>,
     home: &Home,
@@ -117,6 +200,18 @@ pub fn start_worker(
     max_attempts: u32,
 ) -> RunningWorker {
     let provider = Arc::new(SimProvider::new(home.sim_root(), sim));
+    start_worker_on(bus, home, provider, id, concurrency, max_attempts)
+}
+
+/// Starts a worker of `concurrency` on any `bus`, creating VMs with `provider`.
+pub fn start_worker_on(
+    bus: Arc<dyn Bus>,
+    home: &Home,
+    provider: Arc<dyn VmProvider>,
+    id: &str,
+    concurrency: usize,
+    max_attempts: u32,
+) -> RunningWorker {
     let launcher = Arc::new(Launcher::new(
         bus.clone(),
         Arc::new(Sim(provider)),
