@@ -590,6 +590,46 @@ async fn a_create_failing_at_the_vm_step_removes_what_it_made() {
 }
 
 #[tokio::test]
+async fn any_failure_once_resources_were_made_exits_4_after_cleanup() {
+    let (double, provider, _az) = env().await;
+    // A role that may write networks but not VMs: refused after the NSG, IP, VNet and NIC.
+    double.inject(Fault::RejectVmCreate {
+        status: 403,
+        code: "AuthorizationFailed".into(),
+        message: "The client 'developer@contoso.example' does not have authorization to perform action 'Microsoft.Compute/virtualMachines/write' over scope '/subscriptions/s/resourceGroups/azlin-test/providers/Microsoft.Compute/virtualMachines/denied'.".into(),
+    });
+    // Throttling that outlasts every retry (6 attempts).
+    let throttled = || Fault::RejectVmCreate {
+        status: 429,
+        code: "SubscriptionRequestsThrottled".into(),
+        message: "Number of write requests for subscription exceeded the limit.".into(),
+    };
+    for (vm, cause) in [
+        ("denied", "AuthorizationFailed"),
+        ("throttled", "SubscriptionRequestsThrottled"),
+    ] {
+        if vm == "throttled" {
+            (0..6).for_each(|_| double.inject(throttled()));
+        }
+        let err = provider
+            .create(&request(vm, &format!("r-{vm}")))
+            .await
+            .unwrap_err();
+        assert_fails(&err, ErrorKind::Provision, &[cause]);
+        assert_eq!(err.kind.exit_code().code(), 4, "{vm}");
+        assert_cleaned_up(
+            &err,
+            &[
+                &format!("network interface {vm}-nic"),
+                &format!("public IP address {vm}-ip"),
+                &format!("network security group {vm}-nsg"),
+            ],
+        );
+        assert_no_resources(&double);
+    }
+}
+
+#[tokio::test]
 async fn quota_and_sku_refusals_say_what_to_do_and_clean_up() {
     let (double, provider, _az) = env().await;
     double.inject(Fault::quota_exceeded("standardBSFamily", "westus2"));

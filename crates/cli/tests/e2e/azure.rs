@@ -292,6 +292,31 @@ fn a_failed_vm_create_removes_what_it_made_and_exits_4() {
 }
 
 #[test]
+fn a_create_refused_after_resources_were_made_exits_4_with_what_was_removed() {
+    let env = AzureEnv::start(AzState::LoggedIn);
+    // A role that may write networks but not VMs; every attempt (3) is refused and cleaned up.
+    for _ in 0..3 {
+        env.double.inject(Fault::RejectVmCreate {
+            status: 403,
+            code: "AuthorizationFailed".into(),
+            message: "The client does not have authorization to perform action 'Microsoft.Compute/virtualMachines/write'.".into(),
+        });
+    }
+    let run = env.new_vm("az7").expect(4);
+    assert_mentions(
+        &run.stderr,
+        &[
+            "AuthorizationFailed",
+            "cleaned up: removed",
+            "network interface az7-nic",
+            "public IP address az7-ip",
+            "network security group az7-nsg",
+        ],
+    );
+    assert_eq!(env.azlin_leftovers(), Vec::<String>::new());
+}
+
+#[test]
 fn missing_az_exits_2_with_how_to_install_it_and_sends_nothing() {
     let env = AzureEnv::start(AzState::Missing);
     let run = env.new_vm("az3").expect(2);

@@ -514,15 +514,11 @@ impl VmProvider for AzureProvider {
                         describe_failures(&removal.failed)
                     ));
                 }
-                if matches!(
-                    error.kind,
-                    ErrorKind::NotFound
-                        | ErrorKind::Conflict
-                        | ErrorKind::Usage
-                        | ErrorKind::Internal
-                ) {
-                    error.kind = ErrorKind::Provision;
-                }
+                // Whatever stopped the create once resources were being made (a refusal,
+                // throttling that outlasted the retries, a permission missing for one resource
+                // type, a canceled operation) is a provisioning failure after cleanup: exit 4,
+                // with what was removed. The message keeps the cause and what to do about it.
+                error.kind = ErrorKind::Provision;
                 Err(error.with_cleanup(removed))
             }
         }
