@@ -700,6 +700,114 @@ async fn long_running_operations_wait_as_long_as_azure_asks() {
 }
 
 #[tokio::test]
+async fn operations_with_only_a_location_header_are_followed() {
+    let (double, provider, _az) = env().await;
+    double.set_location_only(true);
+    provider.create(&request("loc", "r")).await.unwrap();
+    double.set_operation_retry_after(1);
+    double.clear_requests();
+    let started = Instant::now();
+    provider.stop(&name("loc")).await.unwrap();
+    // 202 (Retry-After: 1) → wait → 202 (Retry-After: 1) → wait → 200.
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    let vm_id = format!(
+        "/subscriptions/{}/resourceGroups/azlin-test/providers/Microsoft.Compute/virtualMachines/loc",
+        double.subscription_id()
+    );
+    assert_eq!(double.power_state(&vm_id).as_deref(), Some("deallocated"));
+
+    double.set_operation_retry_after(0);
+    let report = provider.delete(&name("loc")).await.unwrap();
+    assert!(report.removed.contains(&"OS disk loc-osdisk".to_string()));
+    assert_no_resources(&double);
+
+    let requests = double.requests();
+    let polls = |kind: &str| {
+        requests
+            .iter()
+            .filter(|r| r.path.contains(kind))
+            .map(|r| r.status)
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        polls("/operations/").is_empty(),
+        "there was no Azure-AsyncOperation to poll"
+    );
+    let results = polls("/operationResults/");
+    assert_eq!(&results[..2], [202, 200], "the stop, polled until done");
+    assert!(results.len() >= 2 * 6, "and every delete: {results:?}");
+}
+
+#[tokio::test]
+async fn an_operation_azure_cancels_is_a_clear_error() {
+    let (double, provider, _az) = env().await;
+    provider.create(&request("cxl", "r")).await.unwrap();
+    double.inject(Fault::CancelOperations { operations: 1 });
+    let err = provider.stop(&name("cxl")).await.unwrap_err();
+    assert_fails(
+        &err,
+        ErrorKind::Transient,
+        &[
+            "stopping (deallocating) VM cxl failed (OperationCanceled)",
+            "Azure canceled the operation",
+            "try again",
+        ],
+    );
+    let vm = provider.get(&name("cxl")).await.unwrap().unwrap();
+    assert_eq!(vm.state, VmState::Running, "nothing changed");
+
+    // The first operation of a create canceled: a provisioning failure after cleanup.
+    double.inject(Fault::CancelOperations { operations: 1 });
+    let err = provider.create(&request("cxl2", "r2")).await.unwrap_err();
+    assert_fails(
+        &err,
+        ErrorKind::Provision,
+        &["creating network security group cxl2-nsg", "canceled"],
+    );
+    assert_cleaned_up(&err, &["network security group cxl2-nsg"]);
+    assert!(
+        !double.resources().iter().any(|r| r.id.contains("cxl2")),
+        "{:#?}",
+        double.resources()
+    );
+}
+
+#[tokio::test]
+async fn start_is_a_post_to_the_start_action_of_the_vm() {
+    let (double, provider, _az) = env().await;
+    let vm = provider.create(&request("st", "r")).await.unwrap();
+    provider.stop(&name("st")).await.unwrap();
+    double.clear_requests();
+    let started = provider.start(&name("st")).await.unwrap();
+    assert_eq!(started.state, VmState::Running);
+    assert_eq!(
+        double.power_state(&vm.details["vm_id"]).as_deref(),
+        Some("running")
+    );
+    let requests = double.requests();
+    let posts: Vec<_> = requests.iter().filter(|r| r.method == "POST").collect();
+    assert_eq!(posts.len(), 1, "{posts:#?}");
+    let post = the_request(&requests, "POST", "/virtualMachines/st/start");
+    assert_eq!(
+        post.path,
+        format!(
+            "/subscriptions/{}/resourceGroups/azlin-test/providers/Microsoft.Compute/virtualMachines/st/start",
+            double.subscription_id()
+        )
+    );
+    assert_eq!(
+        post.query,
+        BTreeMap::from([("api-version".to_string(), "2025-04-01".to_string())])
+    );
+    assert_eq!(post.body, None);
+    assert_eq!(post.status, 202);
+}
+
+#[tokio::test]
 async fn throttling_that_never_ends_gives_up_with_a_transient_error() {
     let (double, provider, _az) = env().await;
     double.inject(Fault::Throttle {
@@ -741,6 +849,40 @@ async fn tokens_are_refreshed_before_they_expire() {
     assert_eq!(double.request_count(), 3);
     assert_eq!(az_calls(&az, "account get-access-token"), 3);
     assert_eq!(az_calls(&az, "account show"), 1);
+}
+
+#[tokio::test]
+async fn the_token_is_asked_for_the_arm_audience() {
+    let (double, provider, az) = env().await;
+    provider.list().await.unwrap();
+    let asked: Vec<String> = az
+        .calls()
+        .into_iter()
+        .filter(|c| c.starts_with("account get-access-token"))
+        .collect();
+    assert_eq!(asked.len(), 1, "{asked:?}");
+    assert!(
+        asked[0].contains(" --resource https://management.azure.com/ "),
+        "{asked:?}"
+    );
+    assert!(
+        asked[0].contains(&format!(" --subscription {} ", double.subscription_id())),
+        "{asked:?}"
+    );
+    // The stub (like ARM) tells audiences apart: a token for another one would be refused.
+    let other = std::process::Command::new(az.program())
+        .args([
+            "account",
+            "get-access-token",
+            "--resource",
+            "https://graph.microsoft.com/",
+            "-o",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    let other: serde_json::Value = serde_json::from_slice(&other.stdout).unwrap();
+    assert_ne!(other["accessToken"].as_str(), Some(double.token()));
 }
 
 #[tokio::test]

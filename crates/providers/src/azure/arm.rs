@@ -114,6 +114,10 @@ impl ArmError {
                 ErrorKind::Provision,
                 "that VM size is not available in this region right now: choose another --size or --region",
             ),
+            (_, CANCELED) => (
+                ErrorKind::Transient,
+                "another request on the same resource or a cancel (portal, az) stopped it: check the resource, then try again",
+            ),
             (Some(409), _) | (_, "Conflict" | "ResourceExists" | "AnotherOperationInProgress") => (
                 ErrorKind::Conflict,
                 "a resource with that name exists or is busy: choose another --name, or wait and try again",
@@ -157,10 +161,14 @@ pub(crate) struct Arm {
 
 /// Whether an ARM `provisioningState` is final.
 fn terminal(state: &str) -> bool {
-    matches!(
-        state.to_ascii_lowercase().as_str(),
-        "succeeded" | "failed" | "canceled" | "cancelled"
-    )
+    state.eq_ignore_ascii_case("succeeded")
+        || state.eq_ignore_ascii_case("failed")
+        || is_canceled(state)
+}
+
+/// Whether an operation status or `provisioningState` says the operation was canceled.
+fn is_canceled(state: &str) -> bool {
+    state.eq_ignore_ascii_case("canceled") || state.eq_ignore_ascii_case("cancelled")
 }
 
 fn error_from_body(status: Option<u16>, body: &Value) -> ArmError {
@@ -414,8 +422,31 @@ impl Arm {
         api_version: &str,
         body: &Value,
     ) -> Result<Value, ArmError> {
+        self.write(Method::PUT, path, api_version, body).await
+    }
+
+    /// `PATCH` a resource (e.g. its tags) and wait until the update is done; returns its final
+    /// body.
+    pub(crate) async fn patch(
+        &self,
+        path: &str,
+        api_version: &str,
+        body: &Value,
+    ) -> Result<Value, ArmError> {
+        self.write(Method::PATCH, path, api_version, body).await
+    }
+
+    /// Sends a `PUT` or `PATCH`, follows its long-running operation, then reads the resource until
+    /// its `provisioningState` is final.
+    async fn write(
+        &self,
+        method: Method,
+        path: &str,
+        api_version: &str,
+        body: &Value,
+    ) -> Result<Value, ArmError> {
         let url = self.url(path, api_version, &[]);
-        let answer = self.send(Method::PUT, url.clone(), Some(body)).await?;
+        let answer = self.send(method, url.clone(), Some(body)).await?;
         let polled = self.follow(&answer).await?;
         let state = answer
             .body
@@ -440,11 +471,16 @@ impl Arm {
                 return Ok(current.body);
             }
             if terminal(&state) {
+                let code = if is_canceled(&state) {
+                    CANCELED.to_string()
+                } else {
+                    format!("Provisioning{state}")
+                };
                 return Err(ArmError {
                     kind: None,
                     status: Some(current.status.as_u16()),
-                    code: format!("Provisioning{state}"),
-                    message: format!("{} ended in provisioning state {state}", path),
+                    code,
+                    message: format!("{path} ended in provisioning state {state}"),
                 });
             }
             if Instant::now() > deadline {
@@ -503,14 +539,16 @@ impl Arm {
                     .unwrap_or("InProgress");
                 match status.to_ascii_lowercase().as_str() {
                     "succeeded" => return Ok(true),
-                    "failed" | "canceled" | "cancelled" => {
+                    "failed" => {
                         let mut err = error_from_body(None, &poll.body);
                         if poll.body.get("error").is_none() {
-                            err.code = format!("Operation{status}");
-                            err.message = format!("the Azure operation ended {status}");
+                            err.code = "OperationFailed".into();
+                            err.message =
+                                "the Azure operation ended Failed without saying why".into();
                         }
                         return Err(err);
                     }
+                    s if is_canceled(s) => return Err(canceled_error(&poll.body)),
                     _ => {}
                 }
                 if Instant::now() > deadline {
@@ -539,6 +577,20 @@ impl Arm {
 
 fn backoff(attempt: u32) -> Duration {
     (BASE_BACKOFF * 2u32.saturating_pow(attempt.saturating_sub(1))).min(MAX_WAIT)
+}
+
+/// ARM's code for an operation that ended `Canceled`.
+const CANCELED: &str = "OperationCanceled";
+
+/// The error of an operation whose status ended `Canceled`: Azure's own error when it gave one,
+/// else one that says what happened.
+fn canceled_error(status_body: &Value) -> ArmError {
+    let mut err = error_from_body(None, status_body);
+    if status_body.get("error").is_none() {
+        err.code = CANCELED.into();
+        err.message = "Azure canceled the operation before it finished".into();
+    }
+    err
 }
 
 fn timeout_error(what: &str) -> ArmError {
