@@ -291,6 +291,21 @@ async fn create_get_list_stop_start_delete_against_the_arm_double() {
             ("team", "platform"),
         ],
     );
+    let disk = double
+        .resources()
+        .into_iter()
+        .find(|r| r.id.ends_with("/disks/dev1-osdisk"))
+        .unwrap();
+    assert_eq!(
+        (
+            disk.tag("azlin-managed"),
+            disk.tag("azlin-vm"),
+            disk.tag("azlin-request")
+        ),
+        (Some("true"), Some("dev1"), Some("req-1")),
+        "the OS disk is tagged once the VM made it: {:#}",
+        disk.body
+    );
     assert_eq!(put_vm["tags"]["azlin-ip"], vm.address.as_str());
     assert_eq!(
         put_vm["tags"]["azlin-host-key"],
@@ -627,6 +642,49 @@ async fn any_failure_once_resources_were_made_exits_4_after_cleanup() {
         );
         assert_no_resources(&double);
     }
+}
+
+#[tokio::test]
+async fn a_disk_azlin_did_not_make_is_never_deleted() {
+    let (double, provider, _az) = env().await;
+    let theirs = BTreeMap::from([("owner".to_string(), "me".to_string())]);
+    // Someone's own disk has the name azlin gives the OS disk of VM `clash`: Azure refuses
+    // the VM, and the cleanup after it leaves the disk alone.
+    let clash = double.insert_disk("azlin-test", "clash-osdisk", "westus2", &theirs, None);
+    let err = provider.create(&request("clash", "r-c")).await.unwrap_err();
+    assert_fails(&err, ErrorKind::Provision, &["ConflictingUserInput"]);
+    assert_cleaned_up(&err, &["network interface clash-nic"]);
+    assert!(
+        !err.cleaned_up.iter().any(|r| r.contains("osdisk")),
+        "{:?}",
+        err.cleaned_up
+    );
+
+    // An azlin VM without a disk of its own, and an unattached disk named as its OS disk would
+    // be: delete removes the VM only.
+    double.insert_vm(
+        "azlin-test",
+        "old",
+        "westus2",
+        &BTreeMap::from([
+            ("azlin-managed".to_string(), "true".to_string()),
+            ("azlin-vm".to_string(), "old".to_string()),
+        ]),
+    );
+    let old = double.insert_disk("azlin-test", "old-osdisk", "westus2", &theirs, None);
+    let report = provider.delete(&name("old")).await.unwrap();
+    assert_eq!(report.removed, ["virtual machine old"]);
+
+    let held: Vec<String> = double.resources().into_iter().map(|r| r.id).collect();
+    assert_eq!(held, [clash.clone(), old.clone()]);
+    assert!(
+        !double
+            .requests()
+            .iter()
+            .any(|r| r.method == "DELETE" && (r.path == clash || r.path == old)),
+        "{:#?}",
+        double.requests()
+    );
 }
 
 #[tokio::test]

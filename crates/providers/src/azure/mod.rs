@@ -18,7 +18,10 @@
 //!   last azlin resource of that region in the group; the resource group is deleted only if azlin
 //!   created it (tag `azlin-managed`) and nothing at all is left in it. A failed create cleans up
 //!   the same way and lists what it removed in `ProviderError::cleaned_up`.
-//! - Resources that exist under azlin's names but lack azlin's tags are never deleted.
+//! - Resources that exist under azlin's names but lack azlin's tags are never deleted. The OS disk
+//!   is deleted when it carries azlin's tags for the VM (set right after the VM is created) or
+//!   when azlin's VM named it as its OS disk and it was attached to that VM; any other disk named
+//!   `NAME-osdisk` is left alone.
 
 pub(crate) mod arm;
 pub(crate) mod auth;

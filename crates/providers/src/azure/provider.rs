@@ -31,6 +31,15 @@ struct Part {
     api: &'static str,
 }
 
+/// The OS disk of a VM being removed.
+struct OsDisk {
+    /// Its name in the VM's resource group.
+    name: String,
+    /// Whether azlin's VM named it as its OS disk and it was attached to that VM (seen before the
+    /// VM was deleted): then it is the VM's own disk even without azlin's tags.
+    attached_to_ours: bool,
+}
+
 /// What removing a VM's resources did.
 #[derive(Default)]
 struct Removal {
@@ -256,6 +265,17 @@ impl AzureProvider {
             .put(&scope.path(types::VM, name), COMPUTE_API, &body)
             .await
             .map_err(fail(format!("creating virtual machine {name}")))?;
+        // Azure gives the OS disk none of the VM's tags: azlin's go on it now, so that only a
+        // disk azlin made is ever deleted as this VM's.
+        let disk = os_disk_name(&created).unwrap_or(&names.os_disk);
+        tracing::info!(vm = name, disk, "tagging the OS disk");
+        arm.patch(
+            &scope.path(types::DISK, disk),
+            DISKS_API,
+            &resources::tags_update_body(&tags),
+        )
+        .await
+        .map_err(fail(format!("tagging OS disk {disk}")))?;
         let subscription = &scope.subscription;
         let mut vm = resources::vm_from_arm(&created, subscription).ok_or_else(|| {
             ProviderError::new(
@@ -269,12 +289,66 @@ impl AzureProvider {
         Ok(vm)
     }
 
+    /// The OS disk named by azlin's VM `vm` (an ARM body), and whether it is attached to it.
+    async fn os_disk_of(&self, scope: &Scope, vm: &Value) -> Option<OsDisk> {
+        let name = os_disk_name(vm)?.to_string();
+        let vm_id = vm.get("id").and_then(Value::as_str)?;
+        let attached_to_ours = match self
+            .arm
+            .get(&scope.path(types::DISK, &name), DISKS_API)
+            .await
+        {
+            Ok(Some(disk)) => managed_by(&disk).is_some_and(|by| by.eq_ignore_ascii_case(vm_id)),
+            Ok(None) => false,
+            Err(e) => {
+                tracing::warn!(disk = %name, error = %e, "cannot read the OS disk of the VM");
+                false
+            }
+        };
+        Some(OsDisk {
+            name,
+            attached_to_ours,
+        })
+    }
+
+    /// Deletes OS disk `disk` of VM `name` when it is that VM's (see [`OsDisk`] and the tags) and
+    /// no longer attached to anything.
+    async fn remove_os_disk(&self, scope: &Scope, name: &str, disk: OsDisk, out: &mut Removal) {
+        let path = scope.path(types::DISK, &disk.name);
+        let label = format!("OS disk {}", disk.name);
+        let body = match self.arm.get(&path, DISKS_API).await {
+            Ok(Some(body)) => body,
+            Ok(None) => return,
+            Err(e) => {
+                out.failed.push((label, e));
+                return;
+            }
+        };
+        let tagged = is_azlin(&body) && tag(&body, TAG_VM) == Some(name);
+        if !tagged && !disk.attached_to_ours {
+            tracing::warn!(resource = %label, "exists but was not made by azlin for this VM; left alone");
+            return;
+        }
+        if managed_by(&body).is_some() {
+            tracing::warn!(resource = %label, "still attached to a VM; left alone");
+            return;
+        }
+        tracing::info!(resource = %label, "deleting");
+        match self.arm.delete(&path, DISKS_API).await {
+            Ok(_) => out.removed.push(label),
+            Err(e) => out.failed.push((label, e)),
+        }
+    }
+
     /// Deletes the resources of VM `name` in `scope`, VM first and disk last, each waited for.
     /// Resources that exist but were not made by azlin for this VM are left alone.
     async fn remove_vm_resources(&self, scope: &Scope, name: &str) -> Removal {
         let names = VmNames::new(name);
         let mut out = Removal::default();
-        let mut disk = names.os_disk.clone();
+        let mut disk = OsDisk {
+            name: names.os_disk.clone(),
+            attached_to_ours: false,
+        };
         let parts = [
             Part {
                 what: "virtual machine",
@@ -322,13 +396,11 @@ impl AzureProvider {
                     .and_then(Value::as_str)
                     .map(str::to_string);
             }
+            // Before the VM goes: afterwards its disk is attached to nothing.
             if part.resource_type == types::VM
-                && let Some(d) = body
-                    .pointer("/properties/storageProfile/osDisk/managedDisk/id")
-                    .and_then(Value::as_str)
-                    .and_then(|id| id.rsplit('/').next())
+                && let Some(d) = self.os_disk_of(scope, &body).await
             {
-                disk = d.to_string();
+                disk = d;
             }
             tracing::info!(resource = %label, "deleting");
             match self.arm.delete(&path, part.api).await {
@@ -336,27 +408,7 @@ impl AzureProvider {
                 Err(e) => out.failed.push((label, e)),
             }
         }
-        let path = scope.path(types::DISK, &disk);
-        let label = format!("OS disk {disk}");
-        match self.arm.get(&path, DISKS_API).await {
-            Ok(Some(body))
-                if body
-                    .get("managedBy")
-                    .and_then(Value::as_str)
-                    .is_some_and(|m| !m.is_empty()) =>
-            {
-                tracing::warn!(resource = %label, "still attached to a VM; left alone");
-            }
-            Ok(Some(_)) => {
-                tracing::info!(resource = %label, "deleting");
-                match self.arm.delete(&path, DISKS_API).await {
-                    Ok(_) => out.removed.push(label),
-                    Err(e) => out.failed.push((label, e)),
-                }
-            }
-            Ok(None) => {}
-            Err(e) => out.failed.push((label, e)),
-        }
+        self.remove_os_disk(scope, name, disk, &mut out).await;
         out
     }
 
@@ -425,6 +477,21 @@ impl AzureProvider {
         }
         removed
     }
+}
+
+/// The name of the OS disk an ARM VM body names.
+fn os_disk_name(vm: &Value) -> Option<&str> {
+    vm.pointer("/properties/storageProfile/osDisk/managedDisk/id")
+        .and_then(Value::as_str)
+        .and_then(|id| id.rsplit('/').next())
+        .filter(|name| !name.is_empty())
+}
+
+/// The VM a disk is attached to (`managedBy`), if any.
+fn managed_by(disk: &Value) -> Option<&str> {
+    disk.get("managedBy")
+        .and_then(Value::as_str)
+        .filter(|by| !by.is_empty())
 }
 
 /// `type base64` of an OpenSSH public key (the comment dropped), to fit in a tag.

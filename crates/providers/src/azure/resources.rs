@@ -6,6 +6,8 @@
 //! `NAME-osdisk`. Shared per resource group and region: virtual network `azlin-vnet-REGION` with
 //! subnet `azlin-subnet`. Every resource carries `azlin-managed=true`, `azlin-vm=NAME` and
 //! `azlin-request=ID` (the shared VNet and a group azlin created only `azlin-managed=true`).
+//! Azure does not pass a VM's tags on to the OS disk it creates with it, so azlin tags the disk
+//! with a `PATCH` once the VM exists ([`tags_update_body`]).
 //!
 //! The VM also carries `azlin-ip` (its static public address) and `azlin-host-key` (the SSH host
 //! key azlin injected). That is what lets `list` build complete [`Vm`]s from ONE call: ARM's
@@ -143,6 +145,11 @@ pub(crate) fn validate_user_tags(user: &BTreeMap<String, String>) -> Result<(), 
         }
     }
     Ok(())
+}
+
+/// The body of a `PATCH` that sets a resource's tags (the OS disk's, after the VM made it).
+pub(crate) fn tags_update_body(tags: &Map<String, Value>) -> Value {
+    json!({ "tags": tags })
 }
 
 /// A resource group azlin creates.

@@ -2,7 +2,7 @@
 //! `azure` provider's tests and the CLI's end-to-end tests.
 //!
 //! They know azlin's naming of the resources it makes for a VM `vm` in region `region`:
-//! `{vm}-nsg`, `{vm}-ip`, `{vm}-nic`, the VM `vm`, and the shared VNet `azlin-vnet-{region}` with
+//! `{vm}-nsg`, `{vm}-ip`, `{vm}-nic`, the VM `vm` with its OS disk `{vm}-osdisk`, and the shared VNet `azlin-vnet-{region}` with
 //! its subnet `azlin-subnet`. Every check panics with the request log or the body it looked at.
 
 use super::RecordedRequest;
@@ -66,17 +66,21 @@ pub fn assert_nic_wiring(requests: &[RecordedRequest], vm: &str, region: &str) {
 }
 
 /// Asserts that the `PUT` of each resource azlin makes for VM `vm` alone (its network security
-/// group, public IP, network interface and the VM itself) carries every tag of `tags`.
+/// group, public IP, network interface and the VM itself), and the `PATCH` that tags the VM's OS
+/// disk `{vm}-osdisk` once the VM made it, carry every tag of `tags`.
 pub fn assert_tags_on_vm_resources(requests: &[RecordedRequest], vm: &str, tags: &[(&str, &str)]) {
-    for suffix in [
+    let puts = [
         format!("/networkSecurityGroups/{vm}-nsg"),
         format!("/publicIPAddresses/{vm}-ip"),
         format!("/networkInterfaces/{vm}-nic"),
         format!("/virtualMachines/{vm}"),
-    ] {
-        let put = &put_body(requests, &suffix)["tags"];
+    ]
+    .map(|suffix| (put_body(requests, &suffix), suffix));
+    let disk = format!("/disks/{vm}-osdisk");
+    let patch = (the_request(requests, "PATCH", &disk).json(), disk);
+    for (body, suffix) in puts.iter().chain([&patch]) {
         for (key, value) in tags {
-            assert_eq!(put[*key], *value, "tag {key} of …{suffix}");
+            assert_eq!(body["tags"][*key], *value, "tag {key} of …{suffix}");
         }
     }
 }
