@@ -944,6 +944,29 @@ async fn the_token_is_asked_for_the_arm_audience() {
 }
 
 #[tokio::test]
+async fn plain_http_endpoints_are_refused_off_loopback() {
+    let with = |endpoint: &str| {
+        AzureProvider::new(AzureSettings {
+            endpoint: endpoint.to_string(),
+            ..AzureSettings::default()
+        })
+    };
+    for endpoint in ["http://management.azure.com", "http://203.0.113.5:8080/"] {
+        let err = with(endpoint).unwrap_err();
+        assert_fails(&err, ErrorKind::Usage, &[endpoint, "https://", "loopback"]);
+        assert_eq!(err.kind.exit_code().code(), 64);
+    }
+    for endpoint in [
+        "https://management.azure.com",
+        "http://127.0.0.1:1",
+        "http://[::1]:1",
+        "http://localhost:1",
+    ] {
+        assert!(with(endpoint).is_ok(), "{endpoint}");
+    }
+}
+
+#[tokio::test]
 async fn missing_az_is_a_prerequisite_error_and_sends_nothing() {
     let double = start_double().await;
     let empty = tempfile::tempdir().unwrap();

@@ -64,17 +64,22 @@ impl AzureEnv {
             AzState::Missing => rest,
             _ => az.path_first(Some(rest.as_ref())).into_string().unwrap(),
         };
-        let azlin = Azlin::with_path(&path);
-        azlin.config(&format!(
-            "ssh_timeout_secs = 1\ncloud_init_timeout_secs = 5\n\n[azure]\nendpoint = \"{}\"\n",
-            double.endpoint()
-        ));
-        AzureEnv {
-            azlin,
+        let env = AzureEnv {
+            azlin: Azlin::with_path(&path),
             az,
             double,
             _runtime: runtime,
-        }
+        };
+        env.config_azure(&format!("endpoint = \"{}\"", env.double.endpoint()));
+        env
+    }
+
+    /// Writes the test config (short SSH and cloud-init waits) with `azure` as its `[azure]`
+    /// table.
+    fn config_azure(&self, azure: &str) {
+        self.azlin.config(&format!(
+            "ssh_timeout_secs = 1\ncloud_init_timeout_secs = 5\n\n[azure]\n{azure}\n"
+        ));
     }
 
     fn run(&self, args: &[&str]) -> Run {
@@ -314,6 +319,19 @@ fn a_create_refused_after_resources_were_made_exits_4_with_what_was_removed() {
         ],
     );
     assert_eq!(env.azlin_leftovers(), Vec::<String>::new());
+}
+
+#[test]
+fn a_plain_http_endpoint_off_loopback_is_refused_and_nothing_is_sent() {
+    let env = AzureEnv::start(AzState::LoggedIn);
+    env.config_azure("endpoint = \"http://management.azure.com\"");
+    let run = env.run(&["list", "--provider", "azure"]).expect(64);
+    assert_mentions(
+        &run.stderr,
+        &["http://management.azure.com", "https://", "loopback"],
+    );
+    assert!(env.az.calls().is_empty(), "{:?}", env.az.calls());
+    assert_eq!(env.double.request_count(), 0);
 }
 
 #[test]

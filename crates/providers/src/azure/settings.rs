@@ -79,7 +79,8 @@ impl ImageRef {
 pub struct AzureSettings {
     /// Subscription id; the `az` default subscription (`id` of `az account show`) when absent.
     pub subscription: Option<String>,
-    /// ARM base URL: [`DEFAULT_ENDPOINT`] unless a test double stands in.
+    /// ARM base URL: [`DEFAULT_ENDPOINT`] unless a test double stands in. `https://`, or
+    /// `http://` on a loopback host only (the bearer token is sent to it).
     pub endpoint: String,
     /// Resource group used when a request names none.
     pub resource_group: String,
@@ -144,15 +145,7 @@ impl AzureSettings {
 
     /// Checks the values a user typed: endpoint URL, subscription id, source prefix, group name.
     pub fn validate(&self) -> Result<(), ProviderError> {
-        match url::Url::parse(&self.endpoint) {
-            Ok(u) if matches!(u.scheme(), "https" | "http") && u.host().is_some() => {}
-            _ => {
-                return Err(usage(format!(
-                    "invalid Azure endpoint '{}': expected a URL such as {DEFAULT_ENDPOINT}",
-                    self.endpoint.escape_default()
-                )));
-            }
-        }
+        validate_endpoint(&self.endpoint)?;
         if let Some(sub) = &self.subscription
             && (sub.is_empty() || !sub.chars().all(|c| c.is_ascii_hexdigit() || c == '-'))
         {
@@ -165,6 +158,37 @@ impl AzureSettings {
             validate_source_prefix(prefix)?;
         }
         validate_resource_group(&self.resource_group)
+    }
+}
+
+/// An ARM endpoint: an `https://` URL, or `http://` on a loopback host (`127.0.0.0/8`, `::1`,
+/// `localhost`), where only a local test double can listen. Every request carries the bearer
+/// token, so plain http anywhere else would hand it to the network.
+fn validate_endpoint(endpoint: &str) -> Result<(), ProviderError> {
+    let url = url::Url::parse(endpoint)
+        .ok()
+        .filter(|u| u.host().is_some() && matches!(u.scheme(), "https" | "http"));
+    match url {
+        Some(u) if u.scheme() == "https" || is_loopback(&u) => Ok(()),
+        Some(u) => Err(usage(format!(
+            "Azure endpoint '{}' uses plain http on host '{}': the access token would travel unencrypted; use https:// (http:// is accepted only on a loopback host — 127.0.0.1, ::1, localhost — for a local test double)",
+            endpoint.escape_default(),
+            u.host_str().unwrap_or_default().escape_default()
+        ))),
+        None => Err(usage(format!(
+            "invalid Azure endpoint '{}': expected a URL such as {DEFAULT_ENDPOINT}",
+            endpoint.escape_default()
+        ))),
+    }
+}
+
+/// Whether `url`'s host is this machine's loopback.
+fn is_loopback(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+        None => false,
     }
 }
 
@@ -259,5 +283,32 @@ mod tests {
         assert!(validate_resource_group("bad/name").is_err());
         assert!(validate_resource_group("ends.").is_err());
         assert!(validate_source_prefix("2001:db8::/48").is_ok());
+    }
+
+    #[test]
+    fn plain_http_is_accepted_on_loopback_only() {
+        for ok in [
+            "https://management.azure.com",
+            "https://management.usgovcloudapi.net/",
+            "http://127.0.0.1:8080",
+            "http://[::1]:8080",
+            "http://localhost:8080",
+            "http://LOCALHOST",
+        ] {
+            assert!(validate_endpoint(ok).is_ok(), "{ok}");
+        }
+        for refused in [
+            "http://management.azure.com",
+            "http://10.0.0.5:8080",
+            "http://localhost.attacker.example",
+            "http://[2001:db8::1]/",
+        ] {
+            let err = validate_endpoint(refused).unwrap_err();
+            assert_eq!(err.kind, ErrorKind::Usage, "{refused}");
+            assert!(err.message.contains("https://"), "{}", err.message);
+            assert!(err.message.contains("loopback"), "{}", err.message);
+        }
+        assert!(validate_endpoint("ftp://127.0.0.1").is_err());
+        assert!(validate_endpoint("management.azure.com").is_err());
     }
 }
