@@ -3,6 +3,7 @@
 use super::ExpressionError;
 use super::parser::{Comparison, Expr, Function};
 use super::value::{Object, Value, eq_ignore_case};
+use std::borrow::Cow;
 use std::cmp::Ordering;
 
 /// The context names an expression may read.
@@ -56,93 +57,113 @@ impl<'a> Scope<'a> {
     }
 }
 
-/// The result of evaluating a postfix chain: a filter (`.*`) turns the chain into a list that
-/// later dereferences map over.
-enum Ev {
-    One(Value),
-    Filtered(Vec<Value>),
+/// A value as evaluation sees it: borrowed from the contexts where it comes from them, so that
+/// an object or array keeps its identity (GitHub compares those by reference), or computed.
+type Val<'v> = Cow<'v, Value>;
+
+const NULL: Val<'static> = Cow::Owned(Value::Null);
+
+/// The result of evaluating a postfix chain: a filter (`.*`) turns the chain into a list (a new
+/// array of the values it picked) that later dereferences map over.
+enum Ev<'v> {
+    One(Val<'v>),
+    Filtered(Vec<Val<'v>>),
 }
 
-impl Ev {
-    fn into_value(self) -> Value {
+impl<'v> Ev<'v> {
+    fn into_val(self) -> Val<'v> {
         match self {
             Ev::One(v) => v,
-            Ev::Filtered(items) => Value::Array(items),
+            Ev::Filtered(items) => Cow::Owned(Value::Array(
+                items.into_iter().map(Cow::into_owned).collect(),
+            )),
         }
     }
 }
 
-fn property(value: &Value, name: &str) -> Value {
+/// The part of `value` that `pick` selects, borrowed when `value` is.
+fn select<'v>(value: Val<'v>, pick: impl Fn(&Value) -> Option<&Value>) -> Option<Val<'v>> {
     match value {
-        Value::Object(o) => o.get(name).cloned().unwrap_or(Value::Null),
-        _ => Value::Null,
+        Cow::Borrowed(v) => pick(v).map(Cow::Borrowed),
+        Cow::Owned(v) => pick(&v).cloned().map(Cow::Owned),
     }
 }
 
-fn index(value: &Value, key: &Value) -> Value {
+fn property<'a>(value: &'a Value, name: &str) -> Option<&'a Value> {
+    match value {
+        Value::Object(o) => o.get(name),
+        _ => None,
+    }
+}
+
+fn index<'a>(value: &'a Value, key: &Value) -> Option<&'a Value> {
     match (value, key) {
         (Value::Array(items), key) if !matches!(key, Value::String(_)) => {
             let n = key.to_number();
             if n.is_finite() && n >= 0.0 {
-                items
-                    .get(n.floor() as usize)
-                    .cloned()
-                    .unwrap_or(Value::Null)
+                items.get(n.floor() as usize)
             } else {
-                Value::Null
+                None
             }
         }
-        (Value::Object(o), key) if key.is_primitive() => o
-            .get(&key.to_display_string())
-            .cloned()
-            .unwrap_or(Value::Null),
-        _ => Value::Null,
+        (Value::Object(o), key) if key.is_primitive() => o.get(&key.to_display_string()),
+        _ => None,
     }
 }
 
-fn spread(value: &Value, out: &mut Vec<Value>) {
+/// The items of an array or the values of an object, borrowed when `value` is.
+fn spread<'v>(value: Val<'v>, out: &mut Vec<Val<'v>>) {
     match value {
-        Value::Array(items) => out.extend(items.iter().cloned()),
-        Value::Object(o) => out.extend(o.iter().map(|(_, v)| v.clone())),
+        Cow::Borrowed(Value::Array(items)) => out.extend(items.iter().map(Cow::Borrowed)),
+        Cow::Borrowed(Value::Object(o)) => out.extend(o.iter().map(|(_, v)| Cow::Borrowed(v))),
+        Cow::Owned(Value::Array(items)) => out.extend(items.into_iter().map(Cow::Owned)),
+        Cow::Owned(Value::Object(o)) => out.extend(o.iter().map(|(_, v)| Cow::Owned(v.clone()))),
         _ => {}
     }
 }
 
-/// Evaluates `expr` in `scope`.
-pub fn evaluate(expr: &Expr, scope: &Scope<'_>) -> Result<Value, ExpressionError> {
-    Ok(eval(expr, scope)?.into_value())
+/// `==`: loose equality, where two arrays or objects are equal only when they are the same one
+/// (`github.event == github.event`). A borrowed value is its place in the contexts and a
+/// computed one its own, so the same address means the same instance.
+fn equal(a: &Value, b: &Value) -> bool {
+    (!a.is_primitive() && std::ptr::eq(a, b)) || a.loose_eq(b)
 }
 
-fn eval(expr: &Expr, scope: &Scope<'_>) -> Result<Ev, ExpressionError> {
+/// Evaluates `expr` in `scope`.
+pub fn evaluate(expr: &Expr, scope: &Scope<'_>) -> Result<Value, ExpressionError> {
+    Ok(eval(expr, scope)?.into_val().into_owned())
+}
+
+fn value<'v>(expr: &Expr, scope: &Scope<'v>) -> Result<Val<'v>, ExpressionError> {
+    Ok(eval(expr, scope)?.into_val())
+}
+
+fn eval<'v>(expr: &Expr, scope: &Scope<'v>) -> Result<Ev<'v>, ExpressionError> {
     let one = |v| Ok(Ev::One(v));
     match expr {
-        Expr::Literal(v) => one(v.clone()),
+        Expr::Literal(v) => one(Cow::Owned(v.clone())),
         Expr::Context(name) => one(scope
             .contexts
             .get(name)
-            .cloned()
-            .unwrap_or_else(|| Value::Object(Object::new()))),
+            .map_or_else(|| Cow::Owned(Value::Object(Object::new())), Cow::Borrowed)),
         Expr::Property(inner, name) => Ok(match eval(inner, scope)? {
-            Ev::One(v) => Ev::One(property(&v, name)),
+            Ev::One(v) => Ev::One(select(v, |v| property(v, name)).unwrap_or(NULL)),
             Ev::Filtered(items) => Ev::Filtered(
                 items
-                    .iter()
-                    .filter_map(|item| match item {
-                        Value::Object(o) => o.get(name).cloned(),
-                        _ => None,
-                    })
+                    .into_iter()
+                    .filter_map(|item| select(item, |v| property(v, name)))
                     .collect(),
             ),
         }),
         Expr::Index(inner, key) => {
-            let key = evaluate(key, scope)?;
+            let key = value(key, scope)?;
             Ok(match eval(inner, scope)? {
-                Ev::One(v) => Ev::One(index(&v, &key)),
+                Ev::One(v) => Ev::One(select(v, |v| index(v, &key)).unwrap_or(NULL)),
                 Ev::Filtered(items) => Ev::Filtered(
                     items
-                        .iter()
-                        .map(|item| index(item, &key))
-                        .filter(|v| *v != Value::Null)
+                        .into_iter()
+                        .filter_map(|item| select(item, |v| index(v, &key)))
+                        .filter(|v| **v != Value::Null)
                         .collect(),
                 ),
             })
@@ -150,31 +171,31 @@ fn eval(expr: &Expr, scope: &Scope<'_>) -> Result<Ev, ExpressionError> {
         Expr::Filter(inner) => {
             let mut out = Vec::new();
             match eval(inner, scope)? {
-                Ev::One(v) => spread(&v, &mut out),
-                Ev::Filtered(items) => items.iter().for_each(|i| spread(i, &mut out)),
+                Ev::One(v) => spread(v, &mut out),
+                Ev::Filtered(items) => items.into_iter().for_each(|i| spread(i, &mut out)),
             }
             Ok(Ev::Filtered(out))
         }
-        Expr::Not(inner) => one(Value::Bool(!evaluate(inner, scope)?.truthy())),
+        Expr::Not(inner) => one(Cow::Owned(Value::Bool(!value(inner, scope)?.truthy()))),
         Expr::And(a, b) => {
-            let left = evaluate(a, scope)?;
+            let left = value(a, scope)?;
             if !left.truthy() {
                 return one(left);
             }
-            one(evaluate(b, scope)?)
+            one(value(b, scope)?)
         }
         Expr::Or(a, b) => {
-            let left = evaluate(a, scope)?;
+            let left = value(a, scope)?;
             if left.truthy() {
                 return one(left);
             }
-            one(evaluate(b, scope)?)
+            one(value(b, scope)?)
         }
         Expr::Compare(op, a, b) => {
-            let (a, b) = (evaluate(a, scope)?, evaluate(b, scope)?);
+            let (a, b) = (value(a, scope)?, value(b, scope)?);
             let result = match op {
-                Comparison::Eq => a.loose_eq(&b),
-                Comparison::Ne => !a.loose_eq(&b),
+                Comparison::Eq => equal(&a, &b),
+                Comparison::Ne => !equal(&a, &b),
                 Comparison::Lt => a.loose_cmp(&b) == Some(Ordering::Less),
                 Comparison::Le => matches!(a.loose_cmp(&b), Some(Ordering::Less | Ordering::Equal)),
                 Comparison::Gt => a.loose_cmp(&b) == Some(Ordering::Greater),
@@ -182,17 +203,29 @@ fn eval(expr: &Expr, scope: &Scope<'_>) -> Result<Ev, ExpressionError> {
                     matches!(a.loose_cmp(&b), Some(Ordering::Greater | Ordering::Equal))
                 }
             };
-            one(Value::Bool(result))
+            one(Cow::Owned(Value::Bool(result)))
         }
-        Expr::Call(f, args) => one(call(*f, args, scope)?),
+        Expr::Call(f, args) => one(Cow::Owned(call(*f, args, scope)?)),
     }
 }
 
+/// The patterns of `hashFiles(args…)`: each argument as a string.
+fn hash_files_patterns(args: &[Expr], scope: &Scope<'_>) -> Result<Vec<String>, ExpressionError> {
+    args.iter()
+        .map(|a| value(a, scope).map(|v| v.to_display_string()))
+        .collect()
+}
+
+/// `startsWith`/`endsWith`/`contains` on strings: both operands must be primitives (GitHub's
+/// functions answer false for an array or object rather than searching the word `Object`).
+fn primitive_strings(a: &Value, b: &Value) -> Option<(String, String)> {
+    (a.is_primitive() && b.is_primitive()).then(|| (a.to_display_string(), b.to_display_string()))
+}
+
 fn call(f: Function, args: &[Expr], scope: &Scope<'_>) -> Result<Value, ExpressionError> {
-    let arg = |i: usize| -> Result<Value, ExpressionError> {
-        args.get(i)
-            .map(|a| evaluate(a, scope))
-            .unwrap_or(Ok(Value::Null))
+    let arg = |i: usize| match args.get(i) {
+        Some(a) => value(a, scope),
+        None => Ok(NULL),
     };
     Ok(match f {
         Function::Success => Value::Bool(scope.status.success),
@@ -200,34 +233,43 @@ fn call(f: Function, args: &[Expr], scope: &Scope<'_>) -> Result<Value, Expressi
         Function::Cancelled => Value::Bool(scope.status.cancelled),
         Function::Always => Value::Bool(true),
         Function::Contains => {
-            let (search, item) = (arg(0)?, arg(1)?);
+            // A filtered list keeps its items' identity, so it is searched as it is.
+            let search = match args.first() {
+                Some(a) => eval(a, scope)?,
+                None => Ev::One(NULL),
+            };
+            let item = arg(1)?;
             Value::Bool(match &search {
-                Value::Array(items) => items.iter().any(|v| v.loose_eq(&item)),
-                other => {
-                    contains_ignore_case(&other.to_display_string(), &item.to_display_string())
-                }
+                Ev::Filtered(items) => items.iter().any(|v| equal(&item, v)),
+                Ev::One(search) => match &**search {
+                    Value::Array(items) => items.iter().any(|v| equal(&item, v)),
+                    other => primitive_strings(other, &item)
+                        .is_some_and(|(s, i)| contains_ignore_case(&s, &i)),
+                },
             })
         }
         Function::StartsWith => {
-            let (s, prefix) = (arg(0)?.to_display_string(), arg(1)?.to_display_string());
-            Value::Bool(
+            let (s, prefix) = (arg(0)?, arg(1)?);
+            Value::Bool(primitive_strings(&s, &prefix).is_some_and(|(s, prefix)| {
                 s.len() >= prefix.len()
                     && s.is_char_boundary(prefix.len())
-                    && eq_ignore_case(&s[..prefix.len()], &prefix),
-            )
+                    && eq_ignore_case(&s[..prefix.len()], &prefix)
+            }))
         }
         Function::EndsWith => {
-            let (s, suffix) = (arg(0)?.to_display_string(), arg(1)?.to_display_string());
-            let cut = s.len().wrapping_sub(suffix.len());
-            Value::Bool(
+            let (s, suffix) = (arg(0)?, arg(1)?);
+            Value::Bool(primitive_strings(&s, &suffix).is_some_and(|(s, suffix)| {
+                let cut = s.len().wrapping_sub(suffix.len());
                 s.len() >= suffix.len()
                     && s.is_char_boundary(cut)
-                    && eq_ignore_case(&s[cut..], &suffix),
-            )
+                    && eq_ignore_case(&s[cut..], &suffix)
+            }))
         }
         Function::Format => {
             let template = arg(0)?.to_display_string();
-            let values = (1..args.len()).map(arg).collect::<Result<Vec<_>, _>>()?;
+            let values = (1..args.len())
+                .map(|i| arg(i).map(Cow::into_owned))
+                .collect::<Result<Vec<_>, _>>()?;
             Value::String(format(&template, &values)?)
         }
         Function::Join => {
@@ -236,7 +278,7 @@ fn call(f: Function, args: &[Expr], scope: &Scope<'_>) -> Result<Value, Expressi
             } else {
                 ",".to_string()
             };
-            match arg(0)? {
+            match &*arg(0)? {
                 Value::Array(items) => Value::String(
                     items
                         .iter()
@@ -256,9 +298,7 @@ fn call(f: Function, args: &[Expr], scope: &Scope<'_>) -> Result<Value, Expressi
             })?
         }
         Function::HashFiles => {
-            let patterns = (0..args.len())
-                .map(|i| arg(i).map(|v| v.to_display_string()))
-                .collect::<Result<Vec<_>, _>>()?;
+            let patterns = hash_files_patterns(args, scope)?;
             let hash = scope.hash_files.ok_or_else(|| ExpressionError {
                 message: "hashFiles is not available here".to_string(),
             })?;

@@ -134,7 +134,17 @@ mod tests {
             ("matrix.node == '14'", true),
             ("matrix.node >= 14", true),
             ("false < true", true),
-            ("github.event == github.event", false),
+            // Arrays and objects are equal when they are the same one.
+            ("github.event == github.event", true),
+            ("github.event == github['EVENT']", true),
+            ("github.event != github.event", false),
+            ("github.event.commits[0] == github.event.commits[0]", true),
+            ("github.event.commits[0] == github.event.commits[1]", false),
+            ("(github.event || 1) == github.event", true),
+            ("github.event == github", false),
+            ("fromJSON('{}') == fromJSON('{}')", false),
+            ("fromJSON('[1]') != fromJSON('[1]')", true),
+            ("matrix.fruits.* == matrix.fruits.*", false),
         ] {
             assert_eq!(eval_str(src), Value::Bool(want), "{src}");
         }
@@ -176,6 +186,26 @@ mod tests {
             ("startsWith('Hello', 'Hello world')", false),
             ("endsWith('Hello world', 'LD')", true),
             ("endsWith('Hello world', 'x')", false),
+            (
+                "contains(github.event.commits, github.event.commits[1])",
+                true,
+            ),
+            (
+                "contains(github.event.commits.*, github.event.commits[1])",
+                true,
+            ),
+            (
+                "contains(github.event.commits, fromJSON('{\"id\": \"b\"}'))",
+                false,
+            ),
+            // An array or object is not searched as the word `Object` or `Array`.
+            ("contains(github.event, 'obj')", false),
+            ("contains(github.event, 'commits')", false),
+            ("contains('Array', fromJSON('[]'))", false),
+            ("startsWith(github.event, 'Object')", false),
+            ("endsWith(matrix.fruits, 'ay')", false),
+            ("startsWith(matrix.node, 1)", true),
+            ("endsWith(true, 'UE')", true),
         ] {
             assert_eq!(eval_str(src), Value::Bool(want), "{src}");
         }

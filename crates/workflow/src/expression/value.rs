@@ -243,8 +243,8 @@ impl Value {
             (Value::Bool(a), Value::Bool(b)) => a == b,
             (Value::Number(a), Value::Number(b)) => a == b,
             (Value::String(a), Value::String(b)) => eq_ignore_case(a, b),
-            // Arrays and objects are equal only when they are the same instance; values here
-            // are never shared, so two of them are never equal.
+            // Arrays and objects are equal only when they are the same instance, which only the
+            // evaluator can tell (it compares where they are); two values are never that.
             (Value::Array(_), Value::Array(_)) | (Value::Object(_), Value::Object(_)) => false,
             _ => {
                 let (a, b) = (self.to_number(), other.to_number());
