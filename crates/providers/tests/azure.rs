@@ -9,7 +9,7 @@ use azlin_core::{
     CreateRequest, ErrorKind, ImageProfile, ProviderError, ProviderKind, VmName, VmProvider,
     VmSpec, VmState,
 };
-use azlin_providers::azure::{AzureProvider, AzureSettings};
+use azlin_providers::azure::{AzureProvider, AzureSettings, MAX_CUSTOM_DATA_BYTES};
 use azlin_testkit::arm_double::checks::{
     assert_nic_wiring, assert_only_existence_checks_failed, assert_tags_on_vm_resources, put_body,
     the_request,
@@ -688,6 +688,38 @@ async fn a_disk_azlin_did_not_make_is_never_deleted() {
 }
 
 #[tokio::test]
+async fn custom_data_may_be_65535_bytes_and_not_one_more() {
+    let (double, provider, _az) = env().await;
+    let sized = |vm: &str, bytes: usize| {
+        let mut r = request(vm, vm);
+        let head = format!("#cloud-config\nhostname: {vm}\n#");
+        r.user_data = format!("{head}{}", "x".repeat(bytes - head.len()));
+        r
+    };
+    let err = provider
+        .create(&sized("over", MAX_CUSTOM_DATA_BYTES + 1))
+        .await
+        .unwrap_err();
+    assert_fails(&err, ErrorKind::Usage, &["65536 bytes", "at most 65535"]);
+    assert_eq!(double.request_count(), 0, "refused before anything is sent");
+
+    // The most Azure takes (the double refuses more, with ARM's own rule) is sent whole.
+    provider
+        .create(&sized("most", MAX_CUSTOM_DATA_BYTES))
+        .await
+        .unwrap();
+    let vm = put_body(&double.requests(), "/virtualMachines/most").clone();
+    let sent = base64::engine::general_purpose::STANDARD
+        .decode(
+            vm["properties"]["osProfile"]["customData"]
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap();
+    assert_eq!(sent.len(), 65_535);
+}
+
+#[tokio::test]
 async fn quota_and_sku_refusals_say_what_to_do_and_clean_up() {
     let (double, provider, _az) = env().await;
     double.inject(Fault::quota_exceeded("standardBSFamily", "westus2"));
@@ -1037,7 +1069,7 @@ async fn bad_requests_are_refused_before_anything_is_sent() {
     let mut big = request("big", "r");
     big.user_data = format!("#cloud-config\n#{}", "x".repeat(64 * 1024));
     let err = provider.create(&big).await.unwrap_err();
-    assert_fails(&err, ErrorKind::Usage, &["65536"]);
+    assert_fails(&err, ErrorKind::Usage, &["65535"]);
 
     let mut local = request("loc", "r");
     local.spec.region = "local".into();

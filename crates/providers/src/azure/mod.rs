@@ -30,4 +30,5 @@ pub(crate) mod resources;
 pub mod settings;
 
 pub use provider::AzureProvider;
+pub use resources::MAX_CUSTOM_DATA_BYTES;
 pub use settings::{AzureSettings, DEFAULT_ENDPOINT, DEFAULT_RESOURCE_GROUP, ImageRef};

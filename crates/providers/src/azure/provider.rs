@@ -3,11 +3,11 @@
 use super::arm::{Arm, ArmError, COMPUTE_API, DISKS_API, NETWORK_API, RESOURCES_API};
 use super::auth::{AzCli, Credentials, INSTALL_HINT};
 use super::resources::{
-    self, Scope, TAG_HOST_KEY, TAG_IP, TAG_VM, VmBody, VmNames, is_azlin, tag, types,
+    self, MAX_CUSTOM_DATA_BYTES, Scope, TAG_HOST_KEY, TAG_IP, TAG_VM, VmBody, VmNames, is_azlin,
+    tag, types,
 };
 use super::settings::{AzureSettings, validate_resource_group};
 use async_trait::async_trait;
-use azlin_core::cloudinit::MAX_USER_DATA_BYTES;
 use azlin_core::{
     CreateRequest, DeleteReport, ErrorKind, ProviderError, Region, Size, Tool, Vm, VmName,
     VmProvider, VmState,
@@ -112,9 +112,9 @@ impl AzureProvider {
             )));
         }
         let size = Size::lookup(&spec.size).map_err(|e| usage(e.to_string()))?;
-        if request.user_data.len() > MAX_USER_DATA_BYTES {
+        if request.user_data.len() > MAX_CUSTOM_DATA_BYTES {
             return Err(usage(format!(
-                "cloud-init user data is {} bytes; Azure accepts at most {MAX_USER_DATA_BYTES} (customData)",
+                "cloud-init user data is {} bytes; Azure accepts at most {MAX_CUSTOM_DATA_BYTES} bytes of customData: make the --cloud-init file smaller",
                 request.user_data.len()
             )));
         }
