@@ -571,6 +571,32 @@ async fn the_ssh_source_prefix_and_image_come_from_the_settings() {
         vm["properties"]["storageProfile"]["imageReference"]["version"],
         "24.04.202501010"
     );
+    assert!(
+        !warned_open_ssh("pfx"),
+        "a configured prefix is not warned about"
+    );
+}
+
+/// Whether a warning said that VM `vm`'s SSH is open to any address.
+fn warned_open_ssh(vm: &str) -> bool {
+    log_text().lines().any(|l| {
+        l.contains("WARN")
+            && l.contains(vm)
+            && l.contains("open to any address")
+            && l.contains("ssh_source_prefix")
+    })
+}
+
+#[tokio::test]
+async fn ssh_open_to_any_address_is_warned_about() {
+    let (double, provider, _az) = env().await;
+    provider.create(&request("open1", "r")).await.unwrap();
+    let nsg = put_body(&double.requests(), "/networkSecurityGroups/open1-nsg").clone();
+    assert_eq!(
+        nsg["properties"]["securityRules"][0]["properties"]["sourceAddressPrefix"],
+        "*"
+    );
+    assert!(warned_open_ssh("open1"), "{}", log_text());
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -151,6 +151,8 @@ fn new_list_delete_an_azure_vm_through_the_binary() {
     let env = AzureEnv::start(AzState::LoggedIn);
     let new = env.new_vm("az1").expect(5);
     assert!(new.stderr.contains("left running"), "{}", new.stderr);
+    // No source prefix configured: SSH is open to any address, and azlin says so.
+    assert_mentions(&new.stderr, &["open to any address", "ssh_source_prefix"]);
 
     let requests = env.double.requests();
     // Only existence checks (GET → 404) may have failed; every request names an api-version.
@@ -319,6 +321,26 @@ fn a_create_refused_after_resources_were_made_exits_4_with_what_was_removed() {
         ],
     );
     assert_eq!(env.azlin_leftovers(), Vec::<String>::new());
+}
+
+#[test]
+fn only_the_configured_source_may_reach_ssh() {
+    let env = AzureEnv::start(AzState::LoggedIn);
+    env.config_azure(&format!(
+        "endpoint = \"{}\"\nssh_source_prefix = \"198.51.100.7/32\"",
+        env.double.endpoint()
+    ));
+    let new = env.new_vm("az8").expect(5);
+    let nsg = put_body(&env.double.requests(), "/networkSecurityGroups/az8-nsg").clone();
+    assert_eq!(
+        nsg["properties"]["securityRules"][0]["properties"]["sourceAddressPrefix"],
+        "198.51.100.7/32"
+    );
+    assert!(
+        !new.stderr.contains("open to any address"),
+        "{}",
+        new.stderr
+    );
 }
 
 #[test]

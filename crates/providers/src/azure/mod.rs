@@ -13,6 +13,8 @@
 //!   `azlin-managed` tag. Public addresses are not part of that answer, so azlin tags each VM
 //!   with its static address (`azlin-ip`) and SSH host key (`azlin-host-key`) when creating it.
 //!   `get`, `start`, `stop` and `delete` find the VM (and its resource group) through it too.
+//! - The NSG lets SSH in from `[azure] ssh_source_prefix` when configured; otherwise from
+//!   anywhere (`*`), with a warning saying so (azlin asks no outside service for your address).
 //! - `delete` removes the VM, then its NIC, public IP, NSG and OS disk, waiting for each. The
 //!   virtual network is shared by the VMs of a resource group and region and is deleted with the
 //!   last azlin resource of that region in the group; the resource group is deleted only if azlin

@@ -81,6 +81,20 @@ impl AzureProvider {
         }
     }
 
+    /// Where SSH may come from: the configured prefix, else anywhere, with a warning saying so.
+    fn ssh_source(&self, vm: &str) -> &str {
+        match self.settings.ssh_source_prefix.as_deref() {
+            Some(prefix) => prefix,
+            None => {
+                tracing::warn!(
+                    vm,
+                    "SSH (port 22) of this VM is open to any address ('*'): azlin does not know yours; set ssh_source_prefix = \"YOUR.ADDRESS/32\" under [azure] in the config to allow only it"
+                );
+                "*"
+            }
+        }
+    }
+
     /// The VM named `name`, from the one-call list.
     async fn find(&self, name: &VmName) -> Result<Option<Vm>, ProviderError> {
         Ok(self.list().await?.into_iter().find(|vm| &vm.name == name))
@@ -167,7 +181,7 @@ impl AzureProvider {
 
         // The per-VM NSG and IP come before the shared VNet: while they exist, a concurrent
         // delete of another VM sees this one and keeps the shared VNet.
-        let source = self.settings.ssh_source_prefix.as_deref().unwrap_or("*");
+        let source = self.ssh_source(name);
         let nsg_path = scope.path(types::NSG, &names.nsg);
         tracing::info!(vm = name, nsg = %names.nsg, source, "creating network security group (SSH 22)");
         arm.put(
