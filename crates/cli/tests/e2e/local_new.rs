@@ -9,6 +9,8 @@ use crate::support::{Azlin, HostFootprint, generate_key, strict_ssh};
 fn new_clones_connects_and_deletes_without_leftovers() {
     let server = GitServer::start();
     let azlin = Azlin::new();
+    // A repository the server does not have: a warning, and the launch goes on (seed 000).
+    let missing = server.url.replace("demo.git", "missing.git");
     let run = azlin
         .new_vm(
             "nspawn",
@@ -16,11 +18,24 @@ fn new_clones_connects_and_deletes_without_leftovers() {
             &[
                 "--repo",
                 &server.url,
+                "--repo",
+                &missing,
                 "--ca-cert",
                 server.ca_path.to_str().unwrap(),
             ],
         )
         .expect(0);
+    assert!(
+        run.stderr
+            .contains(&format!("⚠ Repositories: cloning {missing} failed")),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("1 of 2 repositories cloned"),
+        "{}",
+        run.stderr
+    );
     for stage in [
         "✓ Prerequisites",
         "✓ Authentication",
