@@ -122,7 +122,7 @@ impl std::fmt::Debug for KvStore {
 }
 
 fn err(what: &str) -> impl FnOnce(String) -> StoreError + '_ {
-    move |e| StoreError(format!("{what}: {e}"))
+    move |e| StoreError::Backend(format!("{what}: {e}"))
 }
 
 impl KvStore {
@@ -150,7 +150,7 @@ impl KvStore {
                     Source::Url(url, settings) => {
                         let client = nats::connect_client(url, &settings.connection_name)
                             .await
-                            .map_err(|e| StoreError(e.to_string()))?;
+                            .map_err(|e| StoreError::Backend(e.to_string()))?;
                         (jetstream::new(client), settings)
                     }
                     Source::Context(js, settings) => (js.clone(), settings),
@@ -260,7 +260,7 @@ impl KvStore {
 fn encode(record: &VmRecord) -> Result<bytes::Bytes, StoreError> {
     serde_json::to_vec(record)
         .map(Into::into)
-        .map_err(|e| StoreError(e.to_string()))
+        .map_err(|e| StoreError::Backend(e.to_string()))
 }
 
 #[async_trait]
@@ -270,13 +270,27 @@ impl StateStore for KvStore {
             return Ok(());
         };
         let open = self.open().await?;
-        let revision = open
-            .vms
-            .put(record.name.as_str(), encode(&record)?)
-            .await
-            .map_err(|e| err("recording a request")(e.to_string()))?;
-        Self::wrote(open, revision);
-        Ok(())
+        let name = record.name.as_str();
+        let value = encode(&record)?;
+        // A compare-and-set against "no record" (revision 0, or a deleted record's revision):
+        // of two processes recording the same name, only the first write lands.
+        for _ in 0..MAX_CONFLICTS {
+            match Self::current(&open.vms, name).await? {
+                (Some(existing), _) if existing.request_id == record.request_id => return Ok(()),
+                (Some(existing), _) => return Err(StoreError::name_taken(existing)),
+                (None, revision) => match open.vms.update(name, value.clone(), revision).await {
+                    Ok(revision) => {
+                        Self::wrote(open, revision);
+                        return Ok(());
+                    }
+                    // Written meanwhile: read who holds it now.
+                    Err(e) => tracing::debug!(%name, "record written meanwhile ({e}); again"),
+                },
+            }
+        }
+        Err(StoreError::Backend(format!(
+            "the record of {name} kept changing; gave up after {MAX_CONFLICTS} tries"
+        )))
     }
 
     async fn apply(&self, event: &Event) -> Result<(), StoreError> {
@@ -327,7 +341,7 @@ impl StateStore for KvStore {
                 Err(e) => tracing::debug!(%name, "record changed meanwhile ({e}); again"),
             }
         }
-        Err(StoreError(format!(
+        Err(StoreError::Backend(format!(
             "the record of {name} kept changing; gave up after {MAX_CONFLICTS} tries"
         )))
     }
@@ -367,6 +381,6 @@ impl StateStore for KvStore {
         let open = self.open().await?;
         nats::read_events(&open.js, after)
             .await
-            .map_err(|e| StoreError(e.to_string()))
+            .map_err(|e| StoreError::Backend(e.to_string()))
     }
 }

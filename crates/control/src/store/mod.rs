@@ -15,8 +15,36 @@ use std::collections::BTreeMap;
 
 /// A store failure.
 #[derive(Debug, thiserror::Error)]
-#[error("state store: {0}")]
-pub struct StoreError(pub String);
+pub enum StoreError {
+    /// A create request names a VM the store already has a record of, made for another
+    /// request: one name, one VM.
+    #[error(
+        "a VM named '{name}' already exists ({state}, request {request_id}); see `azlin list`, \
+         or `azlin delete {name}`"
+    )]
+    NameTaken {
+        /// The name asked for.
+        name: VmName,
+        /// The request the existing record belongs to.
+        request_id: String,
+        /// The state of the existing record.
+        state: RecordState,
+    },
+    /// The store could not be read or written.
+    #[error("state store: {0}")]
+    Backend(String),
+}
+
+impl StoreError {
+    /// The failure of recording a request for a name `existing` already holds.
+    pub fn name_taken(existing: VmRecord) -> Self {
+        StoreError::NameTaken {
+            name: existing.name,
+            request_id: existing.request_id,
+            state: existing.state,
+        }
+    }
+}
 
 /// Where a VM is in its life, as the events tell it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -30,6 +58,12 @@ pub enum RecordState {
     Failed,
     /// A delete was requested.
     Deleting,
+}
+
+impl std::fmt::Display for RecordState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 impl RecordState {
@@ -118,7 +152,10 @@ pub struct LoggedEvent {
 /// Persistent state, shared by every azlin process of a machine (or, with NATS, of a fleet).
 #[async_trait]
 pub trait StateStore: Send + Sync {
-    /// Records that a request was submitted.
+    /// Records that a request was submitted. A create request claims its VM's name: when
+    /// several processes record creates of one name at once, exactly one succeeds and the
+    /// others fail with [`StoreError::NameTaken`], as does a create of a name already recorded.
+    /// Recording the same request again succeeds and changes nothing.
     async fn record_request(&self, request: &Request) -> Result<(), StoreError>;
     /// Applies an event: updates the VM record and appends to the audit trail.
     async fn apply(&self, event: &Event) -> Result<(), StoreError>;

@@ -5,7 +5,7 @@ use super::{LoggedEvent, StateStore, StoreError, VmRecord, next_record, requeste
 use async_trait::async_trait;
 use azlin_core::VmName;
 use azlin_core::event::{Event, Request};
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -17,7 +17,7 @@ pub struct SqliteStore {
 }
 
 fn err(e: impl std::fmt::Display) -> StoreError {
-    StoreError(e.to_string())
+    StoreError::Backend(e.to_string())
 }
 
 const SCHEMA: &str = "
@@ -58,7 +58,7 @@ impl SqliteStore {
         let mut conn = self
             .conn
             .lock()
-            .map_err(|_| StoreError("store lock poisoned".into()))?;
+            .map_err(|_| StoreError::Backend("store lock poisoned".into()))?;
         f(&mut conn).map_err(err)
     }
 }
@@ -87,7 +87,23 @@ impl StateStore for SqliteStore {
         let Some(record) = requested_record(request) else {
             return Ok(());
         };
-        self.with(|conn| save(conn, &record))
+        // An immediate transaction takes the write lock before reading, so that of two
+        // processes recording the same name, the second sees the first's record.
+        let existing = self.with(|conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let existing = load(&tx, record.name.as_str())?;
+            if existing.is_none() {
+                save(&tx, &record)?;
+            }
+            tx.commit()?;
+            Ok(existing)
+        })?;
+        match existing {
+            Some(existing) if existing.request_id != record.request_id => {
+                Err(StoreError::name_taken(existing))
+            }
+            _ => Ok(()),
+        }
     }
 
     async fn apply(&self, event: &Event) -> Result<(), StoreError> {
@@ -155,5 +171,87 @@ impl StateStore for SqliteStore {
                 })
                 .collect())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::RecordState;
+    use azlin_core::event::{CreateRequested, SCHEMA};
+    use azlin_core::{ProviderKind, VmSpec};
+    use std::sync::Arc;
+
+    fn create(name: &str, request_id: &str) -> Request {
+        Request::Create(CreateRequested {
+            schema: SCHEMA,
+            request_id: request_id.into(),
+            spec: VmSpec::new(VmName::parse(name).expect("name"), ProviderKind::Sim),
+            ssh_public_key: String::new(),
+            requested_by: "test".into(),
+            created_at: azlin_core::now_rfc3339(),
+        })
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn of_two_processes_recording_one_name_at_once_exactly_one_wins() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("state.db");
+        for round in 0..20 {
+            let name = format!("contested-{round}");
+            // Two processes, each with its own connection to the database.
+            let stores = [0, 1].map(|_| Arc::new(SqliteStore::open(&path).expect("open")));
+            let barrier = Arc::new(tokio::sync::Barrier::new(2));
+            let tasks = stores.clone().map(|store| {
+                let (barrier, request) = (barrier.clone(), create(&name, &azlin_core::new_id()));
+                tokio::spawn(async move {
+                    barrier.wait().await;
+                    (store.record_request(&request).await, request)
+                })
+            });
+            let mut outcomes = Vec::new();
+            for task in tasks {
+                outcomes.push(task.await.expect("task"));
+            }
+            let (won, lost): (Vec<_>, Vec<_>) = outcomes.into_iter().partition(|(r, _)| r.is_ok());
+            assert_eq!((won.len(), lost.len()), (1, 1), "round {round}");
+            let winner = won[0].1.request_id();
+            match &lost[0].0 {
+                Err(StoreError::NameTaken {
+                    name: taken,
+                    request_id,
+                    state,
+                }) => {
+                    assert_eq!(taken.as_str(), name);
+                    assert_eq!(request_id, winner);
+                    assert_eq!(*state, RecordState::Creating);
+                }
+                other => panic!("expected a name conflict, got {other:?}"),
+            }
+            let record = stores[0]
+                .vm(&VmName::parse(&name).expect("name"))
+                .await
+                .expect("read")
+                .expect("recorded");
+            assert_eq!(record.request_id, winner, "the loser changed nothing");
+        }
+    }
+
+    #[tokio::test]
+    async fn recording_a_request_again_changes_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SqliteStore::open(&dir.path().join("state.db")).expect("open");
+        let request = create("again", "r1");
+        store.record_request(&request).await.expect("record");
+        store.record_request(&request).await.expect("record again");
+        let err = store
+            .record_request(&create("again", "r2"))
+            .await
+            .expect_err("another request for the name");
+        assert!(
+            err.to_string()
+                .contains("a VM named 'again' already exists (creating, request r1)"),
+            "{err}"
+        );
     }
 }

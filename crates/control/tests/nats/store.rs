@@ -2,9 +2,11 @@
 
 use crate::support::*;
 use azlin_control::store::RecordState;
+use azlin_control::store::StoreError;
 use azlin_control::{Bus, KvStore, StateStore};
 use azlin_core::VmName;
 use azlin_testkit::NatsServer;
+use std::sync::Arc;
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -80,4 +82,56 @@ async fn records_follow_the_events_and_the_trail_is_the_events_stream() {
         .expect("forget");
     assert_eq!(store.vms().await.expect("list").len(), 1);
     worker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn of_two_processes_recording_one_name_at_once_exactly_one_wins() {
+    let server = NatsServer::start().expect("nats-server");
+    let home = Home::new();
+    // Two processes, each with its own connection.
+    let stores = [0, 1].map(|_| Arc::new(KvStore::lazy(server.url(), settings())));
+    for store in &stores {
+        assert!(store.vms().await.expect("open").is_empty());
+    }
+    for round in 0..10 {
+        let name = format!("contested-{round}");
+        let barrier = Arc::new(tokio::sync::Barrier::new(2));
+        let tasks = stores.clone().map(|store| {
+            let (barrier, request) = (barrier.clone(), create(&name, &home.identity));
+            tokio::spawn(async move {
+                barrier.wait().await;
+                (store.record_request(&request).await, request)
+            })
+        });
+        let mut outcomes = Vec::new();
+        for task in tasks {
+            outcomes.push(task.await.expect("task"));
+        }
+        let (won, lost): (Vec<_>, Vec<_>) = outcomes.into_iter().partition(|(r, _)| r.is_ok());
+        assert_eq!((won.len(), lost.len()), (1, 1), "round {round}");
+        let winner = won[0].1.request_id();
+        assert!(
+            matches!(&lost[0].0, Err(StoreError::NameTaken { request_id, .. }) if request_id == winner),
+            "{:?}",
+            lost[0].0
+        );
+        let record = stores[1]
+            .vm(&VmName::parse(&name).expect("name"))
+            .await
+            .expect("read")
+            .expect("recorded");
+        assert_eq!(record.request_id, winner, "the loser changed nothing");
+        // The winner recording again (a retry) is no conflict.
+        stores[0]
+            .record_request(&won[0].1)
+            .await
+            .expect("record again");
+    }
+    // A name whose VM was deleted can be taken again.
+    let name = VmName::parse("contested-0").expect("name");
+    stores[0].forget(&name).await.expect("forget");
+    stores[1]
+        .record_request(&create("contested-0", &home.identity))
+        .await
+        .expect("a free name again");
 }
