@@ -105,7 +105,8 @@ pub struct JobReport {
     pub matrix: Option<Value>,
     /// The result.
     pub result: JobResult,
-    /// Whether the job's `continue-on-error` was true (a failure then does not fail the run).
+    /// Whether the job's `continue-on-error` was true (a failure then fails neither the run nor
+    /// the jobs that need it: see [`JobReport::conclusion`]).
     pub continue_on_error: bool,
     /// Wall-clock time.
     pub duration_ms: u64,
@@ -126,6 +127,17 @@ pub struct JobReport {
     pub outputs: BTreeMap<String, String>,
     /// Its steps.
     pub steps: Vec<StepReport>,
+}
+
+impl JobReport {
+    /// The result as the jobs that need this one see it (`needs.<id>.result`) and as the run
+    /// counts it: a failure with `continue-on-error` is a success, the rest is [`Self::result`].
+    pub fn conclusion(&self) -> JobResult {
+        match self.result {
+            JobResult::Failure if self.continue_on_error => JobResult::Success,
+            other => other,
+        }
+    }
 }
 
 /// A session a workflow used.

@@ -80,12 +80,14 @@ fn skipped_report(job: &Job, name: String, reason: String, result: JobResult) ->
     }
 }
 
+/// The result of a job from the conclusions of its runs.
 fn aggregate(reports: &[JobReport]) -> JobResult {
-    if reports.iter().any(|r| r.result == JobResult::Failure) {
+    let any = |result| reports.iter().any(|r| r.conclusion() == result);
+    if any(JobResult::Failure) {
         JobResult::Failure
-    } else if reports.iter().any(|r| r.result == JobResult::Cancelled) {
+    } else if any(JobResult::Cancelled) {
         JobResult::Cancelled
-    } else if !reports.is_empty() && reports.iter().all(|r| r.result == JobResult::Skipped) {
+    } else if !reports.is_empty() && reports.iter().all(|r| r.conclusion() == JobResult::Skipped) {
         JobResult::Skipped
     } else {
         JobResult::Success
@@ -115,10 +117,7 @@ impl WorkflowRun<'_> {
         // act's wording, one error per failed job, in file order.
         for job in &wf.jobs {
             let runs: Vec<&JobReport> = report.jobs.iter().filter(|r| r.id == job.id).collect();
-            if runs
-                .iter()
-                .any(|r| r.result == JobResult::Failure && !r.continue_on_error)
-            {
+            if runs.iter().any(|r| r.conclusion() == JobResult::Failure) {
                 report.errors.push(format!("Job '{}' failed", job.id));
             } else if runs.iter().any(|r| r.result == JobResult::Cancelled) {
                 report
@@ -172,9 +171,7 @@ impl WorkflowRun<'_> {
         if let Shared::Open(session) =
             std::mem::replace(&mut *shared.lock().await, Shared::Unopened)
         {
-            let failed = reports
-                .iter()
-                .any(|r| r.result == JobResult::Failure && !r.continue_on_error);
+            let failed = reports.iter().any(|r| r.conclusion() == JobResult::Failure);
             let outcome = if self.cancel.is_cancelled() {
                 SessionState::Cancelled
             } else if failed {
@@ -456,8 +453,7 @@ impl WorkflowRun<'_> {
                         );
                     }
                     let (outcome, session) = self.run_instance(inst, shared, group, archive).await;
-                    let failed = outcome.report.result == JobResult::Failure
-                        && !outcome.report.continue_on_error;
+                    let failed = outcome.report.conclusion() == JobResult::Failure;
                     if failed && planned.fail_fast {
                         group.cancel();
                     }

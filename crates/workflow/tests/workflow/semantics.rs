@@ -126,3 +126,57 @@ jobs:
     );
     assert_all_released(&env, &counting);
 }
+
+#[tokio::test]
+async fn a_failed_job_with_continue_on_error_counts_as_a_success_for_its_dependents() {
+    let env = Env::new();
+    let counting = env.allocator(Duration::ZERO);
+    let wf = env.write(
+        "coe.yml",
+        r#"on: push
+jobs:
+  flaky:
+    runs-on: ubuntu-latest
+    continue-on-error: true
+    steps:
+      - run: exit 1
+  after:
+    needs: flaky
+    runs-on: ubuntu-latest
+    steps:
+      - run: echo "flaky was ${{ needs.flaky.result }}"
+  experimental:
+    runs-on: ubuntu-latest
+    continue-on-error: ${{ matrix.n == 2 }}
+    strategy:
+      matrix:
+        n: [1, 2]
+    steps:
+      - run: test ${{ matrix.n }} -ne 2
+  after_matrix:
+    needs: experimental
+    runs-on: ubuntu-latest
+    steps:
+      - run: echo "experimental was ${{ needs.experimental.result }}"
+"#,
+    );
+    let (report, observer) = run(&[wf], &env.options(), counting.clone()).await;
+    assert!(report.success, "{:?}", report.errors);
+    let flaky = job(&report, "flaky");
+    assert_eq!(
+        (flaky.result, flaky.continue_on_error, flaky.conclusion()),
+        (JobResult::Failure, true, JobResult::Success)
+    );
+    assert_eq!(job(&report, "after").result, JobResult::Success);
+    assert_eq!(job(&report, "after_matrix").result, JobResult::Success);
+    let texts = observer.texts();
+    assert!(
+        texts.contains(&"flaky was success".to_string()),
+        "{texts:?}"
+    );
+    assert!(
+        texts.contains(&"experimental was success".to_string()),
+        "{texts:?}"
+    );
+    assert_all_released(&env, &counting);
+}
