@@ -347,7 +347,7 @@ fn only_the_configured_source_may_reach_ssh() {
 fn a_plain_http_endpoint_off_loopback_is_refused_and_nothing_is_sent() {
     let env = AzureEnv::start(AzState::LoggedIn);
     env.config_azure("endpoint = \"http://management.azure.com\"");
-    let run = env.run(&["list", "--provider", "azure"]).expect(64);
+    let run = env.new_vm("az9").expect(64);
     assert_mentions(
         &run.stderr,
         &["http://management.azure.com", "https://", "loopback"],
