@@ -61,7 +61,12 @@ impl Orchestrator {
 
     /// Follows `subscription` until every request in `pending` has a terminal event, recording
     /// each event and passing those of the pending requests to `on_event`. Returns the terminal
-    /// event of each request (or fewer, if the bus closed first).
+    /// event of each request, or fewer if the subscription ended first: the caller reports the
+    /// requests missing from the result as not ended.
+    ///
+    /// There is no time limit: a boot takes as long as it takes. What ends a follow early is the
+    /// bus going away (the in-process bus dropped, or the NATS server unreachable for longer
+    /// than [`NatsSettings::follow_outage_limit`](crate::NatsSettings::follow_outage_limit)).
     pub async fn follow(
         &self,
         subscription: &mut Subscription,
@@ -75,6 +80,10 @@ impl Orchestrator {
         let mut unwritten = false;
         while !pending.is_empty() {
             let Some(event) = subscription.next().await else {
+                tracing::warn!(
+                    "the event bus went away before {} request(s) ended",
+                    pending.len()
+                );
                 break;
             };
             if let Err(e) = self.store.apply(&event).await {

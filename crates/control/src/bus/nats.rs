@@ -6,6 +6,8 @@
 //!   progress so its ack wait is extended; redeliveries are bounded and backed off).
 //! - Events go to the events stream, the audit trail. Followers read it from "now" (or, for
 //!   `azlin events`, from the start) with a reader that resumes after the last sequence it saw.
+//!   A follow from "now" (`azlin new`) ends when the server has been unreachable for
+//!   [`NatsSettings::follow_outage_limit`], so that its follower never waits for ever.
 //! - Dead letters go to their own stream with the reason and the attempt count; requests the
 //!   server gave up on (workers kept dying) are caught from its max-deliveries advisory by the
 //!   janitor ([`NatsBus::run_janitor`]).
@@ -50,6 +52,35 @@ const FOLLOWER_BUFFER: usize = 4096;
 /// How many progress events of one request may await the server's confirmation before
 /// `publish` waits.
 const MAX_UNCONFIRMED: usize = 512;
+
+/// How often a follower checks whether the server is reachable.
+const OUTAGE_CHECK: Duration = Duration::from_secs(1);
+
+/// How long the connection has been down, against a limit.
+struct Outage {
+    client: Client,
+    limit: Duration,
+    since: Option<Instant>,
+}
+
+impl Outage {
+    fn new(client: Client, limit: Duration) -> Self {
+        Outage {
+            client,
+            limit,
+            since: None,
+        }
+    }
+
+    /// Whether the connection has been down for longer than the limit (checked now).
+    fn too_long(&mut self) -> bool {
+        if self.client.connection_state() == async_nats::connection::State::Connected {
+            self.since = None;
+            return false;
+        }
+        self.since.get_or_insert_with(Instant::now).elapsed() >= self.limit
+    }
+}
 
 /// A progress event sent and not yet confirmed by the server.
 struct Unconfirmed {
@@ -570,8 +601,27 @@ impl Bus for NatsBus {
     async fn subscribe(&self) -> Result<Subscription, BusError> {
         let mut stored = replay::replay(&self.js, EVENTS_STREAM, Range::FromNow, 64).await?;
         let (tx, rx) = mpsc::channel(FOLLOWER_BUFFER);
+        let mut outage = Outage::new(self.client.clone(), self.settings.follow_outage_limit);
         tokio::spawn(async move {
-            while let Some(message) = stored.recv().await {
+            // The reader resumes after any number of server restarts; what ends a follow is
+            // the server staying away (the follower then learns that its requests did not end).
+            let mut check = tokio::time::interval(OUTAGE_CHECK);
+            loop {
+                let message = tokio::select! {
+                    message = stored.recv() => message,
+                    _ = check.tick() => {
+                        if outage.too_long() {
+                            tracing::warn!(
+                                "following events: the NATS server has been unreachable for {:?}; \
+                                 giving up",
+                                outage.limit
+                            );
+                            return;
+                        }
+                        continue;
+                    }
+                };
+                let Some(message) = message else { return };
                 match Event::decode(&message.subject, &message.payload) {
                     Ok(event) => {
                         if tx.send(event).await.is_err() {

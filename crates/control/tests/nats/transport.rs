@@ -2,12 +2,13 @@
 //! requests settled without being redone.
 
 use crate::support::*;
-use azlin_control::Bus;
+use azlin_control::{Bus, NatsSettings, Orchestrator, SqliteStore};
 use azlin_core::ProviderKind;
 use azlin_core::event::{CreateComplete, Event, Request, SCHEMA, Stage, Status, VmEndpoint};
 use azlin_testkit::NatsServer;
-use std::collections::BTreeMap;
-use std::time::Duration;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 fn status(request: &Request, stage: Stage) -> Event {
     Event::CreateStatus(Status {
@@ -146,4 +147,54 @@ async fn a_submitted_request_is_queued_once() {
         .await
         .expect("stream");
     assert_eq!(stream.info().await.expect("info").state.messages, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_outlives_a_server_restart_and_stops_when_the_server_stays_away() {
+    let mut server = NatsServer::start().expect("nats-server");
+    let home = Home::new();
+    let limit = Duration::from_secs(3);
+    let bus = bus_with(
+        &server,
+        NatsSettings {
+            follow_outage_limit: limit,
+            ..settings()
+        },
+    )
+    .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(SqliteStore::open(&dir.path().join("state.db")).expect("store"));
+    let orchestrator = Orchestrator::new(store, dir.path().join("deployment-state.yaml"));
+    let mut subscription = bus.subscribe().await.expect("subscribe");
+    // A request no worker will ever take.
+    let request = create("forsaken", &home.identity);
+
+    // A restart within the limit is no reason to stop following.
+    server.restart().expect("restart nats-server");
+    bus.publish(&status(&request, Stage::Accepted))
+        .await
+        .expect("publish after the restart");
+    let event = tokio::time::timeout(Duration::from_secs(20), subscription.next())
+        .await
+        .expect("an event after the restart")
+        .expect("still following");
+    assert_eq!(event.request_id(), request.request_id());
+
+    // The server goes away for good: the follow ends once the limit has passed, with the
+    // request not ended, for the caller to report.
+    server.kill().expect("kill nats-server");
+    let gone = Instant::now();
+    let pending = HashSet::from([request.request_id().to_string()]);
+    let ended = tokio::time::timeout(
+        Duration::from_secs(30),
+        orchestrator.follow(&mut subscription, pending, |_| {}),
+    )
+    .await
+    .expect("the follow ends when the server stays away");
+    assert!(ended.is_empty(), "{ended:?}");
+    let waited = gone.elapsed();
+    assert!(
+        waited >= limit && waited < limit + Duration::from_secs(5),
+        "followed {waited:?} after the server went away (limit {limit:?})"
+    );
 }

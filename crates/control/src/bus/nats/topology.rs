@@ -80,6 +80,11 @@ pub struct NatsSettings {
     pub dead_letters_max_age: Duration,
     /// How long to keep retrying a publish while the server is unreachable.
     pub publish_timeout: Duration,
+    /// How long a follower of events (`azlin new` waiting for its VMs) waits while the server
+    /// is unreachable before its subscription ends, so that it reports the requests that did
+    /// not end instead of waiting for ever. Only an outage counts: a long boot with the server
+    /// up is followed for as long as it takes.
+    pub follow_outage_limit: Duration,
     /// The name this client shows in the server's connection list.
     pub connection_name: String,
 }
@@ -93,6 +98,7 @@ impl Default for NatsSettings {
             events_max_age: Duration::from_secs(90 * 24 * 3600),
             dead_letters_max_age: Duration::ZERO,
             publish_timeout: Duration::from_secs(60),
+            follow_outage_limit: Duration::from_secs(120),
             connection_name: "azlin".to_string(),
         }
     }
