@@ -7,8 +7,9 @@ use yaml_serde::{Mapping, Value};
 /// The admin user on every azlin VM (as on Azure).
 pub const ADMIN_USER: &str = "azureuser";
 
-/// Azure refuses `customData` larger than this (before base64).
-pub const MAX_USER_DATA_BYTES: usize = 64 * 1024;
+/// The most user data every provider accepts: Azure refuses `customData` whose decoded form is
+/// longer than 65,535 bytes (87,380 base64 characters).
+pub const MAX_USER_DATA_BYTES: usize = 65_535;
 
 /// An SSH host key pair in OpenSSH formats.
 #[derive(Debug, Clone)]
@@ -48,7 +49,7 @@ pub enum CloudInitError {
     )]
     NotAMapping,
     /// The result is larger than Azure accepts.
-    #[error("cloud-init user data is {0} bytes; the limit is 65536")]
+    #[error("cloud-init user data is {0} bytes; the limit is {MAX_USER_DATA_BYTES}")]
     TooLarge(usize),
 }
 
@@ -213,6 +214,17 @@ mod tests {
         .render()?;
         assert!(text.starts_with("#cloud-config\n"));
         Ok(yaml_serde::from_str(&text).unwrap())
+    }
+
+    #[test]
+    fn user_data_over_the_limit_is_refused_with_its_size() {
+        let big = format!("runcmd:\n  - echo {}\n", "x".repeat(MAX_USER_DATA_BYTES));
+        let Err(CloudInitError::TooLarge(size)) = render(Some(&big)) else {
+            panic!("accepted user data over the limit");
+        };
+        assert!(size > MAX_USER_DATA_BYTES);
+        let message = CloudInitError::TooLarge(size).to_string();
+        assert!(message.ends_with("the limit is 65535"), "{message}");
     }
 
     #[test]

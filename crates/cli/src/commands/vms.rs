@@ -55,8 +55,11 @@ pub async fn list(app: &App, args: &ListArgs) -> anyhow::Result<ExitCode> {
     }
     let mut live: BTreeMap<String, Vm> = BTreeMap::new();
     for kind in kinds {
-        let Ok(provider) = app.providers.provider(kind) else {
-            continue;
+        let provider = match app.providers.provider(kind) {
+            Ok(provider) => provider,
+            // Asked for by name: why it cannot be used is the answer, not an empty list.
+            Err(e) if only == Some(kind) => return Err(e.into()),
+            Err(_) => continue,
         };
         match provider.list().await {
             Ok(vms) => live.extend(vms.into_iter().map(|vm| (vm.name.to_string(), vm))),

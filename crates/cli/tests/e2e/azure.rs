@@ -352,6 +352,9 @@ fn a_plain_http_endpoint_off_loopback_is_refused_and_nothing_is_sent() {
         &run.stderr,
         &["http://management.azure.com", "https://", "loopback"],
     );
+    // Listing that provider by name says why it cannot be used, rather than "no VMs".
+    let list = env.run(&["list", "--provider", "azure"]).expect(64);
+    assert_mentions(&list.stderr, &["http://management.azure.com", "loopback"]);
     assert!(env.az.calls().is_empty(), "{:?}", env.az.calls());
     assert_eq!(env.double.request_count(), 0);
 }

@@ -37,8 +37,8 @@ pub(crate) const SUBNET: &str = "azlin-subnet";
 /// Azure's limit on `osProfile.customData` (the cloud-init user data), in bytes before base64:
 /// "the maximum length of the binary array is 65535 bytes" (Compute REST reference, OSProfile).
 /// ARM enforces it as base64 of at most 87,380 characters, so 64 KiB (65,536 bytes) is one byte
-/// too many.
-pub const MAX_CUSTOM_DATA_BYTES: usize = 65_535;
+/// too many. The renderer of every provider's user data enforces the same limit.
+pub const MAX_CUSTOM_DATA_BYTES: usize = azlin_core::cloudinit::MAX_USER_DATA_BYTES;
 
 /// Azure's limits on tags.
 const MAX_TAGS: usize = 50;
