@@ -79,7 +79,7 @@ pub enum Command {
     List(ListArgs),
     /// Show one VM.
     Status(NameArgs),
-    /// Start a stopped VM.
+    /// Start a stopped VM and wait until it answers SSH.
     Start(NameArgs),
     /// Stop a VM, keeping its disk.
     Stop(NameArgs),
