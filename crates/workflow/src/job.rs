@@ -1,6 +1,11 @@
 //! Running one job (one matrix combination) on a session's VM: the job's folders and event file,
 //! then each step as one round trip, with `if`, `continue-on-error`, `timeout-minutes`,
 //! environment files, workflow commands, masking, per-step logs, and finally the job outputs.
+//!
+//! Cancellation follows GitHub's runner: when the run is cancelled, fail-fast cancels the job or
+//! the job exceeds its `timeout-minutes`, the job's status becomes `cancelled`; the running step
+//! stops unless its `if` still holds (`always()`), and later steps run only if theirs does
+//! (`always()`, `cancelled()`), all within [`CANCEL_TIMEOUT`]. A timed-out job is reported failed.
 
 use crate::context::{
     Layout, RunFacts, default_env, github_context, object_of, runner_context, set_pair,
@@ -30,6 +35,18 @@ pub const DEFAULT_JOB_TIMEOUT_MINUTES: f64 = 360.0;
 /// How long killing a timed-out or cancelled step's processes may take.
 const KILL_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// How long the steps that run after a cancellation (`if: always()`, `if: cancelled()`) may
+/// take in all: GitHub's default `cancel-timeout-minutes`. A cancelled run stops whatever is
+/// still running this long after its cancellation, jobs that started after it included.
+pub(crate) const CANCEL_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+
+/// What the status functions answer once a job is cancelled (GitHub's job status `cancelled`).
+const CANCELLED: Status = Status {
+    success: false,
+    failure: false,
+    cancelled: true,
+};
+
 /// One job run, ready to go.
 pub(crate) struct Instance<'a> {
     pub job: &'a Job,
@@ -53,7 +70,11 @@ pub(crate) struct InstanceOutcome {
 pub(crate) struct JobEnv<'a> {
     pub facts: &'a RunFacts,
     pub observer: &'a Arc<dyn Observer>,
+    /// Cancels the job (the run's cancellation, or fail-fast): steps whose `if` still holds
+    /// once it is cancelled (`always()`, `cancelled()`) go on running.
     pub cancel: &'a CancellationToken,
+    /// Stops the job outright: nothing more runs once it fires.
+    pub stop: &'a CancellationToken,
     pub archive: &'a tokio::sync::OnceCell<Result<Arc<Vec<u8>>, String>>,
 }
 
@@ -105,7 +126,10 @@ struct JobState<'a> {
     status: JobResult,
     deadline: tokio::time::Instant,
     timeout: Duration,
+    /// The job exceeded its `timeout-minutes` (it is then cancelled, and reported failed).
     timed_out: bool,
+    /// Set when the job is cancelled: until when the steps that still run may run.
+    cancel_deadline: Option<tokio::time::Instant>,
     log_dir: Option<PathBuf>,
     error: Option<String>,
 }
@@ -181,6 +205,7 @@ pub(crate) async fn run_instance(
         deadline: tokio::time::Instant::now(),
         timeout: Duration::ZERO,
         timed_out: false,
+        cancel_deadline: None,
         log_dir: None,
         error: None,
     };
@@ -211,8 +236,8 @@ pub(crate) async fn run_instance(
         }
     }
     let outputs = state.outputs();
-    let result = if env.cancel.is_cancelled() && state.status != JobResult::Failure {
-        JobResult::Cancelled
+    let result = if state.timed_out {
+        JobResult::Failure
     } else {
         state.status
     };
@@ -237,11 +262,25 @@ pub(crate) async fn run_instance(
 }
 
 impl JobState<'_> {
+    /// What the status functions answer: the job's status so far.
     fn scope_status(&self) -> Status {
         Status {
             success: self.status == JobResult::Success,
             failure: self.status == JobResult::Failure,
-            cancelled: self.env.cancel.is_cancelled(),
+            cancelled: self.status == JobResult::Cancelled,
+        }
+    }
+
+    fn is_cancelled(&self) -> bool {
+        self.cancel_deadline.is_some()
+    }
+
+    /// Cancels the job (once): its status becomes `cancelled`, and the steps that still run
+    /// get [`CANCEL_TIMEOUT`] from now.
+    fn cancel_job(&mut self) {
+        if !self.is_cancelled() {
+            self.cancel_deadline = Some(tokio::time::Instant::now() + CANCEL_TIMEOUT);
+            self.set_job_status(JobResult::Cancelled);
         }
     }
 
@@ -256,11 +295,16 @@ impl JobState<'_> {
     /// Runs `f` with the scope expressions see here: the contexts so far, the job's status and
     /// `hashFiles` over the repository.
     fn in_scope<R>(&self, f: impl FnOnce(&Scope<'_>) -> R) -> R {
+        self.in_scope_as(self.scope_status(), f)
+    }
+
+    /// Like [`Self::in_scope`], with the status functions answering `status`.
+    fn in_scope_as<R>(&self, status: Status, f: impl FnOnce(&Scope<'_>) -> R) -> R {
         let repo = &self.env.facts.repo;
         let hash = |p: &[String]| repo.hash_files(p);
         f(&Scope {
             contexts: &self.contexts,
-            status: self.scope_status(),
+            status,
             hash_files: Some(&hash),
         })
     }
@@ -395,7 +439,11 @@ impl JobState<'_> {
             .insert("steps", Value::Object(self.steps_ctx.clone()));
     }
 
+    /// Sets the job's status; a cancelled job stays cancelled (GitHub merges results so).
     fn set_job_status(&mut self, status: JobResult) {
+        if self.status == JobResult::Cancelled {
+            return;
+        }
         self.status = status;
         let mut job_ctx = Object::new();
         job_ctx.insert("status", Value::from(status.as_str()));
@@ -405,7 +453,10 @@ impl JobState<'_> {
     async fn step(&mut self, step: &Step) -> StepReport {
         let started = Instant::now();
         let default_name = step.default_name();
-        if self.env.cancel.is_cancelled() || self.timed_out {
+        if self.env.cancel.is_cancelled() {
+            self.cancel_job();
+        }
+        if self.env.stop.is_cancelled() {
             return self.skipped(step, default_name, None);
         }
         // The step's env, evaluated against the job's env so far.
@@ -422,10 +473,16 @@ impl JobState<'_> {
             }
         }
         self.contexts.insert("env", self.env_object(&step_env));
-        let run_it = match Condition::parse(step.condition.as_deref().unwrap_or("")) {
-            Ok(c) => self.in_scope(|scope| c.holds(scope).map_err(|e| e.message)),
-            Err(e) => Err(e.message),
+        let condition =
+            Condition::parse(step.condition.as_deref().unwrap_or("")).map_err(|e| e.message);
+        let holds = |status: Status| {
+            let c = condition.as_ref().map_err(Clone::clone)?;
+            self.in_scope_as(status, |scope| c.holds(scope).map_err(|e| e.message))
         };
+        let run_it = holds(self.scope_status());
+        // GitHub evaluates the condition again when the job is cancelled while the step runs:
+        // a step that still holds (`always()`) goes on.
+        let survives_cancel = !self.is_cancelled() && holds(CANCELLED) == Ok(true);
         let name = step
             .name
             .as_deref()
@@ -466,7 +523,10 @@ impl JobState<'_> {
         let mut exec = Execution::default();
         match failure {
             Some(e) => exec.error = Some(e),
-            None => self.execute(step, &name, &step_env, log, &mut exec).await,
+            None => {
+                self.execute(step, &name, &step_env, log, &mut exec, survives_cancel)
+                    .await
+            }
         }
         if let Some(e) = exec.error.as_ref().filter(|_| !exec.error_shown) {
             let masked = self.masker.mask(e);
@@ -501,15 +561,18 @@ impl JobState<'_> {
             let outputs = exec.outputs.clone();
             self.record_step(id, &outputs, outcome, conclusion);
         }
-        match conclusion {
-            StepOutcome::Failure => self.set_job_status(JobResult::Failure),
-            StepOutcome::Cancelled => self.set_job_status(JobResult::Cancelled),
-            _ => {}
-        }
         if exec.job_timed_out {
             self.timed_out = true;
-            self.set_job_status(JobResult::Failure);
             self.error = exec.error.clone();
+            self.cancel_job();
+        }
+        match conclusion {
+            StepOutcome::Failure => self.set_job_status(JobResult::Failure),
+            StepOutcome::Cancelled => self.cancel_job(),
+            _ => {}
+        }
+        if self.env.cancel.is_cancelled() {
+            self.cancel_job();
         }
         StepReport {
             index: step.index,
@@ -533,7 +596,20 @@ impl JobState<'_> {
         step_env: &[(String, String)],
         log: Option<Box<dyn Write + Send>>,
         exec: &mut Execution,
+        survives_cancel: bool,
     ) {
+        let call = match self.watch(step, survives_cancel) {
+            Ok(watch) => StepCall {
+                step,
+                name,
+                env: step_env,
+                watch,
+            },
+            Err(e) => {
+                exec.error = Some(e);
+                return;
+            }
+        };
         match &step.action {
             StepAction::Run(script) => {
                 let script = match self.render(script) {
@@ -543,13 +619,12 @@ impl JobState<'_> {
                         return;
                     }
                 };
-                self.run_script(step, name, &script, step_env, log, exec)
-                    .await;
+                self.run_script(&call, &script, log, exec).await;
             }
             StepAction::Uses { action, with } => {
                 let base = action.split('@').next().unwrap_or(action);
                 if base.eq_ignore_ascii_case("actions/checkout") {
-                    self.checkout(name, with, log, exec).await;
+                    self.checkout(&call, with, log, exec).await;
                 } else {
                     exec.error = Some(format!(
                         "the action '{action}' cannot run: azlin runs `run:` steps and has actions/checkout built in; other actions are not supported"
@@ -578,32 +653,42 @@ impl JobState<'_> {
         })
     }
 
-    fn remaining(&self, step: &Step) -> Result<(Duration, bool), String> {
-        let job_left = self
-            .deadline
-            .saturating_duration_since(tokio::time::Instant::now());
-        match &step.timeout_minutes {
-            None => Ok((job_left, true)),
-            Some(t) => {
-                let limit = minutes(&self.evaluate(t)?, "timeout-minutes")?;
-                Ok(if limit < job_left {
-                    (limit, false)
-                } else {
-                    (job_left, true)
-                })
+    /// What may interrupt `step`: its own timeout, the job's (or, once the job is cancelled,
+    /// the cancel timeout), the job's cancellation unless the step `survives_cancel`, and the
+    /// run's stop.
+    fn watch(&self, step: &Step, survives_cancel: bool) -> Result<Watch, String> {
+        let (mut deadline, mut limit) = match self.cancel_deadline {
+            Some(at) => (at, Limit::Cancel),
+            None => (self.deadline, Limit::Job(self.timeout)),
+        };
+        if let Some(t) = &step.timeout_minutes {
+            let own = minutes(&self.evaluate(t)?, "timeout-minutes")?;
+            let at = tokio::time::Instant::now() + own;
+            if at < deadline {
+                (deadline, limit) = (at, Limit::Step(own));
             }
         }
+        Ok(Watch {
+            cancel: (!self.is_cancelled() && !survives_cancel).then(|| self.env.cancel.clone()),
+            stop: self.env.stop.clone(),
+            deadline,
+            limit,
+        })
     }
 
     async fn run_script(
         &mut self,
-        step: &Step,
-        name: &str,
+        call: &StepCall<'_>,
         script: &str,
-        step_env: &[(String, String)],
         log: Option<Box<dyn Write + Send>>,
         exec: &mut Execution,
     ) {
+        let StepCall {
+            step,
+            name,
+            env: step_env,
+            watch,
+        } = call;
         let facts = self.env.facts;
         let shell_name = step
             .shell
@@ -619,13 +704,6 @@ impl JobState<'_> {
         };
         let wd = match self.working_directory(step) {
             Ok(wd) => wd,
-            Err(e) => {
-                exec.error = Some(e);
-                return;
-            }
-        };
-        let (limit, is_job_limit) = match self.remaining(step) {
-            Ok(r) => r,
             Err(e) => {
                 exec.error = Some(e);
                 return;
@@ -695,41 +773,19 @@ impl JobState<'_> {
             log,
             display,
         );
-        enum Ending {
-            Done(Result<i32, azlin_remote::RemoteError>),
-            TimedOut,
-            Cancelled,
-        }
         let ending = {
             let mut sink = |stream, bytes: &[u8]| output.feed(stream, bytes);
             let run = self.session.run(&program, &mut sink);
             tokio::select! {
-                r = run => Ending::Done(r),
-                _ = tokio::time::sleep(limit) => Ending::TimedOut,
-                _ = self.env.cancel.cancelled() => Ending::Cancelled,
+                r = run => Ok(r),
+                interrupt = watch.interrupted() => Err(interrupt),
             }
         };
-        match &ending {
-            Ending::Done(_) => {}
-            Ending::TimedOut => {
-                let message = if is_job_limit {
-                    format!(
-                        "The job has exceeded the maximum execution time of {}",
-                        describe(self.timeout)
-                    )
-                } else {
-                    format!("The step has exceeded its timeout of {}", describe(limit))
-                };
-                exec.error = Some(message);
-                exec.job_timed_out = is_job_limit;
-            }
-            Ending::Cancelled => {
-                exec.cancelled = true;
-                exec.error = Some("The run was cancelled".to_string());
-            }
+        if let Err(interrupt) = &ending {
+            interrupt.record(exec);
         }
         let finished = output.finish();
-        if !matches!(ending, Ending::Done(_)) {
+        if ending.is_err() {
             // Stop whatever the step left running; the session's VM outlives this step.
             let _ = tokio::time::timeout(
                 KILL_TIMEOUT,
@@ -739,7 +795,7 @@ impl JobState<'_> {
         }
         let effects = finished.effects;
         exec.annotations = effects.annotations;
-        if let Ending::Done(result) = ending {
+        if let Ok(result) = ending {
             match result {
                 Ok(code) => exec.exit_code = Some(code),
                 Err(e) => {
@@ -817,11 +873,12 @@ impl JobState<'_> {
 
     async fn checkout(
         &mut self,
-        name: &str,
+        call: &StepCall<'_>,
         with: &[(String, String)],
         mut log: Option<Box<dyn Write + Send>>,
         exec: &mut Execution,
     ) {
+        let StepCall { name, watch, .. } = call;
         let facts = self.env.facts;
         let mut inputs = BTreeMap::new();
         for (k, v) in with {
@@ -899,9 +956,8 @@ impl JobState<'_> {
                 &archive,
                 &mut sink,
             ) => r,
-            _ = self.env.cancel.cancelled() => {
-                exec.cancelled = true;
-                exec.error = Some("The run was cancelled".to_string());
+            interrupt = watch.interrupted() => {
+                interrupt.record(exec);
                 return;
             }
         };
@@ -947,6 +1003,92 @@ fn describe(d: Duration) -> String {
     }
 }
 
+/// The limit a step reached.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Limit {
+    /// Its own `timeout-minutes`.
+    Step(Duration),
+    /// The job's `timeout-minutes`.
+    Job(Duration),
+    /// [`CANCEL_TIMEOUT`] after the job was cancelled.
+    Cancel,
+}
+
+/// Why a running step was stopped.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Interrupt {
+    /// It reached a limit.
+    Timeout(Limit),
+    /// The job was cancelled, or the run stopped.
+    Cancelled,
+}
+
+impl Interrupt {
+    /// Records the interruption on the step's execution.
+    fn record(self, exec: &mut Execution) {
+        let message = match self {
+            Interrupt::Timeout(Limit::Step(limit)) => {
+                format!("The step has exceeded its timeout of {}", describe(limit))
+            }
+            Interrupt::Timeout(Limit::Job(limit)) => {
+                exec.job_timed_out = true;
+                format!(
+                    "The job has exceeded the maximum execution time of {}",
+                    describe(limit)
+                )
+            }
+            Interrupt::Timeout(Limit::Cancel) => {
+                exec.cancelled = true;
+                format!(
+                    "The job was cancelled and its remaining steps exceeded the cancel timeout of {}",
+                    describe(CANCEL_TIMEOUT)
+                )
+            }
+            Interrupt::Cancelled => {
+                exec.cancelled = true;
+                "The run was cancelled".to_string()
+            }
+        };
+        exec.error = Some(message);
+    }
+}
+
+/// A step about to run: the step, its name as shown, its evaluated `env`, and what may stop it.
+struct StepCall<'c> {
+    step: &'c Step,
+    name: &'c str,
+    env: &'c [(String, String)],
+    watch: Watch,
+}
+
+/// What may stop a running step before it ends.
+struct Watch {
+    /// The job's cancellation, unless the step goes on after it (or the job already is).
+    cancel: Option<CancellationToken>,
+    /// The run's stop.
+    stop: CancellationToken,
+    /// When the step must end, and which limit that is.
+    deadline: tokio::time::Instant,
+    limit: Limit,
+}
+
+impl Watch {
+    /// Resolves when the step must stop, saying why.
+    async fn interrupted(&self) -> Interrupt {
+        let cancelled = async {
+            match &self.cancel {
+                Some(token) => token.cancelled().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = cancelled => Interrupt::Cancelled,
+            () = self.stop.cancelled() => Interrupt::Cancelled,
+            () = tokio::time::sleep_until(self.deadline) => Interrupt::Timeout(self.limit),
+        }
+    }
+}
+
 #[derive(Default)]
 struct Execution {
     exit_code: Option<i32>,
@@ -969,6 +1111,77 @@ mod tests {
         assert_eq!(slug("Run echo hi"), "Run_echo_hi");
         assert_eq!(slug("test (8.x, a/b)"), "test__8.x__a_b");
         assert_eq!(slug("***"), "step");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_watch_reports_what_stopped_the_step() {
+        let minute = Duration::from_secs(60);
+        let watch = |cancel: Option<&CancellationToken>, stop: &CancellationToken, limit| Watch {
+            cancel: cancel.cloned(),
+            stop: stop.clone(),
+            deadline: tokio::time::Instant::now() + minute,
+            limit,
+        };
+        let (cancel, stop) = (CancellationToken::new(), CancellationToken::new());
+        let job = Limit::Job(minute);
+        let started = tokio::time::Instant::now();
+        assert_eq!(
+            watch(Some(&cancel), &stop, job).interrupted().await,
+            Interrupt::Timeout(job)
+        );
+        assert_eq!(started.elapsed(), minute);
+        cancel.cancel();
+        assert_eq!(
+            watch(Some(&cancel), &stop, job).interrupted().await,
+            Interrupt::Cancelled
+        );
+        // A step that goes on after the cancellation still meets its limit, or the stop.
+        let started = tokio::time::Instant::now();
+        assert_eq!(
+            watch(None, &stop, Limit::Cancel).interrupted().await,
+            Interrupt::Timeout(Limit::Cancel)
+        );
+        assert_eq!(started.elapsed(), minute);
+        stop.cancel();
+        assert_eq!(
+            watch(None, &stop, Limit::Cancel).interrupted().await,
+            Interrupt::Cancelled
+        );
+    }
+
+    #[test]
+    fn interruptions_say_which_limit_was_reached() {
+        let record = |interrupt: Interrupt| {
+            let mut exec = Execution::default();
+            interrupt.record(&mut exec);
+            (exec.error.unwrap(), exec.cancelled, exec.job_timed_out)
+        };
+        let two = Duration::from_secs(120);
+        assert_eq!(
+            record(Interrupt::Timeout(Limit::Step(two))),
+            (
+                "The step has exceeded its timeout of 2 minutes".into(),
+                false,
+                false
+            )
+        );
+        assert_eq!(
+            record(Interrupt::Timeout(Limit::Job(two))),
+            (
+                "The job has exceeded the maximum execution time of 2 minutes".into(),
+                false,
+                true
+            )
+        );
+        let (message, cancelled, _) = record(Interrupt::Timeout(Limit::Cancel));
+        assert!(
+            message.contains("cancel timeout of 5 minutes") && cancelled,
+            "{message}"
+        );
+        assert_eq!(
+            record(Interrupt::Cancelled),
+            ("The run was cancelled".into(), true, false)
+        );
     }
 
     #[test]

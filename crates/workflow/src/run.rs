@@ -14,6 +14,7 @@ use azlin_core::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 /// A run that could not start. Nothing was allocated.
 #[derive(Debug, thiserror::Error)]
@@ -143,6 +144,7 @@ pub async fn run_workflows_in(
             manager,
             observer,
             cancel: &options.cancel,
+            stop: CancellationToken::new(),
             scope: options.vm_scope,
             selected,
         }

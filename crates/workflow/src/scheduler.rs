@@ -3,10 +3,14 @@
 //! skipped for non-Linux `runs-on`, and the sessions that give the jobs their VMs: one for the
 //! whole workflow (`--vm-scope workflow`, jobs one after another) or one per job run
 //! (`--vm-scope job`, independent jobs in parallel).
+//!
+//! After the run is cancelled, jobs whose `if` still holds (`always()`, `cancelled()`) run as
+//! usual (they are not cancelled themselves) and the others end `cancelled`;
+//! [`CANCEL_TIMEOUT`] after the cancellation, the run stops whatever still runs.
 
 use crate::context::{Layout, RunFacts, github_context, needs_entry, object_of};
 use crate::expression::{Condition, Object, Scope, Status, Template, Value};
-use crate::job::{Instance, InstanceOutcome, JobEnv, run_instance, slug};
+use crate::job::{CANCEL_TIMEOUT, Instance, InstanceOutcome, JobEnv, run_instance, slug};
 use crate::matrix::{display_name, expand, resolve_expressions};
 use crate::model::{Job, MatrixSource, graph};
 use crate::observer::Observer;
@@ -57,7 +61,11 @@ pub(crate) struct WorkflowRun<'a> {
     pub facts: &'a RunFacts,
     pub manager: &'a SessionManager,
     pub observer: &'a Arc<dyn Observer>,
+    /// The run's cancellation (Ctrl-C): jobs and steps whose `if` holds once it fired
+    /// (`always()`, `cancelled()`) still run.
     pub cancel: &'a CancellationToken,
+    /// Fires [`CANCEL_TIMEOUT`] after `cancel` and stops whatever still runs; a new token.
+    pub stop: CancellationToken,
     pub scope: VmScope,
     /// The jobs to run (all, or `--job` and what it needs).
     pub selected: Vec<String>,
@@ -147,6 +155,11 @@ impl WorkflowRun<'_> {
                 .collect()
         };
         let mut running = FuturesUnordered::new();
+        let stop_after_cancel = async {
+            self.cancel.cancelled().await;
+            tokio::time::sleep(CANCEL_TIMEOUT).await;
+        };
+        tokio::pin!(stop_after_cancel);
         loop {
             let next = ready(&done, &started);
             let parallel = self.scope == VmScope::Job;
@@ -161,7 +174,14 @@ impl WorkflowRun<'_> {
                 running
                     .push(async move { self.run_job(job, &snapshot, shared_ref, archive).await });
             }
-            let Some(finished) = running.next().await else {
+            let finished = tokio::select! {
+                finished = running.next() => finished,
+                () = &mut stop_after_cancel, if !self.stop.is_cancelled() => {
+                    self.stop.cancel();
+                    continue;
+                }
+            };
+            let Some(finished) = finished else {
                 break;
             };
             done.insert(finished.id, finished.done);
@@ -233,24 +253,30 @@ impl WorkflowRun<'_> {
                 Object::new(),
             )
         };
-        if self.cancel.is_cancelled() {
-            return one(
+        let cancelled_run = || {
+            one(
                 job.id.clone(),
                 "the run was cancelled".to_string(),
                 JobResult::Cancelled,
-            );
+            )
+        };
+        if self.stop.is_cancelled() {
+            return cancelled_run();
         }
+        // Read once: a job the cancellation finds starting is treated as starting after it.
+        let cancelled = self.cancel.is_cancelled();
         let graph = self.facts.workflow.graph();
         let ancestors = graph::ancestors(&graph, &job.id);
         let result_of = |id: &str| done.get(id).map(|d| d.result);
         let status = Status {
-            success: ancestors
-                .iter()
-                .all(|a| result_of(a) == Some(JobResult::Success)),
+            success: !cancelled
+                && ancestors
+                    .iter()
+                    .all(|a| result_of(a) == Some(JobResult::Success)),
             failure: ancestors
                 .iter()
                 .any(|a| result_of(a) == Some(JobResult::Failure)),
-            cancelled: self.cancel.is_cancelled(),
+            cancelled,
         };
         let contexts = self.job_contexts(job, &needs);
         let repo = &self.facts.repo;
@@ -263,6 +289,7 @@ impl WorkflowRun<'_> {
         let condition = job.condition.as_deref().unwrap_or("");
         match Condition::parse(condition).and_then(|c| c.holds(&scope)) {
             Ok(true) => {}
+            Ok(false) if cancelled => return cancelled_run(),
             Ok(false) => {
                 let reason = if condition.trim().is_empty() && !status.success {
                     "a job it needs did not succeed".to_string()
@@ -283,7 +310,10 @@ impl WorkflowRun<'_> {
             Ok(p) => p,
             Err(e) => return one(job.id.clone(), e, JobResult::Failure),
         };
-        let (reports, sessions, outputs) = self.run_planned(planned, shared, archive).await;
+        // A job that starts after the run was cancelled is not cancelled itself (its steps run
+        // as usual); only the run's stop ends it.
+        let base = if cancelled { &self.stop } else { self.cancel };
+        let (reports, sessions, outputs) = self.run_planned(planned, base, shared, archive).await;
         finish(reports, sessions, outputs)
     }
 
@@ -406,13 +436,15 @@ impl WorkflowRun<'_> {
         })
     }
 
+    /// Runs a planned job's runs; cancelling `base` cancels them.
     async fn run_planned(
         &self,
         planned: Planned<'_>,
+        base: &CancellationToken,
         shared: Option<&Mutex<Shared>>,
         archive: &tokio::sync::OnceCell<Result<Arc<Vec<u8>>, String>>,
     ) -> (Vec<JobReport>, Vec<SessionSummary>, Object) {
-        let group = self.cancel.child_token();
+        let group = base.child_token();
         let limit = Semaphore::new(planned.max_parallel.max(1));
         let runs = planned
             .instances
@@ -436,7 +468,7 @@ impl WorkflowRun<'_> {
                     }
                     let _permit = limit.acquire().await;
                     if group.is_cancelled() {
-                        let why = if self.cancel.is_cancelled() {
+                        let why = if base.is_cancelled() {
                             "the run was cancelled"
                         } else {
                             "cancelled by fail-fast: another run of this job failed"
@@ -496,11 +528,12 @@ impl WorkflowRun<'_> {
             facts: self.facts,
             observer: self.observer,
             cancel,
+            stop: &self.stop,
             archive,
         };
         let failed = |message: String| {
             // A run cancelled while it waited for a VM is cancelled, not failed.
-            let result = if cancel.is_cancelled() {
+            let result = if cancel.is_cancelled() || self.cancel.is_cancelled() {
                 JobResult::Cancelled
             } else {
                 JobResult::Failure

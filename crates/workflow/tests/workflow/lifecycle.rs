@@ -2,7 +2,10 @@
 //! run, and a run whose future is dropped.
 
 use crate::harness::{Collect, Counting, Env, assert_all_released, run};
-use azlin_workflow::{JobResult, SessionManager, SessionState, StepOutcome};
+use azlin_workflow::{
+    JobResult, RunOptions, RunReport, SessionManager, SessionState, StepOutcome, VmScope,
+};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -123,12 +126,13 @@ async fn a_step_timeout_fails_only_that_step() {
 
 const LONG: &str = "on: push\njobs:\n  long:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo started; sleep 30; echo never\n      - run: echo after\n";
 
-#[tokio::test]
-async fn a_cancelled_run_still_runs_cleanup_and_releases_the_vm() {
-    let env = Env::new();
-    let counting = env.allocator(Duration::ZERO);
-    let wf = env.write("long.yml", LONG);
-    let options = options_with_cleanup(&env);
+/// Runs `wf` with `options`, cancels the run (as Ctrl-C does) once a step printed `started`,
+/// and checks that it then ended within seconds.
+async fn run_and_cancel(
+    wf: PathBuf,
+    options: RunOptions,
+    counting: &Arc<Counting>,
+) -> (RunReport, Arc<Collect>) {
     let cancel = options.cancel.clone();
     let observer = Arc::new(Collect::default());
     let started = Instant::now();
@@ -148,6 +152,20 @@ async fn a_cancelled_run_still_runs_cleanup_and_releases_the_vm() {
     cancel.cancel();
     let report = task.await.unwrap().unwrap();
     assert!(started.elapsed() < Duration::from_secs(20));
+    (report, observer)
+}
+
+/// The result of job `id`'s one run.
+fn result_of(report: &RunReport, id: &str) -> JobResult {
+    report.jobs().find(|j| j.id == id).unwrap().result
+}
+
+#[tokio::test]
+async fn a_cancelled_run_still_runs_cleanup_and_releases_the_vm() {
+    let env = Env::new();
+    let counting = env.allocator(Duration::ZERO);
+    let wf = env.write("long.yml", LONG);
+    let (report, _) = run_and_cancel(wf, options_with_cleanup(&env), &counting).await;
     assert!(!report.success);
     assert_eq!(report.errors, ["Job 'long' was cancelled"]);
     let job = &report.workflows[0].jobs[0];
@@ -155,6 +173,171 @@ async fn a_cancelled_run_still_runs_cleanup_and_releases_the_vm() {
     assert_eq!(job.steps[0].outcome, StepOutcome::Cancelled);
     assert_eq!(job.steps[1].outcome, StepOutcome::Skipped);
     assert_cleaned_up_and_released(&env, &counting, SessionState::Cancelled);
+}
+
+/// A job cancelled mid-step, the steps after it, and the jobs that need it.
+const CANCELLED_WITH_ALWAYS: &str = r#"on: push
+jobs:
+  long:
+    runs-on: ubuntu-latest
+    steps:
+      - run: echo started; sleep 30; echo never
+      - run: echo skipped-after-cancel
+      - if: always()
+        run: echo "always-ran ${{ job.status }}"
+      - if: cancelled()
+        run: echo cancelled-ran
+      - if: failure()
+        run: echo failure-ran
+  cleanup:
+    needs: long
+    if: always()
+    runs-on: ubuntu-latest
+    steps:
+      - run: echo "cleanup-ran ${{ needs.long.result }}"
+      - run: echo cleanup-second-step
+  on_cancel:
+    needs: long
+    if: cancelled()
+    runs-on: ubuntu-latest
+    steps:
+      - run: echo on-cancel-ran
+  normal:
+    needs: long
+    runs-on: ubuntu-latest
+    steps:
+      - run: echo never-normal
+"#;
+
+/// Asserts what [`CANCELLED_WITH_ALWAYS`] must do once cancelled.
+fn assert_always_and_cancelled_ran(report: &RunReport, observer: &Collect) {
+    let texts = observer.texts();
+    for ran in [
+        "always-ran cancelled",
+        "cancelled-ran",
+        "cleanup-ran cancelled",
+        "cleanup-second-step",
+        "on-cancel-ran",
+    ] {
+        assert!(texts.contains(&ran.to_string()), "{ran}: {texts:?}");
+    }
+    for never in [
+        "never",
+        "skipped-after-cancel",
+        "failure-ran",
+        "never-normal",
+    ] {
+        assert!(!texts.contains(&never.to_string()), "{never}: {texts:?}");
+    }
+    let long = report.jobs().find(|j| j.id == "long").unwrap();
+    let outcomes: Vec<_> = long.steps.iter().map(|s| s.outcome).collect();
+    assert_eq!(
+        outcomes,
+        [
+            StepOutcome::Cancelled,
+            StepOutcome::Skipped,
+            StepOutcome::Success,
+            StepOutcome::Success,
+            StepOutcome::Skipped
+        ]
+    );
+    let results: Vec<_> = ["long", "cleanup", "on_cancel", "normal"]
+        .iter()
+        .map(|id| result_of(report, id))
+        .collect();
+    assert_eq!(
+        results,
+        [
+            JobResult::Cancelled,
+            JobResult::Success,
+            JobResult::Success,
+            JobResult::Cancelled
+        ]
+    );
+    assert_eq!(
+        report.errors,
+        ["Job 'long' was cancelled", "Job 'normal' was cancelled"]
+    );
+}
+
+#[tokio::test]
+async fn after_a_cancel_always_and_cancelled_steps_and_jobs_still_run() {
+    let env = Env::new();
+    let counting = env.allocator(Duration::ZERO);
+    let wf = env.write("always.yml", CANCELLED_WITH_ALWAYS);
+    let (report, observer) = run_and_cancel(wf, options_with_cleanup(&env), &counting).await;
+    assert_always_and_cancelled_ran(&report, &observer);
+    assert_cleaned_up_and_released(&env, &counting, SessionState::Cancelled);
+}
+
+#[tokio::test]
+async fn after_a_cancel_jobs_that_still_run_get_and_release_their_own_vms() {
+    let env = Env::new();
+    let counting = env.allocator(Duration::ZERO);
+    let wf = env.write("always.yml", CANCELLED_WITH_ALWAYS);
+    let mut options = env.options();
+    options.vm_scope = VmScope::Job;
+    let (report, observer) = run_and_cancel(wf, options, &counting).await;
+    assert_always_and_cancelled_ran(&report, &observer);
+    assert_eq!(counting.allocations(), 3, "long, cleanup and on_cancel");
+    assert_all_released(&env, &counting);
+}
+
+#[tokio::test]
+async fn after_a_job_timeout_always_and_cancelled_steps_still_run() {
+    let env = Env::new();
+    let counting = env.allocator(Duration::ZERO);
+    // 0.02 minutes = 1.2 s.
+    let wf = env.write(
+        "slow.yml",
+        r#"on: push
+jobs:
+  slow:
+    runs-on: ubuntu-latest
+    timeout-minutes: 0.02
+    steps:
+      - run: echo start; sleep 30; echo never
+      - run: echo skipped-after-timeout
+      - if: always()
+        run: echo "always-ran ${{ job.status }}"
+      - if: cancelled()
+        run: echo cancelled-ran
+  after:
+    needs: slow
+    if: always()
+    runs-on: ubuntu-latest
+    steps:
+      - run: echo "after-ran ${{ needs.slow.result }}"
+"#,
+    );
+    let (report, observer) = run(&[wf], &options_with_cleanup(&env), counting.clone()).await;
+    assert_eq!(report.errors, ["Job 'slow' failed"]);
+    let slow = report.jobs().find(|j| j.id == "slow").unwrap();
+    assert_eq!(slow.result, JobResult::Failure);
+    assert!(
+        slow.error
+            .as_deref()
+            .unwrap_or("")
+            .contains("maximum execution time"),
+        "{slow:?}"
+    );
+    let outcomes: Vec<_> = slow.steps.iter().map(|s| s.outcome).collect();
+    assert_eq!(
+        outcomes,
+        [
+            StepOutcome::Failure,
+            StepOutcome::Skipped,
+            StepOutcome::Success,
+            StepOutcome::Success
+        ]
+    );
+    let texts = observer.texts();
+    for ran in ["always-ran cancelled", "cancelled-ran", "after-ran failure"] {
+        assert!(texts.contains(&ran.to_string()), "{ran}: {texts:?}");
+    }
+    assert!(!texts.contains(&"skipped-after-timeout".to_string()));
+    assert_eq!(result_of(&report, "after"), JobResult::Success);
+    assert_cleaned_up_and_released(&env, &counting, SessionState::Failed);
 }
 
 #[tokio::test]
@@ -216,4 +399,22 @@ async fn an_invalid_workflow_is_refused_before_any_vm_exists() {
     );
     assert_eq!(err.kind(), azlin_core::ErrorKind::Usage);
     assert_eq!(counting.allocations(), 0);
+}
+
+#[tokio::test]
+async fn a_step_whose_if_still_holds_goes_on_when_the_run_is_cancelled() {
+    let env = Env::new();
+    let counting = env.allocator(Duration::ZERO);
+    let wf = env.write(
+        "survive.yml",
+        "on: push\njobs:\n  j:\n    runs-on: ubuntu-latest\n    steps:\n      - if: always()\n        run: echo started; sleep 1; echo survived\n      - run: echo skipped-after-cancel\n",
+    );
+    let (report, observer) = run_and_cancel(wf, options_with_cleanup(&env), &counting).await;
+    let texts = observer.texts();
+    assert_eq!(texts, ["started", "survived"]);
+    let job = &report.workflows[0].jobs[0];
+    assert_eq!(job.result, JobResult::Cancelled);
+    let outcomes: Vec<_> = job.steps.iter().map(|s| s.outcome).collect();
+    assert_eq!(outcomes, [StepOutcome::Success, StepOutcome::Skipped]);
+    assert_cleaned_up_and_released(&env, &counting, SessionState::Cancelled);
 }
