@@ -10,7 +10,10 @@
 use crate::context::{
     Layout, RunFacts, default_env, github_context, object_of, runner_context, set_pair,
 };
-use crate::expression::{Condition, Object, Scope, Status, Template, Value};
+use crate::expression::{
+    Condition, Expr, Object, Scope, Status, Template, Value, hash_files_patterns,
+};
+use crate::hash_files::{ONLY_IN_STEPS, WorkspaceHashes};
 use crate::model::{Job, Step, StepAction};
 use crate::observer::{Observer, Origin};
 use crate::protocol::file_command::{parse_key_values, parse_paths};
@@ -130,6 +133,8 @@ struct JobState<'a> {
     timed_out: bool,
     /// Set when the job is cancelled: until when the steps that still run may run.
     cancel_deadline: Option<tokio::time::Instant>,
+    /// The `hashFiles` results of the step being evaluated (none outside a step).
+    hashes: Option<WorkspaceHashes>,
     log_dir: Option<PathBuf>,
     error: Option<String>,
 }
@@ -206,6 +211,7 @@ pub(crate) async fn run_instance(
         timeout: Duration::ZERO,
         timed_out: false,
         cancel_deadline: None,
+        hashes: None,
         log_dir: None,
         error: None,
     };
@@ -235,7 +241,7 @@ pub(crate) async fn run_instance(
             );
         }
     }
-    let outputs = state.outputs();
+    let outputs = state.outputs().await;
     let result = if state.timed_out {
         JobResult::Failure
     } else {
@@ -292,16 +298,18 @@ impl JobState<'_> {
         Value::Object(object_of(&all))
     }
 
-    /// Runs `f` with the scope expressions see here: the contexts so far, the job's status and
-    /// `hashFiles` over the repository.
+    /// Runs `f` with the scope expressions see here: the contexts so far, the job's status and,
+    /// in a step, the `hashFiles` results computed for it (see [`Self::hash_files_for`]).
     fn in_scope<R>(&self, f: impl FnOnce(&Scope<'_>) -> R) -> R {
         self.in_scope_as(self.scope_status(), f)
     }
 
     /// Like [`Self::in_scope`], with the status functions answering `status`.
     fn in_scope_as<R>(&self, status: Status, f: impl FnOnce(&Scope<'_>) -> R) -> R {
-        let repo = &self.env.facts.repo;
-        let hash = |p: &[String]| repo.hash_files(p);
+        let hash = |patterns: &[String]| match &self.hashes {
+            Some(hashes) => hashes.get(patterns),
+            None => Err(ONLY_IN_STEPS.to_string()),
+        };
         f(&Scope {
             contexts: &self.contexts,
             status,
@@ -309,20 +317,38 @@ impl JobState<'_> {
         })
     }
 
-    fn render(&self, template: &str) -> Result<String, String> {
-        self.in_scope(|scope| {
-            Template::parse(template)
-                .and_then(|t| t.render(scope))
-                .map_err(|e| e.message)
-        })
+    /// Computes on the VM, in a step, what the `hashFiles` `calls` (their arguments) will ask
+    /// for; their arguments are evaluated as they will be. Outside a step it does nothing, and
+    /// `hashFiles` is refused when evaluated.
+    async fn hash_files_for(&mut self, calls: &[&[Expr]]) -> Result<(), String> {
+        if calls.is_empty() {
+            return Ok(());
+        }
+        let Some(mut hashes) = self.hashes.take() else {
+            return Ok(());
+        };
+        // An argument that cannot be evaluated fails the evaluation itself, with its message.
+        let patterns: Vec<Vec<String>> = calls
+            .iter()
+            .filter_map(|args| self.in_scope(|scope| hash_files_patterns(args, scope).ok()))
+            .collect();
+        let computed = hashes
+            .compute(self.session, &self.layout.workspace, patterns)
+            .await;
+        self.hashes = Some(hashes);
+        computed
     }
 
-    fn evaluate(&self, template: &str) -> Result<Value, String> {
-        self.in_scope(|scope| {
-            Template::parse(template)
-                .and_then(|t| t.evaluate(scope))
-                .map_err(|e| e.message)
-        })
+    async fn render(&mut self, template: &str) -> Result<String, String> {
+        let t = Template::parse(template).map_err(|e| e.message)?;
+        self.hash_files_for(&t.hash_files_calls()).await?;
+        self.in_scope(|scope| t.render(scope).map_err(|e| e.message))
+    }
+
+    async fn evaluate(&mut self, template: &str) -> Result<Value, String> {
+        let t = Template::parse(template).map_err(|e| e.message)?;
+        self.hash_files_for(&t.hash_files_calls()).await?;
+        self.in_scope(|scope| t.evaluate(scope).map_err(|e| e.message))
     }
 
     /// Evaluates the job's environment and timeout, and lays out the job's folders on the VM.
@@ -333,13 +359,14 @@ impl JobState<'_> {
             self.contexts.insert("env", self.env_object(&[]));
             let value = self
                 .render(v)
+                .await
                 .map_err(|e| format!("evaluating env {k}: {e}"))?;
             set_pair(&mut self.job_env, k, value);
         }
         self.contexts.insert("env", self.env_object(&[]));
         self.timeout = match &job.timeout_minutes {
             None => Duration::from_secs_f64(DEFAULT_JOB_TIMEOUT_MINUTES * 60.0),
-            Some(t) => minutes(&self.evaluate(t)?, "timeout-minutes")?,
+            Some(t) => minutes(&self.evaluate(t).await?, "timeout-minutes")?,
         };
         self.deadline = tokio::time::Instant::now() + self.timeout;
         let dir = facts.logs_dir.join(&self.inst.log_slug);
@@ -459,12 +486,13 @@ impl JobState<'_> {
         if self.env.stop.is_cancelled() {
             return self.skipped(step, default_name, None);
         }
+        self.hashes = Some(WorkspaceHashes::default());
         // The step's env, evaluated against the job's env so far.
         self.contexts.insert("env", self.env_object(&[]));
         let mut step_env = Vec::new();
         let mut failure: Option<String> = None;
         for (k, v) in &step.env {
-            match self.render(v) {
+            match self.render(v).await {
                 Ok(value) => set_pair(&mut step_env, k, value),
                 Err(e) => {
                     failure = Some(format!("evaluating env {k}: {e}"));
@@ -473,8 +501,10 @@ impl JobState<'_> {
             }
         }
         self.contexts.insert("env", self.env_object(&step_env));
-        let condition =
-            Condition::parse(step.condition.as_deref().unwrap_or("")).map_err(|e| e.message);
+        let condition = match Condition::parse(step.condition.as_deref().unwrap_or("")) {
+            Ok(c) => self.hash_files_for(&c.hash_files_calls()).await.map(|()| c),
+            Err(e) => Err(e.message),
+        };
         let holds = |status: Status| {
             let c = condition.as_ref().map_err(Clone::clone)?;
             self.in_scope_as(status, |scope| c.holds(scope).map_err(|e| e.message))
@@ -483,11 +513,10 @@ impl JobState<'_> {
         // GitHub evaluates the condition again when the job is cancelled while the step runs:
         // a step that still holds (`always()`) goes on.
         let survives_cancel = !self.is_cancelled() && holds(CANCELLED) == Ok(true);
-        let name = step
-            .name
-            .as_deref()
-            .map(|n| self.render(n).unwrap_or_else(|_| n.to_string()))
-            .unwrap_or(default_name);
+        let name = match &step.name {
+            Some(n) => self.render(n).await.unwrap_or_else(|_| n.clone()),
+            None => default_name,
+        };
         let name = self.masker.mask(&name);
         match run_it {
             Ok(false) => return self.skipped(step, name, None),
@@ -496,7 +525,7 @@ impl JobState<'_> {
         }
         let continue_on_error = match &step.continue_on_error {
             None => false,
-            Some(t) => match self.evaluate(t).and_then(|v| v.to_flag()) {
+            Some(t) => match self.evaluate(t).await.and_then(|v| v.to_flag()) {
                 Ok(flag) => flag,
                 Err(e) => {
                     failure = failure.or(Some(format!("evaluating continue-on-error: {e}")));
@@ -598,7 +627,7 @@ impl JobState<'_> {
         exec: &mut Execution,
         survives_cancel: bool,
     ) {
-        let call = match self.watch(step, survives_cancel) {
+        let call = match self.watch(step, survives_cancel).await {
             Ok(watch) => StepCall {
                 step,
                 name,
@@ -612,7 +641,7 @@ impl JobState<'_> {
         };
         match &step.action {
             StepAction::Run(script) => {
-                let script = match self.render(script) {
+                let script = match self.render(script).await {
                     Ok(s) => s,
                     Err(e) => {
                         exec.error = Some(e);
@@ -634,7 +663,7 @@ impl JobState<'_> {
         }
     }
 
-    fn working_directory(&self, step: &Step) -> Result<String, String> {
+    async fn working_directory(&mut self, step: &Step) -> Result<String, String> {
         let wd = step
             .working_directory
             .as_ref()
@@ -643,7 +672,7 @@ impl JobState<'_> {
         let Some(wd) = wd else {
             return Ok(self.layout.workspace.clone());
         };
-        let wd = self.render(wd)?;
+        let wd = self.render(wd).await?;
         Ok(if wd.starts_with('/') {
             wd
         } else if wd.is_empty() {
@@ -656,13 +685,13 @@ impl JobState<'_> {
     /// What may interrupt `step`: its own timeout, the job's (or, once the job is cancelled,
     /// the cancel timeout), the job's cancellation unless the step `survives_cancel`, and the
     /// run's stop.
-    fn watch(&self, step: &Step, survives_cancel: bool) -> Result<Watch, String> {
+    async fn watch(&mut self, step: &Step, survives_cancel: bool) -> Result<Watch, String> {
         let (mut deadline, mut limit) = match self.cancel_deadline {
             Some(at) => (at, Limit::Cancel),
             None => (self.deadline, Limit::Job(self.timeout)),
         };
         if let Some(t) = &step.timeout_minutes {
-            let own = minutes(&self.evaluate(t)?, "timeout-minutes")?;
+            let own = minutes(&self.evaluate(t).await?, "timeout-minutes")?;
             let at = tokio::time::Instant::now() + own;
             if at < deadline {
                 (deadline, limit) = (at, Limit::Step(own));
@@ -702,7 +731,7 @@ impl JobState<'_> {
                 return;
             }
         };
-        let wd = match self.working_directory(step) {
+        let wd = match self.working_directory(step).await {
             Ok(wd) => wd,
             Err(e) => {
                 exec.error = Some(e);
@@ -882,7 +911,7 @@ impl JobState<'_> {
         let facts = self.env.facts;
         let mut inputs = BTreeMap::new();
         for (k, v) in with {
-            match self.render(v) {
+            match self.render(v).await {
                 Ok(value) => {
                     inputs.insert(k.as_str(), value);
                 }
@@ -977,12 +1006,14 @@ impl JobState<'_> {
 
     /// Evaluates the job's `outputs` (dropping values that would reveal a secret, as GitHub
     /// does).
-    fn outputs(&mut self) -> Object {
+    async fn outputs(&mut self) -> Object {
         let mut out = Object::new();
+        self.hashes = None;
         self.contexts
             .insert("steps", Value::Object(self.steps_ctx.clone()));
-        for (k, template) in &self.inst.job.outputs {
-            match self.render(template) {
+        let job = self.inst.job;
+        for (k, template) in &job.outputs {
+            match self.render(template).await {
                 Ok(v) if self.masker.reveals(&v) => {
                     tracing::warn!(output = %k, "skipping a job output that may contain a secret");
                 }

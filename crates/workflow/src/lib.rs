@@ -11,7 +11,8 @@
 //! - [`protocol`]: the runner protocol on the VM — the one-round-trip step program, environment
 //!   files, workflow commands, masking.
 //! - [`session`]: sessions with a global concurrency limit, one VM each, released on every path.
-//! - [`repository`]: the workflow's repository (checkout archive, `hashFiles`, git facts).
+//! - [`repository`]: the workflow's repository (checkout archive, git facts); `hashFiles`
+//!   hashes the checked-out copy on the VM.
 //! - [`platform`]: which `runs-on` labels a Linux VM stands for.
 //! - [`report`], [`observer`], [`options`]: what goes in and comes out.
 
@@ -27,6 +28,7 @@ pub mod repository;
 pub mod session;
 
 mod context;
+mod hash_files;
 mod job;
 mod run;
 mod scheduler;

@@ -1,13 +1,8 @@
 //! The repository a workflow belongs to: where it is (the git top level of the workflow file,
 //! else the folder above `.github/workflows`, else the workflow's own folder), what git says
-//! about it (commit, branch, `origin` remote, read from `.git` without running git), the archive
-//! `actions/checkout` copies onto the VM, and `hashFiles`.
-//!
-//! `hashFiles` is evaluated here, on this machine, against the repository that checkout copies:
-//! expressions are evaluated before their step runs and cost no round trip. It therefore sees the
-//! repository's files, not files that earlier steps created on the VM.
+//! about it (commit, branch, `origin` remote, read from `.git` without running git), and the
+//! archive `actions/checkout` copies onto the VM. (`hashFiles` hashes that copy, on the VM.)
 
-use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 
 /// A workflow's repository.
@@ -167,119 +162,11 @@ impl Repository {
         builder.append_dir_all(".", &self.root)?;
         builder.into_inner()
     }
-
-    /// `hashFiles(patterns…)`: the SHA-256 of the SHA-256 of every matching file (sorted by
-    /// path), or `''` when nothing matches. Patterns are relative to the repository; `**`
-    /// matches any number of folders, `*` and `?` work within a name, and a pattern starting
-    /// with `!` excludes what it matches.
-    pub fn hash_files(&self, patterns: &[String]) -> Result<String, String> {
-        let patterns: Vec<&str> = patterns
-            .iter()
-            .flat_map(|p| p.lines())
-            .map(str::trim)
-            .filter(|p| !p.is_empty())
-            .collect();
-        let mut files = Vec::new();
-        collect_files(&self.root, "", &mut files)
-            .map_err(|e| format!("hashFiles: cannot list {}: {e}", self.root.display()))?;
-        files.sort();
-        let mut outer = Sha256::new();
-        let mut any = false;
-        for rel in files {
-            let mut included = false;
-            for p in &patterns {
-                match p.strip_prefix('!') {
-                    Some(neg) if glob_match(neg.trim_start_matches("./"), &rel) => included = false,
-                    Some(_) => {}
-                    None if glob_match(p.trim_start_matches("./"), &rel) => included = true,
-                    None => {}
-                }
-            }
-            if !included {
-                continue;
-            }
-            let bytes = std::fs::read(self.root.join(&rel))
-                .map_err(|e| format!("hashFiles: cannot read {rel}: {e}"))?;
-            outer.update(Sha256::digest(&bytes));
-            any = true;
-        }
-        Ok(if any {
-            outer
-                .finalize()
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect()
-        } else {
-            String::new()
-        })
-    }
-}
-
-fn collect_files(dir: &Path, prefix: &str, out: &mut Vec<String>) -> std::io::Result<()> {
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name == ".git" {
-            continue;
-        }
-        let rel = if prefix.is_empty() {
-            name
-        } else {
-            format!("{prefix}/{name}")
-        };
-        let kind = entry.file_type()?;
-        if kind.is_dir() {
-            collect_files(&entry.path(), &rel, out)?;
-        } else if kind.is_file() {
-            out.push(rel);
-        }
-    }
-    Ok(())
-}
-
-/// Matches a `/`-separated path against a glob with `**`, `*` and `?`.
-pub fn glob_match(pattern: &str, path: &str) -> bool {
-    let pat: Vec<&str> = pattern.split('/').filter(|s| !s.is_empty()).collect();
-    let segs: Vec<&str> = path.split('/').collect();
-    match_segments(&pat, &segs)
-}
-
-fn match_segments(pat: &[&str], segs: &[&str]) -> bool {
-    match pat.split_first() {
-        None => segs.is_empty(),
-        Some((&"**", rest)) => (0..=segs.len()).any(|i| match_segments(rest, &segs[i..])),
-        Some((p, rest)) => match segs.split_first() {
-            Some((s, srest)) => {
-                match_name(p.as_bytes(), s.as_bytes()) && match_segments(rest, srest)
-            }
-            None => false,
-        },
-    }
-}
-
-fn match_name(p: &[u8], s: &[u8]) -> bool {
-    match p.split_first() {
-        None => s.is_empty(),
-        Some((b'*', rest)) => (0..=s.len()).any(|i| match_name(rest, &s[i..])),
-        Some((b'?', rest)) => !s.is_empty() && match_name(rest, &s[1..]),
-        Some((c, rest)) => s.first() == Some(c) && match_name(rest, &s[1..]),
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn globs() {
-        assert!(glob_match("**/package-lock.json", "package-lock.json"));
-        assert!(glob_match("**/package-lock.json", "a/b/package-lock.json"));
-        assert!(glob_match("src/*.rs", "src/lib.rs"));
-        assert!(!glob_match("src/*.rs", "src/a/lib.rs"));
-        assert!(glob_match("src/**/*.rs", "src/a/b/lib.rs"));
-        assert!(glob_match("?.txt", "a.txt"));
-        assert!(!glob_match("?.txt", "ab.txt"));
-    }
 
     #[test]
     fn slugs_from_remotes() {
@@ -323,29 +210,5 @@ mod tests {
         std::fs::write(dir.path().join("w.yml"), "on: push").unwrap();
         let repo = Repository::discover(&dir.path().join("w.yml"));
         assert_eq!(repo.root, std::fs::canonicalize(dir.path()).unwrap());
-    }
-
-    #[test]
-    fn hash_files_hashes_matching_files_only() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("a")).unwrap();
-        std::fs::write(dir.path().join("a/x.lock"), "1").unwrap();
-        std::fs::write(dir.path().join("y.lock"), "2").unwrap();
-        std::fs::write(dir.path().join("z.txt"), "3").unwrap();
-        let repo = Repository {
-            root: dir.path().to_path_buf(),
-            sha: None,
-            branch: None,
-            remote: None,
-        };
-        let all = repo.hash_files(&["**/*.lock".to_string()]).unwrap();
-        assert_eq!(all.len(), 64);
-        let one = repo
-            .hash_files(&["**/*.lock".to_string(), "!a/**".to_string()])
-            .unwrap();
-        assert_ne!(all, one);
-        assert_eq!(repo.hash_files(&["*.none".to_string()]).unwrap(), "");
-        // Stable: the same files give the same hash.
-        assert_eq!(repo.hash_files(&["**/*.lock".to_string()]).unwrap(), all);
     }
 }

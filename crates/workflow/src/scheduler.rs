@@ -279,12 +279,11 @@ impl WorkflowRun<'_> {
             cancelled,
         };
         let contexts = self.job_contexts(job, &needs);
-        let repo = &self.facts.repo;
-        let hash = |p: &[String]| repo.hash_files(p);
+        // No `hashFiles` at job level: there is no workspace yet (GitHub refuses it too).
         let scope = Scope {
             contexts: &contexts,
             status,
-            hash_files: Some(&hash),
+            hash_files: None,
         };
         let condition = job.condition.as_deref().unwrap_or("");
         match Condition::parse(condition).and_then(|c| c.holds(&scope)) {
@@ -323,13 +322,7 @@ impl WorkflowRun<'_> {
         contexts: &Object,
         needs: &Object,
     ) -> Result<Planned<'j>, String> {
-        let repo = &self.facts.repo;
-        let hash = |p: &[String]| repo.hash_files(p);
-        let scope = Scope {
-            contexts,
-            status: Status::default(),
-            hash_files: Some(&hash),
-        };
+        let scope = Scope::new(contexts);
         let eval = |t: &str, scope: &Scope<'_>| {
             Template::parse(t)
                 .and_then(|t| t.evaluate(scope))
@@ -387,11 +380,7 @@ impl WorkflowRun<'_> {
             strategy_ctx.insert("job-total", Value::Number(total as f64));
             strategy_ctx.insert("max-parallel", Value::Number(max_parallel as f64));
             ctx.insert("strategy", Value::Object(strategy_ctx.clone()));
-            let scope = Scope {
-                contexts: &ctx,
-                status: Status::default(),
-                hash_files: Some(&hash),
-            };
+            let scope = Scope::new(&ctx);
             let base = match &name_template {
                 Some(t) => t.render(&scope).map_err(|e| e.message)?,
                 None => job.id.clone(),

@@ -209,8 +209,11 @@ fn eval<'v>(expr: &Expr, scope: &Scope<'v>) -> Result<Ev<'v>, ExpressionError> {
     }
 }
 
-/// The patterns of `hashFiles(args…)`: each argument as a string.
-fn hash_files_patterns(args: &[Expr], scope: &Scope<'_>) -> Result<Vec<String>, ExpressionError> {
+/// The patterns of `hashFiles(args…)` in `scope`: each argument as a string.
+pub fn hash_files_patterns(
+    args: &[Expr],
+    scope: &Scope<'_>,
+) -> Result<Vec<String>, ExpressionError> {
     args.iter()
         .map(|a| value(a, scope).map(|v| v.to_display_string()))
         .collect()

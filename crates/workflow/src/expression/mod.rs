@@ -8,7 +8,7 @@ mod parser;
 mod template;
 mod value;
 
-pub use eval::{CONTEXTS, HashFilesFn, Scope, Status, evaluate};
+pub use eval::{CONTEXTS, HashFilesFn, Scope, Status, evaluate, hash_files_patterns};
 pub use parser::{Expr, Function, parse};
 pub use template::{Condition, Template};
 pub use value::{Object, Value, format_number, parse_number};

@@ -138,29 +138,47 @@ pub enum Expr {
 }
 
 impl Expr {
+    /// The expressions directly inside this one.
+    fn children(&self) -> Vec<&Expr> {
+        match self {
+            Expr::Literal(_) | Expr::Context(_) => Vec::new(),
+            Expr::Property(e, _) | Expr::Filter(e) | Expr::Not(e) => vec![&**e],
+            Expr::Index(a, b) | Expr::Compare(_, a, b) | Expr::And(a, b) | Expr::Or(a, b) => {
+                vec![&**a, &**b]
+            }
+            Expr::Call(_, args) => args.iter().collect(),
+        }
+    }
+
+    /// Whether this expression, or any inside it, passes `test`.
+    fn any(&self, test: &impl Fn(&Expr) -> bool) -> bool {
+        test(self) || self.children().into_iter().any(|e| e.any(test))
+    }
+
     /// Whether the expression calls `success()`, `failure()`, `always()` or `cancelled()`
     /// anywhere (if not, an `if:` is implicitly `success() && (…)`).
     pub fn uses_status_function(&self) -> bool {
-        match self {
-            Expr::Literal(_) | Expr::Context(_) => false,
-            Expr::Property(e, _) | Expr::Filter(e) | Expr::Not(e) => e.uses_status_function(),
-            Expr::Index(a, b) | Expr::Compare(_, a, b) | Expr::And(a, b) | Expr::Or(a, b) => {
-                a.uses_status_function() || b.uses_status_function()
-            }
-            Expr::Call(f, args) => f.is_status() || args.iter().any(Expr::uses_status_function),
-        }
+        self.any(&|e| matches!(e, Expr::Call(f, _) if f.is_status()))
     }
 
     /// Whether the expression reads the named context (e.g. `matrix`).
     pub fn reads_context(&self, name: &str) -> bool {
-        match self {
-            Expr::Literal(_) => false,
-            Expr::Context(c) => c.eq_ignore_ascii_case(name),
-            Expr::Property(e, _) | Expr::Filter(e) | Expr::Not(e) => e.reads_context(name),
-            Expr::Index(a, b) | Expr::Compare(_, a, b) | Expr::And(a, b) | Expr::Or(a, b) => {
-                a.reads_context(name) || b.reads_context(name)
-            }
-            Expr::Call(_, args) => args.iter().any(|a| a.reads_context(name)),
+        self.any(&|e| matches!(e, Expr::Context(c) if c.eq_ignore_ascii_case(name)))
+    }
+
+    /// The arguments of every `hashFiles(…)` call in the expression.
+    pub fn hash_files_calls(&self) -> Vec<&[Expr]> {
+        let mut calls = Vec::new();
+        self.collect_hash_files_calls(&mut calls);
+        calls
+    }
+
+    fn collect_hash_files_calls<'e>(&'e self, calls: &mut Vec<&'e [Expr]>) {
+        if let Expr::Call(Function::HashFiles, args) = self {
+            calls.push(args);
+        }
+        for e in self.children() {
+            e.collect_hash_files_calls(calls);
         }
     }
 }
@@ -485,6 +503,16 @@ mod tests {
                 .uses_status_function()
         );
         assert!(parse("matrix.os").unwrap().reads_context("matrix"));
+        let e = parse("hashFiles('a') || format('{0}', hashFiles('b', env.C))").unwrap();
+        let calls = e.hash_files_calls();
+        assert_eq!(calls.len(), 2);
+        assert_eq!(calls[1].len(), 2);
+        assert!(
+            parse("format('hashFiles')")
+                .unwrap()
+                .hash_files_calls()
+                .is_empty()
+        );
     }
 
     #[test]

@@ -71,6 +71,17 @@ impl Template {
             .any(|s| matches!(s, Segment::Expr(e) if e.reads_context(name)))
     }
 
+    /// The arguments of every `hashFiles(…)` call in the template's expressions.
+    pub fn hash_files_calls(&self) -> Vec<&[Expr]> {
+        self.segments
+            .iter()
+            .flat_map(|s| match s {
+                Segment::Expr(e) => e.hash_files_calls(),
+                Segment::Text(_) => Vec::new(),
+            })
+            .collect()
+    }
+
     /// The value: a lone `${{ }}` keeps its type (an object, a number…); anything else is the
     /// concatenated string.
     pub fn evaluate(&self, scope: &Scope<'_>) -> Result<Value, ExpressionError> {
@@ -149,6 +160,11 @@ impl Condition {
                 )
             },
         })
+    }
+
+    /// The arguments of every `hashFiles(…)` call in the condition.
+    pub fn hash_files_calls(&self) -> Vec<&[Expr]> {
+        self.expr.hash_files_calls()
     }
 
     /// Whether the condition holds.

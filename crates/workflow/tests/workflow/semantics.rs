@@ -5,6 +5,7 @@
 
 use crate::harness::{Env, assert_all_released, run};
 use azlin_workflow::{JobReport, JobResult, RunReport, StepOutcome};
+use sha2::{Digest, Sha256};
 use std::time::Duration;
 
 /// The runs of job `id`, in order.
@@ -177,6 +178,85 @@ jobs:
     assert!(
         texts.contains(&"experimental was success".to_string()),
         "{texts:?}"
+    );
+    assert_all_released(&env, &counting);
+}
+
+/// What `hashFiles` gives for files with these contents, in this order.
+fn hash_of(contents: &[&str]) -> String {
+    let mut outer = Sha256::new();
+    for c in contents {
+        outer.update(Sha256::digest(c.as_bytes()));
+    }
+    outer
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[tokio::test]
+async fn hash_files_hashes_the_workspace_on_the_vm() {
+    let env = Env::new();
+    let counting = env.allocator(Duration::ZERO);
+    let repo = env.path("repo");
+    std::fs::create_dir_all(repo.join(".github/workflows")).unwrap();
+    std::fs::create_dir_all(repo.join("src")).unwrap();
+    std::fs::write(repo.join("src/a.txt"), "from the repo\n").unwrap();
+    let wf = repo.join(".github/workflows/ci.yml");
+    std::fs::write(
+        &wf,
+        r#"on: push
+jobs:
+  h:
+    runs-on: ubuntu-latest
+    steps:
+      - run: echo "BEFORE=${{ hashFiles('**/*.txt') }}."
+      - uses: actions/checkout@v4
+        with:
+          path: sub
+      - run: echo "SUB=${{ hashFiles('sub/src/*.txt') }} ROOT=${{ hashFiles('src/*.txt') }}."
+      - run: mkdir -p gen && printf generated > gen/new.txt
+      - if: hashFiles('gen/*.txt') != ''
+        env:
+          GEN: ${{ hashFiles('gen/*.txt') }}
+        run: echo "GEN=$GEN ALL=${{ hashFiles('**/*.txt', '!sub/**') }}"
+  job_level:
+    runs-on: ubuntu-latest
+    env:
+      KEY: ${{ hashFiles('**') }}
+    steps:
+      - run: echo unreachable
+"#,
+    )
+    .unwrap();
+    let mut options = env.options();
+    options.repository = None;
+    let (report, observer) = run(&[wf], &options, counting.clone()).await;
+    let texts = observer.texts();
+    let h = job(&report, "h");
+    assert_eq!(h.result, JobResult::Success, "{texts:?}");
+    // Nothing is checked out yet: nothing to hash.
+    assert!(texts.contains(&"BEFORE=.".to_string()), "{texts:?}");
+    // The checkout's copy, where `path:` put it.
+    let repo_txt = hash_of(&["from the repo\n"]);
+    assert!(
+        texts.contains(&format!("SUB={repo_txt} ROOT=.")),
+        "{texts:?}"
+    );
+    // A file an earlier step made.
+    let generated = hash_of(&["generated"]);
+    assert!(
+        texts.contains(&format!("GEN={generated} ALL={generated}")),
+        "{texts:?}"
+    );
+    // Job-level fields are evaluated before there is a workspace.
+    let job_level = job(&report, "job_level");
+    assert_eq!(job_level.result, JobResult::Failure);
+    let error = job_level.error.as_deref().unwrap_or("");
+    assert!(
+        error.contains("hashFiles is only available in a step's fields"),
+        "{error}"
     );
     assert_all_released(&env, &counting);
 }
