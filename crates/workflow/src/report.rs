@@ -151,6 +151,9 @@ pub struct SessionSummary {
     pub outcome: String,
     /// Whether its VM was released.
     pub released: bool,
+    /// Cleanup commands that failed on its VM (each with its exit status and output).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cleanup_failures: Vec<String>,
 }
 
 /// One workflow file.

@@ -582,5 +582,6 @@ async fn close(session: Session, outcome: SessionState) -> SessionSummary {
         vm,
         outcome: outcome.as_str().to_string(),
         released: report.release_error.is_none(),
+        cleanup_failures: report.cleanup_failures,
     }
 }

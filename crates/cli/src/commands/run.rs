@@ -11,8 +11,8 @@ use crate::progress::Progress;
 use azlin_core::ExitCode;
 use azlin_remote::OutputStream;
 use azlin_workflow::{
-    JobReport, JobResult, LaunchAllocator, Observer, Origin, RunAs, RunOptions, StepOutcome,
-    StepReport, VmScope, run_workflows,
+    JobReport, JobResult, LaunchAllocator, Observer, Origin, RunAs, RunOptions, SessionManager,
+    StepOutcome, StepReport, VmScope, run_workflows_in, session_config,
 };
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -181,20 +181,45 @@ pub async fn run(app: &App, args: &RunArgs) -> anyhow::Result<ExitCode> {
     let observer = Arc::new(LiveObserver {
         output_to_stderr: app.settings.output == OutputFormat::Json,
     });
+    // The first Ctrl-C cancels as GitHub does (`always()` steps and cleanup still run); a
+    // second one abandons the steps at once. VMs are released either way before azlin exits.
     let cancel = options.cancel.clone();
+    let (abandon, abandoned) = tokio::sync::oneshot::channel::<()>();
     let ctrl_c = tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("⚠ interrupted: stopping steps, running cleanup, releasing VMs…");
+            eprintln!(
+                "⚠ interrupted: stopping steps, running cleanup, releasing VMs… (Ctrl-C again to stop at once)"
+            );
             cancel.cancel();
         }
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("⚠ interrupted again: abandoning the steps, releasing VMs…");
+            let _ = abandon.send(());
+        }
     });
-    let outcome = run_workflows(workflows, &options, allocator, observer).await;
+    let manager = SessionManager::new(allocator, session_config(&options));
+    let outcome = tokio::select! {
+        outcome = run_workflows_in(&manager, workflows, &options, observer) => Some(outcome),
+        Ok(()) = abandoned => None,
+    };
+    manager.wait_idle().await;
     ctrl_c.abort();
     control.shutdown().await;
+    let Some(outcome) = outcome else {
+        return Err(Failure::with_code(
+            ExitCode::Error,
+            "interrupted twice: the steps were abandoned; every VM was released",
+        ));
+    };
     let report = match outcome {
         Ok(report) => report,
         Err(e) => return Err(Failure::with_code(e.kind().exit_code(), e.to_string())),
     };
+    for session in report.workflows.iter().flat_map(|w| &w.sessions) {
+        for failure in &session.cleanup_failures {
+            eprintln!("⚠ cleanup on VM {}: {failure}", session.vm);
+        }
+    }
     if app.settings.output == OutputFormat::Json {
         println!("{}", serde_json::to_string(&report)?);
     } else {

@@ -251,7 +251,8 @@ fn a_failing_run_reports_the_job_runs_cleanup_and_releases_on_sim() {
     assert_eq!(std::fs::read_to_string(&cleaned).unwrap(), "cleaned\n");
     azlin.assert_no_vms();
 
-    // The same run for a script: the report on stdout, step output on stderr.
+    // The same run for a script: the report on stdout, step output on stderr. A failing
+    // cleanup command is reported, and the VM is released anyway.
     let run = azlin.run(&[
         "run",
         workflow.to_str().unwrap(),
@@ -259,9 +260,20 @@ fn a_failing_run_reports_the_job_runs_cleanup_and_releases_on_sim() {
         "sim",
         "-o",
         "json",
+        "--cleanup",
+        "echo disk busy; exit 9",
     ]);
     assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.stderr.contains("⚠ cleanup on VM"), "{}", run.stderr);
     let report = run.json();
+    let failures = &report["workflows"][0]["sessions"][0]["cleanup_failures"];
+    assert!(
+        failures[0]
+            .as_str()
+            .unwrap()
+            .contains("exited with 9: disk busy"),
+        "{report}"
+    );
     let job = &report["workflows"][0]["jobs"][0];
     assert_eq!(job["result"], "failure", "{report}");
     assert_eq!(job["steps"][1]["exit_code"], 3, "{report}");
@@ -271,4 +283,59 @@ fn a_failing_run_reports_the_job_runs_cleanup_and_releases_on_sim() {
         "{report}"
     );
     azlin.assert_no_vms();
+}
+
+/// A first Ctrl-C cancels as GitHub does, so an `always()` step keeps running; a second one
+/// abandons it at once. The VM is released and the step's process is gone either way.
+#[test]
+fn a_second_interrupt_abandons_an_always_step_and_still_releases_on_sim() {
+    let azlin = Azlin::new();
+    let workflow = azlin.home.path().join("stubborn.yml");
+    std::fs::write(
+        &workflow,
+        "on: push\njobs:\n  stubborn:\n    runs-on: ubuntu-latest\n    steps:\n      - if: always()\n        run: sleep 317\n",
+    )
+    .unwrap();
+    let mut child = azlin
+        .command(&["run", workflow.to_str().unwrap(), "--provider", "sim"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let interrupt = |pid: u32| {
+        let status = std::process::Command::new("kill")
+            .args(["-INT", &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    let started = Instant::now();
+    let mut seen = Vec::new();
+    for line in BufReader::new(child.stderr.take().unwrap()).lines() {
+        let line = line.unwrap();
+        seen.push(line.clone());
+        if line.contains("► [stubborn] Run sleep 317") {
+            std::thread::sleep(Duration::from_millis(300));
+            interrupt(child.id());
+        }
+        if line.contains("Ctrl-C again") {
+            // The always() step outlives the first interrupt.
+            std::thread::sleep(Duration::from_millis(500));
+            assert!(child.try_wait().unwrap().is_none(), "{seen:?}");
+            interrupt(child.id());
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "{seen:?}");
+    }
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(1), "{seen:?}");
+    assert!(
+        seen.iter().any(|l| l.contains("interrupted twice")),
+        "{seen:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(30), "{seen:?}");
+    azlin.assert_no_vms();
+    assert!(
+        crate::support::live_processes("sleep", "317").is_empty(),
+        "the abandoned step's process is still running"
+    );
 }
