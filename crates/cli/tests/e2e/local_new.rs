@@ -179,14 +179,7 @@ fn stop_and_start_keep_the_disk() {
 #[test]
 fn building_a_cached_image_reports_it_without_rebuilding() {
     let azlin = Azlin::new();
-    let listed = azlin.run(&["image", "list", "-o", "json"]).expect(0).json();
-    let minimal = listed
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|i| i["provider"] == "nspawn" && i["profile"] == "minimal")
-        .unwrap()
-        .clone();
+    let minimal = azlin.image("nspawn", "minimal");
     let run = azlin
         .run(&["image", "build", "--provider", "nspawn", "-o", "json"])
         .expect(0);

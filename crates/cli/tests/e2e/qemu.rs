@@ -74,14 +74,7 @@ impl Footprint {
 
 /// The kernel release the qemu image was built with.
 fn image_kernel(azlin: &Azlin) -> String {
-    let images = azlin.run(&["image", "list", "-o", "json"]).expect(0).json();
-    let qemu = images
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|i| i["provider"] == "qemu" && i["profile"] == "minimal")
-        .expect("a qemu image row")
-        .clone();
+    let qemu = azlin.image("qemu", "minimal");
     assert_eq!(qemu["built"], true, "the qemu image is not built: {qemu}");
     let dir = qemu["dir"].as_str().unwrap();
     std::fs::read_to_string(format!("{dir}/kernel-release"))
@@ -172,14 +165,10 @@ enum Broken {
 /// Makes a broken qemu image where azlin, with its image folder `azlin`'s, looks for the
 /// minimal one.
 fn broken_image(azlin: &Azlin, broken: Broken) {
-    let images = azlin.run(&["image", "list", "-o", "json"]).expect(0).json();
-    let dir = images
-        .as_array()
+    let dir = azlin.image("qemu", "minimal")["dir"]
+        .as_str()
         .unwrap()
-        .iter()
-        .find(|i| i["provider"] == "qemu" && i["profile"] == "minimal")
-        .map(|i| i["dir"].as_str().unwrap().to_string())
-        .unwrap();
+        .to_string();
     std::fs::create_dir_all(&dir).unwrap();
     let run = |program: &str, args: &[&str]| {
         let status = std::process::Command::new(program)

@@ -165,8 +165,8 @@ fn a_broken_image_exits_4_after_cleaning_up() {
     // A base image that is not bootable, where azlin looks for the real one.
     let images = tempfile::tempdir().unwrap();
     let azlin = Azlin::with_image_dir(images.path());
-    let expected = azlin.run(&["image", "list", "-o", "json"]).expect(0).json();
-    let dir = expected[0]["dir"].as_str().unwrap();
+    let expected = azlin.image("nspawn", "minimal");
+    let dir = expected["dir"].as_str().unwrap();
     std::fs::create_dir_all(format!("{dir}/rootfs/etc")).unwrap();
     std::fs::write(format!("{dir}/rootfs/etc/os-release"), "ID=broken\n").unwrap();
 

@@ -122,6 +122,18 @@ impl Azlin {
         assert!(listed.as_array().unwrap().is_empty(), "VMs left: {listed}");
     }
 
+    /// The row of `azlin image list -o json` for `provider` and `profile`.
+    pub fn image(&self, provider: &str, profile: &str) -> Value {
+        let images = self.run(&["image", "list", "-o", "json"]).expect(0).json();
+        images
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["provider"] == provider && i["profile"] == profile)
+            .unwrap_or_else(|| panic!("no {provider} {profile} image row in {images}"))
+            .clone()
+    }
+
     /// Writes the config file.
     pub fn config(&self, toml: &str) {
         let dir = self.home.path().join(".config/azlin");

@@ -158,6 +158,42 @@ fn five_steps_run_on_one_vm_that_is_released() {
     assert_no_vm_left(&azlin);
 }
 
+/// Runs `azlin run WORKFLOW --provider PROVIDER`, calling `on_line` with each stderr line as it
+/// comes (and the child, to signal it), for at most `limit`. Returns the exit status and the
+/// lines seen.
+fn run_watching(
+    azlin: &Azlin,
+    workflow: &std::path::Path,
+    provider: &str,
+    limit: Duration,
+    mut on_line: impl FnMut(&str, &mut std::process::Child, &[String]),
+) -> (std::process::ExitStatus, Vec<String>) {
+    let mut child = azlin
+        .command(&["run", workflow.to_str().unwrap(), "--provider", provider])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let mut seen = Vec::new();
+    for line in BufReader::new(child.stderr.take().unwrap()).lines() {
+        let line = line.unwrap();
+        seen.push(line.clone());
+        on_line(&line, &mut child, &seen);
+        assert!(started.elapsed() < limit, "{seen:?}");
+    }
+    (child.wait().unwrap(), seen)
+}
+
+/// Sends SIGINT (Ctrl-C) to `child`.
+fn interrupt(child: &std::process::Child) {
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
 #[test]
 fn an_interrupted_run_runs_cleanup_and_releases_its_vm() {
     let azlin = Azlin::new();
@@ -167,29 +203,19 @@ fn an_interrupted_run_runs_cleanup_and_releases_its_vm() {
         "on: push\njobs:\n  long:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo started\n      - run: sleep 300\n",
     )
     .unwrap();
-    let mut child = azlin
-        .command(&["run", workflow.to_str().unwrap(), "--provider", "nspawn"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
     let started = Instant::now();
-    let mut seen = Vec::new();
-    for line in BufReader::new(stderr).lines() {
-        let line = line.unwrap();
-        seen.push(line.clone());
-        if line.contains("► [long] Run sleep 300") {
-            std::thread::sleep(Duration::from_millis(500));
-            let status = std::process::Command::new("kill")
-                .args(["-INT", &child.id().to_string()])
-                .status()
-                .unwrap();
-            assert!(status.success());
-        }
-        assert!(started.elapsed() < Duration::from_secs(180), "{seen:?}");
-    }
-    let status = child.wait().unwrap();
+    let (status, seen) = run_watching(
+        &azlin,
+        &workflow,
+        "nspawn",
+        Duration::from_secs(180),
+        |line, child, _| {
+            if line.contains("► [long] Run sleep 300") {
+                std::thread::sleep(Duration::from_millis(500));
+                interrupt(child);
+            }
+        },
+    );
     assert!(
         !status.success(),
         "an interrupted run must not succeed: {seen:?}"
@@ -296,37 +322,25 @@ fn a_second_interrupt_abandons_an_always_step_and_still_releases_on_sim() {
         "on: push\njobs:\n  stubborn:\n    runs-on: ubuntu-latest\n    steps:\n      - if: always()\n        run: sleep 317\n",
     )
     .unwrap();
-    let mut child = azlin
-        .command(&["run", workflow.to_str().unwrap(), "--provider", "sim"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let interrupt = |pid: u32| {
-        let status = std::process::Command::new("kill")
-            .args(["-INT", &pid.to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    };
     let started = Instant::now();
-    let mut seen = Vec::new();
-    for line in BufReader::new(child.stderr.take().unwrap()).lines() {
-        let line = line.unwrap();
-        seen.push(line.clone());
-        if line.contains("► [stubborn] Run sleep 317") {
-            std::thread::sleep(Duration::from_millis(300));
-            interrupt(child.id());
-        }
-        if line.contains("Ctrl-C again") {
-            // The always() step outlives the first interrupt.
-            std::thread::sleep(Duration::from_millis(500));
-            assert!(child.try_wait().unwrap().is_none(), "{seen:?}");
-            interrupt(child.id());
-        }
-        assert!(started.elapsed() < Duration::from_secs(60), "{seen:?}");
-    }
-    let status = child.wait().unwrap();
+    let (status, seen) = run_watching(
+        &azlin,
+        &workflow,
+        "sim",
+        Duration::from_secs(60),
+        |line, child, seen| {
+            if line.contains("► [stubborn] Run sleep 317") {
+                std::thread::sleep(Duration::from_millis(300));
+                interrupt(child);
+            }
+            if line.contains("Ctrl-C again") {
+                // The always() step outlives the first interrupt.
+                std::thread::sleep(Duration::from_millis(500));
+                assert!(child.try_wait().unwrap().is_none(), "{seen:?}");
+                interrupt(child);
+            }
+        },
+    );
     assert_eq!(status.code(), Some(1), "{seen:?}");
     assert!(
         seen.iter().any(|l| l.contains("interrupted twice")),
