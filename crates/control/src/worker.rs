@@ -191,7 +191,9 @@ impl Worker {
 
     /// How long a request waits before its next attempt: the backoff, doubled per attempt made.
     fn delay(&self, attempt: u32) -> Duration {
-        self.settings.backoff * 2u32.saturating_pow(attempt.saturating_sub(1))
+        self.settings
+            .backoff
+            .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1)))
     }
 
     async fn retry(
