@@ -194,7 +194,7 @@ async fn a_follower_outlives_a_server_restart_and_stops_when_the_server_stays_aw
     assert!(ended.is_empty(), "{ended:?}");
     let waited = gone.elapsed();
     assert!(
-        waited >= limit && waited < limit + Duration::from_secs(5),
+        waited >= limit && waited < limit + Duration::from_secs(10),
         "followed {waited:?} after the server went away (limit {limit:?})"
     );
 }
