@@ -16,6 +16,10 @@ pub struct RecordStore {
 
 const RECORD_FILE: &str = "vm.json";
 const REQUEST_INDEX: &str = ".requests";
+/// In a VM folder: the request it was claimed for.
+const CLAIM_FILE: &str = ".request";
+/// Folders being claimed: `.claiming-<index key>`, renamed to the VM name when complete.
+const STAGING_PREFIX: &str = ".claiming-";
 
 /// The index entry name of a request id: the id itself when it is a plain token (UUIDs are),
 /// else a hash of it.
@@ -69,28 +73,66 @@ impl RecordStore {
     }
 
     /// Claims `name` for `request_id` by creating its folder; fails with
-    /// [`ErrorKind::Conflict`] if it exists.
+    /// [`ErrorKind::Conflict`] if another request holds it.
+    ///
+    /// The folder appears atomically with the request id in it (it is made under a staging name,
+    /// then renamed into place), so a claim the same request made before — a worker killed
+    /// before the record was written, the request redelivered — is recognised and resumed,
+    /// while a claim of another request is never taken over.
     pub fn claim(&self, name: &VmName, request_id: &str) -> Result<PathBuf, ProviderError> {
         let index = self.root.join(REQUEST_INDEX);
         std::fs::create_dir_all(&index)
             .map_err(|e| io_error(format!("creating {}", index.display()), e))?;
         let dir = self.dir(name);
-        match std::fs::create_dir(&dir) {
-            Ok(()) => {
-                let entry = self.index_entry(request_id);
-                let _ = std::fs::remove_file(&entry);
-                std::os::unix::fs::symlink(name.as_str(), &entry)
-                    .map_err(|e| io_error(format!("indexing request {request_id}"), e))?;
-                Ok(dir)
+        let staging = self
+            .root
+            .join(format!("{STAGING_PREFIX}{}", index_key(request_id)));
+        // What an earlier claim of this request left half-made.
+        remove_if_present(&staging)
+            .map_err(|e| io_error(format!("removing {}", staging.display()), e))?;
+        std::fs::create_dir(&staging)
+            .and_then(|()| std::fs::write(staging.join(CLAIM_FILE), request_id))
+            .map_err(|e| io_error(format!("creating {}", staging.display()), e))?;
+        let claimed = match std::fs::rename(&staging, &dir) {
+            Ok(()) => Ok(()),
+            // A folder that is not empty is a claim; whose, its claim file (or record) says.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::DirectoryNotEmpty | std::io::ErrorKind::AlreadyExists
+                ) =>
+            {
+                let _ = remove_if_present(&staging);
+                if self.claimed_by(name) == Some(request_id.to_string()) {
+                    Ok(())
+                } else {
+                    Err(ProviderError::new(
+                        ErrorKind::Conflict,
+                        format!(
+                            "a VM named '{name}' already exists (see `azlin list`, or `azlin delete {name}`)"
+                        ),
+                    ))
+                }
             }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(ProviderError::new(
-                ErrorKind::Conflict,
-                format!(
-                    "a VM named '{name}' already exists (see `azlin list`, or `azlin delete {name}`)"
-                ),
-            )),
-            Err(e) => Err(io_error(format!("creating {}", dir.display()), e)),
+            Err(e) => {
+                let _ = remove_if_present(&staging);
+                Err(io_error(format!("creating {}", dir.display()), e))
+            }
+        };
+        claimed?;
+        let entry = self.index_entry(request_id);
+        let _ = std::fs::remove_file(&entry);
+        std::os::unix::fs::symlink(name.as_str(), &entry)
+            .map_err(|e| io_error(format!("indexing request {request_id}"), e))?;
+        Ok(dir)
+    }
+
+    /// The request the folder of `name` was claimed for: its record's, else its claim file's.
+    fn claimed_by(&self, name: &VmName) -> Option<String> {
+        if let Ok(Some(vm)) = self.load(name) {
+            return Some(vm.request_id);
         }
+        std::fs::read_to_string(self.dir(name).join(CLAIM_FILE)).ok()
     }
 
     /// Writes the record of `vm` atomically (temp file, then rename).
@@ -174,6 +216,14 @@ impl RecordStore {
     }
 }
 
+/// Removes the folder `path` and everything in it, if it is there.
+fn remove_if_present(path: &Path) -> std::io::Result<()> {
+    match std::fs::remove_dir_all(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
 /// Writes `bytes` to `path` through a temporary file in the same folder and a rename, so that
 /// readers see the old content or the new, never a part; with `sync`, flushed to disk first.
 pub fn write_atomically(path: &Path, bytes: &[u8], sync: bool) -> std::io::Result<()> {
@@ -184,4 +234,62 @@ pub fn write_atomically(path: &Path, bytes: &[u8], sync: bool) -> std::io::Resul
         file.sync_all()?;
     }
     std::fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name(n: &str) -> VmName {
+        VmName::parse(n).unwrap()
+    }
+
+    #[test]
+    fn a_claim_interrupted_before_the_record_is_resumed_by_its_request_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let records = RecordStore::unsynced(dir.path());
+        // The worker claimed the name and died before writing the record.
+        let folder = records.claim(&name("half"), "r1").unwrap();
+        assert!(records.load(&name("half")).unwrap().is_none());
+        assert!(records.list().unwrap().is_empty());
+        // Another request cannot take the name over…
+        let err = records.claim(&name("half"), "r2").unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Conflict);
+        // …the same request, redelivered, resumes it.
+        assert_eq!(records.claim(&name("half"), "r1").unwrap(), folder);
+        // A staging folder left by a claim that died before its rename is no obstacle.
+        std::fs::create_dir(dir.path().join(format!("{STAGING_PREFIX}r3"))).unwrap();
+        records.claim(&name("other"), "r3").unwrap();
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.starts_with('.'))
+            .collect();
+        assert_eq!(names.len(), 2, "{names:?}");
+    }
+
+    #[test]
+    fn of_two_requests_claiming_one_name_at_once_exactly_one_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        for round in 0..50 {
+            let vm = name(&format!("raced-{round}"));
+            let outcomes: Vec<_> = std::thread::scope(|scope| {
+                let claims: Vec<_> = ["a", "b"]
+                    .map(|id| {
+                        let records = RecordStore::unsynced(dir.path());
+                        let vm = vm.clone();
+                        let id = format!("{id}{round}");
+                        scope.spawn(move || records.claim(&vm, &id).map(drop))
+                    })
+                    .into_iter()
+                    .collect();
+                claims.into_iter().map(|c| c.join().unwrap()).collect()
+            });
+            assert_eq!(
+                outcomes.iter().filter(|o| o.is_ok()).count(),
+                1,
+                "{outcomes:?}"
+            );
+        }
+    }
 }

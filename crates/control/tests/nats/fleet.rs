@@ -107,3 +107,35 @@ async fn an_abandoned_request_goes_to_another_worker_and_resumes() {
     assert_eq!(home.sim_vms(), ["handed-1"]);
     second.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_redelivered_after_an_interrupted_claim_resumes_it() {
+    let server = NatsServer::start().expect("nats-server");
+    let home = Home::new();
+    let requester = bus(&server).await;
+    let mut subscription = azlin_control::Bus::subscribe(requester.as_ref())
+        .await
+        .expect("subscribe");
+    let requests = submit_fleet(&requester, &home, "interrupted", 1).await;
+    let request = &requests[0];
+    // A worker takes the request, claims the VM's name, and is killed before the VM's record
+    // exists: the server redelivers the request after its ack wait.
+    let delivery = azlin_control::Bus::next_request(requester.as_ref())
+        .await
+        .expect("delivery");
+    azlin_providers::record::RecordStore::unsynced(home.sim_root())
+        .claim(request.name(), request.request_id())
+        .expect("claim");
+    drop(delivery);
+
+    let worker = start_worker(bus(&server).await, &home, sim(0, 0.0), "next", 1, 3);
+    let seen =
+        collect_until_ended(&mut subscription, ids(&requests), Duration::from_secs(30)).await;
+    assert_one_complete_each(&seen, &requests);
+    let resumed = seen.iter().any(
+        |e| matches!(e, Event::CreateStatus(s) if s.stage == Stage::Accepted && s.attempt == 2),
+    );
+    assert!(resumed, "the redelivery made it: {seen:?}");
+    assert_eq!(home.sim_vms(), ["interrupted-1"]);
+    worker.stop().await;
+}
