@@ -7,6 +7,7 @@ use crate::commands::{connect, prerequisites};
 use crate::failure::Failure;
 use crate::notify;
 use crate::progress::{Progress, Stage};
+use azlin_control::store::StoreError;
 use azlin_core::event::{
     CreateComplete, CreateFailed, CreateRequested, Event, Request, SCHEMA, Stage as EventStage,
 };
@@ -290,7 +291,12 @@ pub async fn run(app: &App, args: &NewArgs) -> anyhow::Result<ExitCode> {
             requested_by: requested_by.clone(),
             created_at: now_rfc3339(),
         });
-        store.record_request(&request).await?;
+        // Another `azlin new` may have taken the name since the check above: still a usage
+        // error, and the other launch's record is left alone.
+        store.record_request(&request).await.map_err(|e| match e {
+            StoreError::NameTaken { .. } => Failure::usage(e.to_string()),
+            e => e.into(),
+        })?;
         pending.insert(request.request_id().to_string());
         control.bus.submit(&request).await?;
     }

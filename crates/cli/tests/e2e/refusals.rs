@@ -223,3 +223,28 @@ fn ssh_never_coming_up_exits_5_and_leaves_the_vm_running() {
     azlin.run(&["delete", "nossh", "--yes"]).expect(0);
     footprint.assert_gone();
 }
+
+#[test]
+fn of_two_launches_racing_for_one_name_one_wins_and_the_other_is_a_usage_error() {
+    let azlin = Azlin::new();
+    azlin.config("[sim]\nboot_ms = 300\n");
+    for round in 0..5 {
+        let name = format!("raced{round}");
+        let runs: Vec<_> = std::thread::scope(|scope| {
+            let racers: Vec<_> = (0..2)
+                .map(|_| scope.spawn(|| azlin.new_vm("sim", &name, &[])))
+                .collect();
+            racers.into_iter().map(|r| r.join().unwrap()).collect()
+        });
+        let mut codes: Vec<i32> = runs.iter().map(|r| r.code).collect();
+        codes.sort_unstable();
+        let stderr: Vec<&str> = runs.iter().map(|r| r.stderr.as_str()).collect();
+        assert_eq!(codes, [0, 64], "{stderr:?}");
+        assert!(
+            stderr.iter().any(|e| e.contains("already exists")),
+            "{stderr:?}"
+        );
+        azlin.run(&["delete", &name, "--yes"]).expect(0);
+    }
+    azlin.assert_no_vms();
+}
