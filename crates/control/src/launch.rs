@@ -222,10 +222,12 @@ impl Launcher {
             admin_public_key: request.ssh_public_key.clone(),
             host_public_key,
         };
-        let vm = provider
-            .create(&create)
-            .await
-            .map_err(|e| r.failure(e.kind, e.message.clone(), Some(e.cleaned_up)))?;
+        let vm = provider.create(&create).await.map_err(|e| {
+            let mut failure = r.failure(e.kind, e.message, Some(e.cleaned_up));
+            // The provider knows better than the kind whether another attempt can help.
+            failure.event.error.retryable &= e.retryable;
+            failure
+        })?;
         timings.insert("provision".to_string(), millis(started));
         r.status(
             Stage::Provisioned,

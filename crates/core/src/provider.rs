@@ -36,6 +36,10 @@ pub struct ProviderError {
     pub message: String,
     /// For a failed create: what was removed while cleaning up after it.
     pub cleaned_up: Vec<String>,
+    /// Whether another attempt may succeed. Starts as the kind's answer and stays with the
+    /// cause when a provider re-labels the kind (a refused permission re-labelled a
+    /// provisioning failure is still not worth retrying).
+    pub retryable: bool,
 }
 
 impl ProviderError {
@@ -45,6 +49,7 @@ impl ProviderError {
             kind,
             message: message.into(),
             cleaned_up: Vec::new(),
+            retryable: kind.retryable(),
         }
     }
 

@@ -658,6 +658,8 @@ async fn any_failure_once_resources_were_made_exits_4_after_cleanup() {
             .unwrap_err();
         assert_fails(&err, ErrorKind::Provision, &[cause]);
         assert_eq!(err.kind.exit_code().code(), 4, "{vm}");
+        // Throttling may pass; a refused permission will not.
+        assert_eq!(err.retryable, vm == "throttled", "{vm}");
         assert_cleaned_up(
             &err,
             &[

@@ -301,15 +301,21 @@ fn a_failed_vm_create_removes_what_it_made_and_exits_4() {
 #[test]
 fn a_create_refused_after_resources_were_made_exits_4_with_what_was_removed() {
     let env = AzureEnv::start(AzState::LoggedIn);
-    // A role that may write networks but not VMs; every attempt (3) is refused and cleaned up.
-    for _ in 0..3 {
-        env.double.inject(Fault::RejectVmCreate {
-            status: 403,
-            code: "AuthorizationFailed".into(),
-            message: "The client does not have authorization to perform action 'Microsoft.Compute/virtualMachines/write'.".into(),
-        });
-    }
+    // A role that may write networks but not VMs: refused, cleaned up, and not tried again
+    // (another attempt would meet the same refusal).
+    env.double.inject(Fault::RejectVmCreate {
+        status: 403,
+        code: "AuthorizationFailed".into(),
+        message: "The client does not have authorization to perform action 'Microsoft.Compute/virtualMachines/write'.".into(),
+    });
     let run = env.new_vm("az7").expect(4);
+    let vm_puts = env
+        .double
+        .requests()
+        .iter()
+        .filter(|r| r.method == "PUT" && r.path.ends_with("/virtualMachines/az7"))
+        .count();
+    assert_eq!(vm_puts, 1, "a refused permission was retried");
     assert_mentions(
         &run.stderr,
         &[
