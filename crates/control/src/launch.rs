@@ -13,7 +13,9 @@ use azlin_core::{
 };
 use azlin_remote::ready::{CloudInitOutcome, wait_for_cloud_init, wait_for_ssh};
 use azlin_remote::{Identity, Shell, keys, quote};
+use futures::FutureExt;
 use std::collections::BTreeMap;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -178,19 +180,57 @@ impl Launcher {
 
     /// Creates the VM of `request` (attempt number `attempt`), waits until it is ready, clones
     /// its repositories, and returns the `vm.create.complete` event — or the failure.
+    ///
+    /// A panic on the way (a bug) still ends the request with a failure, not retried: the
+    /// in-process bus never redelivers a dropped request, so its follower would wait for ever.
     pub async fn create(
         &self,
         request: &CreateRequested,
         attempt: u32,
     ) -> Result<CreateComplete, LaunchFailure> {
-        let spec = &request.spec;
-        let r = Reporter {
+        // The launcher holds no state a panic could leave half-changed for the next request.
+        match AssertUnwindSafe(self.attempt_create(request, attempt))
+            .catch_unwind()
+            .await
+        {
+            Ok(outcome) => outcome,
+            Err(panic) => {
+                let why = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown cause".to_string());
+                let name = &request.spec.name;
+                tracing::error!(request_id = %request.request_id, "launch panicked: {why}");
+                Err(self.reporter(request, attempt).failure(
+                    ErrorKind::Internal,
+                    format!(
+                        "internal error while launching: {why} (a bug in azlin; anything made \
+                         for the VM is removed by `azlin delete {name}`)"
+                    ),
+                    None,
+                ))
+            }
+        }
+    }
+
+    fn reporter<'a>(&'a self, request: &'a CreateRequested, attempt: u32) -> Reporter<'a> {
+        Reporter {
             bus: self.bus.as_ref(),
             request_id: &request.request_id,
-            name: &spec.name,
+            name: &request.spec.name,
             attempt,
             worker: &self.settings.worker_id,
-        };
+        }
+    }
+
+    async fn attempt_create(
+        &self,
+        request: &CreateRequested,
+        attempt: u32,
+    ) -> Result<CreateComplete, LaunchFailure> {
+        let spec = &request.spec;
+        let r = self.reporter(request, attempt);
         let mut timings = BTreeMap::new();
         r.status(
             Stage::Accepted,

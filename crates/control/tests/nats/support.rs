@@ -101,6 +101,8 @@ pub struct Counted {
     delete_latency: Duration,
     creates: AtomicUsize,
     deletes: AtomicUsize,
+    /// Whether a create panics (a provider with a bug).
+    panics: bool,
 }
 
 impl Counted {
@@ -111,7 +113,16 @@ impl Counted {
             delete_latency,
             creates: AtomicUsize::new(0),
             deletes: AtomicUsize::new(0),
+            panics: false,
         })
+    }
+
+    /// The same, with a bug: every create panics.
+    pub fn panicking(home: &Home) -> Arc<Counted> {
+        let mut counted = Arc::into_inner(Self::new(home, sim(0, 0.0), Duration::ZERO))
+            .expect("a fresh Arc has one owner");
+        counted.panics = true;
+        Arc::new(counted)
     }
 
     /// Creates asked so far (each attempt of a request is one).
@@ -137,6 +148,7 @@ impl VmProvider for Counted {
 
     async fn create(&self, request: &CreateRequest) -> Result<Vm, ProviderError> {
         self.creates.fetch_add(1, Ordering::SeqCst);
+        assert!(!self.panics, "the provider's create has a bug");
         self.sim.create(request).await
     }
 

@@ -310,3 +310,35 @@ async fn a_give_up_whose_dead_letter_is_lost_is_retried_and_dead_lettered() {
         "{letters:?}"
     );
 }
+
+/// In process, a request the worker drops is never delivered again: a launch that panics (a
+/// bug) must still end its request, or `azlin new` would wait for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_launch_that_panics_ends_its_request_with_a_failure_in_process() {
+    let home = Home::new();
+    let bus: Arc<dyn Bus> = Arc::new(azlin_control::bus::memory::MemoryBus::new());
+    let provider = Counted::panicking(&home);
+    let worker = start_worker_on(bus.clone(), &home, provider.clone(), "w", 1, 3);
+    let mut subscription = bus.subscribe().await.expect("subscribe");
+    let request = create("buggy", &home.identity);
+    bus.submit(&request).await.expect("submit");
+    let seen = collect_until_ended(
+        &mut subscription,
+        ids(std::slice::from_ref(&request)),
+        Duration::from_secs(20),
+    )
+    .await;
+    worker.stop().await;
+    let Some(Event::CreateFailed(failed)) = seen.last() else {
+        panic!("expected vm.create.failed: {seen:?}");
+    };
+    assert!(
+        failed.error.message.contains("internal error")
+            && failed
+                .error
+                .message
+                .contains("the provider's create has a bug"),
+        "{failed:?}"
+    );
+    assert_eq!(provider.creates(), 1, "a bug is not retried");
+}
