@@ -200,10 +200,8 @@ impl StateStore for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::RecordState;
     use azlin_core::event::{CreateRequested, SCHEMA};
     use azlin_core::{ProviderKind, VmSpec};
-    use std::sync::Arc;
 
     fn create(name: &str, request_id: &str) -> Request {
         Request::Create(CreateRequested {
@@ -214,50 +212,6 @@ mod tests {
             requested_by: "test".into(),
             created_at: azlin_core::now_rfc3339(),
         })
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn of_two_processes_recording_one_name_at_once_exactly_one_wins() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("state.db");
-        for round in 0..20 {
-            let name = format!("contested-{round}");
-            // Two processes, each with its own connection to the database.
-            let stores = [0, 1].map(|_| Arc::new(SqliteStore::open(&path).expect("open")));
-            let barrier = Arc::new(tokio::sync::Barrier::new(2));
-            let tasks = stores.clone().map(|store| {
-                let (barrier, request) = (barrier.clone(), create(&name, &azlin_core::new_id()));
-                tokio::spawn(async move {
-                    barrier.wait().await;
-                    (store.record_request(&request).await, request)
-                })
-            });
-            let mut outcomes = Vec::new();
-            for task in tasks {
-                outcomes.push(task.await.expect("task"));
-            }
-            let (won, lost): (Vec<_>, Vec<_>) = outcomes.into_iter().partition(|(r, _)| r.is_ok());
-            assert_eq!((won.len(), lost.len()), (1, 1), "round {round}");
-            let winner = won[0].1.request_id();
-            match &lost[0].0 {
-                Err(StoreError::NameTaken {
-                    name: taken,
-                    request_id,
-                    state,
-                }) => {
-                    assert_eq!(taken.as_str(), name);
-                    assert_eq!(request_id, winner);
-                    assert_eq!(*state, RecordState::Creating);
-                }
-                other => panic!("expected a name conflict, got {other:?}"),
-            }
-            let record = stores[0]
-                .vm(&VmName::parse(&name).expect("name"))
-                .await
-                .expect("read")
-                .expect("recorded");
-            assert_eq!(record.request_id, winner, "the loser changed nothing");
-        }
     }
 
     #[tokio::test]

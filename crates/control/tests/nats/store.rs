@@ -3,7 +3,7 @@
 use crate::support::*;
 use azlin_control::store::RecordState;
 use azlin_control::store::StoreError;
-use azlin_control::{Bus, KvStore, StateStore};
+use azlin_control::{Bus, KvStore, SqliteStore, StateStore};
 use azlin_core::VmName;
 use azlin_testkit::NatsServer;
 use std::sync::Arc;
@@ -84,16 +84,11 @@ async fn records_follow_the_events_and_the_trail_is_the_events_stream() {
     worker.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn of_two_processes_recording_one_name_at_once_exactly_one_wins() {
-    let server = NatsServer::start().expect("nats-server");
-    let home = Home::new();
-    // Two processes, each with its own connection.
-    let stores = [0, 1].map(|_| Arc::new(KvStore::lazy(server.url(), settings())));
-    for store in &stores {
-        assert!(store.vms().await.expect("open").is_empty());
-    }
-    for round in 0..10 {
+/// Two processes (`stores`, each with its own connection) record a create of one name at the
+/// same moment, `rounds` times: exactly one wins, the other gets the name conflict, the loser
+/// changes nothing, and the winner recording again is no conflict.
+async fn race_for_one_name(stores: [Arc<dyn StateStore>; 2], home: &Home, rounds: usize) {
+    for round in 0..rounds {
         let name = format!("contested-{round}");
         let barrier = Arc::new(tokio::sync::Barrier::new(2));
         let tasks = stores.clone().map(|store| {
@@ -111,7 +106,11 @@ async fn of_two_processes_recording_one_name_at_once_exactly_one_wins() {
         assert_eq!((won.len(), lost.len()), (1, 1), "round {round}");
         let winner = won[0].1.request_id();
         assert!(
-            matches!(&lost[0].0, Err(StoreError::NameTaken { request_id, .. }) if request_id == winner),
+            matches!(
+                &lost[0].0,
+                Err(StoreError::NameTaken { name: taken, request_id, state: RecordState::Creating })
+                    if request_id == winner && taken.as_str() == name
+            ),
             "{:?}",
             lost[0].0
         );
@@ -121,12 +120,32 @@ async fn of_two_processes_recording_one_name_at_once_exactly_one_wins() {
             .expect("read")
             .expect("recorded");
         assert_eq!(record.request_id, winner, "the loser changed nothing");
-        // The winner recording again (a retry) is no conflict.
         stores[0]
             .record_request(&won[0].1)
             .await
             .expect("record again");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn of_two_processes_recording_one_name_at_once_exactly_one_wins_in_sqlite() {
+    let home = Home::new();
+    let path = home.dir.path().join("state.db");
+    let stores =
+        [0, 1].map(|_| Arc::new(SqliteStore::open(&path).expect("open")) as Arc<dyn StateStore>);
+    race_for_one_name(stores, &home, 20).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn of_two_processes_recording_one_name_at_once_exactly_one_wins_in_nats_kv() {
+    let server = NatsServer::start().expect("nats-server");
+    let home = Home::new();
+    let stores =
+        [0, 1].map(|_| Arc::new(KvStore::lazy(server.url(), settings())) as Arc<dyn StateStore>);
+    for store in &stores {
+        assert!(store.vms().await.expect("open").is_empty());
+    }
+    race_for_one_name(stores.clone(), &home, 10).await;
     // A name whose VM was deleted can be taken again.
     let name = VmName::parse("contested-0").expect("name");
     stores[0].forget(&name).await.expect("forget");

@@ -47,7 +47,8 @@ pub async fn bus_with(server: &NatsServer, settings: NatsSettings) -> Arc<NatsBu
 
 /// A temporary home: the SSH identity and the sim provider's VM folders.
 pub struct Home {
-    dir: tempfile::TempDir,
+    /// The temporary folder everything of this home lives in.
+    pub dir: tempfile::TempDir,
     pub identity: Identity,
 }
 
