@@ -4,4 +4,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --release
-exec target/release/azlin new "$@"
+exec "${CARGO_TARGET_DIR:-target}/release/azlin" new "$@"

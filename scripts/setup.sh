@@ -58,5 +58,6 @@ fi
 # The base images of local VMs, built once and reused (rebuilt only when their recipe changes):
 # the nspawn rootfs, then the qemu disk made from it (kernel, initramfs, qcow2).
 export AZLIN_IMAGE_DIR="${AZLIN_IMAGE_DIR:-/var/cache/azlin/images}"
-"target/$profile/azlin" image build --provider nspawn
-"target/$profile/azlin" image build --provider qemu
+azlin="${CARGO_TARGET_DIR:-target}/$profile/azlin"
+"$azlin" image build --provider nspawn
+"$azlin" image build --provider qemu
