@@ -15,5 +15,5 @@ pub mod nats;
 pub mod stub_az;
 
 pub use arm_double::{ArmDouble, Fault, RecordedRequest, ResourceSnapshot};
-pub use nats::NatsServer;
+pub use nats::{LAUNCH_MILESTONES, NatsServer};
 pub use stub_az::{AzAccount, StubAz};

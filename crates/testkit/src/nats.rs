@@ -3,6 +3,21 @@
 //! started again on the same port and storage (to test that nothing is lost across a server
 //! restart); `Drop` kills it and removes its storage.
 
+/// The milestones of one launch in the order they happen: the stages of `vm.create.status` and
+/// the subjects of the milestone events between them. Tests check event order and loss with it.
+pub const LAUNCH_MILESTONES: [&str; 10] = [
+    "accepted",
+    "provisioning",
+    "provisioned",
+    "waiting_for_ssh",
+    "vm.ssh.verified",
+    "ssh_ready",
+    "waiting_for_cloud_init",
+    "vm.cloudinit.complete",
+    "cloud_init_done",
+    "vm.create.complete",
+];
+
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use std::net::{Ipv4Addr, TcpListener, TcpStream};

@@ -2,30 +2,18 @@
 //! the middle of creates; a request that always fails.
 
 use crate::support::*;
-use azlin_testkit::NatsServer;
+use azlin_testkit::{LAUNCH_MILESTONES, NatsServer};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 /// The order of an event in the life of a create.
 fn rank(event: &Value) -> usize {
-    const STAGES: [&str; 10] = [
-        "accepted",
-        "provisioning",
-        "provisioned",
-        "waiting_for_ssh",
-        "vm.ssh.verified",
-        "ssh_ready",
-        "waiting_for_cloud_init",
-        "vm.cloudinit.complete",
-        "cloud_init_done",
-        "vm.create.complete",
-    ];
     let key = match event["subject"].as_str().unwrap() {
         "vm.create.status" => event["payload"]["stage"].as_str().unwrap(),
         other => other,
     };
-    STAGES
+    LAUNCH_MILESTONES
         .iter()
         .position(|s| *s == key)
         .unwrap_or_else(|| panic!("unexpected event {event}"))

@@ -6,8 +6,8 @@ use azlin_control::Bus;
 use azlin_core::VmProvider;
 use azlin_core::event::{Event, Request, Stage};
 use azlin_providers::sim::SimProvider;
-use azlin_testkit::NatsServer;
 use azlin_testkit::nats::Sync;
+use azlin_testkit::{LAUNCH_MILESTONES, NatsServer};
 use std::collections::{BTreeSet, HashSet};
 use std::time::Duration;
 
@@ -89,20 +89,7 @@ async fn a_server_restart_mid_run_loses_no_request_and_no_event() {
     for event in &trail {
         assert!(stored.insert(event.encode()), "stored twice: {event:?}");
     }
-    let expected: BTreeSet<String> = [
-        "accepted",
-        "provisioning",
-        "provisioned",
-        "waiting_for_ssh",
-        "vm.ssh.verified",
-        "ssh_ready",
-        "waiting_for_cloud_init",
-        "vm.cloudinit.complete",
-        "cloud_init_done",
-        "vm.create.complete",
-    ]
-    .map(String::from)
-    .into();
+    let expected: BTreeSet<String> = LAUNCH_MILESTONES.map(String::from).into();
     for request in &requests {
         let followed = until_end(&seen, request);
         let recorded = until_end(&trail, request);
