@@ -7,6 +7,7 @@
 //! "from now" never replays history and never misses an event.
 
 use crate::bus::BusError;
+use async_nats::connection::State;
 use async_nats::jetstream::consumer::pull::MessagesErrorKind;
 use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, pull};
 use async_nats::jetstream::{self, stream};
@@ -83,10 +84,11 @@ pub async fn replay(
         return Ok(rx);
     }
     let name = stream_name.to_string();
+    let client = js.client();
     tokio::spawn(async move {
         let mut failures = 0u32;
         loop {
-            match read_from(&stream, next, end, &tx).await {
+            match read_from(&client, &stream, next, end, &tx).await {
                 Ok(Read::Done) => return,
                 Ok(Read::Lost(at)) => {
                     next = at;
@@ -115,8 +117,12 @@ enum Read {
     Lost(u64),
 }
 
+/// How often a reader checks whether the connection went down and came back.
+const CONNECTION_POLL: Duration = Duration::from_millis(100);
+
 /// Reads with one consumer, from `next` on; `Err` carries where to resume.
 async fn read_from(
+    client: &async_nats::Client,
     stream: &stream::Stream,
     mut next: u64,
     end: Option<u64>,
@@ -148,10 +154,23 @@ async fn read_from(
         .await
         .map_err(|e| (next, format!("reading: {e}")))?;
     let mut consumer_seq = 0u64;
+    let mut connection = tokio::time::interval(CONNECTION_POLL);
+    let mut was_disconnected = false;
     let outcome = loop {
         let item = tokio::select! {
             item = messages.next() => item,
             _ = tx.closed() => break Read::Done,
+            _ = connection.tick() => {
+                // A server restart loses this in-memory consumer, which the pending pull
+                // request would only notice when it expires (seconds later): once the
+                // connection is back, go on at once with a new reader from the same sequence.
+                match client.connection_state() {
+                    State::Connected if was_disconnected => break Read::Lost(next),
+                    State::Connected => {}
+                    _ => was_disconnected = true,
+                }
+                continue;
+            }
         };
         let message = match item {
             None => break Read::Lost(next),
