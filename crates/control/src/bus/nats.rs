@@ -124,6 +124,23 @@ fn valid_key(key: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"-/_=.".contains(&b))
 }
 
+/// Returns once the connection of `client` has gone down and come back, as seen from now on
+/// (polled). A server restart forgets in-memory consumers and waiting pull requests, which the
+/// client would otherwise only notice when they expire: a reader waits on this beside its
+/// messages to start over at once.
+pub(crate) async fn reconnected(client: &Client) {
+    const POLL: Duration = Duration::from_millis(100);
+    let mut was_down = false;
+    loop {
+        match client.connection_state() {
+            async_nats::connection::State::Connected if was_down => return,
+            async_nats::connection::State::Connected => {}
+            _ => was_down = true,
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
 /// Connects to `url` (reconnecting for ever after a first success).
 pub async fn connect_client(url: &str, name: &str) -> Result<Client, BusError> {
     ConnectOptions::new()

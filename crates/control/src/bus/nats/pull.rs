@@ -6,6 +6,7 @@
 //! The pull request carries an idle heartbeat; when neither a message nor a heartbeat arrives in
 //! time (the server restarted and forgot the request), the request is sent again.
 
+use super::reconnected;
 use super::topology::workers_pull_subject;
 use crate::bus::BusError;
 use async_nats::connection::State;
@@ -85,7 +86,15 @@ impl Puller {
                 }
                 self.request().await?;
             }
-            let message = match tokio::time::timeout(PULL_SILENCE, self.subscriber.next()).await {
+            let heard = tokio::select! {
+                heard = tokio::time::timeout(PULL_SILENCE, self.subscriber.next()) => heard,
+                // The restarted server forgot the pull request: ask again at once.
+                () = reconnected(&self.client) => {
+                    self.outstanding = false;
+                    continue;
+                }
+            };
+            let message = match heard {
                 Err(_silence) => {
                     tracing::debug!("no word on the pull request; asking again");
                     self.outstanding = false;

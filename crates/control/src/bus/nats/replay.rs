@@ -6,8 +6,8 @@
 //! consumer sequences), makes a new one starting right after it — so a follower that subscribed
 //! "from now" never replays history and never misses an event.
 
+use super::reconnected;
 use crate::bus::BusError;
-use async_nats::connection::State;
 use async_nats::jetstream::consumer::pull::MessagesErrorKind;
 use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, pull};
 use async_nats::jetstream::{self, stream};
@@ -117,9 +117,6 @@ enum Read {
     Lost(u64),
 }
 
-/// How often a reader checks whether the connection went down and came back.
-const CONNECTION_POLL: Duration = Duration::from_millis(100);
-
 /// Reads with one consumer, from `next` on; `Err` carries where to resume.
 async fn read_from(
     client: &async_nats::Client,
@@ -154,23 +151,12 @@ async fn read_from(
         .await
         .map_err(|e| (next, format!("reading: {e}")))?;
     let mut consumer_seq = 0u64;
-    let mut connection = tokio::time::interval(CONNECTION_POLL);
-    let mut was_disconnected = false;
     let outcome = loop {
         let item = tokio::select! {
             item = messages.next() => item,
             _ = tx.closed() => break Read::Done,
-            _ = connection.tick() => {
-                // A server restart loses this in-memory consumer, which the pending pull
-                // request would only notice when it expires (seconds later): once the
-                // connection is back, go on at once with a new reader from the same sequence.
-                match client.connection_state() {
-                    State::Connected if was_disconnected => break Read::Lost(next),
-                    State::Connected => {}
-                    _ => was_disconnected = true,
-                }
-                continue;
-            }
+            // A restart lost this in-memory consumer: a new one from the same sequence.
+            () = reconnected(client) => break Read::Lost(next),
         };
         let message = match item {
             None => break Read::Lost(next),
