@@ -45,18 +45,18 @@ impl Orchestrator {
             updated_at: azlin_core::now_rfc3339(),
             vms: &vms,
         };
-        let yaml = yaml_serde::to_string(&state).map_err(|e| StoreError::Backend(e.to_string()))?;
+        let yaml = yaml_serde::to_string(&state).map_err(StoreError::backend)?;
         let text = format!(
             "# Written by azlin from the event stream: the VMs it knows and their state.\n{yaml}"
         );
         if let Some(dir) = self.state_file.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| StoreError::Backend(e.to_string()))?;
+            std::fs::create_dir_all(dir).map_err(StoreError::backend)?;
         }
         let tmp = self
             .state_file
             .with_extension(format!("yaml.tmp.{}", std::process::id()));
-        std::fs::write(&tmp, text).map_err(|e| StoreError::Backend(e.to_string()))?;
-        std::fs::rename(&tmp, &self.state_file).map_err(|e| StoreError::Backend(e.to_string()))
+        std::fs::write(&tmp, text).map_err(StoreError::backend)?;
+        std::fs::rename(&tmp, &self.state_file).map_err(StoreError::backend)
     }
 
     /// Follows `subscription` until every request in `pending` has a terminal event, recording

@@ -260,11 +260,8 @@ pub async fn run(app: &App, args: &NewArgs) -> anyhow::Result<ExitCode> {
     let specs = plan(app, args)?;
     let store = app.store()?;
     for spec in &specs {
-        if store.vm(&spec.name).await?.is_some() {
-            return Err(Failure::usage(format!(
-                "a VM named '{}' already exists (see `azlin list`, or `azlin delete {}`)",
-                spec.name, spec.name
-            )));
+        if let Some(existing) = store.vm(&spec.name).await? {
+            return Err(Failure::usage(StoreError::name_taken(existing).to_string()));
         }
     }
     let provider_kind = specs[0].provider;

@@ -150,7 +150,7 @@ impl KvStore {
                     Source::Url(url, settings) => {
                         let client = nats::connect_client(url, &settings.connection_name)
                             .await
-                            .map_err(|e| StoreError::Backend(e.to_string()))?;
+                            .map_err(StoreError::backend)?;
                         (jetstream::new(client), settings)
                     }
                     Source::Context(js, settings) => (js.clone(), settings),
@@ -257,10 +257,17 @@ impl KvStore {
     }
 }
 
+/// A compare-and-set of `name`'s record lost to other writers [`MAX_CONFLICTS`] times.
+fn kept_changing(name: &str) -> StoreError {
+    StoreError::Backend(format!(
+        "the record of {name} kept changing; gave up after {MAX_CONFLICTS} tries"
+    ))
+}
+
 fn encode(record: &VmRecord) -> Result<bytes::Bytes, StoreError> {
     serde_json::to_vec(record)
         .map(Into::into)
-        .map_err(|e| StoreError::Backend(e.to_string()))
+        .map_err(StoreError::backend)
 }
 
 #[async_trait]
@@ -288,9 +295,7 @@ impl StateStore for KvStore {
                 },
             }
         }
-        Err(StoreError::Backend(format!(
-            "the record of {name} kept changing; gave up after {MAX_CONFLICTS} tries"
-        )))
+        Err(kept_changing(name))
     }
 
     async fn apply(&self, event: &Event) -> Result<(), StoreError> {
@@ -341,9 +346,7 @@ impl StateStore for KvStore {
                 Err(e) => tracing::debug!(%name, "record changed meanwhile ({e}); again"),
             }
         }
-        Err(StoreError::Backend(format!(
-            "the record of {name} kept changing; gave up after {MAX_CONFLICTS} tries"
-        )))
+        Err(kept_changing(name))
     }
 
     async fn vms(&self) -> Result<Vec<VmRecord>, StoreError> {
@@ -381,6 +384,6 @@ impl StateStore for KvStore {
         let open = self.open().await?;
         nats::read_events(&open.js, after)
             .await
-            .map_err(|e| StoreError::Backend(e.to_string()))
+            .map_err(StoreError::backend)
     }
 }

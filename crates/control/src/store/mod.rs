@@ -36,6 +36,11 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// A failure of the store's backend (database, key-value bucket, file), from its message.
+    pub fn backend(e: impl std::fmt::Display) -> Self {
+        StoreError::Backend(e.to_string())
+    }
+
     /// The failure of recording a request for a name `existing` already holds.
     pub fn name_taken(existing: VmRecord) -> Self {
         StoreError::NameTaken {

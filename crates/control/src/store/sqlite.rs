@@ -27,10 +27,6 @@ fn is_busy(e: &rusqlite::Error) -> bool {
     )
 }
 
-fn err(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Backend(e.to_string())
-}
-
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS vms (
     name TEXT PRIMARY KEY,
@@ -48,10 +44,11 @@ impl SqliteStore {
     /// Opens (creating if needed) the database at `path`.
     pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(err)?;
+            std::fs::create_dir_all(dir).map_err(StoreError::backend)?;
         }
-        let conn = Connection::open(path).map_err(err)?;
-        conn.busy_timeout(BUSY_TIMEOUT).map_err(err)?;
+        let conn = Connection::open(path).map_err(StoreError::backend)?;
+        conn.busy_timeout(BUSY_TIMEOUT)
+            .map_err(StoreError::backend)?;
         // Switching to WAL and creating the tables take locks for which SQLite may answer
         // SQLITE_BUSY at once rather than call the busy handler (two azlin commands opening a
         // new store together): such a start is retried until the busy timeout.
@@ -66,7 +63,7 @@ impl SqliteStore {
                 Err(e) if is_busy(&e) && started.elapsed() < BUSY_TIMEOUT => {
                     std::thread::sleep(Duration::from_millis(20));
                 }
-                Err(e) => return Err(err(e)),
+                Err(e) => return Err(StoreError::backend(e)),
             }
         }
         Ok(SqliteStore {
@@ -81,8 +78,8 @@ impl SqliteStore {
         let mut conn = self
             .conn
             .lock()
-            .map_err(|_| StoreError::Backend("store lock poisoned".into()))?;
-        f(&mut conn).map_err(err)
+            .map_err(|_| StoreError::backend("store lock poisoned"))?;
+        f(&mut conn).map_err(StoreError::backend)
     }
 }
 
