@@ -93,33 +93,25 @@ impl RecordStore {
         std::fs::create_dir(&staging)
             .and_then(|()| std::fs::write(staging.join(CLAIM_FILE), request_id))
             .map_err(|e| io_error(format!("creating {}", staging.display()), e))?;
-        let claimed = match std::fs::rename(&staging, &dir) {
-            Ok(()) => Ok(()),
+        if let Err(e) = std::fs::rename(&staging, &dir) {
+            let _ = remove_if_present(&staging);
             // A folder that is not empty is a claim; whose, its claim file (or record) says.
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::DirectoryNotEmpty | std::io::ErrorKind::AlreadyExists
-                ) =>
-            {
-                let _ = remove_if_present(&staging);
-                if self.claimed_by(name) == Some(request_id.to_string()) {
-                    Ok(())
-                } else {
-                    Err(ProviderError::new(
-                        ErrorKind::Conflict,
-                        format!(
-                            "a VM named '{name}' already exists (see `azlin list`, or `azlin delete {name}`)"
-                        ),
-                    ))
-                }
+            let taken = matches!(
+                e.kind(),
+                std::io::ErrorKind::DirectoryNotEmpty | std::io::ErrorKind::AlreadyExists
+            );
+            if !taken {
+                return Err(io_error(format!("creating {}", dir.display()), e));
             }
-            Err(e) => {
-                let _ = remove_if_present(&staging);
-                Err(io_error(format!("creating {}", dir.display()), e))
+            if self.claimed_by(name).as_deref() != Some(request_id) {
+                return Err(ProviderError::new(
+                    ErrorKind::Conflict,
+                    format!(
+                        "a VM named '{name}' already exists (see `azlin list`, or `azlin delete {name}`)"
+                    ),
+                ));
             }
-        };
-        claimed?;
+        }
         let entry = self.index_entry(request_id);
         let _ = std::fs::remove_file(&entry);
         std::os::unix::fs::symlink(name.as_str(), &entry)
