@@ -339,15 +339,20 @@ impl JobState<'_> {
         computed
     }
 
-    async fn render(&mut self, template: &str) -> Result<String, String> {
+    /// Parses `template` and computes the `hashFiles` results it will ask for.
+    async fn parse_template(&mut self, template: &str) -> Result<Template, String> {
         let t = Template::parse(template).map_err(|e| e.message)?;
         self.hash_files_for(&t.hash_files_calls()).await?;
+        Ok(t)
+    }
+
+    async fn render(&mut self, template: &str) -> Result<String, String> {
+        let t = self.parse_template(template).await?;
         self.in_scope(|scope| t.render(scope).map_err(|e| e.message))
     }
 
     async fn evaluate(&mut self, template: &str) -> Result<Value, String> {
-        let t = Template::parse(template).map_err(|e| e.message)?;
-        self.hash_files_for(&t.hash_files_calls()).await?;
+        let t = self.parse_template(template).await?;
         self.in_scope(|scope| t.evaluate(scope).map_err(|e| e.message))
     }
 
