@@ -4,6 +4,7 @@
 use crate::keys::write_known_hosts;
 use crate::quote;
 use crate::shell::RemoteError;
+use crate::ssh::SshTarget;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -47,6 +48,16 @@ pub enum Session {
 }
 
 impl SshAccess {
+    /// The same VM as a target of azlin's own SSH client (russh), with the same strict host key.
+    pub fn target(&self) -> SshTarget {
+        SshTarget {
+            host: self.host.clone(),
+            port: self.port,
+            user: self.user.clone(),
+            host_key: self.host_key.clone(),
+        }
+    }
+
     /// The options every invocation shares: the azlin key only, strict host-key checking against
     /// the injected key, no password prompts.
     fn base_args(&self) -> Vec<String> {

@@ -9,7 +9,7 @@ use azlin_core::event::VmEndpoint;
 use azlin_core::{ExitCode, ProviderKind, Vm, VmName, VmState};
 use azlin_remote::attach::{Session, SshAccess, known_hosts_path};
 use azlin_remote::keys::{ensure_identity, load_identity};
-use azlin_remote::ssh::{SshShell, SshTarget};
+use azlin_remote::ssh::SshShell;
 use azlin_remote::{LocalShell, OutputStream, Shell};
 use std::io::{IsTerminal, Write};
 
@@ -80,12 +80,7 @@ async fn ssh_answers(access: &SshAccess) -> bool {
     let Ok(identity) = load_identity(&access.key_path) else {
         return false;
     };
-    let target = SshTarget {
-        host: access.host.clone(),
-        port: access.port,
-        user: access.user.clone(),
-        host_key: access.host_key.clone(),
-    };
+    let target = access.target();
     let login = tokio::time::timeout(
         std::time::Duration::from_secs(5),
         SshShell::connect(&target, &identity),
