@@ -109,21 +109,27 @@ pub struct Counted {
 impl Counted {
     /// A counted sim provider keeping its VMs in `home`.
     pub fn new(home: &Home, sim: SimSettings, delete_latency: Duration) -> Arc<Counted> {
+        Self::build(home, sim, delete_latency, false)
+    }
+
+    /// The same, with a bug: every create panics.
+    pub fn panicking(home: &Home) -> Arc<Counted> {
+        Self::build(home, sim(0, 0.0), Duration::ZERO, true)
+    }
+
+    fn build(
+        home: &Home,
+        sim: SimSettings,
+        delete_latency: Duration,
+        panics: bool,
+    ) -> Arc<Counted> {
         Arc::new(Counted {
             sim: SimProvider::new(home.sim_root(), sim),
             delete_latency,
             creates: AtomicUsize::new(0),
             deletes: AtomicUsize::new(0),
-            panics: false,
+            panics,
         })
-    }
-
-    /// The same, with a bug: every create panics.
-    pub fn panicking(home: &Home) -> Arc<Counted> {
-        let mut counted = Arc::into_inner(Self::new(home, sim(0, 0.0), Duration::ZERO))
-            .expect("a fresh Arc has one owner");
-        counted.panics = true;
-        Arc::new(counted)
     }
 
     /// Creates asked so far (each attempt of a request is one).

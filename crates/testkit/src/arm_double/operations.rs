@@ -573,9 +573,7 @@ impl Model {
         }
         // DiskRP updates are long-running operations.
         r.body["properties"]["provisioningState"] = json!("Updating");
-        let location = str_at(&r.body, "/location")
-            .unwrap_or("westus2")
-            .to_string();
+        let location = location_of(&r.body);
         let urls = self.start_operation(
             kind.namespace(),
             &location,
@@ -586,11 +584,7 @@ impl Model {
     }
 
     pub(crate) fn delete(&mut self, kind: Kind, key: &str) -> Resp {
-        let Some(location) = self.resources.get(key).map(|r| {
-            str_at(&r.body, "/location")
-                .unwrap_or("westus2")
-                .to_string()
-        }) else {
+        let Some(location) = self.resources.get(key).map(|r| location_of(&r.body)) else {
             return Resp::empty(204);
         };
         if let Some((status, code, message)) = self.users_of(kind, key) {
@@ -630,11 +624,7 @@ impl Model {
                 );
             }
         };
-        let Some(location) = self.resources.get(&key).map(|r| {
-            str_at(&r.body, "/location")
-                .unwrap_or("westus2")
-                .to_string()
-        }) else {
+        let Some(location) = self.resources.get(&key).map(|r| location_of(&r.body)) else {
             return Self::not_found(Kind::VirtualMachine, name, group);
         };
         let urls = self.start_operation(
@@ -780,4 +770,10 @@ pub(crate) fn existing_address(existing: Option<&Stored>) -> Option<String> {
     existing
         .and_then(|r| str_at(&r.body, "/properties/ipAddress"))
         .map(str::to_string)
+}
+
+/// The region a resource body names (the double's default region when it names none), where its
+/// long-running operations live.
+fn location_of(body: &Value) -> String {
+    str_at(body, "/location").unwrap_or("westus2").to_string()
 }
