@@ -34,7 +34,7 @@ mod run;
 mod scheduler;
 
 pub use observer::{NullObserver, Observer, Origin};
-pub use options::{RunOptions, VmScope, local_user};
+pub use options::{ActionSettings, RunOptions, VmScope, local_user};
 pub use report::{JobReport, JobResult, RunReport, StepOutcome, StepReport, WorkflowReport};
 pub use run::{RunError, run_workflows, run_workflows_in, session_config};
 pub use session::{

@@ -68,11 +68,46 @@ pub struct RunOptions {
     pub cleanup_commands: Vec<String>,
     /// Cancels the run (Ctrl-C): running steps are stopped, cleanup runs, VMs are released.
     pub cancel: CancellationToken,
+    /// `-C/--directory`: the repository that `actions/checkout` copies and that local actions
+    /// and workflows resolve from (default: discovered from the workflow file's folder).
+    pub repo_dir: Option<PathBuf>,
+    /// `--input K=V`: `workflow_dispatch` / `workflow_call` inputs, typed by their declaration.
+    pub inputs: BTreeMap<String, String>,
+    /// Where remote actions come from and are cached.
+    pub actions: ActionSettings,
+}
+
+/// Where remote actions (`uses: OWNER/REPO[/PATH]@REF`) come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActionSettings {
+    /// `--actions-url`: action repositories are `<url>/OWNER/REPO` (default
+    /// `https://github.com`).
+    pub url: String,
+    /// `--actions-offline`: use the cache only.
+    pub offline: bool,
+    /// `--action-override OWNER/REPO@REF=DIR`: a local folder used instead of the repository.
+    pub overrides: Vec<(String, PathBuf)>,
+    /// Where fetched action trees are kept, by commit.
+    pub cache_dir: PathBuf,
+}
+
+impl ActionSettings {
+    /// GitHub as the source, cached under `cache_dir`.
+    pub fn new(cache_dir: impl Into<PathBuf>) -> Self {
+        ActionSettings {
+            url: "https://github.com".to_string(),
+            offline: false,
+            overrides: Vec::new(),
+            cache_dir: cache_dir.into(),
+        }
+    }
 }
 
 impl RunOptions {
     /// Defaults, with records under `sessions_dir` and logs under `logs_dir`.
     pub fn new(sessions_dir: impl Into<PathBuf>, logs_dir: impl Into<PathBuf>) -> Self {
+        let sessions_dir = sessions_dir.into();
+        let actions = ActionSettings::new(sessions_dir.join("actions-cache"));
         let mut env = BTreeMap::new();
         env.insert("ACT".to_string(), "true".to_string());
         RunOptions {
@@ -87,11 +122,14 @@ impl RunOptions {
             max_concurrent: 4,
             vm_scope: VmScope::Workflow,
             run_as: RunAs::Root,
-            sessions_dir: sessions_dir.into(),
+            sessions_dir,
             logs_dir: logs_dir.into(),
             setup_commands: Vec::new(),
             cleanup_commands: Vec::new(),
             cancel: CancellationToken::new(),
+            repo_dir: None,
+            inputs: BTreeMap::new(),
+            actions,
         }
     }
 }
