@@ -13,6 +13,8 @@ pub struct Case {
     pub event: String,
     /// The text the run's error must contain; empty when every job must succeed.
     pub expected_error: String,
+    /// Secrets passed to this case only (`K=V`).
+    pub secrets: Vec<(String, String)>,
 }
 
 /// Cases whose expected text may differ from azlin's error in letter case only, and why.
@@ -42,6 +44,14 @@ pub fn cases() -> Vec<Case> {
                 name: cols[0].to_string(),
                 event: cols.get(1).copied().unwrap_or("push").to_string(),
                 expected_error: cols.get(2).copied().unwrap_or("").trim().to_string(),
+                secrets: cols
+                    .get(3)
+                    .copied()
+                    .unwrap_or("")
+                    .split_whitespace()
+                    .filter_map(|pair| pair.split_once('='))
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
             }
         })
         .collect()
@@ -51,6 +61,14 @@ impl Case {
     /// The case's folder.
     pub fn dir(&self) -> PathBuf {
         corpus_dir().join(&self.name)
+    }
+
+    /// Its event payload: the case's `event.json`, or an empty object (act's `--eventpath`).
+    pub fn event_payload(&self) -> serde_json::Value {
+        std::fs::read_to_string(self.dir().join("event.json"))
+            .ok()
+            .and_then(|text| serde_json::from_str(&text).ok())
+            .unwrap_or_else(|| serde_json::json!({}))
     }
 
     /// Its workflow files (`*.yml`, `*.yaml`), sorted.

@@ -9,6 +9,7 @@
 //! - [`NatsServer`]: the real `nats-server` with JetStream on a free loopback port, restartable on
 //!   the same port and storage.
 
+pub mod actions;
 pub mod arm_double;
 pub mod conformance;
 pub mod nats;

@@ -8,8 +8,9 @@ use crate::session::VmFacts;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-/// Facts shared by every job of one workflow run.
-#[derive(Debug)]
+/// Facts shared by every job of one workflow run (a called reusable workflow gets a copy with
+/// its own workflow, inputs and secrets).
+#[derive(Debug, Clone)]
 pub(crate) struct RunFacts {
     pub workflow: Arc<Workflow>,
     pub repo: Repository,
@@ -31,6 +32,8 @@ pub(crate) struct RunFacts {
     pub logs_dir: PathBuf,
     /// `ACTIONS_STEP_DEBUG` is on.
     pub debug: bool,
+    /// How many reusable-workflow calls deep this workflow runs (0: the one given to `run`).
+    pub depth: usize,
 }
 
 impl RunFacts {
@@ -72,6 +75,8 @@ pub(crate) struct Layout {
     pub tool_cache: String,
     pub event_path: String,
     pub file_commands: String,
+    /// Where remote actions are copied (`_actions/OWNER/REPO/REF`).
+    pub actions: String,
 }
 
 impl Layout {
@@ -84,6 +89,7 @@ impl Layout {
             tool_cache: format!("{root}/_tool"),
             event_path: format!("{temp}/_github_workflow/event.json"),
             file_commands: format!("{temp}/_runner_file_commands"),
+            actions: format!("{root}/_actions"),
             temp,
         }
     }

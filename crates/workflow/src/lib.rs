@@ -16,6 +16,7 @@
 //! - [`platform`]: which `runs-on` labels a Linux VM stands for.
 //! - [`report`], [`observer`], [`options`]: what goes in and comes out.
 
+pub mod action;
 pub mod expression;
 pub mod matrix;
 pub mod model;
@@ -29,9 +30,12 @@ pub mod session;
 
 mod context;
 mod hash_files;
+mod inputs;
 mod job;
 mod run;
 mod scheduler;
+mod step;
+mod workspace;
 
 pub use observer::{NullObserver, Observer, Origin};
 pub use options::{ActionSettings, RunOptions, VmScope, local_user};

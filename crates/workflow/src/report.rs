@@ -125,6 +125,9 @@ pub struct JobReport {
     /// Its outputs.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub outputs: BTreeMap<String, String>,
+    /// A step failed because its action is invalid (no `action.yml`, or a malformed one).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub invalid_action: bool,
     /// Its steps.
     pub steps: Vec<StepReport>,
 }

@@ -93,28 +93,7 @@ impl Repository {
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from("."));
         if let Some(root) = folder.ancestors().find(|a| a.join(".git").exists()) {
-            let root = root.to_path_buf();
-            let git = git_dir(&root);
-            let (mut sha, mut branch, mut remote) = (None, None, None);
-            if let Some(git) = &git {
-                let head = std::fs::read_to_string(git.join("HEAD")).unwrap_or_default();
-                match head.trim().strip_prefix("ref:") {
-                    Some(r) => {
-                        let r = r.trim();
-                        branch = r.strip_prefix("refs/heads/").map(str::to_string);
-                        sha = resolve_ref(git, r);
-                    }
-                    None if !head.trim().is_empty() => sha = Some(head.trim().to_string()),
-                    None => {}
-                }
-                remote = origin_url(git);
-            }
-            return Repository {
-                root,
-                sha,
-                branch,
-                remote,
-            };
+            return Repository::at(root);
         }
         let root = if folder.file_name().is_some_and(|n| n == "workflows")
             && folder
@@ -135,6 +114,33 @@ impl Repository {
             sha: None,
             branch: None,
             remote: None,
+        }
+    }
+
+    /// The repository at `root` (`-C`): git facts when it is a git work tree, none otherwise.
+    pub fn at(root: &Path) -> Repository {
+        let root = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
+
+        let git = git_dir(&root);
+        let (mut sha, mut branch, mut remote) = (None, None, None);
+        if let Some(git) = &git {
+            let head = std::fs::read_to_string(git.join("HEAD")).unwrap_or_default();
+            match head.trim().strip_prefix("ref:") {
+                Some(r) => {
+                    let r = r.trim();
+                    branch = r.strip_prefix("refs/heads/").map(str::to_string);
+                    sha = resolve_ref(git, r);
+                }
+                None if !head.trim().is_empty() => sha = Some(head.trim().to_string()),
+                None => {}
+            }
+            remote = origin_url(git);
+        }
+        Repository {
+            root,
+            sha,
+            branch,
+            remote,
         }
     }
 

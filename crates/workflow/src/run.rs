@@ -1,6 +1,7 @@
 //! The entry point the CLI calls: parse the workflow files (refusing invalid ones before any VM
 //! exists), resolve the run's facts, and run every workflow as its own session(s), in parallel.
 
+use crate::action::source::{ActionError, ActionSource};
 use crate::context::RunFacts;
 use crate::expression::{Object, Value};
 use crate::model::{Workflow, WorkflowError, graph};
@@ -31,6 +32,9 @@ pub enum RunError {
     /// No workflow file was given.
     #[error("no workflow file given")]
     NoWorkflow,
+    /// The action source settings are invalid.
+    #[error(transparent)]
+    Actions(#[from] ActionError),
     /// A folder could not be created.
     #[error("{context}: {source}")]
     Io {
@@ -48,7 +52,8 @@ impl RunError {
             RunError::Workflow(_)
             | RunError::UnknownJob(_)
             | RunError::Repository(_)
-            | RunError::NoWorkflow => ErrorKind::Usage,
+            | RunError::NoWorkflow
+            | RunError::Actions(_) => ErrorKind::Usage,
             RunError::Io { .. } => ErrorKind::Internal,
         }
     }
@@ -113,6 +118,8 @@ pub async fn run_workflows_in(
             source,
         })?;
     }
+    let actions = ActionSource::new(&options.actions)?;
+    let uploaded = std::sync::Mutex::new(std::collections::HashSet::new());
     let run_id = run_number_id();
     let mut used_slugs: Vec<String> = Vec::new();
     let mut facts = Vec::new();
@@ -147,6 +154,8 @@ pub async fn run_workflows_in(
             stop: CancellationToken::new(),
             scope: options.vm_scope,
             selected,
+            actions: &actions,
+            uploaded: &uploaded,
         }
         .run()
     });
@@ -211,7 +220,10 @@ fn resolve_facts(
     run_id: &str,
     slug: &str,
 ) -> RunFacts {
-    let repo = Repository::discover(&workflow.path);
+    let repo = match &options.repo_dir {
+        Some(dir) => Repository::at(dir),
+        None => Repository::discover(&workflow.path),
+    };
     let repository = options
         .repository
         .clone()
@@ -267,6 +279,7 @@ fn resolve_facts(
             .secrets
             .get("ACTIONS_STEP_DEBUG")
             .is_some_and(|v| v.eq_ignore_ascii_case("true")),
+        depth: 0,
         workflow,
     }
 }

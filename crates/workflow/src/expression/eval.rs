@@ -7,9 +7,9 @@ use std::borrow::Cow;
 use std::cmp::Ordering;
 
 /// The context names an expression may read.
-pub const CONTEXTS: [&str; 11] = [
+pub const CONTEXTS: [&str; 12] = [
     "github", "env", "vars", "secrets", "inputs", "job", "steps", "runner", "strategy", "matrix",
-    "needs",
+    "needs", "jobs",
 ];
 
 /// What the status functions answer where an expression is evaluated.

@@ -12,7 +12,7 @@ mod shape;
 
 use crate::expression::{Condition, Template, Value};
 use locate::{Seg, line_of};
-use shape::{MatrixShape, Ordered, RawDefaults, RawJob, RawStep, RawWorkflow, Text};
+use shape::{MatrixShape, Ordered, RawDefaults, RawJob, RawSecrets, RawStep, RawWorkflow, Text};
 use std::path::{Path, PathBuf};
 
 /// A workflow that cannot be read or is not valid.
@@ -104,6 +104,18 @@ impl Step {
     }
 }
 
+/// The secrets a job passes to the reusable workflow it calls.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum CallSecrets {
+    /// None.
+    #[default]
+    None,
+    /// `secrets: inherit`: all of the caller's.
+    Inherit,
+    /// `secrets: {NAME: value}` (values may hold expressions).
+    Map(Vec<(String, String)>),
+}
+
 /// `strategy.matrix` as written.
 #[derive(Debug, Clone, PartialEq)]
 pub enum MatrixSource {
@@ -151,8 +163,12 @@ pub struct Job {
     pub continue_on_error: Option<String>,
     /// The steps.
     pub steps: Vec<Step>,
-    /// `uses:` a reusable workflow (not supported: the job fails saying so).
+    /// `uses:` a reusable workflow.
     pub uses: Option<String>,
+    /// `with:` inputs of the reusable workflow it calls, in file order.
+    pub with: Vec<(String, String)>,
+    /// `secrets:` of the reusable workflow it calls.
+    pub secrets: CallSecrets,
     /// Keys azlin accepts but does not implement (`container`, `services`): the job fails
     /// naming them rather than running without them.
     pub unsupported: Vec<String>,
@@ -416,8 +432,8 @@ impl Builder<'_> {
             continue_on_error,
             steps,
             uses,
-            with: _,
-            secrets: _,
+            with,
+            secrets,
             container,
             services,
             permissions: _,
@@ -432,6 +448,29 @@ impl Builder<'_> {
             ));
         }
         let uses = text(uses);
+        let with = pairs(with);
+        self.check_map(&at("with"), &with)?;
+        let secrets = match secrets {
+            None => CallSecrets::None,
+            Some(RawSecrets::Word(w)) if w == "inherit" => CallSecrets::Inherit,
+            Some(RawSecrets::Word(w)) => {
+                return Err(self.error(
+                    &at("secrets"),
+                    format!("expected `inherit` or a mapping of secrets, not '{w}'"),
+                ));
+            }
+            Some(RawSecrets::Map(map)) => {
+                let map = pairs(Some(map));
+                self.check_map(&at("secrets"), &map)?;
+                CallSecrets::Map(map)
+            }
+        };
+        if uses.is_none() && (!with.is_empty() || secrets != CallSecrets::None) {
+            return Err(self.error(
+                &[Seg::Key("jobs"), Seg::Key(&id)],
+                "`with` and `secrets` belong to a job that calls a reusable workflow with `uses`",
+            ));
+        }
         if uses.is_none() && runs_on.is_none() {
             return Err(self.error(
                 &[Seg::Key("jobs"), Seg::Key(&id)],
@@ -519,6 +558,8 @@ impl Builder<'_> {
             continue_on_error,
             steps,
             uses,
+            with,
+            secrets,
             unsupported,
             id,
         })

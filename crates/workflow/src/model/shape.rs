@@ -267,6 +267,16 @@ pub struct RawStrategy {
     pub max_parallel: Option<Text>,
 }
 
+/// `jobs.<id>.secrets` of a job that calls a reusable workflow: `inherit` or a mapping.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawSecrets {
+    /// `secrets: inherit` (any other word is refused when the job is built).
+    Word(String),
+    /// `secrets: {NAME: value}`.
+    Map(Ordered<Text>),
+}
+
 /// `jobs.<id>:`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -284,10 +294,8 @@ pub struct RawJob {
     pub continue_on_error: Option<Text>,
     pub steps: Option<Vec<RawStep>>,
     pub uses: Option<Text>,
-    #[allow(dead_code)] // accepted like GitHub, not used by azlin
-    pub with: Option<IgnoredAny>,
-    #[allow(dead_code)] // accepted like GitHub, not used by azlin
-    pub secrets: Option<IgnoredAny>,
+    pub with: Option<Ordered<Text>>,
+    pub secrets: Option<RawSecrets>,
     pub container: Option<IgnoredAny>,
     pub services: Option<IgnoredAny>,
     #[allow(dead_code)] // accepted like GitHub, not used by azlin

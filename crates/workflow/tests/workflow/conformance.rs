@@ -10,6 +10,7 @@
 //! `TMPDIR` points there, and HOME is the sim VM's folder.
 
 use crate::harness::{Env, assert_all_released, run};
+use azlin_testkit::actions::ActionRepos;
 use azlin_testkit::conformance;
 use std::time::Duration;
 
@@ -25,9 +26,14 @@ async fn act_corpus_on_sim() {
         "the conformance corpus was not found at {}",
         conformance::corpus_dir().display()
     );
+    let actions = ActionRepos::new();
+    let cache = tempfile::tempdir().unwrap();
     let mut passed = Vec::new();
     let mut failed = Vec::new();
     for case in &cases {
+        if std::env::var("CASE").is_ok_and(|c| c != case.name) {
+            continue;
+        }
         if let Some((_, why)) = EXCLUDED.iter().find(|(c, _)| *c == case.name) {
             println!("conformance: {}: excluded: {why}", case.name);
             continue;
@@ -38,6 +44,11 @@ async fn act_corpus_on_sim() {
         options.actor = Some("nektos/act".into());
         options.repository = Some("nektos/act".into());
         options.event = case.event.clone();
+        options.event_payload = case.event_payload();
+        options.repo_dir = Some(conformance::corpus_dir());
+        options.secrets = case.secrets.iter().cloned().collect();
+        options.actions.url = actions.file_url();
+        options.actions.cache_dir = cache.path().to_path_buf();
         let files = case.workflow_files();
         assert!(!files.is_empty(), "{}: no workflow file", case.name);
         let (report, observer) = run(&files, &options, counting.clone()).await;

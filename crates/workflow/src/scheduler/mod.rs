@@ -15,15 +15,22 @@ use crate::matrix::{display_name, expand, resolve_expressions};
 use crate::model::{Job, MatrixSource, graph};
 use crate::observer::Observer;
 use crate::options::VmScope;
+
+mod reusable;
+use crate::action::source::ActionSource;
 use crate::platform::unsupported_label;
 use crate::report::{JobReport, JobResult, SessionSummary, WorkflowReport};
 use crate::session::{Session, SessionManager, SessionState};
 use futures::stream::{FuturesUnordered, StreamExt};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
+use std::sync::Mutex as StdMutex;
 use std::time::Instant;
 use tokio::sync::{Mutex, Semaphore};
 use tokio_util::sync::CancellationToken;
+
+/// The repository archive `actions/checkout` copies, made once per run.
+type Archive = tokio::sync::OnceCell<Result<Arc<Vec<u8>>, String>>;
 
 /// How a finished job looks to the jobs that need it.
 #[derive(Debug, Clone)]
@@ -69,6 +76,10 @@ pub(crate) struct WorkflowRun<'a> {
     pub scope: VmScope,
     /// The jobs to run (all, or `--job` and what it needs).
     pub selected: Vec<String>,
+    /// Where remote actions come from.
+    pub actions: &'a ActionSource,
+    /// The action folders already copied to a VM.
+    pub uploaded: &'a StdMutex<HashSet<String>>,
 }
 
 fn skipped_report(job: &Job, name: String, reason: String, result: JobResult) -> JobReport {
@@ -84,6 +95,7 @@ fn skipped_report(job: &Job, name: String, reason: String, result: JobResult) ->
         skip_reason: (result == JobResult::Skipped).then(|| reason.clone()),
         error: (result != JobResult::Skipped).then_some(reason),
         outputs: BTreeMap::new(),
+        invalid_action: false,
         steps: Vec::new(),
     }
 }
@@ -133,6 +145,16 @@ impl WorkflowRun<'_> {
                     .push(format!("Job '{}' was cancelled", job.id));
             }
         }
+        // act's wording for a run that failed on an action it could not read.
+        if report
+            .jobs
+            .iter()
+            .any(|r| r.invalid_action && r.conclusion() == JobResult::Failure)
+        {
+            report
+                .errors
+                .push("jobs failed due to invalid action".to_string());
+        }
         report.success = report.errors.is_empty();
         report.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         self.observer.workflow_finished(&report);
@@ -140,9 +162,37 @@ impl WorkflowRun<'_> {
     }
 
     async fn run_graph(&self) -> (Vec<JobReport>, Vec<SessionSummary>) {
-        let wf = &self.facts.workflow;
         let archive = tokio::sync::OnceCell::new();
         let shared = Mutex::new(Shared::Unopened);
+        let parallel = self.scope == VmScope::Job;
+        let (reports, mut sessions, _) = self
+            .run_jobs((!parallel).then_some(&shared), &archive)
+            .await;
+        if let Shared::Open(session) =
+            std::mem::replace(&mut *shared.lock().await, Shared::Unopened)
+        {
+            let failed = reports.iter().any(|r| r.conclusion() == JobResult::Failure);
+            let outcome = if self.cancel.is_cancelled() {
+                SessionState::Cancelled
+            } else if failed {
+                SessionState::Failed
+            } else {
+                SessionState::Completed
+            };
+            sessions.push(close(*session, outcome).await);
+        }
+        (reports, sessions)
+    }
+
+    /// Runs the selected jobs in `needs` order, on the `shared` session (`--vm-scope workflow`)
+    /// or on a session each (`None`); returns their reports, the sessions they closed and how
+    /// each job ended.
+    async fn run_jobs(
+        &self,
+        shared: Option<&Mutex<Shared>>,
+        archive: &Archive,
+    ) -> (Vec<JobReport>, Vec<SessionSummary>, HashMap<String, Done>) {
+        let wf = &self.facts.workflow;
         let mut done: HashMap<String, Done> = HashMap::new();
         let mut reports = Vec::new();
         let mut sessions = Vec::new();
@@ -162,17 +212,14 @@ impl WorkflowRun<'_> {
         tokio::pin!(stop_after_cancel);
         loop {
             let next = ready(&done, &started);
-            let parallel = self.scope == VmScope::Job;
+            let parallel = shared.is_none();
             for job in next.into_iter().take(if parallel { usize::MAX } else { 1 }) {
                 if !parallel && !running.is_empty() {
                     break;
                 }
                 started.push(job.id.clone());
                 let snapshot = done.clone();
-                let shared_ref = (!parallel).then_some(&shared);
-                let archive = &archive;
-                running
-                    .push(async move { self.run_job(job, &snapshot, shared_ref, archive).await });
+                running.push(async move { self.run_job(job, &snapshot, shared, archive).await });
             }
             let finished = tokio::select! {
                 finished = running.next() => finished,
@@ -188,20 +235,7 @@ impl WorkflowRun<'_> {
             reports.extend(finished.reports);
             sessions.extend(finished.sessions);
         }
-        if let Shared::Open(session) =
-            std::mem::replace(&mut *shared.lock().await, Shared::Unopened)
-        {
-            let failed = reports.iter().any(|r| r.conclusion() == JobResult::Failure);
-            let outcome = if self.cancel.is_cancelled() {
-                SessionState::Cancelled
-            } else if failed {
-                SessionState::Failed
-            } else {
-                SessionState::Completed
-            };
-            sessions.push(close(*session, outcome).await);
-        }
-        (reports, sessions)
+        (reports, sessions, done)
     }
 
     fn job_contexts(&self, job: &Job, needs: &Object) -> Object {
@@ -224,7 +258,7 @@ impl WorkflowRun<'_> {
         job: &Job,
         done: &HashMap<String, Done>,
         shared: Option<&Mutex<Shared>>,
-        archive: &tokio::sync::OnceCell<Result<Arc<Vec<u8>>, String>>,
+        archive: &Archive,
     ) -> JobDone {
         let mut needs = Object::new();
         for n in &job.needs {
@@ -304,6 +338,9 @@ impl WorkflowRun<'_> {
                     JobResult::Failure,
                 );
             }
+        }
+        if let Some(uses) = &job.uses {
+            return self.call(job, uses, &contexts, shared, archive).await;
         }
         let planned = match self.plan(job, &contexts, &needs) {
             Ok(p) => p,
@@ -431,7 +468,7 @@ impl WorkflowRun<'_> {
         planned: Planned<'_>,
         base: &CancellationToken,
         shared: Option<&Mutex<Shared>>,
-        archive: &tokio::sync::OnceCell<Result<Arc<Vec<u8>>, String>>,
+        archive: &Archive,
     ) -> (Vec<JobReport>, Vec<SessionSummary>, Object) {
         let group = base.child_token();
         let limit = Semaphore::new(planned.max_parallel.max(1));
@@ -511,7 +548,7 @@ impl WorkflowRun<'_> {
         inst: &Instance<'_>,
         shared: Option<&Mutex<Shared>>,
         cancel: &CancellationToken,
-        archive: &tokio::sync::OnceCell<Result<Arc<Vec<u8>>, String>>,
+        archive: &Archive,
     ) -> (InstanceOutcome, Option<SessionSummary>) {
         let env = JobEnv {
             facts: self.facts,
@@ -519,6 +556,8 @@ impl WorkflowRun<'_> {
             cancel,
             stop: &self.stop,
             archive,
+            actions: self.actions,
+            uploaded: self.uploaded,
         };
         let failed = |message: String| {
             // A run cancelled while it waited for a VM is cancelled, not failed.
