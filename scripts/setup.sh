@@ -21,6 +21,9 @@ fi
 # System packages: nspawn machines, their network, image builds, QEMU VMs, SSH, benchmarks.
 packages=(systemd-container debootstrap nftables iproute2 openssh-client tmux git ca-certificates
           util-linux qemu-system-x86 qemu-utils genisoimage hyperfine python3-pip)
+# Image builds fetch Node.js with `npm pack`. Debian's npm only when there is no npm at all: a
+# NodeSource nodejs brings its own and conflicts with Debian's.
+command -v npm >/dev/null || packages+=(npm)
 # Which of them are not installed.
 missing_packages() {
   local p

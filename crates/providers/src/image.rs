@@ -6,9 +6,12 @@
 //! text. A build happens in a scratch folder under a lock and is renamed into place, so readers
 //! only ever see complete images.
 //!
+//! Every image carries the Node.js that JavaScript actions run with ([`node`]).
+//!
 //! The qemu provider boots a flavour of the same image made into a disk ([`qemu`]);
 //! [`Flavour`] and [`ImageInfo`] speak of either.
 
+pub mod node;
 pub mod qemu;
 
 use crate::command::spawn_piped;
@@ -90,6 +93,7 @@ impl Recipe {
         for (path, content) in FILES {
             text.push_str(&format!("file /{path}:\n{content}"));
         }
+        text.push_str(&node::recipe_line(std::env::consts::ARCH));
         text.push_str(&format!("finish:\n{FINISH}"));
         text
     }
@@ -333,7 +337,10 @@ impl ImageStore {
         )
         .await?;
         write_files(rootfs, FILES)?;
-        let mut script = String::new();
+        // Fetched next to the rootfs, not into it: only the binary enters the image.
+        node::install(rootfs, &rootfs.with_file_name("node"), progress).await?;
+        // `set -e` first: a failed check or package install fails the build.
+        let mut script = format!("set -e\n{}", node::check_script());
         if !recipe.extra_packages.is_empty() {
             progress(&format!(
                 "installing {} extra packages",
@@ -479,6 +486,20 @@ mod tests {
         assert_eq!(minimal.digest().len(), 12);
         assert!(dev.text().contains("docker.io") && !minimal.text().contains("docker.io"));
         assert!(minimal.text().contains("python3-cffi-backend"));
+    }
+
+    #[test]
+    fn the_recipe_names_the_node_version() {
+        // A new pin changes the text, so every image is rebuilt with it.
+        for profile in ImageProfile::ALL {
+            let text = Recipe::for_profile(profile).text();
+            assert!(
+                text.lines()
+                    .any(|l| l.starts_with("node: ") && l.contains(node::VERSION)),
+                "{text}"
+            );
+        }
+        assert!(node::VERSION.starts_with("24."));
     }
 
     #[test]

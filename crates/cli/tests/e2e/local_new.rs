@@ -109,6 +109,11 @@ fn new_clones_connects_and_deletes_without_leftovers() {
     assert_eq!(run.stdout.trim(), server.commit);
     let run = azlin.run(&["connect", "e2e", "--", "tmux", "-V"]).expect(0);
     assert!(run.stdout.starts_with("tmux "), "{}", run.stdout);
+    // The image's Node.js, which JavaScript actions up to `node24` run with, is first on PATH.
+    let run = azlin
+        .run(&["connect", "e2e", "--", "node", "--version"])
+        .expect(0);
+    assert!(run.stdout.starts_with("v24."), "{}", run.stdout);
     // A command's exit code comes back as azlin's.
     azlin
         .run(&["connect", "e2e", "--", "sh", "-c", "exit 7"])

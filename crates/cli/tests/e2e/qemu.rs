@@ -112,6 +112,11 @@ fn qemu_vm_boots_restarts_and_is_deleted_without_leftovers() {
     assert!(run.stdout.contains("status: done"), "{}", run.stdout);
     let run = azlin.run(&["connect", "q1", "--", "uname", "-r"]).expect(0);
     assert_eq!(run.stdout.trim(), kernel);
+    // The Node.js of the image comes along into the qemu flavour.
+    let run = azlin
+        .run(&["connect", "q1", "--", "node", "--version"])
+        .expect(0);
+    assert!(run.stdout.starts_with("v24."), "{}", run.stdout);
     // The guest's own DHCP network, and the host under its azlin name.
     let run = azlin
         .run(&[
