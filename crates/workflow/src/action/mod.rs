@@ -1,0 +1,3 @@
+//! Actions named by `uses:`: where their files come from.
+
+pub mod source;
