@@ -726,6 +726,8 @@ impl ActionSource {
             let mut setting = OsString::from("http.sslCAInfo=");
             setting.push(ca);
             command.arg("-c").arg(setting);
+            // GIT_SSL_CAINFO, when the environment sets it, wins over the config.
+            command.env("GIT_SSL_CAINFO", ca);
         }
         Git { command }
     }
