@@ -237,7 +237,7 @@ fn is_full_sha(s: &str) -> bool {
 }
 
 /// `text` with the credentials of every `scheme://user:password@host` replaced by `***`.
-pub fn redact(text: &str) -> String {
+fn redact(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(at) = rest.find("://") {
@@ -680,6 +680,7 @@ impl ActionSource {
             .map(drop)
     }
 
+    /// Whether the scratch repository holds `commit` as a commit.
     async fn has_commit(
         &self,
         r: &RemoteRef,
@@ -687,10 +688,13 @@ impl ActionSource {
         url: &str,
         commit: &str,
     ) -> Result<bool, ActionError> {
-        let status = self
-            .git(Some(git_dir))
-            .args(["cat-file", "-e", &format!("{commit}^{{commit}}")])
+        let mut git =
+            self.git(Some(git_dir))
+                .args(["cat-file", "-e", &format!("{commit}^{{commit}}")]);
+        let status = git
             .command
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
             .status()
             .await
             .map_err(|e| git_not_started(r, url, e))?;
