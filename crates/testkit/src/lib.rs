@@ -5,6 +5,8 @@
 //!   sent it that both the provider's tests and the CLI's end-to-end tests make.
 //! - [`StubAz`]: a stub `az` program printing the real JSON shapes of `az account show` and
 //!   `az account get-access-token` (or az's "not logged in" error).
+//! - [`ActionRepos`]: the action repositories of the conformance corpus as bare repositories
+//!   (a `file://` actions source); [`GitServer`] serves such a folder over HTTPS with a test CA.
 //! - [`conformance`]: the act conformance corpus and how outcomes are judged against it.
 //! - [`NatsServer`]: the real `nats-server` with JetStream on a free loopback port, restartable on
 //!   the same port and storage.
@@ -12,9 +14,12 @@
 pub mod actions;
 pub mod arm_double;
 pub mod conformance;
+pub mod git_server;
 pub mod nats;
 pub mod stub_az;
 
+pub use actions::ActionRepos;
 pub use arm_double::{ArmDouble, Fault, RecordedRequest, ResourceSnapshot};
+pub use git_server::GitServer;
 pub use nats::{LAUNCH_MILESTONES, NatsServer};
 pub use stub_az::{AzAccount, StubAz};

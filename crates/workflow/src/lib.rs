@@ -13,6 +13,8 @@
 //! - [`session`]: sessions with a global concurrency limit, one VM each, released on every path.
 //! - [`repository`]: the workflow's repository (checkout archive, git facts); `hashFiles`
 //!   hashes the checked-out copy on the VM.
+//! - [`action`]: remote actions and reusable workflows (`OWNER/REPO[/PATH]@REF`), fetched on
+//!   the host and cached by commit.
 //! - [`platform`]: which `runs-on` labels a Linux VM stands for.
 //! - [`report`], [`observer`], [`options`]: what goes in and comes out.
 

@@ -89,6 +89,9 @@ pub struct ActionSettings {
     pub overrides: Vec<(String, PathBuf)>,
     /// Where fetched action trees are kept, by commit.
     pub cache_dir: PathBuf,
+    /// An extra CA certificate (PEM file) trusted for the actions URL, for an internal git
+    /// server with its own CA.
+    pub ca_cert: Option<PathBuf>,
 }
 
 impl ActionSettings {
@@ -99,6 +102,7 @@ impl ActionSettings {
             offline: false,
             overrides: Vec::new(),
             cache_dir: cache_dir.into(),
+            ca_cert: None,
         }
     }
 }
