@@ -292,4 +292,35 @@ mod tests {
             r#"{"os":["a","b"],"n":[1]}"#
         );
     }
+
+    #[test]
+    fn json_from_expressions_expands_like_any_matrix() {
+        let ctx = Object::new();
+        let scope = Scope::new(&ctx);
+        let expanded = |json: &str| {
+            let value = resolve_expressions(&m(json), &scope).unwrap();
+            expand(&value)
+                .unwrap()
+                .iter()
+                .map(|c| serde_json::to_string(&Value::Object(c.clone())).unwrap())
+                .collect::<Vec<_>>()
+        };
+        // Objects as the values of a dimension.
+        assert_eq!(
+            expanded(r#"{"cfg": "${{ fromJSON('[{\"v\": 1}, {\"v\": 2}]') }}"}"#),
+            [r#"{"cfg":{"v":1}}"#, r#"{"cfg":{"v":2}}"#]
+        );
+        // `include` entries from JSON extend the combinations they match, or stand alone.
+        assert_eq!(
+            expanded(
+                r#"{"os": ["a", "b"], "include": "${{ fromJSON('[{\"os\": \"a\", \"x\": 1}, {\"os\": \"c\"}]') }}"}"#
+            ),
+            [r#"{"os":"a","x":1}"#, r#"{"os":"b"}"#, r#"{"os":"c"}"#]
+        );
+        // A whole matrix from JSON: its keys come from the expression.
+        assert_eq!(
+            expanded(r#""${{ fromJSON('{\"k\": [1, 2], \"exclude\": [{\"k\": 2}]}') }}""#),
+            [r#"{"k":1}"#]
+        );
+    }
 }

@@ -82,37 +82,6 @@ async fn checkout_copies_the_repository_into_the_workspace() {
 }
 
 #[tokio::test]
-async fn other_actions_fail_their_step_naming_the_action() {
-    let env = Env::new();
-    let counting = env.allocator(Duration::ZERO);
-    let wf = env.write(
-        "uses.yml",
-        "on: push\njobs:\n  u:\n    runs-on: ubuntu-latest\n    steps:\n      - uses: actions/setup-node@v4\n        with:\n          node-version: 20\n      - run: echo unreachable\n",
-    );
-    let (report, observer) = run(&[wf], &env.options(), counting.clone()).await;
-    assert_eq!(report.errors, ["Job 'u' failed"]);
-    let step = &report.workflows[0].jobs[0].steps[0];
-    assert_eq!(step.outcome, StepOutcome::Failure);
-    assert!(
-        step.error
-            .as_deref()
-            .unwrap()
-            .contains("actions/setup-node@v4")
-    );
-    assert!(
-        observer
-            .lines()
-            .iter()
-            .any(|l| l.text.contains("actions/setup-node@v4"))
-    );
-    assert_eq!(
-        report.workflows[0].jobs[0].steps[1].outcome,
-        StepOutcome::Skipped
-    );
-    assert_all_released(&env, &counting);
-}
-
-#[tokio::test]
 async fn shells_environment_files_and_the_summary() {
     let env = Env::new();
     let counting = env.allocator(Duration::ZERO);

@@ -4,6 +4,7 @@
 // Test helpers outside #[test] functions panic on setup failures on purpose.
 #![allow(clippy::unwrap_used)]
 
+mod actions;
 mod actions_source;
 mod behaviour;
 mod conformance;
