@@ -16,6 +16,7 @@
 //! - [`platform`]: which `runs-on` labels a Linux VM stands for.
 //! - [`report`], [`observer`], [`options`]: what goes in and comes out.
 
+pub mod action;
 pub mod expression;
 pub mod matrix;
 pub mod model;
