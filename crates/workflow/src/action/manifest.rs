@@ -549,6 +549,30 @@ mod tests {
     }
 
     #[test]
+    fn every_action_of_the_corpus_parses() {
+        let mut dirs = vec![PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../tests/conformance/act"
+        ))];
+        let mut parsed = 0;
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).expect("a corpus folder") {
+                let path = entry.expect("a corpus entry").path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else if path
+                    .file_name()
+                    .is_some_and(|n| FILE_NAMES.iter().any(|f| n == *f))
+                {
+                    ActionManifest::load(&dir).unwrap_or_else(|e| panic!("{e}"));
+                    parsed += 1;
+                }
+            }
+        }
+        assert!(parsed >= 14, "{parsed}");
+    }
+
+    #[test]
     fn settings_of_every_kind() {
         let m = ActionManifest::parse(
             Path::new("action.yml"),
