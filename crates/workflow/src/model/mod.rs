@@ -7,8 +7,8 @@
 //! here; the executor evaluates them when their contexts exist.
 
 pub mod graph;
-mod locate;
-mod shape;
+pub(crate) mod locate;
+pub(crate) mod shape;
 
 use crate::expression::{Condition, Template, Value};
 use locate::{Seg, line_of};
@@ -207,7 +207,16 @@ impl Workflow {
 
     /// Parses `text`, naming `path` in errors.
     pub fn parse(path: &Path, text: &str) -> Result<Workflow, WorkflowError> {
-        let raw: RawWorkflow = yaml_serde::from_str(text).map_err(|e| yaml_error(path, &e))?;
+        let raw: RawWorkflow = yaml_serde::from_str(text).map_err(|e| {
+            yaml_error(
+                path,
+                &e,
+                &[
+                    ("on", "missing `on` (the events that trigger the workflow)"),
+                    ("jobs", "missing `jobs`"),
+                ],
+            )
+        })?;
         Builder { path, text }.build(raw)
     }
 
@@ -230,7 +239,13 @@ impl Workflow {
     }
 }
 
-fn yaml_error(path: &Path, e: &yaml_serde::Error) -> WorkflowError {
+/// The YAML parser's error `e` as [`WorkflowError::Invalid`] at its line and column; each
+/// `(field, message)` of `missing` replaces serde's "missing field `field`" with `message`.
+pub(crate) fn yaml_error(
+    path: &Path,
+    e: &yaml_serde::Error,
+    missing: &[(&str, &str)],
+) -> WorkflowError {
     let mut message = e.to_string();
     let (mut line, mut column) = (0, 0);
     if let Some(loc) = e.location() {
@@ -241,12 +256,9 @@ fn yaml_error(path: &Path, e: &yaml_serde::Error) -> WorkflowError {
             message = stripped.to_string();
         }
     }
-    let message = message
-        .replace(
-            "missing field `on`",
-            "missing `on` (the events that trigger the workflow)",
-        )
-        .replace("missing field `jobs`", "missing `jobs`");
+    for (field, replacement) in missing {
+        message = message.replace(&format!("missing field `{field}`"), replacement);
+    }
     WorkflowError::Invalid {
         file: path.to_path_buf(),
         line,
@@ -255,12 +267,16 @@ fn yaml_error(path: &Path, e: &yaml_serde::Error) -> WorkflowError {
     }
 }
 
-struct Builder<'a> {
-    path: &'a Path,
-    text: &'a str,
+/// Turns raw shapes into the model, checking what serde cannot and naming lines in errors.
+pub(crate) struct Builder<'a> {
+    /// The file, for messages.
+    pub(crate) path: &'a Path,
+    /// Its text, for [`line_of`].
+    pub(crate) text: &'a str,
 }
 
-fn text(t: Option<Text>) -> Option<String> {
+/// The string of an optional [`Text`].
+pub(crate) fn text(t: Option<Text>) -> Option<String> {
     t.map(|Text(s)| s)
 }
 
@@ -286,7 +302,8 @@ fn valid_id(id: &str) -> bool {
 }
 
 impl Builder<'_> {
-    fn error(&self, path: &[Seg<'_>], message: impl Into<String>) -> WorkflowError {
+    /// [`WorkflowError::Invalid`] at the line of `path`, the message prefixed with the dotted path.
+    pub(crate) fn error(&self, path: &[Seg<'_>], message: impl Into<String>) -> WorkflowError {
         let dotted = path
             .iter()
             .map(|s| match s {
@@ -329,7 +346,7 @@ impl Builder<'_> {
 
     /// The text `t`, checked at `path` to parse as a template (or, with `condition`, as a
     /// condition).
-    fn checked_text(
+    pub(crate) fn checked_text(
         &self,
         path: &[Seg<'_>],
         t: Option<Text>,
@@ -516,27 +533,7 @@ impl Builder<'_> {
                 })
             }
         };
-        let mut steps = Vec::new();
-        let mut ids: Vec<String> = Vec::new();
-        for (index, raw_step) in raw_steps.into_iter().enumerate() {
-            let step = self.step(&id, index, raw_step)?;
-            if let Some(step_id) = &step.id {
-                if ids.contains(step_id) {
-                    return Err(self.error(
-                        &[
-                            Seg::Key("jobs"),
-                            Seg::Key(&id),
-                            Seg::Key("steps"),
-                            Seg::Item(index),
-                            Seg::Key("id"),
-                        ],
-                        format!("the step id '{step_id}' is already used by an earlier step"),
-                    ));
-                }
-                ids.push(step_id.clone());
-            }
-            steps.push(step);
-        }
+        let steps = self.steps(&at("steps"), raw_steps)?;
         let mut unsupported = Vec::new();
         if container.is_some() {
             unsupported.push("container".to_string());
@@ -565,7 +562,34 @@ impl Builder<'_> {
         })
     }
 
-    fn step(&self, job: &str, index: usize, raw: RawStep) -> Result<Step, WorkflowError> {
+    /// The steps of the list at `base` (`jobs.<job>.steps`, or an action's `runs.steps`), each
+    /// checked, their ids unique.
+    pub(crate) fn steps(
+        &self,
+        base: &[Seg<'_>],
+        raw: Vec<RawStep>,
+    ) -> Result<Vec<Step>, WorkflowError> {
+        let mut steps: Vec<Step> = Vec::new();
+        for (index, raw_step) in raw.into_iter().enumerate() {
+            let mut at = base.to_vec();
+            at.push(Seg::Item(index));
+            let step = self.step(&at, index, raw_step)?;
+            if let Some(step_id) = &step.id
+                && steps.iter().any(|s| s.id.as_ref() == Some(step_id))
+            {
+                at.push(Seg::Key("id"));
+                return Err(self.error(
+                    &at,
+                    format!("the step id '{step_id}' is already used by an earlier step"),
+                ));
+            }
+            steps.push(step);
+        }
+        Ok(steps)
+    }
+
+    /// The step at `base`, the `index`th of its list.
+    fn step(&self, base: &[Seg<'_>], index: usize, raw: RawStep) -> Result<Step, WorkflowError> {
         let RawStep {
             id,
             name,
@@ -579,12 +603,6 @@ impl Builder<'_> {
             continue_on_error,
             timeout_minutes,
         } = raw;
-        let base = [
-            Seg::Key("jobs"),
-            Seg::Key(job),
-            Seg::Key("steps"),
-            Seg::Item(index),
-        ];
         let at = |key: &'static str| {
             let mut p = base.to_vec();
             p.push(Seg::Key(key));
@@ -601,12 +619,10 @@ impl Builder<'_> {
                 StepAction::Uses { action, with }
             }
             (Some(_), Some(_)) => {
-                return Err(self.error(&base, "a step has either `run` or `uses`, not both"));
+                return Err(self.error(base, "a step has either `run` or `uses`, not both"));
             }
             (None, None) => {
-                return Err(
-                    self.error(&base, "a step needs `run` (a script) or `uses` (an action)")
-                );
+                return Err(self.error(base, "a step needs `run` (a script) or `uses` (an action)"));
             }
         };
         let id = text(id);
@@ -637,7 +653,7 @@ impl Builder<'_> {
             working_directory,
             continue_on_error,
             timeout_minutes,
-            line: self.line(&base),
+            line: self.line(base),
         })
     }
 }

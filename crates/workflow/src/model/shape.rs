@@ -306,9 +306,13 @@ pub struct RawJob {
     pub environment: Option<IgnoredAny>,
 }
 
-/// `jobs.<id>.steps[*]`.
+/// `jobs.<id>.steps[*]`, or an action's `runs.steps[*]`.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[serde(
+    deny_unknown_fields,
+    rename_all = "kebab-case",
+    expecting = "a step (a mapping with `run` or `uses`)"
+)]
 pub struct RawStep {
     pub id: Option<Text>,
     pub name: Option<Text>,
