@@ -86,7 +86,7 @@ impl JobState<'_> {
                     let mut pre_exec = Execution::default();
                     let process = self.node_process(&action.dir, pre, &action_env, run);
                     self.run_process(call, &process, None, &mut pre_exec).await;
-                    Self::explain_missing_node(&mut pre_exec);
+                    pre_exec.explain_missing("node");
                     self.keep_state(run, &mut pre_exec);
                     if pre_exec.outcome() != StepOutcome::Success {
                         *exec = pre_exec;
@@ -101,7 +101,7 @@ impl JobState<'_> {
         }
         let process = self.node_process(&action.dir, main, &action_env, run);
         self.run_process(call, &process, log, exec).await;
-        Self::explain_missing_node(exec);
+        exec.explain_missing("node");
         self.keep_state(run, exec);
     }
 
@@ -147,7 +147,7 @@ impl JobState<'_> {
         };
         let process = self.node_process(&post.dir, &post.entry, &post.action_env, post.run);
         self.run_process(&call, &process, log, &mut exec).await;
-        Self::explain_missing_node(&mut exec);
+        exec.explain_missing("node");
         self.show_error(&post.name, &exec, log_path.as_deref());
         if exec.outcome() == StepOutcome::Failure {
             self.set_job_status(JobResult::Failure);
@@ -226,16 +226,6 @@ impl JobState<'_> {
             script: String::new(),
             working_directory: self.layout.workspace.clone(),
             action_env: env,
-        }
-    }
-
-    /// Explains a stage that could not start node.
-    fn explain_missing_node(exec: &mut Execution) {
-        if exec.exit_code == Some(127) && exec.error.is_none() {
-            exec.error = Some(
-                "node was not found on the VM: JavaScript actions need Node.js on its PATH"
-                    .to_string(),
-            );
         }
     }
 

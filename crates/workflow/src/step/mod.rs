@@ -393,6 +393,16 @@ pub(crate) struct Execution {
 }
 
 impl Execution {
+    /// Says that `program` is missing when the step's command exited 127 (what a shell
+    /// answers for a command it cannot find) without an error of its own.
+    pub fn explain_missing(&mut self, program: &str) {
+        if self.exit_code == Some(127) && self.error.is_none() {
+            self.error = Some(format!(
+                "{program} was not found on the VM: install it in a setup step, or use another shell"
+            ));
+        }
+    }
+
     /// How the step ended.
     pub fn outcome(&self) -> StepOutcome {
         if self.cancelled {

@@ -56,6 +56,14 @@ impl JobState<'_> {
                 return;
             }
         };
+        // A missing interpreter exits 127 before the script runs; a script's own 127 (a
+        // command it cannot find) comes from bash or sh, whose presence the VM probe checked.
+        let interpreter = shell
+            .template
+            .split_whitespace()
+            .next()
+            .filter(|p| matches!(*p, "pwsh" | "python3" | "python"))
+            .map(str::to_string);
         let process = Process {
             shell,
             script: script.to_string(),
@@ -63,6 +71,9 @@ impl JobState<'_> {
             action_env: self.frame.action_env.clone(),
         };
         self.run_process(call, &process, log, exec).await;
+        if let Some(interpreter) = interpreter {
+            exec.explain_missing(&interpreter);
+        }
     }
 
     /// Runs `process` as the step `call`, in one round trip: output shown and logged live,

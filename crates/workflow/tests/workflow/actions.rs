@@ -59,9 +59,9 @@ async fn a_workflow_of_reusable_workflow_calls_runs_the_called_jobs() {
             texts.contains(&"hello octocat twice=true secret=***".to_string()),
             "{texts:?}"
         );
-        // `inherit` passes the caller's secrets; the token is not named `token` there.
+        // `inherit` passes the caller's secrets (names are case-insensitive, as on GitHub).
         assert!(
-            texts.contains(&"hello hello-octocat twice=false secret=".to_string()),
+            texts.contains(&"hello hello-octocat twice=false secret=***".to_string()),
             "{texts:?}"
         );
         let expected_vms = if scope == VmScope::Workflow { 1 } else { 2 };
@@ -128,7 +128,10 @@ async fn paths_that_leave_the_workspace_are_refused_and_nothing_is_touched() {
     );
     for job in report.jobs() {
         let error = job.steps[0].error.as_deref().unwrap();
-        assert!(error.contains("is not under the job's workspace"), "{error}");
+        assert!(
+            error.contains("is not under the job's workspace"),
+            "{error}"
+        );
     }
     assert_eq!(
         std::fs::read_to_string(outside.join("keep.txt")).unwrap(),
@@ -179,7 +182,9 @@ async fn post_stages_run_in_reverse_order_after_a_failure() {
     let counting = env.allocator(Duration::ZERO);
     let repo = env.path("repo");
     let js_action = |name: &str| {
-        format!("name: {name}\ninputs:\n  word: {{default: {name}}}\nruns:\n  using: node20\n  pre: pre.js\n  pre-if: inputs.word == 'b'\n  main: main.js\n  post: post.js\n")
+        format!(
+            "name: {name}\ninputs:\n  word: {{default: {name}}}\nruns:\n  using: node20\n  pre: pre.js\n  pre-if: inputs.word == 'b'\n  main: main.js\n  post: post.js\n"
+        )
     };
     let (a, b) = (js_action("a"), js_action("b"));
     let pre = "console.log('pre ' + process.env.INPUT_WORD); console.log('::save-state name=seen::' + process.env.INPUT_WORD)\n";
