@@ -92,29 +92,8 @@ impl Repository {
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from("."));
-        if let Some(root) = folder.ancestors().find(|a| a.join(".git").exists()) {
-            let root = root.to_path_buf();
-            let git = git_dir(&root);
-            let (mut sha, mut branch, mut remote) = (None, None, None);
-            if let Some(git) = &git {
-                let head = std::fs::read_to_string(git.join("HEAD")).unwrap_or_default();
-                match head.trim().strip_prefix("ref:") {
-                    Some(r) => {
-                        let r = r.trim();
-                        branch = r.strip_prefix("refs/heads/").map(str::to_string);
-                        sha = resolve_ref(git, r);
-                    }
-                    None if !head.trim().is_empty() => sha = Some(head.trim().to_string()),
-                    None => {}
-                }
-                remote = origin_url(git);
-            }
-            return Repository {
-                root,
-                sha,
-                branch,
-                remote,
-            };
+        if let Some(repo) = Repository::enclosing(&folder) {
+            return repo;
         }
         let root = if folder.file_name().is_some_and(|n| n == "workflows")
             && folder
@@ -136,6 +115,48 @@ impl Repository {
             branch: None,
             remote: None,
         }
+    }
+
+    /// The repository at `folder` (`-C`): that folder is what `actions/checkout` copies; the
+    /// commit, branch and remote come from the git repository it is in, if any.
+    pub fn at(folder: &Path) -> Repository {
+        let root = std::fs::canonicalize(folder).unwrap_or_else(|_| folder.to_path_buf());
+        match Repository::enclosing(&root) {
+            Some(repo) => Repository { root, ..repo },
+            None => Repository {
+                root,
+                sha: None,
+                branch: None,
+                remote: None,
+            },
+        }
+    }
+
+    /// The git repository `folder` is in.
+    fn enclosing(folder: &Path) -> Option<Repository> {
+        let root = folder.ancestors().find(|a| a.join(".git").exists())?;
+        let root = root.to_path_buf();
+        let git = git_dir(&root);
+        let (mut sha, mut branch, mut remote) = (None, None, None);
+        if let Some(git) = &git {
+            let head = std::fs::read_to_string(git.join("HEAD")).unwrap_or_default();
+            match head.trim().strip_prefix("ref:") {
+                Some(r) => {
+                    let r = r.trim();
+                    branch = r.strip_prefix("refs/heads/").map(str::to_string);
+                    sha = resolve_ref(git, r);
+                }
+                None if !head.trim().is_empty() => sha = Some(head.trim().to_string()),
+                None => {}
+            }
+            remote = origin_url(git);
+        }
+        Some(Repository {
+            root,
+            sha,
+            branch,
+            remote,
+        })
     }
 
     /// `owner/name`: from the `origin` remote, else `local/<folder name>`.
