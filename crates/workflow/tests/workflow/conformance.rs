@@ -1,6 +1,6 @@
 //! The act conformance corpus (`tests/conformance/act`), run on the sim provider with act's
-//! harness conventions: actor and repository `nektos/act`, the manifest's event with an empty
-//! payload, `ubuntu-latest`/`self-hosted` as Linux and other platforms skipped. Each case must end
+//! harness conventions: actor and repository `nektos/act`, the manifest's event with the case's
+//! `event.json` as payload (empty when it has none), `ubuntu-latest`/`self-hosted` as Linux and other platforms skipped. Each case must end
 //! as the manifest says: success, or an error containing the expected text.
 //!
 //! The expected text must appear exactly, except for the cases in `azlin_testkit::conformance::CASE_ONLY`,
@@ -38,6 +38,9 @@ async fn act_corpus_on_sim() {
         options.actor = Some("nektos/act".into());
         options.repository = Some("nektos/act".into());
         options.event = case.event.clone();
+        if let Ok(payload) = std::fs::read_to_string(case.dir().join("event.json")) {
+            options.event_payload = serde_json::from_str(&payload).unwrap();
+        }
         let files = case.workflow_files();
         assert!(!files.is_empty(), "{}: no workflow file", case.name);
         let (report, observer) = run(&files, &options, counting.clone()).await;
