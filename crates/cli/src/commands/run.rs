@@ -113,7 +113,11 @@ fn actions_url(url: &str) -> anyhow::Result<String> {
                 host
             }
         });
-        host == "localhost" || host == "[::1]" || host.starts_with("127.")
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        host == "localhost"
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
     });
     let ok = url.starts_with("https://") || url.starts_with("file://") || loopback;
     if !ok || url.chars().any(char::is_whitespace) {
@@ -388,5 +392,61 @@ pub async fn run(app: &App, args: &RunArgs) -> anyhow::Result<ExitCode> {
                 .error_message()
                 .unwrap_or_else(|| "the run failed".to_string()),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_action_override_ends_at_the_first_equals_after_the_at() {
+        let dir = tempfile::tempdir().unwrap();
+        let odd = dir.path().join("a=b");
+        std::fs::create_dir(&odd).unwrap();
+        let flag = format!("octo/act@v1={}", odd.display());
+        let (action, folder) = action_override(&flag).unwrap();
+        assert_eq!(action, "octo/act@v1");
+        assert_eq!(folder, odd);
+        for bad in [
+            "octo/act=dir",
+            "octo@v1=dir",
+            "octo/act@=dir",
+            "octo/act@v1=",
+        ] {
+            assert!(action_override(bad).is_err(), "{bad}");
+        }
+        let missing = format!("octo/act@v1={}", dir.path().join("none").display());
+        assert!(
+            action_override(&missing)
+                .unwrap_err()
+                .to_string()
+                .contains("no folder")
+        );
+    }
+
+    #[test]
+    fn actions_urls_are_https_file_or_loopback_http() {
+        for good in [
+            "https://github.com/",
+            "file:///srv/actions",
+            "http://127.0.0.1:8080",
+            "http://localhost/git",
+            "http://[::1]:3000",
+        ] {
+            assert!(actions_url(good).is_ok(), "{good}");
+        }
+        assert_eq!(
+            actions_url("https://git.example/").unwrap(),
+            "https://git.example"
+        );
+        for bad in [
+            "http://example.com",
+            "http://localhost.evil.com",
+            "ftp://x",
+            "github.com",
+        ] {
+            assert!(actions_url(bad).is_err(), "{bad}");
+        }
     }
 }
