@@ -235,12 +235,25 @@ pub struct RunArgs {
     /// Event that triggered the run.
     #[arg(long, value_name = "E", default_value = "push")]
     pub event: String,
+    /// JSON file with the event's payload (github.event), e.g. a pull_request webhook body.
+    #[arg(long, value_name = "FILE")]
+    pub eventpath: Option<PathBuf>,
+    /// Input K=V of a workflow_dispatch or workflow_call workflow (repeatable).
+    #[arg(long = "input", value_name = "K=V")]
+    pub inputs: Vec<String>,
     /// Run only this job (and what it needs).
     #[arg(long, value_name = "ID")]
     pub job: Option<String>,
-    /// Secret K=V (repeatable).
-    #[arg(long = "secret", value_name = "K=V")]
+    /// Secret K=V, or K alone to take the value of the environment variable K (repeatable).
+    /// Secrets are masked in all output.
+    #[arg(long = "secret", value_name = "K=V|K")]
     pub secrets: Vec<String>,
+    /// .env file of secrets (KEY=value lines); --secret values win over it.
+    #[arg(long, value_name = "FILE")]
+    pub secret_file: Option<PathBuf>,
+    /// .env file of variables (KEY=value lines) every step gets.
+    #[arg(long, value_name = "FILE")]
+    pub env_file: Option<PathBuf>,
     /// Variable K=V for the vars context (repeatable).
     #[arg(long = "var", value_name = "K=V")]
     pub vars: Vec<String>,
@@ -250,6 +263,20 @@ pub struct RunArgs {
     /// GITHUB_REPOSITORY as OWNER/NAME (default: from the git remote).
     #[arg(long, value_name = "OWNER/NAME")]
     pub repository: Option<String>,
+    /// The repository folder that actions/checkout copies (default: the repository the
+    /// workflow file is in).
+    #[arg(short = 'C', long, value_name = "DIR")]
+    pub directory: Option<PathBuf>,
+    /// Where actions come from: `uses: OWNER/REPO@REF` is the git repository URL/OWNER/REPO
+    /// (default: the config's [actions] url, else https://github.com).
+    #[arg(long, value_name = "URL")]
+    pub actions_url: Option<String>,
+    /// Use only actions fetched before; fetch nothing.
+    #[arg(long)]
+    pub actions_offline: bool,
+    /// Use the local folder DIR for the action OWNER/REPO@REF (repeatable).
+    #[arg(long = "action-override", value_name = "OWNER/REPO@REF=DIR")]
+    pub action_overrides: Vec<String>,
     /// Most sessions (VMs) at once.
     #[arg(long, value_name = "N")]
     pub max_concurrent: Option<usize>,

@@ -107,6 +107,14 @@ pub struct SimConfig {
     pub fail_rate: Option<f64>,
 }
 
+/// Where `azlin run` fetches remote actions (`uses: OWNER/REPO@REF`) from.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActionsConfig {
+    /// Action repositories are `<url>/OWNER/REPO`; `https://github.com` when absent.
+    pub url: Option<String>,
+}
+
 /// Azure provider settings.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -184,6 +192,9 @@ pub struct Config {
     /// Azure provider settings.
     #[serde(default)]
     pub azure: AzureConfig,
+    /// Where `azlin run` fetches actions from.
+    #[serde(default)]
+    pub actions: ActionsConfig,
     /// Named templates.
     #[serde(default)]
     pub templates: BTreeMap<String, Template>,
@@ -270,5 +281,8 @@ mod tests {
         let err = Config::parse("provdier = \"sim\"").unwrap_err();
         assert!(err.contains("provdier"), "{err}");
         assert!(Config::parse("repos = [\"http://x/y.git\"]").is_err());
+        let config = Config::parse("[actions]\nurl = \"file:///srv/actions\"").unwrap();
+        assert_eq!(config.actions.url.as_deref(), Some("file:///srv/actions"));
+        assert!(Config::parse("[actions]\nurl = \"x\"\noffline = true").is_err());
     }
 }

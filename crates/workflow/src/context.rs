@@ -23,6 +23,9 @@ pub(crate) struct RunFacts {
     pub event: Value,
     pub sha: String,
     pub git_ref: String,
+    /// The pull request's head and base branches (`pull_request` events), else empty.
+    pub head_ref: String,
+    pub base_ref: String,
     pub secrets: Object,
     pub vars: Object,
     pub inputs: Object,
@@ -55,6 +58,7 @@ impl RunFacts {
         self.git_ref
             .strip_prefix("refs/heads/")
             .or_else(|| self.git_ref.strip_prefix("refs/tags/"))
+            .or_else(|| self.git_ref.strip_prefix("refs/pull/"))
             .unwrap_or(&self.git_ref)
     }
 
@@ -108,12 +112,12 @@ pub(crate) fn github_context(f: &RunFacts, job: &str, layout: &Layout) -> Object
     g.insert("actor", s(&f.actor));
     g.insert("actor_id", s("0"));
     g.insert("api_url", s("https://api.github.com"));
-    g.insert("base_ref", s(""));
+    g.insert("base_ref", s(&f.base_ref));
     g.insert("event", f.event.clone());
     g.insert("event_name", s(&f.event_name));
     g.insert("event_path", s(&layout.event_path));
     g.insert("graphql_url", s("https://api.github.com/graphql"));
-    g.insert("head_ref", s(""));
+    g.insert("head_ref", s(&f.head_ref));
     g.insert("job", s(job));
     g.insert("ref", s(&f.git_ref));
     g.insert("ref_name", s(f.ref_name()));
@@ -178,11 +182,11 @@ pub(crate) fn default_env(
         ("GITHUB_ACTOR", f.actor.as_str()),
         ("GITHUB_ACTOR_ID", "0"),
         ("GITHUB_API_URL", "https://api.github.com"),
-        ("GITHUB_BASE_REF", ""),
+        ("GITHUB_BASE_REF", f.base_ref.as_str()),
         ("GITHUB_EVENT_NAME", f.event_name.as_str()),
         ("GITHUB_EVENT_PATH", layout.event_path.as_str()),
         ("GITHUB_GRAPHQL_URL", "https://api.github.com/graphql"),
-        ("GITHUB_HEAD_REF", ""),
+        ("GITHUB_HEAD_REF", f.head_ref.as_str()),
         ("GITHUB_JOB", job),
         ("GITHUB_REF", f.git_ref.as_str()),
         ("GITHUB_REF_NAME", f.ref_name()),

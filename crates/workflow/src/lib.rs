@@ -13,13 +13,17 @@
 //! - [`session`]: sessions with a global concurrency limit, one VM each, released on every path.
 //! - [`repository`]: the workflow's repository (checkout archive, git facts); `hashFiles`
 //!   hashes the checked-out copy on the VM.
-//! - [`action`]: remote actions and reusable workflows (`OWNER/REPO[/PATH]@REF`), fetched on
-//!   the host and cached by commit.
+//! - [`action`]: actions (`action.yml`) and where remote ones and reusable workflows come from:
+//!   fetched on the host and cached by commit.
+//! - [`inputs`]: `workflow_dispatch` / `workflow_call` inputs typed by their declaration;
+//!   [`dotenv`]: the `.env` files of `--env-file` and `--secret-file`.
 //! - [`platform`]: which `runs-on` labels a Linux VM stands for.
 //! - [`report`], [`observer`], [`options`]: what goes in and comes out.
 
 pub mod action;
+pub mod dotenv;
 pub mod expression;
+pub mod inputs;
 pub mod matrix;
 pub mod model;
 pub mod observer;
@@ -32,7 +36,6 @@ pub mod session;
 
 mod context;
 mod hash_files;
-mod inputs;
 mod job;
 mod run;
 mod scheduler;
@@ -42,7 +45,7 @@ mod workspace;
 pub use observer::{NullObserver, Observer, Origin};
 pub use options::{ActionSettings, RunOptions, VmScope, local_user};
 pub use report::{JobReport, JobResult, RunReport, StepOutcome, StepReport, WorkflowReport};
-pub use run::{RunError, run_workflows, run_workflows_in, session_config};
+pub use run::{RunError, check_run, run_workflows, run_workflows_in, session_config};
 pub use session::{
     AllocError, Allocation, AllocationRequest, Allocator, LaunchAllocator, ProviderAllocator,
     RunAs, Session, SessionConfig, SessionManager, SessionRecord, SessionState,

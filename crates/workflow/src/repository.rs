@@ -92,8 +92,8 @@ impl Repository {
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from("."));
-        if let Some(root) = folder.ancestors().find(|a| a.join(".git").exists()) {
-            return Repository::at(root);
+        if let Some(repo) = Repository::enclosing(&folder) {
+            return repo;
         }
         let root = if folder.file_name().is_some_and(|n| n == "workflows")
             && folder
@@ -117,10 +117,25 @@ impl Repository {
         }
     }
 
-    /// The repository at `root` (`-C`): git facts when it is a git work tree, none otherwise.
-    pub fn at(root: &Path) -> Repository {
-        let root = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
+    /// The repository at `folder` (`-C`): that folder is what `actions/checkout` copies; the
+    /// commit, branch and remote come from the git repository it is in, if any.
+    pub fn at(folder: &Path) -> Repository {
+        let root = std::fs::canonicalize(folder).unwrap_or_else(|_| folder.to_path_buf());
+        match Repository::enclosing(&root) {
+            Some(repo) => Repository { root, ..repo },
+            None => Repository {
+                root,
+                sha: None,
+                branch: None,
+                remote: None,
+            },
+        }
+    }
 
+    /// The git repository `folder` is in.
+    fn enclosing(folder: &Path) -> Option<Repository> {
+        let root = folder.ancestors().find(|a| a.join(".git").exists())?;
+        let root = root.to_path_buf();
         let git = git_dir(&root);
         let (mut sha, mut branch, mut remote) = (None, None, None);
         if let Some(git) = &git {
@@ -136,12 +151,12 @@ impl Repository {
             }
             remote = origin_url(git);
         }
-        Repository {
+        Some(Repository {
             root,
             sha,
             branch,
             remote,
-        }
+        })
     }
 
     /// `owner/name`: from the `origin` remote, else `local/<folder name>`.

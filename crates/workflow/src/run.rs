@@ -4,6 +4,7 @@
 use crate::action::source::{ActionError, ActionSource};
 use crate::context::RunFacts;
 use crate::expression::{Object, Value};
+use crate::inputs::{InputError, RunInputs, resolve_run_inputs};
 use crate::model::{Workflow, WorkflowError, graph};
 use crate::observer::Observer;
 use crate::options::{RunOptions, local_user};
@@ -35,6 +36,14 @@ pub enum RunError {
     /// The action source settings are invalid.
     #[error(transparent)]
     Actions(#[from] ActionError),
+    /// The inputs do not fit what a workflow declares.
+    #[error("{}: {source}", file.display())]
+    Inputs {
+        /// The workflow file.
+        file: PathBuf,
+        /// What does not fit.
+        source: InputError,
+    },
     /// A folder could not be created.
     #[error("{context}: {source}")]
     Io {
@@ -53,7 +62,8 @@ impl RunError {
             | RunError::UnknownJob(_)
             | RunError::Repository(_)
             | RunError::NoWorkflow
-            | RunError::Actions(_) => ErrorKind::Usage,
+            | RunError::Actions(_)
+            | RunError::Inputs { .. } => ErrorKind::Usage,
             RunError::Io { .. } => ErrorKind::Internal,
         }
     }
@@ -95,23 +105,7 @@ pub async fn run_workflows_in(
     observer: Arc<dyn Observer>,
 ) -> Result<RunReport, RunError> {
     let started = Instant::now();
-    if files.is_empty() {
-        return Err(RunError::NoWorkflow);
-    }
-    let workflows = files
-        .iter()
-        .map(|f| Workflow::load(f).map(Arc::new))
-        .collect::<Result<Vec<_>, _>>()?;
-    if let Some(job) = &options.job
-        && !workflows.iter().any(|w| w.job(job).is_some())
-    {
-        return Err(RunError::UnknownJob(job.clone()));
-    }
-    if let Some(repo) = &options.repository
-        && !valid_slug(repo)
-    {
-        return Err(RunError::Repository(repo.clone()));
-    }
+    let workflows = prepare(files, options)?;
     for dir in [&options.sessions_dir, &options.logs_dir] {
         std::fs::create_dir_all(dir).map_err(|source| RunError::Io {
             context: format!("creating {}", dir.display()),
@@ -123,13 +117,13 @@ pub async fn run_workflows_in(
     let run_id = run_number_id();
     let mut used_slugs: Vec<String> = Vec::new();
     let mut facts = Vec::new();
-    for wf in &workflows {
+    for (wf, inputs) in workflows {
         let mut slug = log_slug(&wf.path);
         if used_slugs.contains(&slug) {
             slug = format!("{slug}-{}", used_slugs.len() + 1);
         }
         used_slugs.push(slug.clone());
-        facts.push(resolve_facts(wf.clone(), options, &run_id, &slug));
+        facts.push(resolve_facts(wf, inputs, options, &run_id, &slug));
     }
     let observer = &observer;
     let runs = facts.iter().map(|f| {
@@ -181,6 +175,49 @@ pub async fn run_workflows_in(
     })
 }
 
+/// Checks everything [`run_workflows_in`] refuses before any VM exists (the workflow files,
+/// `--job`, `--repository`, the inputs) without running anything, so that a caller can refuse
+/// a run before it starts its control plane.
+pub fn check_run(files: &[PathBuf], options: &RunOptions) -> Result<(), RunError> {
+    prepare(files, options).map(|_| ())
+}
+
+/// The workflows of a run with their inputs, checked.
+fn prepare(
+    files: &[PathBuf],
+    options: &RunOptions,
+) -> Result<Vec<(Arc<Workflow>, RunInputs)>, RunError> {
+    if files.is_empty() {
+        return Err(RunError::NoWorkflow);
+    }
+    let workflows = files
+        .iter()
+        .map(|f| Workflow::load(f).map(Arc::new))
+        .collect::<Result<Vec<_>, _>>()?;
+    if let Some(job) = &options.job
+        && !workflows.iter().any(|w| w.job(job).is_some())
+    {
+        return Err(RunError::UnknownJob(job.clone()));
+    }
+    if let Some(repo) = &options.repository
+        && !valid_slug(repo)
+    {
+        return Err(RunError::Repository(repo.clone()));
+    }
+    let payload = Value::from_json(&options.event_payload);
+    workflows
+        .into_iter()
+        .map(|wf| {
+            let inputs = resolve_run_inputs(&wf, &options.event, &options.inputs, &payload)
+                .map_err(|source| RunError::Inputs {
+                    file: wf.path.clone(),
+                    source,
+                })?;
+            Ok((wf, inputs))
+        })
+        .collect()
+}
+
 fn valid_slug(s: &str) -> bool {
     let ok = |p: &str| {
         !p.is_empty()
@@ -210,12 +247,18 @@ fn run_number_id() -> String {
         .unwrap_or_else(|_| "1".to_string())
 }
 
+/// A non-empty string value.
+fn text(value: Option<&Value>) -> Option<&str> {
+    value.and_then(Value::as_str).filter(|s| !s.is_empty())
+}
+
 fn strings(map: &std::collections::BTreeMap<String, String>) -> Object {
     Object::from_strings(map.iter().map(|(k, v)| (k.clone(), v.clone())))
 }
 
 fn resolve_facts(
     workflow: Arc<Workflow>,
+    inputs: RunInputs,
     options: &RunOptions,
     run_id: &str,
     slug: &str,
@@ -228,34 +271,52 @@ fn resolve_facts(
         .repository
         .clone()
         .unwrap_or_else(|| repo.default_slug());
-    let sha = repo.sha.clone().unwrap_or_else(|| "0".repeat(40));
-    let git_ref = format!(
-        "refs/heads/{}",
-        repo.branch.clone().unwrap_or_else(|| "main".to_string())
-    );
-    let event = Value::from_json(&options.event_payload);
-    // Inputs: the defaults declared under workflow_dispatch / workflow_call, then the payload's.
-    let mut inputs = Object::new();
-    for (event_name, settings) in &workflow.event_settings {
-        if !matches!(event_name.as_str(), "workflow_dispatch" | "workflow_call") {
-            continue;
-        }
-        if let Some(Value::Object(declared)) = settings.as_object().and_then(|s| s.get("inputs")) {
-            for (name, spec) in declared.iter() {
-                let default = spec
-                    .as_object()
-                    .and_then(|s| s.get("default"))
-                    .cloned()
-                    .unwrap_or(Value::Null);
-                inputs.insert(name.clone(), default);
-            }
-        }
+    let RunInputs {
+        context: inputs,
+        event_inputs,
+    } = inputs;
+    let mut event = Value::from_json(&options.event_payload);
+    if let (Some(event_inputs), Value::Object(payload)) = (event_inputs, &mut event) {
+        payload.insert("inputs", Value::Object(event_inputs));
     }
-    if let Some(Value::Object(given)) = event.as_object().and_then(|e| e.get("inputs")) {
-        for (k, v) in given.iter() {
-            inputs.insert(k.clone(), v.clone());
-        }
-    }
+    let payload = event.as_object();
+    let sha = text(payload.and_then(|p| p.get("after")))
+        .map(str::to_string)
+        .or_else(|| repo.sha.clone())
+        .unwrap_or_else(|| "0".repeat(40));
+    let pull_request = payload
+        .filter(|_| {
+            matches!(
+                options.event.as_str(),
+                "pull_request" | "pull_request_target"
+            )
+        })
+        .and_then(|p| p.get("pull_request"))
+        .and_then(Value::as_object);
+    let pr_ref = |side: &str| {
+        text(
+            pull_request
+                .and_then(|pr| pr.get(side))
+                .and_then(Value::as_object)
+                .and_then(|s| s.get("ref")),
+        )
+        .unwrap_or_default()
+        .to_string()
+    };
+    let pr_number = pull_request
+        .and_then(|pr| pr.get("number"))
+        .or_else(|| pull_request.and(payload.and_then(|p| p.get("number"))))
+        .filter(|n| matches!(n, Value::Number(_) | Value::String(_)))
+        .map(Value::to_display_string);
+    let git_ref = match (text(payload.and_then(|p| p.get("ref"))), pr_number) {
+        (Some(r), _) => r.to_string(),
+        (None, Some(number)) => format!("refs/pull/{number}/merge"),
+        (None, None) => format!(
+            "refs/heads/{}",
+            repo.branch.clone().unwrap_or_else(|| "main".to_string())
+        ),
+    };
+    let (head_ref, base_ref) = (pr_ref("head"), pr_ref("base"));
     RunFacts {
         repo,
         repository,
@@ -266,6 +327,8 @@ fn resolve_facts(
         event,
         sha,
         git_ref,
+        head_ref,
+        base_ref,
         secrets: strings(&options.secrets),
         vars: strings(&options.vars),
         inputs,

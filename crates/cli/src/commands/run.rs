@@ -12,10 +12,11 @@ use azlin_core::ExitCode;
 use azlin_remote::OutputStream;
 use azlin_workflow::{
     JobReport, JobResult, LaunchAllocator, Observer, Origin, RunAs, RunOptions, SessionManager,
-    StepOutcome, StepReport, VmScope, run_workflows_in, session_config,
+    StepOutcome, StepReport, VmScope, check_run, dotenv, run_workflows_in, session_config,
 };
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// Parses repeated `K=V` flags.
@@ -27,6 +28,104 @@ fn pairs(flag: &str, values: &[String]) -> anyhow::Result<BTreeMap<String, Strin
             _ => Err(Failure::usage(format!("{flag} '{v}' is not K=V"))),
         })
         .collect()
+}
+
+/// The entries of the `.env` file given to `flag`.
+fn dotenv_file(flag: &str, path: &Path) -> anyhow::Result<Vec<(String, String)>> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Failure::usage(format!("{flag}: cannot read {}: {e}", path.display())))?;
+    dotenv::parse(&text).map_err(|e| Failure::usage(format!("{flag} {}: {e}", path.display())))
+}
+
+/// The secrets of `--secret-file`, then `--secret K=V` or `--secret K` (the environment
+/// variable K), which win.
+fn secrets(file: Option<&Path>, flags: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut secrets: BTreeMap<String, String> = match file {
+        Some(path) => dotenv_file("--secret-file", path)?.into_iter().collect(),
+        None => BTreeMap::new(),
+    };
+    for flag in flags {
+        let (name, value) = match flag.split_once('=') {
+            Some((name, value)) => (name, value.to_string()),
+            None => (
+                flag.as_str(),
+                std::env::var(flag).map_err(|_| {
+                    Failure::usage(format!(
+                        "--secret {flag}: the environment variable {flag} is not set"
+                    ))
+                })?,
+            ),
+        };
+        if name.is_empty() {
+            return Err(Failure::usage(format!("--secret '{flag}' is not K=V or K")));
+        }
+        secrets.insert(name.to_string(), value);
+    }
+    Ok(secrets)
+}
+
+/// The payload of `--eventpath`: a JSON object.
+fn event_payload(path: &Path) -> anyhow::Result<serde_json::Value> {
+    let fail = |why: String| Failure::usage(format!("--eventpath {}: {why}", path.display()));
+    let text = std::fs::read_to_string(path).map_err(|e| fail(format!("cannot read it: {e}")))?;
+    let payload: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| fail(format!("not valid JSON: {e}")))?;
+    if !payload.is_object() {
+        return Err(fail("the payload must be a JSON object".to_string()));
+    }
+    Ok(payload)
+}
+
+/// `--action-override OWNER/REPO@REF=DIR`: the action and the folder used instead. The `=`
+/// that ends the action is the first after its `@` (a folder name may hold `=`).
+fn action_override(value: &str) -> anyhow::Result<(String, PathBuf)> {
+    let bad = || {
+        Failure::usage(format!(
+            "--action-override '{value}' is not OWNER/REPO@REF=DIR"
+        ))
+    };
+    let at = value.find('@').ok_or_else(bad)?;
+    let eq = value[at..].find('=').map(|i| at + i).ok_or_else(bad)?;
+    let (action, dir) = (&value[..eq], &value[eq + 1..]);
+    let (repo, git_ref) = action.split_at(at);
+    let valid_repo = matches!(repo.split_once('/'), Some((o, n)) if !o.is_empty() && !n.is_empty());
+    if !valid_repo || git_ref.len() < 2 || dir.is_empty() {
+        return Err(bad());
+    }
+    let dir = PathBuf::from(dir);
+    if !dir.is_dir() {
+        return Err(Failure::usage(format!(
+            "--action-override {action}: no folder {}",
+            dir.display()
+        )));
+    }
+    Ok((action.to_string(), dir))
+}
+
+/// `--actions-url`: `https://`, `file://`, or `http://` on this machine only.
+fn actions_url(url: &str) -> anyhow::Result<String> {
+    let loopback = url.strip_prefix("http://").is_some_and(|rest| {
+        let host = rest.split('/').next().unwrap_or_default();
+        let host = host.rsplit_once(':').map_or(host, |(h, port)| {
+            if port.chars().all(|c| c.is_ascii_digit()) {
+                h
+            } else {
+                host
+            }
+        });
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        host == "localhost"
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    });
+    let ok = url.starts_with("https://") || url.starts_with("file://") || loopback;
+    if !ok || url.chars().any(char::is_whitespace) {
+        return Err(Failure::usage(format!(
+            "actions URL '{url}': expected https://, file://, or http:// on this machine"
+        )));
+    }
+    Ok(url.trim_end_matches('/').to_string())
 }
 
 fn seconds(ms: u64) -> String {
@@ -110,18 +209,27 @@ pub async fn run(app: &App, args: &RunArgs) -> anyhow::Result<ExitCode> {
         workflows,
         provider,
         event,
+        eventpath,
+        inputs,
         job,
-        secrets,
+        secrets: secret_flags,
+        secret_file,
+        env_file,
         vars,
         actor,
         repository,
+        directory,
+        actions_url: url,
+        actions_offline,
+        action_overrides,
         max_concurrent,
         vm_scope,
         log_dir,
         setup_commands,
         cleanup_commands,
     } = args;
-    let state = &app.settings.paths.state_dir;
+    let paths = &app.settings.paths;
+    let state = &paths.state_dir;
     // Runs started in the same second (or the same workflow twice) get folders of their own.
     let run_id = format!(
         "{}-{}",
@@ -135,13 +243,38 @@ pub async fn run(app: &App, args: &RunArgs) -> anyhow::Result<ExitCode> {
             .unwrap_or_else(|| state.join("logs").join(&run_id)),
     );
     options.event = event.clone();
+    if let Some(path) = eventpath {
+        options.event_payload = event_payload(path)?;
+    }
+    options.inputs = pairs("--input", inputs)?;
     options.job = job.clone();
-    options.secrets = pairs("--secret", secrets)?;
+    options.secrets = secrets(secret_file.as_deref(), secret_flags)?;
     options.vars = pairs("--var", vars)?;
+    if let Some(path) = env_file {
+        options.env.extend(dotenv_file("--env-file", path)?);
+    }
     options.actor = actor.clone();
     options.setup_commands = setup_commands.clone();
     options.cleanup_commands = cleanup_commands.clone();
     options.repository = repository.clone();
+    if let Some(dir) = directory {
+        if !dir.is_dir() {
+            return Err(Failure::usage(format!(
+                "-C/--directory: no folder {}",
+                dir.display()
+            )));
+        }
+        options.repo_dir = Some(dir.clone());
+    }
+    if let Some(url) = url.as_ref().or(app.settings.config.actions.url.as_ref()) {
+        options.actions.url = actions_url(url)?;
+    }
+    options.actions.offline = *actions_offline;
+    options.actions.overrides = action_overrides
+        .iter()
+        .map(|o| action_override(o))
+        .collect::<anyhow::Result<_>>()?;
+    options.actions.cache_dir = paths.cache_dir.clone();
     options.max_concurrent = max_concurrent
         .or(app.settings.config.max_concurrent_sessions)
         .unwrap_or(4);
@@ -160,6 +293,9 @@ pub async fn run(app: &App, args: &RunArgs) -> anyhow::Result<ExitCode> {
             )));
         }
     }
+    // Bad workflows and inputs are refused before the control plane starts or any VM exists.
+    check_run(workflows, &options)
+        .map_err(|e| Failure::with_code(e.kind().exit_code(), e.to_string()))?;
     // Session VMs are made like `azlin new` with the configured defaults.
     let template = new::plan(app, &NewArgs::defaults(provider.clone()))?.remove(0);
     let progress = Progress::new(app.settings.progress_tty);
@@ -256,5 +392,61 @@ pub async fn run(app: &App, args: &RunArgs) -> anyhow::Result<ExitCode> {
                 .error_message()
                 .unwrap_or_else(|| "the run failed".to_string()),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_action_override_ends_at_the_first_equals_after_the_at() {
+        let dir = tempfile::tempdir().unwrap();
+        let odd = dir.path().join("a=b");
+        std::fs::create_dir(&odd).unwrap();
+        let flag = format!("octo/act@v1={}", odd.display());
+        let (action, folder) = action_override(&flag).unwrap();
+        assert_eq!(action, "octo/act@v1");
+        assert_eq!(folder, odd);
+        for bad in [
+            "octo/act=dir",
+            "octo@v1=dir",
+            "octo/act@=dir",
+            "octo/act@v1=",
+        ] {
+            assert!(action_override(bad).is_err(), "{bad}");
+        }
+        let missing = format!("octo/act@v1={}", dir.path().join("none").display());
+        assert!(
+            action_override(&missing)
+                .unwrap_err()
+                .to_string()
+                .contains("no folder")
+        );
+    }
+
+    #[test]
+    fn actions_urls_are_https_file_or_loopback_http() {
+        for good in [
+            "https://github.com/",
+            "file:///srv/actions",
+            "http://127.0.0.1:8080",
+            "http://localhost/git",
+            "http://[::1]:3000",
+        ] {
+            assert!(actions_url(good).is_ok(), "{good}");
+        }
+        assert_eq!(
+            actions_url("https://git.example/").unwrap(),
+            "https://git.example"
+        );
+        for bad in [
+            "http://example.com",
+            "http://localhost.evil.com",
+            "ftp://x",
+            "github.com",
+        ] {
+            assert!(actions_url(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -16,5 +16,6 @@ mod keys;
 mod local_new;
 mod qemu;
 mod refusals;
+mod run_flags;
 mod support;
 mod workflows;

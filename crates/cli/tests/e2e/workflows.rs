@@ -58,6 +58,10 @@ fn act_corpus_on_nspawn_vms() {
                     ]
                     .map(String::from),
                 );
+                let payload = case.dir().join("event.json");
+                if payload.is_file() {
+                    args.extend(["--eventpath".to_string(), payload.display().to_string()]);
+                }
                 let child = azlin
                     .command(&args.iter().map(String::as_str).collect::<Vec<_>>())
                     .stdout(Stdio::piped())

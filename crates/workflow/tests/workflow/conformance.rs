@@ -1,6 +1,6 @@
 //! The act conformance corpus (`tests/conformance/act`), run on the sim provider with act's
-//! harness conventions: actor and repository `nektos/act`, the manifest's event with an empty
-//! payload, `ubuntu-latest`/`self-hosted` as Linux and other platforms skipped. Each case must end
+//! harness conventions: actor and repository `nektos/act`, the manifest's event with the case's
+//! `event.json` as payload (empty when it has none), `ubuntu-latest`/`self-hosted` as Linux and other platforms skipped. Each case must end
 //! as the manifest says: success, or an error containing the expected text.
 //!
 //! The expected text must appear exactly, except for the cases in `azlin_testkit::conformance::CASE_ONLY`,
