@@ -271,6 +271,9 @@ pub struct RunArgs {
     /// (default: the config's [actions] url, else https://github.com).
     #[arg(long, value_name = "URL")]
     pub actions_url: Option<String>,
+    /// A CA certificate (PEM) to trust for --actions-url, e.g. that of an internal git server.
+    #[arg(long = "actions-ca-cert", value_name = "FILE")]
+    pub actions_ca_cert: Option<PathBuf>,
     /// Use only actions fetched before; fetch nothing.
     #[arg(long)]
     pub actions_offline: bool,

@@ -190,6 +190,7 @@ fn prepare(
     if files.is_empty() {
         return Err(RunError::NoWorkflow);
     }
+    ActionSource::new(&options.actions)?;
     let workflows = files
         .iter()
         .map(|f| Workflow::load(f).map(Arc::new))

@@ -1,8 +1,9 @@
-//! `azlin run` on real nspawn VMs: the act conformance corpus, one VM per session, and the VM
-//! released when the run is interrupted.
+//! `azlin run` on real nspawn VMs: the act conformance corpus (its remote actions served by an
+//! HTTPS git server on loopback with the test's own CA), one VM per session, and the VM released
+//! when the run is interrupted.
 
 use crate::support::{Azlin, nspawn_processes};
-use azlin_testkit::conformance;
+use azlin_testkit::{ActionRepos, GitServer, conformance};
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -28,11 +29,13 @@ fn act_corpus_on_nspawn_vms() {
         .collect();
     assert_eq!(
         cases.len() + EXCLUDED.len(),
-        18,
+        42,
         "the corpus at {}",
         conformance::corpus_dir().display()
     );
     let azlin = Azlin::new();
+    let repos = ActionRepos::new();
+    let server = GitServer::serve(repos.root(), "127.0.0.1".parse().unwrap(), "localhost");
     let mut failures = Vec::new();
     let mut passed = 0;
     for chunk in cases.chunks(PARALLEL) {
@@ -55,9 +58,18 @@ fn act_corpus_on_nspawn_vms() {
                         "nektos/act",
                         "--repository",
                         "nektos/act",
+                        "-C",
+                        &conformance::corpus_dir().display().to_string(),
+                        "--actions-url",
+                        &server.url,
+                        "--actions-ca-cert",
+                        &server.ca_path.display().to_string(),
                     ]
                     .map(String::from),
                 );
+                for (name, value) in &case.secrets {
+                    args.extend(["--secret".to_string(), format!("{name}={value}")]);
+                }
                 let payload = case.dir().join("event.json");
                 if payload.is_file() {
                     args.extend(["--eventpath".to_string(), payload.display().to_string()]);
