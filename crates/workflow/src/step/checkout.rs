@@ -1,7 +1,7 @@
 //! The built-in `actions/checkout`: copies the workflow's repository (`-C`, or the one the
 //! workflow file is in) into the job's workspace, or into `path:` under it.
 
-use super::{Execution, StepCall};
+use super::{EXTRACT_INTO, Execution, StepCall};
 use crate::job::JobState;
 use crate::observer::Origin;
 use crate::workspace::confine;
@@ -93,7 +93,7 @@ impl JobState<'_> {
         let args = [dest.as_str()];
         let result = tokio::select! {
             r = self.session.run_with_input(
-                "rm -rf \"$1\" && mkdir -p \"$1\" && tar -xf - -C \"$1\" --no-same-owner",
+                EXTRACT_INTO,
                 &args,
                 &archive,
                 &mut sink,

@@ -57,6 +57,11 @@ impl<'a> Uses<'a> {
     }
 }
 
+/// The program that replaces the folder `$1` on the VM with the tar archive on its input (how
+/// the repository and remote actions reach the VM).
+const EXTRACT_INTO: &str =
+    "rm -rf \"$1\" && mkdir -p \"$1\" && tar -xf - -C \"$1\" --no-same-owner";
+
 /// Why a step that needs Docker cannot run.
 pub(crate) fn docker_refusal(what: &str) -> String {
     format!("{what} needs Docker on the VM; not supported yet")

@@ -2,7 +2,7 @@
 //! [`crate::action::source::ActionSource`] (cached by commit), read there, and copied to the
 //! VM once per VM under `_actions/OWNER/REPO/REF`, as GitHub's runner lays them out.
 
-use super::{ActionProblem, ResolvedAction};
+use super::{ActionProblem, EXTRACT_INTO, ResolvedAction};
 use crate::action::manifest::ActionManifest;
 use crate::action::source::RemoteRef;
 use crate::job::JobState;
@@ -65,7 +65,7 @@ impl JobState<'_> {
         let code = self
             .session
             .run_with_input(
-                "rm -rf \"$1\" && mkdir -p \"$1\" && tar -xf - -C \"$1\" --no-same-owner",
+                EXTRACT_INTO,
                 &[to],
                 &archive,
                 &mut |_, b| out.extend_from_slice(b),
