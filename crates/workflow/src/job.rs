@@ -254,31 +254,24 @@ pub(crate) async fn run_instance(
         invalid_action: false,
     };
     let mut steps: Vec<StepReport> = Vec::new();
+    let mut finished = |report: StepReport| {
+        env.observer.step_finished(
+            Origin {
+                workflow: &facts.workflow.name,
+                job: &inst.name,
+                step: &report.name,
+            },
+            &report,
+        );
+        steps.push(report);
+    };
     match state.prepare().await {
         Ok(()) => {
             for step in &job.steps {
-                let report = state.step(step).await;
-                env.observer.step_finished(
-                    Origin {
-                        workflow: &facts.workflow.name,
-                        job: &inst.name,
-                        step: &report.name,
-                    },
-                    &report,
-                );
-                steps.push(report);
+                finished(state.step(step).await);
             }
             for post in std::mem::take(&mut state.posts).into_iter().rev() {
-                let report = state.post_stage(post).await;
-                env.observer.step_finished(
-                    Origin {
-                        workflow: &facts.workflow.name,
-                        job: &inst.name,
-                        step: &report.name,
-                    },
-                    &report,
-                );
-                steps.push(report);
+                finished(state.post_stage(post).await);
             }
         }
         Err(e) => {

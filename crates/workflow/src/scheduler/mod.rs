@@ -64,6 +64,26 @@ struct JobDone {
     sessions: Vec<SessionSummary>,
 }
 
+impl JobDone {
+    /// `job` ended with `reports` (its result is theirs together) and `outputs`.
+    fn new(
+        job: &Job,
+        reports: Vec<JobReport>,
+        sessions: Vec<SessionSummary>,
+        outputs: Object,
+    ) -> JobDone {
+        JobDone {
+            id: job.id.clone(),
+            done: Done {
+                result: aggregate(&reports),
+                outputs,
+            },
+            reports,
+            sessions,
+        }
+    }
+}
+
 pub(crate) struct WorkflowRun<'a> {
     pub facts: &'a RunFacts,
     pub manager: &'a SessionManager,
@@ -270,15 +290,7 @@ impl WorkflowRun<'_> {
             for r in &reports {
                 self.observer.job_finished(&self.facts.workflow.name, r);
             }
-            JobDone {
-                id: job.id.clone(),
-                done: Done {
-                    result: aggregate(&reports),
-                    outputs,
-                },
-                reports,
-                sessions,
-            }
+            JobDone::new(job, reports, sessions, outputs)
         };
         let one = |name: String, reason: String, result: JobResult| {
             finish(

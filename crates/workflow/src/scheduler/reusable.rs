@@ -6,7 +6,7 @@
 //! `--vm-scope` says (on the caller's VM with `workflow`). Its `on.workflow_call.outputs` become
 //! the calling job's outputs.
 
-use super::{Archive, Done, JobDone, Shared, WorkflowRun, aggregate, skipped_report};
+use super::{Archive, Done, JobDone, Shared, WorkflowRun, skipped_report};
 use crate::action::source::RemoteRef;
 use crate::expression::{Object, Scope, Template, Value};
 use crate::inputs::resolve_call_inputs;
@@ -57,15 +57,7 @@ impl WorkflowRun<'_> {
             report.id = job.id.clone();
         }
         let outputs = workflow_outputs(&facts.workflow, contexts, &facts.inputs, &done);
-        JobDone {
-            id: job.id.clone(),
-            done: Done {
-                result: aggregate(&reports),
-                outputs,
-            },
-            reports,
-            sessions,
-        }
+        JobDone::new(job, reports, sessions, outputs)
     }
 
     /// Reads the workflow `uses` names.
@@ -146,15 +138,7 @@ impl WorkflowRun<'_> {
         let report = skipped_report(job, job.id.clone(), message, JobResult::Failure);
         self.observer
             .job_finished(&self.facts.workflow.name, &report);
-        JobDone {
-            id: job.id.clone(),
-            done: Done {
-                result: JobResult::Failure,
-                outputs: Object::new(),
-            },
-            reports: vec![report],
-            sessions: Vec::new(),
-        }
+        JobDone::new(job, vec![report], Vec::new(), Object::new())
     }
 }
 

@@ -64,12 +64,9 @@ impl JobState<'_> {
         let mut out = Vec::new();
         let code = self
             .session
-            .run_with_input(
-                EXTRACT_INTO,
-                &[to],
-                &archive,
-                &mut |_, b| out.extend_from_slice(b),
-            )
+            .run_with_input(EXTRACT_INTO, &[to], &archive, &mut |_, b| {
+                out.extend_from_slice(b)
+            })
             .await
             .map_err(|e| format!("copying the action to the VM failed: {e}"))?;
         if code != 0 {

@@ -2,9 +2,10 @@
 //! workflows, paths that leave the workspace, what needs Docker, post stages after a failure,
 //! and remote actions that are not in the cache.
 
-use crate::harness::{Env, assert_all_released, run};
-use azlin_workflow::{JobResult, StepOutcome, VmScope};
+use crate::harness::{Collect, Counting, Env, assert_all_released, run};
+use azlin_workflow::{JobResult, RunOptions, RunReport, StepOutcome, VmScope};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Writes `files` (path, text) under `root`.
@@ -16,14 +17,35 @@ fn write_tree(root: &Path, files: &[(&str, &str)]) {
     }
 }
 
+/// Runs `caller.yml` of a repository made of `files` under `env`, with `options` from
+/// `configure`.
+async fn run_caller(
+    env: &Env,
+    counting: Arc<Counting>,
+    files: &[(&str, &str)],
+    configure: impl FnOnce(&mut RunOptions),
+) -> (RunReport, Arc<Collect>) {
+    let repo = env.path("repo");
+    write_tree(&repo, files);
+    let mut options = env.options();
+    options.repo_dir = Some(repo.clone());
+    configure(&mut options);
+    run(
+        &[repo.join(".github/workflows/caller.yml")],
+        &options,
+        counting,
+    )
+    .await
+}
+
 #[tokio::test]
 async fn a_workflow_of_reusable_workflow_calls_runs_the_called_jobs() {
     for scope in [VmScope::Workflow, VmScope::Job] {
         let env = Env::new();
         let counting = env.allocator(Duration::ZERO);
-        let repo = env.path("repo");
-        write_tree(
-            &repo,
+        let (report, observer) = run_caller(
+            &env,
+            counting.clone(),
             &[
                 (
                     ".github/workflows/called.yml",
@@ -34,15 +56,10 @@ async fn a_workflow_of_reusable_workflow_calls_runs_the_called_jobs() {
                     "on: push\njobs:\n  first:\n    uses: ./.github/workflows/called.yml\n    with:\n      who: octocat\n      twice: ${{ true }}\n    secrets:\n      token: ${{ secrets.TOKEN }}\n  second:\n    needs: first\n    uses: ./.github/workflows/called.yml\n    with:\n      who: ${{ needs.first.outputs.said }}\n    secrets: inherit\n",
                 ),
             ],
-        );
-        let mut options = env.options();
-        options.repo_dir = Some(repo.clone());
-        options.vm_scope = scope;
-        options.secrets.insert("TOKEN".into(), "t0ken-value".into());
-        let (report, observer) = run(
-            &[repo.join(".github/workflows/caller.yml")],
-            &options,
-            counting.clone(),
+            |options| {
+                options.vm_scope = scope;
+                options.secrets.insert("TOKEN".into(), "t0ken-value".into());
+            },
         )
         .await;
         assert!(report.success, "{scope:?}: {:?}", report.errors);
@@ -74,9 +91,9 @@ async fn a_workflow_of_reusable_workflow_calls_runs_the_called_jobs() {
 async fn a_call_with_a_missing_required_input_fails_that_job() {
     let env = Env::new();
     let counting = env.allocator(Duration::ZERO);
-    let repo = env.path("repo");
-    write_tree(
-        &repo,
+    let (report, observer) = run_caller(
+        &env,
+        counting.clone(),
         &[
             (
                 ".github/workflows/called.yml",
@@ -87,13 +104,7 @@ async fn a_call_with_a_missing_required_input_fails_that_job() {
                 "on: push\njobs:\n  call:\n    uses: ./.github/workflows/called.yml\n  other:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo other ran\n",
             ),
         ],
-    );
-    let mut options = env.options();
-    options.repo_dir = Some(repo.clone());
-    let (report, observer) = run(
-        &[repo.join(".github/workflows/caller.yml")],
-        &options,
-        counting.clone(),
+        |_| {},
     )
     .await;
     assert_eq!(report.errors, ["Job 'call' failed"]);
