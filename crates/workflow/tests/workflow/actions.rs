@@ -308,3 +308,61 @@ fn which(program: &str) -> bool {
     std::env::var_os("PATH")
         .is_some_and(|path| std::env::split_paths(&path).any(|d| d.join(program).is_file()))
 }
+
+#[tokio::test]
+async fn an_override_folder_stands_in_for_a_remote_action() {
+    let env = Env::new();
+    let counting = env.allocator(Duration::ZERO);
+    let folder = env.path("override");
+    write_tree(
+        &folder,
+        &[(
+            "greet/action.yml",
+            "inputs:\n  who: {default: world}\nruns:\n  using: composite\n  steps:\n    - run: echo \"hello ${{ inputs.who }} from $GITHUB_ACTION_REPOSITORY@$GITHUB_ACTION_REF\"\n      shell: bash\n",
+        )],
+    );
+    let wf = env.write(
+        "override.yml",
+        "on: push\njobs:\n  o:\n    runs-on: ubuntu-latest\n    steps:\n      - uses: someone/tools/greet@v2\n        with:\n          who: override\n",
+    );
+    let mut options = env.options();
+    options.actions.offline = true;
+    options.actions.cache_dir = env.path("cache");
+    options
+        .actions
+        .overrides
+        .push(("someone/tools@v2".into(), folder));
+    let (report, observer) = run(&[wf], &options, counting.clone()).await;
+    assert!(report.success, "{:?}", report.errors);
+    assert!(
+        observer
+            .texts()
+            .contains(&"hello override from someone/tools@v2".to_string()),
+        "{:?}",
+        observer.texts()
+    );
+    assert_all_released(&env, &counting);
+}
+
+#[tokio::test]
+async fn reusable_workflows_nest_at_most_ten_levels() {
+    let env = Env::new();
+    let counting = env.allocator(Duration::ZERO);
+    // A workflow that calls itself: the tenth level is refused, and the run ends.
+    let (report, _) = run_caller(
+        &env,
+        counting.clone(),
+        &[(
+            ".github/workflows/caller.yml",
+            "on: [push, workflow_call]\njobs:\n  again:\n    uses: ./.github/workflows/caller.yml\n",
+        )],
+        |_| {},
+    )
+    .await;
+    assert_eq!(report.errors, ["Job 'again' failed"]);
+    let job = report.jobs().next().unwrap();
+    let error = job.error.as_deref().unwrap();
+    assert!(error.contains("at most 10 levels"), "{error}");
+    assert_eq!(job.name, ["again"; 10].join(" / "));
+    assert_eq!(counting.allocations(), 0);
+}
