@@ -229,7 +229,8 @@ pub struct RunArgs {
     /// Workflow files; several run as parallel sessions.
     #[arg(required = true, value_name = "WORKFLOW.yml")]
     pub workflows: Vec<PathBuf>,
-    /// Provider for the session VMs.
+    /// Provider for the session VMs (`sim` runs steps as processes on this machine, not in a
+    /// VM: for tests only).
     #[arg(long, value_name = "P")]
     pub provider: Option<String>,
     /// Event that triggered the run.

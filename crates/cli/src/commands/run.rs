@@ -8,7 +8,7 @@ use crate::commands::{new, prerequisites};
 use crate::failure::Failure;
 use crate::output;
 use crate::progress::Progress;
-use azlin_core::ExitCode;
+use azlin_core::{ExitCode, ProviderKind};
 use azlin_remote::OutputStream;
 use azlin_workflow::{
     JobReport, JobResult, LaunchAllocator, Observer, Origin, RunAs, RunOptions, SessionManager,
@@ -274,6 +274,12 @@ pub async fn run(app: &App, args: &RunArgs) -> anyhow::Result<ExitCode> {
         .map_err(|e| Failure::with_code(e.kind().exit_code(), e.to_string()))?;
     // Session VMs are made like `azlin new` with the configured defaults.
     let template = new::plan(app, &NewArgs::defaults(provider.clone()))?.remove(0);
+    if template.provider == ProviderKind::Sim {
+        eprintln!(
+            "⚠ the sim provider runs steps as processes on this machine, as {}, not in a VM",
+            azlin_workflow::local_user()
+        );
+    }
     let progress = Progress::new(app.settings.progress_tty);
     let identity =
         prerequisites::preflight(app, &progress, template.provider, template.image).await?;

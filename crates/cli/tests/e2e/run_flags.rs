@@ -84,7 +84,7 @@ fn bad_run_flags_exit_64_before_anything_is_made() {
         ),
         (
             &["--actions-url", "http://example.com"],
-            "expected https://, file://, or http:// on this machine".to_string(),
+            "http:// is only allowed on loopback".to_string(),
         ),
     ];
     for (extra, message) in cases {
@@ -113,6 +113,15 @@ fn a_dispatch_input_is_typed_by_its_declaration() {
         run.stdout.contains("flag=true event=true name=world"),
         "{}",
         run.stdout
+    );
+    // The sim provider says first that steps run on this machine.
+    assert!(
+        run.stderr
+            .lines()
+            .next()
+            .is_some_and(|l| l.contains("runs steps as processes on this machine")),
+        "{}",
+        run.stderr
     );
     azlin.assert_no_vms();
 }
