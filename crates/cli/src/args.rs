@@ -298,6 +298,10 @@ pub struct RunArgs {
     /// a failing one is reported, and the VM is released anyway.
     #[arg(long = "cleanup", value_name = "CMD")]
     pub cleanup_commands: Vec<String>,
+    /// Keep the VM of a failed session for debugging (prints how to connect); the default
+    /// releases every VM.
+    #[arg(long)]
+    pub keep_failed: bool,
 }
 
 /// `azlin worker`

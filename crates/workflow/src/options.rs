@@ -66,6 +66,8 @@ pub struct RunOptions {
     pub setup_commands: Vec<String>,
     /// Commands run on each VM before release, on every path.
     pub cleanup_commands: Vec<String>,
+    /// `--keep-failed`: a failed session's VM is kept (not cleaned up, not released).
+    pub keep_failed: bool,
     /// Cancels the run (Ctrl-C): running steps are stopped, cleanup runs, VMs are released.
     pub cancel: CancellationToken,
     /// `-C/--directory`: the repository that `actions/checkout` copies and that local actions
@@ -130,6 +132,7 @@ impl RunOptions {
             logs_dir: logs_dir.into(),
             setup_commands: Vec::new(),
             cleanup_commands: Vec::new(),
+            keep_failed: false,
             cancel: CancellationToken::new(),
             repo_dir: None,
             inputs: BTreeMap::new(),

@@ -154,6 +154,9 @@ pub struct SessionSummary {
     pub outcome: String,
     /// Whether its VM was released.
     pub released: bool,
+    /// Whether its VM was kept because the session failed (`--keep-failed`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub kept: bool,
     /// Cleanup commands that failed on its VM (each with its exit status and output).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cleanup_failures: Vec<String>,

@@ -77,6 +77,7 @@ pub fn session_config(options: &RunOptions) -> SessionConfig {
         setup_commands: options.setup_commands.clone(),
         cleanup_commands: options.cleanup_commands.clone(),
         run_as: options.run_as,
+        keep_failed: options.keep_failed,
     }
 }
 

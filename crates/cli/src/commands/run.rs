@@ -202,6 +202,7 @@ pub async fn run(app: &App, args: &RunArgs) -> anyhow::Result<ExitCode> {
         log_dir,
         setup_commands,
         cleanup_commands,
+        keep_failed,
     } = args;
     let paths = &app.settings.paths;
     let state = &paths.state_dir;
@@ -231,6 +232,7 @@ pub async fn run(app: &App, args: &RunArgs) -> anyhow::Result<ExitCode> {
     options.actor = actor.clone();
     options.setup_commands = setup_commands.clone();
     options.cleanup_commands = cleanup_commands.clone();
+    options.keep_failed = *keep_failed;
     options.repository = repository.clone();
     if let Some(dir) = directory {
         if !dir.is_dir() {
@@ -334,6 +336,13 @@ pub async fn run(app: &App, args: &RunArgs) -> anyhow::Result<ExitCode> {
         Err(e) => return Err(Failure::with_code(e.kind().exit_code(), e.to_string())),
     };
     for session in report.workflows.iter().flat_map(|w| &w.sessions) {
+        if session.kept {
+            eprintln!(
+                "⚠ kept VM {vm} of the failed session {id}: azlin connect {vm} (azlin delete {vm} --yes when done)",
+                vm = session.vm,
+                id = session.id
+            );
+        }
         for failure in &session.cleanup_failures {
             eprintln!("⚠ cleanup on VM {}: {failure}", session.vm);
         }

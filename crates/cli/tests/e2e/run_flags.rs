@@ -237,3 +237,34 @@ jobs:
     );
     azlin.assert_no_vms();
 }
+
+#[test]
+fn keep_failed_keeps_the_vm_of_a_failed_session_and_says_how_to_reach_it() {
+    let azlin = Azlin::new();
+    let failing = file(
+        &azlin,
+        "failing.yml",
+        "on: push\njobs:\n  broken:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo evidence > $HOME/evidence.txt && exit 1\n",
+    );
+    let run = run_on_sim(&azlin, &failing, &["--keep-failed"]).expect(1);
+    let kept = run
+        .stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("⚠ kept VM "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no kept VM in:\n{}", run.stderr))
+        .to_string();
+    assert!(run.stderr.contains(&format!("azlin connect {kept}")));
+    let listed = azlin.run(&["list", "-o", "json"]).expect(0).json();
+    assert!(listed.to_string().contains(&kept), "{listed}");
+    // The VM is as the failed step left it.
+    let evidence = azlin
+        .run(&["connect", &kept, "--", "cat", "evidence.txt"])
+        .expect(0);
+    assert_eq!(evidence.stdout.trim(), "evidence");
+    azlin.run(&["delete", &kept, "--yes"]).expect(0);
+    azlin.assert_no_vms();
+    // Without the flag the failed session's VM is released as always.
+    run_on_sim(&azlin, &failing, &[]).expect(1);
+    azlin.assert_no_vms();
+}

@@ -632,7 +632,8 @@ async fn close(session: Session, outcome: SessionState) -> SessionSummary {
         id,
         vm,
         outcome: outcome.as_str().to_string(),
-        released: report.release_error.is_none(),
+        released: report.release_error.is_none() && !report.kept,
+        kept: report.kept,
         cleanup_failures: report.cleanup_failures,
     }
 }

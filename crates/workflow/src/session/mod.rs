@@ -56,6 +56,8 @@ pub struct SessionConfig {
     pub cleanup_commands: Vec<String>,
     /// Whose account commands run as.
     pub run_as: RunAs,
+    /// Keep the VM of a failed session (no cleanup commands, no release), for debugging.
+    pub keep_failed: bool,
 }
 
 /// Facts about a session's VM, learnt once when the session opens.
@@ -143,6 +145,8 @@ pub struct CloseReport {
     pub cleanup_failures: Vec<String>,
     /// The release error, if the VM could not be released.
     pub release_error: Option<String>,
+    /// The session failed and its VM was kept (`--keep-failed`).
+    pub kept: bool,
 }
 
 struct Shared {
@@ -172,6 +176,17 @@ impl Finisher {
     async fn finish(self, outcome: SessionState, note: String) -> CloseReport {
         let mut report = CloseReport::default();
         update(&self.shared.store, &self.record, |r| r.enter(outcome, note));
+        if outcome == SessionState::Failed && self.shared.config.keep_failed {
+            let note = format!(
+                "VM {} kept for debugging: azlin connect {0}; azlin delete {0} when done",
+                self.allocation.vm.name
+            );
+            update(&self.shared.store, &self.record, |r| {
+                r.enter(SessionState::Kept, note)
+            });
+            report.kept = true;
+            return report;
+        }
         if let Some(runner) = &self.runner
             && outcome == SessionState::Cancelled
         {
@@ -591,8 +606,8 @@ impl Session {
                 let tracker = f.shared.tracker.clone();
                 let task = tracker.spawn(f.finish(outcome, note.to_string()));
                 task.await.unwrap_or_else(|e| CloseReport {
-                    cleanup_failures: Vec::new(),
                     release_error: Some(format!("the release task failed: {e}")),
+                    ..CloseReport::default()
                 })
             }
             None => CloseReport::default(),

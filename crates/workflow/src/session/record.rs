@@ -26,6 +26,8 @@ pub enum SessionState {
     Cancelled,
     /// Its VM has been released: the last state.
     Released,
+    /// It failed, and its VM was kept for debugging (`--keep-failed`): the last state.
+    Kept,
 }
 
 impl SessionState {
@@ -39,6 +41,7 @@ impl SessionState {
             SessionState::Failed => "failed",
             SessionState::Cancelled => "cancelled",
             SessionState::Released => "released",
+            SessionState::Kept => "kept",
         }
     }
 }
