@@ -153,6 +153,12 @@ pub async fn connect_client(url: &str, name: &str) -> Result<Client, BusError> {
 /// Connects as `connection` says (TLS, credentials), reconnecting for ever after a first
 /// success. Errors name the server by its redacted URL.
 pub async fn connect(connection: &NatsConnection, name: &str) -> Result<Client, BusError> {
+    let servers = connection
+        .servers
+        .split(',')
+        .map(|url| url.trim().parse::<async_nats::ServerAddr>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| BusError::Setup(format!("NATS URL {connection}: {e}")))?;
     let options = auth::options(connection).await?;
     options
         .name(name)
@@ -171,10 +177,12 @@ pub async fn connect(connection: &NatsConnection, name: &str) -> Result<Client, 
                 async_nats::Event::Disconnected => {
                     tracing::warn!("NATS: disconnected; reconnecting")
                 }
+                // Permission violations and the like: the server says what it refused.
+                async_nats::Event::ServerError(e) => tracing::warn!("NATS server: {e}"),
                 other => tracing::debug!("NATS: {other}"),
             }
         })
-        .connect(connection.servers.as_str())
+        .connect(servers)
         .await
         .map_err(|e| auth::connect_error(connection, &e))
 }

@@ -20,6 +20,11 @@ pub(super) async fn options(connection: &NatsConnection) -> Result<ConnectOption
         ca_file,
         client,
     } = tls;
+    if *required {
+        // The client asks rustls for the process's crypto provider, and more than one is
+        // compiled in: name ours (the first caller's stays; an error only says one is set).
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
     let mut options = ConnectOptions::new().require_tls(*required);
     if let Some(ca) = ca_file {
         readable(ca, "CA file").await?;
