@@ -4,6 +4,7 @@
 //! (`scripts/install-nats.sh`).
 
 mod auth;
+mod cluster;
 mod dead_letters;
 mod fleet;
 mod restart;
