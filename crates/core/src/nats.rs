@@ -65,7 +65,7 @@ fn redact_one(url: &str) -> String {
 
 /// A NATS server URL as the user gave it (it may hold a password or token): `Debug` and
 /// `Display` show it redacted ([`redact_url`]).
-#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(transparent)]
 pub struct NatsUrl(String);
 
@@ -212,12 +212,6 @@ pub struct NatsInputs {
     pub config: NatsConfig,
     /// A token from the environment (`AZLIN_NATS_TOKEN`).
     pub token: Option<Secret>,
-}
-
-impl Default for NatsUrl {
-    fn default() -> Self {
-        NatsUrl(String::new())
-    }
 }
 
 impl NatsConnection {
