@@ -113,8 +113,11 @@ impl App {
     /// The state store: JetStream key-value with NATS (connected on first use), else the SQLite
     /// database of this machine.
     pub fn store(&self) -> anyhow::Result<Arc<dyn StateStore>> {
-        if let Some(url) = &self.settings.nats_url {
-            return Ok(Arc::new(KvStore::lazy(url.clone(), self.nats_settings())));
+        if let Some(nats) = &self.settings.nats {
+            return Ok(Arc::new(KvStore::lazy_with(
+                nats.clone(),
+                self.nats_settings(),
+            )));
         }
         Ok(Arc::new(SqliteStore::open(&self.settings.state_db())?))
     }
@@ -123,6 +126,7 @@ impl App {
     pub fn nats_settings(&self) -> NatsSettings {
         NatsSettings {
             connection_name: format!("azlin {}-{}", hostname(), std::process::id()),
+            replicas: self.settings.nats.as_ref().map_or(1, |nats| nats.replicas),
             ..NatsSettings::default()
         }
     }
@@ -151,9 +155,9 @@ impl App {
         identity: &Identity,
         concurrency: usize,
     ) -> anyhow::Result<ControlPlane> {
-        if let Some(url) = &self.settings.nats_url {
+        if let Some(url) = &self.settings.nats {
             let settings = self.nats_settings();
-            let nats = NatsBus::connect(url, settings.clone()).await?;
+            let nats = NatsBus::connect_with(url, settings.clone()).await?;
             if let Ok(None | Some(0)) = nats.waiting_workers().await {
                 tracing::warn!(
                     "no azlin worker is waiting for requests on {url} (all busy, or none \

@@ -1,6 +1,7 @@
 //! The command line: one `Args` struct per subcommand, global flags flattened in. Parsing only;
 //! nothing here touches the system.
 
+use azlin_core::nats::NatsUrl;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
@@ -59,12 +60,63 @@ pub struct GlobalArgs {
     /// More logging (-v info, -vv debug, -vvv trace), on stderr.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
-    /// NATS server for the control plane (default: in-process).
+    /// NATS server for the control plane (default: in-process). A password in the URL
+    /// (`nats://user:password@host`) is never printed.
     #[arg(long, global = true, env = "AZLIN_NATS_URL", value_name = "URL")]
-    pub nats: Option<String>,
+    pub nats: Option<NatsUrl>,
+    /// How to reach the NATS server: TLS and credentials.
+    #[command(flatten)]
+    pub nats_auth: NatsArgs,
     /// Azure subscription id (default: `[azure] subscription` in the config, else az's default).
     #[arg(long, global = true, value_name = "ID")]
     pub subscription: Option<String>,
+}
+
+/// TLS and credentials for the NATS server; each wins over its key in `[nats]` of the config.
+/// Secrets come from files (or the environment), never from the command line.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "NATS connection")]
+pub struct NatsArgs {
+    /// CA certificate (PEM) that signed the NATS server's certificate (implies TLS).
+    #[arg(long, global = true, env = "AZLIN_NATS_CA", value_name = "FILE")]
+    pub nats_ca: Option<PathBuf>,
+    /// Client certificate (PEM) for a server that verifies clients (with --nats-key).
+    #[arg(long, global = true, env = "AZLIN_NATS_CERT", value_name = "FILE")]
+    pub nats_cert: Option<PathBuf>,
+    /// Client private key (PEM).
+    #[arg(long, global = true, env = "AZLIN_NATS_KEY", value_name = "FILE")]
+    pub nats_key: Option<PathBuf>,
+    /// Require TLS even for a `nats://` URL.
+    #[arg(long, global = true)]
+    pub nats_tls: bool,
+    /// Credentials file (user JWT and nkey seed, `.creds`).
+    #[arg(long, global = true, env = "AZLIN_NATS_CREDS", value_name = "FILE")]
+    pub nats_creds: Option<PathBuf>,
+    /// File holding an nkey seed.
+    #[arg(long, global = true, env = "AZLIN_NATS_NKEY", value_name = "FILE")]
+    pub nats_nkey: Option<PathBuf>,
+    /// File holding a token (or set AZLIN_NATS_TOKEN).
+    #[arg(
+        long,
+        global = true,
+        env = "AZLIN_NATS_TOKEN_FILE",
+        value_name = "FILE"
+    )]
+    pub nats_token_file: Option<PathBuf>,
+    /// User name (password from --nats-password-file or the URL).
+    #[arg(long, global = true, env = "AZLIN_NATS_USER", value_name = "USER")]
+    pub nats_user: Option<String>,
+    /// File holding the password of --nats-user.
+    #[arg(
+        long,
+        global = true,
+        env = "AZLIN_NATS_PASSWORD_FILE",
+        value_name = "FILE"
+    )]
+    pub nats_password_file: Option<PathBuf>,
+    /// Replicas of azlin's streams and buckets (3 on a 3-node JetStream cluster; default 1).
+    #[arg(long, global = true, env = "AZLIN_NATS_REPLICAS", value_name = "N")]
+    pub nats_replicas: Option<usize>,
 }
 
 /// The commands.

@@ -1,5 +1,7 @@
 //! Errors at the CLI edge and the one place they become exit codes.
 
+use azlin_control::bus::BusError;
+use azlin_control::store::StoreError;
 use azlin_core::ExitCode;
 use azlin_core::config::ConfigError;
 use azlin_core::{ErrorKind, ProviderError};
@@ -44,6 +46,12 @@ pub fn exit_code(error: &anyhow::Error) -> ExitCode {
         if let Some(e) = cause.downcast_ref::<ProviderError>() {
             return e.kind.exit_code();
         }
+        if let Some(e) = cause.downcast_ref::<BusError>() {
+            return bus_exit_code(e);
+        }
+        if let Some(StoreError::Bus(e)) = cause.downcast_ref::<StoreError>() {
+            return bus_exit_code(e);
+        }
         if cause.downcast_ref::<ConfigError>().is_some() {
             return ExitCode::Usage;
         }
@@ -58,4 +66,13 @@ pub fn exit_code(error: &anyhow::Error) -> ExitCode {
         }
     }
     ExitCode::Error
+}
+
+/// Credentials refused: 3; connection settings that cannot be used: 64; else 1.
+fn bus_exit_code(e: &BusError) -> ExitCode {
+    match e {
+        BusError::Auth(_) => ExitCode::Auth,
+        BusError::Setup(_) => ExitCode::Usage,
+        BusError::Closed | BusError::Transport(_) => ExitCode::Error,
+    }
 }

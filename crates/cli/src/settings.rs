@@ -1,8 +1,9 @@
 //! Settings resolved once from flags, environment and config file, then passed by reference.
 
-use crate::args::{GlobalArgs, OutputFormat};
+use crate::args::{GlobalArgs, NatsArgs, OutputFormat};
 use crate::failure::Failure;
 use azlin_core::config::{Config, PathInputs};
+use azlin_core::nats::{NatsConfig, NatsConnection, NatsInputs, NatsUrl, Secret};
 use azlin_core::{Paths, ProviderKind};
 use azlin_providers::image::DEFAULT_MIRROR;
 use azlin_providers::sim::SimSettings;
@@ -19,8 +20,8 @@ pub struct Settings {
     pub config: Config,
     /// Output format.
     pub output: OutputFormat,
-    /// NATS server, if the control plane runs over NATS.
-    pub nats_url: Option<String>,
+    /// The NATS server and how to reach it, if the control plane runs over NATS.
+    pub nats: Option<NatsConnection>,
     /// Azure subscription from `--subscription`; wins over `[azure] subscription`.
     pub azure_subscription: Option<String>,
     /// Where base images are cached.
@@ -51,6 +52,7 @@ impl Settings {
             output,
             verbose: _,
             nats,
+            nats_auth,
             subscription,
         } = global;
         let paths = Paths::resolve(&PathInputs::from_process_env());
@@ -82,8 +84,9 @@ impl Settings {
             .map(PathBuf::from)
             .or_else(|| config.image_dir.clone())
             .unwrap_or_else(|| default_image_dir(&paths));
+        let nats = resolve_nats(nats.as_ref(), nats_auth, &config)?;
         Ok(Settings {
-            nats_url: nats.clone().or_else(|| config.nats_url.clone()),
+            nats,
             azure_subscription: subscription.clone(),
             image_dir,
             mirror: env("AZLIN_DEBIAN_MIRROR").unwrap_or_else(|| DEFAULT_MIRROR.to_string()),
@@ -120,6 +123,71 @@ impl Settings {
     pub fn deployment_state(&self) -> PathBuf {
         self.paths.state_dir.join("deployment-state.yaml")
     }
+}
+
+/// The NATS connection: `--nats` (or `AZLIN_NATS_URL`), else `[nats] url`, else `nats_url`;
+/// each `--nats-*` flag wins over its `[nats]` key; a token may come from `AZLIN_NATS_TOKEN`.
+fn resolve_nats(
+    flag: Option<&NatsUrl>,
+    args: &NatsArgs,
+    config: &Config,
+) -> anyhow::Result<Option<NatsConnection>> {
+    let NatsArgs {
+        nats_ca,
+        nats_cert,
+        nats_key,
+        nats_tls,
+        nats_creds,
+        nats_nkey,
+        nats_token_file,
+        nats_user,
+        nats_password_file,
+        nats_replicas,
+    } = args;
+    let url = flag
+        .or(config.nats.url.as_ref())
+        .or(config.nats_url.as_ref())
+        .cloned();
+    let Some(url) = url else {
+        let given = nats_ca.is_some()
+            || nats_cert.is_some()
+            || nats_key.is_some()
+            || *nats_tls
+            || nats_creds.is_some()
+            || nats_nkey.is_some()
+            || nats_token_file.is_some()
+            || nats_user.is_some()
+            || nats_password_file.is_some()
+            || nats_replicas.is_some();
+        if given {
+            return Err(Failure::usage(
+                "--nats-* connection flags need a NATS server: --nats URL, AZLIN_NATS_URL or \
+                 [nats] url in the config",
+            ));
+        }
+        return Ok(None);
+    };
+    let file = config.nats.clone();
+    let merged = NatsConfig {
+        url: None,
+        replicas: nats_replicas.or(file.replicas),
+        ca_file: nats_ca.clone().or(file.ca_file),
+        cert_file: nats_cert.clone().or(file.cert_file),
+        key_file: nats_key.clone().or(file.key_file),
+        tls: if *nats_tls { Some(true) } else { file.tls },
+        creds_file: nats_creds.clone().or(file.creds_file),
+        nkey_file: nats_nkey.clone().or(file.nkey_file),
+        token_file: nats_token_file.clone().or(file.token_file),
+        user: nats_user.clone().or(file.user),
+        password_file: nats_password_file.clone().or(file.password_file),
+    };
+    NatsConnection::resolve(NatsInputs {
+        url,
+        config: merged,
+        token: env("AZLIN_NATS_TOKEN").map(Secret::new),
+    })
+    .map(Some)
+    .map_err(|e| Failure::usage(e.to_string()))
 }
 
 /// Base images are big and the same for everyone: root (who runs nspawn VMs) keeps them in

@@ -4,6 +4,7 @@
 //! environment or `HOME` on its own.
 
 use crate::RepoUrl;
+use crate::nats::{NatsConfig, NatsUrl};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -176,8 +177,11 @@ pub struct Config {
     /// A command run (through `sh -c`) to notify of completion; `AZLIN_NOTIFY_*` variables
     /// carry the details.
     pub notify_command: Option<String>,
-    /// NATS server URL; the in-process bus when absent.
-    pub nats_url: Option<String>,
+    /// NATS server URL; the in-process bus when absent (also `[nats] url`, which wins).
+    pub nats_url: Option<NatsUrl>,
+    /// NATS connection: TLS, credentials, replicas.
+    #[serde(default)]
+    pub nats: NatsConfig,
     /// Where base images are cached (shared between users of one machine).
     pub image_dir: Option<PathBuf>,
     /// Seconds to wait for SSH before giving up (exit 5).
@@ -284,5 +288,19 @@ mod tests {
         let config = Config::parse("[actions]\nurl = \"file:///srv/actions\"").unwrap();
         assert_eq!(config.actions.url.as_deref(), Some("file:///srv/actions"));
         assert!(Config::parse("[actions]\nurl = \"x\"\noffline = true").is_err());
+    }
+
+    #[test]
+    fn nats_section() {
+        let config = Config::parse(
+            "nats_url = \"nats://old:4222\"\n[nats]\nurl = \"tls://u:pw@h:4222\"\nreplicas = 3\n\
+             ca_file = \"/ca.pem\"\nuser = \"w\"\npassword_file = \"/pw\"",
+        )
+        .expect("parses");
+        assert_eq!(config.nats.replicas, Some(3));
+        assert_eq!(config.nats_url.expect("url").expose(), "nats://old:4222");
+        assert!(!format!("{:?}", config.nats).contains("pw@"));
+        let err = Config::parse("[nats]\ntoken = \"x\"").unwrap_err();
+        assert!(err.contains("token"), "{err}");
     }
 }

@@ -9,6 +9,7 @@ pub mod config;
 pub mod event;
 pub mod exit;
 pub mod name;
+pub mod nats;
 pub mod provider;
 pub mod repo;
 pub mod spec;

@@ -9,17 +9,20 @@
 //!   (a `file://` actions source); [`GitServer`] serves such a folder over HTTPS with a test CA.
 //! - [`conformance`]: the act conformance corpus and how outcomes are judged against it.
 //! - [`NatsServer`]: the real `nats-server` with JetStream on a free loopback port, restartable on
-//!   the same port and storage.
+//!   the same port and storage; with [`ServerOptions`] (TLS, users, accounts) or as a
+//!   [`NatsCluster`]; [`TestPki`] makes the certificates.
 
 pub mod actions;
 pub mod arm_double;
 pub mod conformance;
 pub mod git_server;
 pub mod nats;
+pub mod pki;
 pub mod stub_az;
 
 pub use actions::ActionRepos;
 pub use arm_double::{ArmDouble, Fault, RecordedRequest, ResourceSnapshot};
 pub use git_server::GitServer;
-pub use nats::{LAUNCH_MILESTONES, NatsServer};
+pub use nats::{LAUNCH_MILESTONES, NatsCluster, NatsServer, ServerOptions};
+pub use pki::TestPki;
 pub use stub_az::{AzAccount, StubAz};

@@ -2,6 +2,10 @@
 //! loopback port with JetStream storing in a temporary folder. It can be stopped, killed and
 //! started again on the same port and storage (to test that nothing is lost across a server
 //! restart); `Drop` kills it and removes its storage.
+//!
+//! [`ServerOptions`] add configuration (TLS, users and permissions, accounts) with files beside
+//! it and variables in its environment; [`NatsCluster`] runs several servers as one JetStream
+//! cluster on loopback.
 
 /// The milestones of one launch in the order they happen: the stages of `vm.create.status` and
 /// the subjects of the milestone events between them. Tests check event order and loss with it.
@@ -40,13 +44,29 @@ pub enum Sync {
     Always,
 }
 
+/// What a server runs with beyond its port and JetStream storage.
+#[derive(Debug, Clone, Default)]
+pub struct ServerOptions {
+    /// How JetStream storage is flushed.
+    pub sync: Sync,
+    /// Configuration appended to the generated one (`tls {}`, `authorization {}`,
+    /// `include "file"`, `accounts {}`).
+    pub extra: String,
+    /// Files (name, contents) written beside the config before each start, for `include`.
+    pub files: Vec<(String, String)>,
+    /// Environment of the server process: the config's `$VARIABLES`.
+    pub env: Vec<(String, String)>,
+}
+
 /// A running `nats-server` with JetStream, owned by a test.
 #[derive(Debug)]
 pub struct NatsServer {
     binary: PathBuf,
     dir: tempfile::TempDir,
     port: u16,
-    sync: Sync,
+    options: ServerOptions,
+    /// `cluster {}` of a cluster node.
+    cluster: String,
     child: Option<Child>,
     starts: u32,
 }
@@ -82,22 +102,42 @@ impl NatsServer {
 
     /// Starts a server with the given storage sync.
     pub fn start_with(sync: Sync) -> std::io::Result<NatsServer> {
+        Self::start_options(ServerOptions {
+            sync,
+            ..ServerOptions::default()
+        })
+    }
+
+    /// Starts a server with `options` (TLS, users, accounts).
+    pub fn start_options(options: ServerOptions) -> std::io::Result<NatsServer> {
+        let mut server = Self::prepare(options, free_port()?)?;
+        server.start_again()?;
+        Ok(server)
+    }
+
+    /// A server not started yet.
+    fn prepare(options: ServerOptions, port: u16) -> std::io::Result<NatsServer> {
         let binary = server_binary().ok_or_else(|| {
             std::io::Error::new(
                 std::io::ErrorKind::NotFound,
                 "nats-server not found: run scripts/install-nats.sh (or set AZLIN_NATS_SERVER)",
             )
         })?;
-        let mut server = NatsServer {
+        let server = NatsServer {
             binary,
             dir: tempfile::Builder::new().prefix("azlin-nats-").tempdir()?,
-            port: free_port()?,
-            sync,
+            port,
+            options,
+            cluster: String::new(),
             child: None,
             starts: 0,
         };
-        server.start_again()?;
         Ok(server)
+    }
+
+    /// The folder holding its config, log, storage and [`ServerOptions::files`].
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
     }
 
     /// `nats://127.0.0.1:PORT`.
@@ -128,15 +168,20 @@ impl NatsServer {
     }
 
     fn write_config(&self) -> std::io::Result<PathBuf> {
-        let sync = match self.sync {
+        let sync = match self.options.sync {
             Sync::Default => "",
             Sync::Always => "\n    sync_interval: always",
         };
+        for (name, contents) in &self.options.files {
+            std::fs::write(self.dir.path().join(name), contents)?;
+        }
         let config = format!(
             "# Written by azlin-testkit.\nlisten: 127.0.0.1:{port}\nserver_name: azlin-test-{port}\n\
-             jetstream {{\n    store_dir: {store:?}{sync}\n}}\n",
+             jetstream {{\n    store_dir: {store:?}{sync}\n}}\n{cluster}\n{extra}\n",
             port = self.port,
             store = self.store_dir().display().to_string(),
+            cluster = self.cluster,
+            extra = self.options.extra,
         );
         let path = self.dir.path().join("nats-server.conf");
         std::fs::write(&path, config)?;
@@ -159,6 +204,7 @@ impl NatsServer {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
+            .envs(self.options.env.iter().map(|(k, v)| (k, v)))
             .spawn()?;
         self.child = Some(child);
         self.starts += 1;
@@ -221,6 +267,78 @@ impl NatsServer {
     /// How many times the process was started.
     pub fn starts(&self) -> u32 {
         self.starts
+    }
+}
+
+/// Several servers as one JetStream cluster on loopback (routes on free ports, each node with
+/// its own storage). Nodes can be killed and started again like a single [`NatsServer`].
+#[derive(Debug)]
+pub struct NatsCluster {
+    /// The nodes, in the order started.
+    pub nodes: Vec<NatsServer>,
+}
+
+impl NatsCluster {
+    /// Starts `size` nodes with `options` each, and waits until they have a metadata leader.
+    pub fn start(size: usize, options: ServerOptions) -> std::io::Result<NatsCluster> {
+        let name = format!("azlin-test-{}", uuid::Uuid::new_v4().simple());
+        let route_ports = (0..size)
+            .map(|_| free_port())
+            .collect::<std::io::Result<Vec<_>>>()?;
+        let routes: Vec<String> = route_ports
+            .iter()
+            .map(|port| format!("\"nats-route://127.0.0.1:{port}\""))
+            .collect();
+        let mut nodes = Vec::new();
+        for route_port in &route_ports {
+            let mut node = NatsServer::prepare(options.clone(), free_port()?)?;
+            node.cluster = format!(
+                "cluster {{\n    name: {name}\n    listen: 127.0.0.1:{route_port}\n    \
+                 routes: [{}]\n}}",
+                routes.join(", ")
+            );
+            nodes.push(node);
+        }
+        // Each node comes up on its own; JetStream waits for its peers.
+        for node in &mut nodes {
+            node.start_again()?;
+        }
+        let cluster = NatsCluster { nodes };
+        cluster.wait_for_leader(START_TIMEOUT)?;
+        Ok(cluster)
+    }
+
+    /// The client URLs of every node, comma-separated.
+    pub fn url(&self) -> String {
+        self.nodes
+            .iter()
+            .map(NatsServer::url)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Waits until a node's log says that the JetStream cluster elected a metadata leader
+    /// (after the last start of that node).
+    pub fn wait_for_leader(&self, limit: Duration) -> std::io::Result<()> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if self.nodes.iter().any(|node| {
+                std::fs::read_to_string(node.log_file()).is_ok_and(|log| {
+                    log.rsplit("Server is ready")
+                        .next()
+                        .is_some_and(|since| since.contains("metadata leader"))
+                })
+            }) {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "the JetStream cluster elected no metadata leader in time",
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 }
 

@@ -157,9 +157,9 @@ pub async fn run(app: &App, args: &EventsArgs) -> anyhow::Result<ExitCode> {
         json: app.settings.output == OutputFormat::Json,
         rows: 0,
     };
-    match &app.settings.nats_url {
+    match &app.settings.nats {
         Some(url) => {
-            let bus = NatsBus::connect(url, app.nats_settings()).await?;
+            let bus = NatsBus::connect_with(url, app.nats_settings()).await?;
             let range = if *follow {
                 Range::Follow { after: 0 }
             } else {

@@ -59,7 +59,7 @@ pub async fn preflight(
     kind: ProviderKind,
     image: ImageProfile,
 ) -> anyhow::Result<Identity> {
-    let in_process = app.settings.nats_url.is_none();
+    let in_process = app.settings.nats.is_none();
     let stage = progress.stage("Prerequisites");
     let summary = require(app, in_process.then_some(kind))?;
     stage.done(&summary);

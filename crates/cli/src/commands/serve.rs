@@ -72,7 +72,7 @@ pub async fn run(app: &App, args: &ServeArgs) -> anyhow::Result<ExitCode> {
     let orchestrator = app.orchestrator()?;
     let shared = Arc::new(Shared {
         store: orchestrator.store().clone(),
-        transport: if app.settings.nats_url.is_some() {
+        transport: if app.settings.nats.is_some() {
             "nats"
         } else {
             "in-process"
@@ -81,8 +81,8 @@ pub async fn run(app: &App, args: &ServeArgs) -> anyhow::Result<ExitCode> {
         started_at: azlin_core::now_rfc3339(),
     });
     // Connect (and fail) before serving anything.
-    let bus = match &app.settings.nats_url {
-        Some(url) => Some(NatsBus::connect(url, app.nats_settings()).await?),
+    let bus = match &app.settings.nats {
+        Some(nats) => Some(NatsBus::connect_with(nats, app.nats_settings()).await?),
         None => None,
     };
     orchestrator.write_state().await?;

@@ -54,7 +54,7 @@ fn settings(
 /// Runs `azlin worker`.
 pub async fn run(app: &App, args: &WorkerArgs) -> anyhow::Result<ExitCode> {
     let (worker_settings, nats_settings) = settings(args, app.nats_settings())?;
-    let Some(url) = &app.settings.nats_url else {
+    let Some(url) = &app.settings.nats else {
         return Err(Failure::usage(
             "`azlin worker` serves requests from a NATS server: pass --nats URL or set \
              AZLIN_NATS_URL (without NATS, `azlin new` runs its own worker)",
@@ -63,7 +63,7 @@ pub async fn run(app: &App, args: &WorkerArgs) -> anyhow::Result<ExitCode> {
     // Workers started together on a fresh home race to create the key; ensure_identity
     // makes the loser use the winner's.
     let (identity, _) = ensure_identity(&app.settings.paths.ssh_key())?;
-    let bus = Arc::new(NatsBus::connect(url, nats_settings).await?);
+    let bus = Arc::new(NatsBus::connect_with(url, nats_settings).await?);
     bus.ensure_workers_consumer().await?;
     let launch = app.launch_settings();
     let id = launch.worker_id.clone();

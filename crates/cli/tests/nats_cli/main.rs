@@ -12,6 +12,7 @@ mod common;
 mod events;
 mod fleet;
 mod nspawn;
+mod secrets;
 mod serve;
 mod signals;
 mod support;

@@ -18,6 +18,12 @@ pub enum BusError {
     /// The server could not be reached or refused an operation.
     #[error("event bus: {0}")]
     Transport(String),
+    /// The server refused this client's credentials (or demands some).
+    #[error("event bus: {0}")]
+    Auth(String),
+    /// The connection settings cannot be used (a credentials or TLS file is missing or bad).
+    #[error("event bus: {0}")]
+    Setup(String),
 }
 
 /// Acknowledgement of one delivered request, towards the transport that delivered it.

@@ -23,6 +23,7 @@
 //!
 //! Names and settings of all of these are in [`topology`].
 
+mod auth;
 mod janitor;
 mod pull;
 pub mod replay;
@@ -34,9 +35,10 @@ pub use topology::NatsSettings;
 use super::{Acker, Bus, BusError, DeadLetter, Delivery, Subscription};
 use crate::store::LoggedEvent;
 use async_nats::jetstream::{self, AckKind, kv, message::PublishMessage, publish::PublishAck};
-use async_nats::{Client, ConnectOptions, HeaderMap};
+use async_nats::{Client, HeaderMap};
 use async_trait::async_trait;
 use azlin_core::event::{Event, Request};
+use azlin_core::nats::NatsConnection;
 use bytes::Bytes;
 use pull::{Pulled, Puller};
 use std::collections::{HashMap, VecDeque};
@@ -141,9 +143,24 @@ pub(crate) async fn reconnected(client: &Client) {
     }
 }
 
-/// Connects to `url` (reconnecting for ever after a first success).
+/// Connects to `url` (reconnecting for ever after a first success): no credentials beyond any
+/// in the URL.
 pub async fn connect_client(url: &str, name: &str) -> Result<Client, BusError> {
-    ConnectOptions::new()
+    let connection = NatsConnection::from_url(url).map_err(|e| BusError::Setup(e.to_string()))?;
+    connect(&connection, name).await
+}
+
+/// Connects as `connection` says (TLS, credentials), reconnecting for ever after a first
+/// success. Errors name the server by its redacted URL.
+pub async fn connect(connection: &NatsConnection, name: &str) -> Result<Client, BusError> {
+    let servers = connection
+        .servers
+        .split(',')
+        .map(|url| url.trim().parse::<async_nats::ServerAddr>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| BusError::Setup(format!("NATS URL {connection}: {e}")))?;
+    let options = auth::options(connection).await?;
+    options
         .name(name)
         .connection_timeout(Duration::from_secs(5))
         .reconnect_delay_callback(|attempts| {
@@ -160,18 +177,34 @@ pub async fn connect_client(url: &str, name: &str) -> Result<Client, BusError> {
                 async_nats::Event::Disconnected => {
                     tracing::warn!("NATS: disconnected; reconnecting")
                 }
+                // Permission violations and the like: the server says what it refused.
+                async_nats::Event::ServerError(e) => tracing::warn!("NATS server: {e}"),
                 other => tracing::debug!("NATS: {other}"),
             }
         })
-        .connect(url)
+        .connect(servers)
         .await
-        .map_err(|e| BusError::Transport(format!("cannot reach the NATS server at {url}: {e}")))
+        .map_err(|e| auth::connect_error(connection, &e))
 }
 
 impl NatsBus {
     /// Connects to the server at `url` and sets up the streams (idempotent).
     pub async fn connect(url: &str, settings: NatsSettings) -> Result<NatsBus, BusError> {
         let client = connect_client(url, &settings.connection_name).await?;
+        Self::with_client(client, settings).await
+    }
+
+    /// Connects as `connection` says (TLS, credentials) and sets up the streams with its
+    /// replicas (idempotent).
+    pub async fn connect_with(
+        connection: &NatsConnection,
+        settings: NatsSettings,
+    ) -> Result<NatsBus, BusError> {
+        let client = connect(connection, &settings.connection_name).await?;
+        let settings = NatsSettings {
+            replicas: connection.replicas,
+            ..settings
+        };
         Self::with_client(client, settings).await
     }
 

@@ -19,6 +19,7 @@ use async_nats::jetstream::{self, kv};
 use async_trait::async_trait;
 use azlin_core::VmName;
 use azlin_core::event::{Event, Request};
+use azlin_core::nats::NatsConnection;
 use futures::TryStreamExt;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -41,6 +42,7 @@ pub struct KvStore {
 
 enum Source {
     Url(String, NatsSettings),
+    Connection(NatsConnection, NatsSettings),
     Context(jetstream::Context, NatsSettings),
 }
 
@@ -135,6 +137,19 @@ impl KvStore {
         }
     }
 
+    /// A store on the server `connection` names (TLS, credentials, replicas), connected on
+    /// first use.
+    pub fn lazy_with(connection: NatsConnection, settings: NatsSettings) -> KvStore {
+        let settings = NatsSettings {
+            replicas: connection.replicas,
+            ..settings
+        };
+        KvStore {
+            source: Source::Connection(connection, settings),
+            open: OnceCell::new(),
+        }
+    }
+
     /// A store sharing an existing JetStream connection.
     pub fn with_context(js: jetstream::Context, settings: NatsSettings) -> KvStore {
         KvStore {
@@ -151,6 +166,12 @@ impl KvStore {
                         let client = nats::connect_client(url, &settings.connection_name)
                             .await
                             .map_err(StoreError::backend)?;
+                        (jetstream::new(client), settings)
+                    }
+                    Source::Connection(connection, settings) => {
+                        let client = nats::connect(connection, &settings.connection_name)
+                            .await
+                            .map_err(StoreError::Bus)?;
                         (jetstream::new(client), settings)
                     }
                     Source::Context(js, settings) => (js.clone(), settings),

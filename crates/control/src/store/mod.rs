@@ -33,6 +33,9 @@ pub enum StoreError {
     /// The store could not be read or written.
     #[error("state store: {0}")]
     Backend(String),
+    /// The store's server could not be reached, or refused the credentials.
+    #[error("state store: {0}")]
+    Bus(crate::bus::BusError),
 }
 
 impl StoreError {

@@ -3,6 +3,8 @@
 //! server restarts and the key-value state store. Requires nats-server ≥ 2.10
 //! (`scripts/install-nats.sh`).
 
+mod auth;
+mod cluster;
 mod dead_letters;
 mod fleet;
 mod restart;

@@ -14,6 +14,8 @@
 //! | `azlin_requests` | key-value bucket | request id → terminal event subject | 1 revision, file, expires after a week | "this request has ended": a redelivered request is not redone, and no second terminal event is published |
 //! | `azlin_vms` | key-value bucket | VM name → record | 5 revisions, file | the state store ([`KvStore`](crate::store::kv::KvStore)) |
 //!
+//! Every stream and bucket has `[nats] replicas` replicas (default 1; 3 on a 3-node cluster).
+//!
 //! Terminal events carry `Nats-Msg-Id: <request_id>.end` and every other message a unique id, so
 //! a publish retried after a lost acknowledgement (server restart) is stored once.
 
@@ -87,6 +89,9 @@ pub struct NatsSettings {
     pub follow_outage_limit: Duration,
     /// The name this client shows in the server's connection list.
     pub connection_name: String,
+    /// Replicas of every stream and bucket (`[nats] replicas`): 3 on a 3-node cluster lets it
+    /// lose a node. Consumers take their stream's.
+    pub replicas: usize,
 }
 
 impl Default for NatsSettings {
@@ -100,6 +105,7 @@ impl Default for NatsSettings {
             publish_timeout: Duration::from_secs(60),
             follow_outage_limit: Duration::from_secs(120),
             connection_name: "azlin".to_string(),
+            replicas: 1,
         }
     }
 }
@@ -126,7 +132,7 @@ impl NatsSettings {
             storage: StorageType::File,
             discard: DiscardPolicy::Old,
             duplicate_window: self.duplicate_window,
-            num_replicas: 1,
+            num_replicas: self.replicas,
             ..Default::default()
         }
     }
@@ -142,7 +148,7 @@ impl NatsSettings {
             discard: DiscardPolicy::Old,
             max_age: self.events_max_age,
             duplicate_window: self.duplicate_window,
-            num_replicas: 1,
+            num_replicas: self.replicas,
             ..Default::default()
         }
     }
@@ -158,7 +164,7 @@ impl NatsSettings {
             discard: DiscardPolicy::Old,
             max_age: self.dead_letters_max_age,
             duplicate_window: self.duplicate_window,
-            num_replicas: 1,
+            num_replicas: self.replicas,
             ..Default::default()
         }
     }
@@ -174,7 +180,7 @@ impl NatsSettings {
             subjects: vec![max_deliveries_advisory()],
             retention: RetentionPolicy::WorkQueue,
             storage: StorageType::File,
-            num_replicas: 1,
+            num_replicas: self.replicas,
             ..Default::default()
         }
     }
@@ -229,7 +235,7 @@ impl NatsSettings {
             history: 1,
             max_age: Duration::from_secs(7 * 24 * 3600),
             storage: StorageType::File,
-            num_replicas: 1,
+            num_replicas: self.replicas,
             ..Default::default()
         }
     }
@@ -241,7 +247,7 @@ impl NatsSettings {
             description: "azlin: the state store (VM records)".into(),
             history: 5,
             storage: StorageType::File,
-            num_replicas: 1,
+            num_replicas: self.replicas,
             ..Default::default()
         }
     }
@@ -289,6 +295,24 @@ mod tests {
         };
         assert_eq!(few.backoff().len(), 1);
         assert_eq!(few.workers_consumer().ack_wait, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn replicas_reach_every_stream_and_bucket() {
+        let settings = NatsSettings {
+            replicas: 3,
+            ..NatsSettings::default()
+        };
+        for stream in [
+            settings.requests_stream(),
+            settings.events_stream(),
+            settings.dead_letter_stream(),
+            settings.advisory_stream(),
+        ] {
+            assert_eq!(stream.num_replicas, 3, "{}", stream.name);
+        }
+        assert_eq!(settings.ended_bucket().num_replicas, 3);
+        assert_eq!(settings.state_bucket().num_replicas, 3);
     }
 
     #[test]
