@@ -105,7 +105,7 @@ mod tests {
     #[test]
     fn the_manifest_lists_every_case_with_a_workflow() {
         let cases = cases();
-        assert_eq!(cases.len(), 18);
+        assert_eq!(cases.len(), 42);
         for case in &cases {
             assert!(!case.workflow_files().is_empty(), "{}", case.name);
         }
@@ -114,5 +114,15 @@ mod tests {
         assert!(!check.matches(true, ""));
         let exitcode = cases.iter().find(|c| c.name == "matrix-exitcode").unwrap();
         assert!(!exitcode.matches(false, "job 'test' failed"));
+        let uses = cases.iter().find(|c| c.name == "uses-workflow").unwrap();
+        assert_eq!(uses.secrets, [("secret".into(), "keep_it_private".into())]);
+        let dispatch = cases
+            .iter()
+            .find(|c| c.name == "workflow_dispatch")
+            .unwrap();
+        assert_eq!(
+            dispatch.event_payload()["inputs"]["required"],
+            "required input"
+        );
     }
 }
