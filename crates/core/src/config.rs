@@ -4,6 +4,7 @@
 //! environment or `HOME` on its own.
 
 use crate::RepoUrl;
+use crate::network::NetworkConfig;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -184,6 +185,9 @@ pub struct Config {
     /// Azure provider settings.
     #[serde(default)]
     pub azure: AzureConfig,
+    /// What local VMs may reach: ports offered on the host, egress.
+    #[serde(default)]
+    pub network: NetworkConfig,
     /// Named templates.
     #[serde(default)]
     pub templates: BTreeMap<String, Template>,
@@ -270,5 +274,8 @@ mod tests {
         let err = Config::parse("provdier = \"sim\"").unwrap_err();
         assert!(err.contains("provdier"), "{err}");
         assert!(Config::parse("repos = [\"http://x/y.git\"]").is_err());
+        let config = Config::parse("[network]\nhost_ports = [8443]\negress = \"none\"").unwrap();
+        assert_eq!(config.network.host_ports, vec![8443]);
+        assert!(Config::parse("[network]\nports = [1]").is_err());
     }
 }
