@@ -3,6 +3,8 @@
 //! real cloud-init through a NoCloud seed, reached over real SSH.
 
 mod diagnosis;
+mod firewall;
+pub mod host_settings;
 mod machine;
 pub mod network;
 
@@ -12,7 +14,7 @@ use crate::record::RecordStore;
 use async_trait::async_trait;
 use azlin_core::cloudinit::{ADMIN_USER, meta_data};
 use azlin_core::{
-    CreateRequest, DeleteReport, ErrorKind, ProviderError, ProviderKind, Tool, Vm, VmName,
+    CreateRequest, DeleteReport, Egress, ErrorKind, ProviderError, ProviderKind, Tool, Vm, VmName,
     VmProvider, VmState,
 };
 use machine::MachineDir;
@@ -37,7 +39,7 @@ pub const TOOLS: [Tool; 4] = [
     Tool {
         program: "nft",
         version_args: &["--version"],
-        purpose: "gives local VMs outbound NAT",
+        purpose: "gives local VMs outbound NAT and confines them",
         install_hint: "apt-get install nftables",
     },
     Tool {
@@ -57,19 +59,43 @@ mod detail {
     pub const FOLDER: &str = "folder";
 }
 
+/// What the nspawn provider's VMs may reach on the network (from `[network]` in the config).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NspawnSettings {
+    /// TCP ports on `host.azlin.internal` VMs may connect to; none by default.
+    pub offered_ports: Vec<u16>,
+    /// Where outside the host VMs may connect.
+    pub egress: Egress,
+}
+
 /// The nspawn provider.
 #[derive(Debug, Clone)]
 pub struct NspawnProvider {
     records: RecordStore,
     images: ImageStore,
+    settings: NspawnSettings,
 }
 
 impl NspawnProvider {
-    /// VMs kept under `vm_dir`, booted from images in `images`.
-    pub fn new(vm_dir: impl Into<PathBuf>, images: ImageStore) -> Self {
+    /// VMs kept under `vm_dir`, booted from images in `images`, confined by `settings`.
+    pub fn new(vm_dir: impl Into<PathBuf>, images: ImageStore, settings: NspawnSettings) -> Self {
         NspawnProvider {
             records: RecordStore::new(vm_dir),
             images,
+            settings,
+        }
+    }
+
+    /// The filter policy of a VM booted now.
+    fn policy(&self) -> firewall::Policy {
+        let NspawnSettings {
+            offered_ports,
+            egress,
+        } = &self.settings;
+        firewall::Policy {
+            offered_ports: offered_ports.clone(),
+            egress: egress.clone(),
+            resolvers: firewall::host_resolvers(),
         }
     }
 
@@ -93,13 +119,14 @@ impl NspawnProvider {
     async fn boot(&self, mut vm: Vm, seed: Option<(&str, &str)>) -> Result<Vm, ProviderError> {
         let dir = self.machine(&vm.name);
         let image = vm.details.get(detail::IMAGE).cloned().unwrap_or_default();
+        let policy = self.policy();
         let slot = match Self::slot(&vm) {
             Some(slot) => {
-                network::ensure(slot).await?;
+                network::ensure(slot, &policy).await?;
                 slot
             }
             None => {
-                let slot = network::create().await?;
+                let slot = network::create(&policy).await?;
                 vm.details.insert(detail::SLOT.into(), slot.0.to_string());
                 vm.details.insert(detail::NETNS.into(), slot.netns());
                 vm.address = slot.guest_ip().to_string();
