@@ -63,7 +63,10 @@ impl Providers {
                 }
                 Arc::new(AzureProvider::new(azure)?)
             }
-            ProviderKind::Qemu => Arc::new(QemuProvider::new(state.join("qemu"), self.images())),
+            ProviderKind::Qemu => Arc::new(
+                QemuProvider::new(state.join("qemu"), self.images())
+                    .with_egress(self.settings.config.network.egress.clone()),
+            ),
         })
     }
 }
