@@ -239,6 +239,18 @@ fn vms_reach_offered_host_ports_and_allowed_egress_and_nothing_else() {
         probe(&none, "iso-none", &a_none),
         sorted(&[(HOST_ADDR, offered)])
     );
+    // VM root is not host root: the machine runs in its own user namespace.
+    let map = all
+        .run(&["connect", "iso-all", "--", "cat", "/proc/self/uid_map"])
+        .expect(0);
+    let fields: Vec<&str> = map.stdout.split_whitespace().collect();
+    assert_eq!(fields.first(), Some(&"0"), "{}", map.stdout);
+    assert_ne!(
+        fields.get(1),
+        Some(&"0"),
+        "identity uid map: {}",
+        map.stdout
+    );
     // The host still reaches every VM (SSH from the host is how `connect` just worked), and a
     // VM's name service still works under "all" (the resolver is the host's, reached via NAT).
     assert!(ruleset().contains("\"azv"));

@@ -5,6 +5,7 @@
 mod diagnosis;
 mod firewall;
 pub mod host_settings;
+mod idmap;
 mod machine;
 pub mod network;
 
@@ -57,7 +58,11 @@ mod detail {
     pub const PID: &str = "pid";
     pub const IMAGE: &str = "image";
     pub const FOLDER: &str = "folder";
+    pub const UID_BASE: &str = "uid_base";
 }
+
+/// The first host uid of VM user namespaces: slot `N` maps its root to `UID_BASE + N * 65536`.
+const UID_BASE: u32 = 0x2000_0000;
 
 /// What the nspawn provider's VMs may reach on the network (from `[network]` in the config).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -107,6 +112,12 @@ impl NspawnProvider {
         vm.details.get(detail::SLOT)?.parse().ok().map(Slot)
     }
 
+    /// The first host uid of the VM's user namespace; none for VMs made before azlin gave
+    /// VMs their own (their files belong to host root).
+    fn uid_base(vm: &Vm) -> Option<u32> {
+        vm.details.get(detail::UID_BASE)?.parse().ok()
+    }
+
     fn pid(vm: &Vm) -> Option<u32> {
         vm.details.get(detail::PID)?.parse().ok()
     }
@@ -129,16 +140,29 @@ impl NspawnProvider {
                 let slot = network::create(&policy).await?;
                 vm.details.insert(detail::SLOT.into(), slot.0.to_string());
                 vm.details.insert(detail::NETNS.into(), slot.netns());
+                let base = UID_BASE + slot.0 * idmap::RANGE;
+                vm.details.insert(detail::UID_BASE.into(), base.to_string());
                 vm.address = slot.guest_ip().to_string();
                 self.records.save(&vm)?;
                 slot
             }
         };
-        dir.mount(std::path::Path::new(&image).join("rootfs").as_path())?;
+        let uid_base = Self::uid_base(&vm);
+        dir.mount(
+            std::path::Path::new(&image).join("rootfs").as_path(),
+            uid_base,
+        )?;
         if let Some((meta, user)) = seed {
-            dir.write_seed(meta, user)?;
+            dir.write_seed(meta, user, uid_base)?;
         }
-        let pid = machine::boot(&dir, &slot.netns(), vm.name.as_str(), &slot.netns_path()).await?;
+        let pid = machine::boot(
+            &dir,
+            &slot.netns(),
+            vm.name.as_str(),
+            &slot.netns_path(),
+            uid_base,
+        )
+        .await?;
         vm.details.insert(detail::PID.into(), pid.to_string());
         vm.state = VmState::Running;
         self.records.save(&vm)?;
@@ -170,6 +194,9 @@ impl LocalVms for NspawnProvider {
             Err(e) => tracing::warn!("{e}"),
         }
         if let Some(slot) = Self::slot(vm) {
+            if Self::uid_base(vm).is_some() {
+                removed.extend(machine::remove_cgroups(&slot.netns()).await);
+            }
             removed.extend(network::remove(slot).await);
         }
         if self.records.remove(&vm.name).is_ok() {
@@ -267,6 +294,9 @@ impl VmProvider for NspawnProvider {
         let mut vm = local::require(self, name)?;
         if let Some(pid) = Self::pid(&vm).filter(|_| self.is_running(&vm)) {
             machine::poweroff(pid, &self.rootfs_arg(name)).await;
+        }
+        if let Some(slot) = Self::slot(&vm).filter(|_| Self::uid_base(&vm).is_some()) {
+            machine::remove_cgroups(&slot.netns()).await;
         }
         self.machine(name).unmount()?;
         vm.state = VmState::Stopped;

@@ -159,6 +159,22 @@ async fn build(slot: Slot, policy: &Policy) -> Result<(), ProviderError> {
         ),
     )
     .await?;
+    // The namespace belongs to the host's user namespace, so root of a VM in its own user
+    // namespace has no privilege in it (it cannot reconfigure its network, which suits
+    // isolation) — nor to bind ports below 1024, which sshd needs: any port may be bound.
+    run(
+        ErrorKind::Provision,
+        "ip",
+        &[
+            "netns",
+            "exec",
+            &ns,
+            "sysctl",
+            "-qw",
+            "net.ipv4.ip_unprivileged_port_start=0",
+        ],
+    )
+    .await?;
     // NAT for the VMs needs IPv4 forwarding; its previous value comes back with the last VM.
     HostSettings::default().set(IP_FORWARD, "1")?;
     Ok(())
