@@ -209,6 +209,7 @@ fn any_vm_left() -> bool {
 /// was before.
 async fn remove_locked(slot: Slot) -> Vec<String> {
     let mut removed = firewall::remove(slot).await;
+    removed.extend(remove_legacy_nat_rule(slot).await);
     if slot.veth_exists()
         && run(
             ErrorKind::Internal,
@@ -231,6 +232,66 @@ async fn remove_locked(slot: Slot) -> Vec<String> {
         removed.extend(firewall::remove_table().await);
         match HostSettings::default().restore() {
             Ok(restored) => removed.extend(restored),
+            Err(e) => tracing::warn!("{e}"),
+        }
+    }
+    removed
+}
+
+/// The table of the NAT rules of VMs made before the filter (`ip azlin`, one masquerade rule
+/// per VM commented `azlin-slot-N`).
+const LEGACY_TABLE: &str = "azlin";
+
+/// Removes the NAT rule a VM made by an earlier azlin has in the legacy table, and the table
+/// with its last rule.
+async fn remove_legacy_nat_rule(slot: Slot) -> Vec<String> {
+    let list = || {
+        run(
+            ErrorKind::Internal,
+            "nft",
+            &["-a", "list", "chain", "ip", LEGACY_TABLE, "postrouting"],
+        )
+    };
+    let Ok(listing) = list().await else {
+        return Vec::new();
+    };
+    let needle = format!("comment \"azlin-slot-{}\"", slot.0);
+    let Some(handle) = listing
+        .lines()
+        .find(|l| l.contains(&needle))
+        .and_then(|l| l.rsplit_once("# handle "))
+        .map(|(_, h)| h.trim().to_string())
+    else {
+        return Vec::new();
+    };
+    let mut removed = Vec::new();
+    let deleted = run(
+        ErrorKind::Internal,
+        "nft",
+        &[
+            "delete",
+            "rule",
+            "ip",
+            LEGACY_TABLE,
+            "postrouting",
+            "handle",
+            &handle,
+        ],
+    )
+    .await;
+    match deleted {
+        Ok(_) => removed.push(format!("NAT rule for {}", slot.cidr())),
+        Err(e) => tracing::warn!("{e}"),
+    }
+    if list().await.is_ok_and(|l| !l.contains("masquerade")) {
+        match run(
+            ErrorKind::Internal,
+            "nft",
+            &["delete", "table", "ip", LEGACY_TABLE],
+        )
+        .await
+        {
+            Ok(_) => removed.push(format!("nftables table ip {LEGACY_TABLE}")),
             Err(e) => tracing::warn!("{e}"),
         }
     }
