@@ -10,7 +10,7 @@ use azlin_control::{
 use azlin_core::{ErrorKind, ProviderError, ProviderKind, Vm, VmName, VmProvider};
 use azlin_providers::azure::{AzureProvider, AzureSettings};
 use azlin_providers::image::ImageStore;
-use azlin_providers::nspawn::NspawnProvider;
+use azlin_providers::nspawn::{NspawnProvider, NspawnSettings};
 use azlin_providers::qemu::QemuProvider;
 use azlin_providers::sim::SimProvider;
 use azlin_remote::Identity;
@@ -43,7 +43,16 @@ impl Providers {
         let state = &self.settings.paths.state_dir;
         Ok(match kind {
             ProviderKind::Nspawn => {
-                Arc::new(NspawnProvider::new(state.join("nspawn"), self.images()))
+                let network = &self.settings.config.network;
+                let settings = NspawnSettings {
+                    offered_ports: network.host_ports.clone(),
+                    egress: network.egress.clone(),
+                };
+                Arc::new(NspawnProvider::new(
+                    state.join("nspawn"),
+                    self.images(),
+                    settings,
+                ))
             }
             ProviderKind::Sim => Arc::new(SimProvider::new(state.join("sim"), self.settings.sim)),
             ProviderKind::Azure => {
@@ -54,7 +63,10 @@ impl Providers {
                 }
                 Arc::new(AzureProvider::new(azure)?)
             }
-            ProviderKind::Qemu => Arc::new(QemuProvider::new(state.join("qemu"), self.images())),
+            ProviderKind::Qemu => Arc::new(
+                QemuProvider::new(state.join("qemu"), self.images())
+                    .with_egress(self.settings.config.network.egress.clone()),
+            ),
         })
     }
 }

@@ -5,6 +5,7 @@
 
 use crate::RepoUrl;
 use crate::nats::{NatsConfig, NatsUrl};
+use crate::network::NetworkConfig;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -199,6 +200,9 @@ pub struct Config {
     /// Where `azlin run` fetches actions from.
     #[serde(default)]
     pub actions: ActionsConfig,
+    /// What local VMs may reach: ports offered on the host, egress.
+    #[serde(default)]
+    pub network: NetworkConfig,
     /// Named templates.
     #[serde(default)]
     pub templates: BTreeMap<String, Template>,
@@ -288,6 +292,9 @@ mod tests {
         let config = Config::parse("[actions]\nurl = \"file:///srv/actions\"").unwrap();
         assert_eq!(config.actions.url.as_deref(), Some("file:///srv/actions"));
         assert!(Config::parse("[actions]\nurl = \"x\"\noffline = true").is_err());
+        let config = Config::parse("[network]\nhost_ports = [8443]\negress = \"none\"").unwrap();
+        assert_eq!(config.network.host_ports, vec![8443]);
+        assert!(Config::parse("[network]\nports = [1]").is_err());
     }
 
     #[test]

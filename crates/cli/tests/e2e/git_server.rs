@@ -4,7 +4,8 @@
 //!
 //! It listens on `host.azlin.internal` (10.213.255.254), the address every local VM reaches the
 //! host at through its own veth (the server binds with `IP_FREEBIND`, as the address only
-//! exists once a VM's veth carries it).
+//! exists once a VM's veth carries it). VMs reach it only because the test's config offers its
+//! port (`[network] host_ports`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -22,6 +23,9 @@ pub struct GitServer {
     pub ca_path: PathBuf,
     /// The commit the served repository's HEAD points to.
     pub commit: String,
+    /// The port it listens on, which VMs reach only once the config offers it
+    /// (`[network] host_ports`, see [`GitServer::config`]).
+    pub port: u16,
     _server: azlin_testkit::GitServer,
     _dir: tempfile::TempDir,
 }
@@ -78,8 +82,14 @@ impl GitServer {
             url: format!("{}/demo.git", server.url),
             ca_path: server.ca_path.clone(),
             commit,
+            port: server.port,
             _server: server,
             _dir: dir,
         }
+    }
+
+    /// The config that offers this server to VMs.
+    pub fn config(&self) -> String {
+        format!("[network]\nhost_ports = [{}]\n", self.port)
     }
 }

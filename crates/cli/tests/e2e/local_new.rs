@@ -9,6 +9,7 @@ use crate::support::{Azlin, HostFootprint, generate_key, strict_ssh};
 fn new_clones_connects_and_deletes_without_leftovers() {
     let server = GitServer::start();
     let azlin = Azlin::new();
+    azlin.config(&server.config());
     // A repository the server does not have: a warning, and the launch goes on (seed 000).
     let missing = server.url.replace("demo.git", "missing.git");
     let run = azlin

@@ -12,6 +12,7 @@ mod common;
 mod defaults;
 mod git_server;
 mod gui;
+mod isolation;
 mod keys;
 mod local_new;
 mod qemu;

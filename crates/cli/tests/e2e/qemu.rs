@@ -269,3 +269,34 @@ fn a_user_without_root_gets_a_qemu_vm() {
     azlin.run_as_nobody(&["delete", "qnr", "--yes"]).expect(0);
     footprint.assert_gone();
 }
+
+/// With `[network] egress = "none"` a QEMU guest is cut off (`restrict=on`): not even the
+/// host's loopback at 10.0.2.2 answers, while SSH in still works. A list of networks is
+/// refused: user-mode networking cannot filter by address.
+#[test]
+fn a_qemu_vm_without_egress_reaches_no_host_port() {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            drop(conn);
+        }
+    });
+    let azlin = Azlin::new();
+    azlin.config(&format!("{CONFIG}[network]\negress = [\"192.0.2.0/24\"]\n"));
+    let run = azlin.new_vm("qemu", "q-cidr", &[]).expect(64);
+    assert!(run.stderr.contains("cannot limit egress"), "{}", run.stderr);
+    azlin.assert_no_vms();
+
+    azlin.config(&format!("{CONFIG}[network]\negress = \"none\"\n"));
+    azlin.new_vm("qemu", "q-none", &[]).expect(0);
+    let probe = format!(
+        "timeout 5 bash -c '</dev/tcp/10.0.2.2/{port}' 2>/dev/null && echo reached || echo blocked"
+    );
+    let run = azlin
+        .run(&["connect", "q-none", "--", "bash", "-c", &probe])
+        .expect(0);
+    assert_eq!(run.stdout.trim(), "blocked");
+    azlin.run(&["delete", "q-none", "--yes"]).expect(0);
+    azlin.assert_no_vms();
+}

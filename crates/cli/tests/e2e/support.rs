@@ -159,8 +159,8 @@ impl Azlin {
 
 /// What a local VM holds on the host, to check that nothing is left after it is gone. Network
 /// objects are identified by more than their slot number, since a parallel test may reuse the
-/// slot at once: the namespace by its inode, the veth by its interface index, the NAT rule by
-/// its handle.
+/// slot at once: the namespace by its inode, the veth by its interface index, the filter chain
+/// by its handle.
 #[derive(Debug)]
 pub struct HostFootprint {
     folder: String,
@@ -172,7 +172,7 @@ struct Slot {
     number: String,
     netns_inode: Option<u64>,
     veth_index: Option<String>,
-    nat_handle: Option<String>,
+    filter_handle: Option<String>,
 }
 
 impl Slot {
@@ -184,18 +184,19 @@ impl Slot {
                 .ok()
                 .map(|m| m.ino()),
             veth_index: std::fs::read_to_string(format!("/sys/class/net/azv{number}/ifindex")).ok(),
-            nat_handle: nat_rule_handle(number),
+            filter_handle: filter_chain_handle(number),
         }
     }
 }
 
-/// The handle of the NAT rule of slot `number`, if there is one.
-fn nat_rule_handle(number: &str) -> Option<String> {
+/// The handle of the egress filter chain of slot `number`, if there is one.
+pub fn filter_chain_handle(number: &str) -> Option<String> {
     let out = Command::new("nft")
-        .args(["-a", "list", "chain", "ip", "azlin", "postrouting"])
+        .args(["-a", "list", "chain", "inet", "azlin"])
+        .arg(format!("slot-{number}-egress"))
         .output()
         .ok()?;
-    let needle = format!("\"azlin-slot-{number}\"");
+    let needle = format!("chain slot-{number}-egress {{");
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .find(|l| l.contains(&needle))
@@ -249,8 +250,8 @@ impl HostFootprint {
             if slot.veth_index.is_some() && now.veth_index == slot.veth_index {
                 left.push(format!("veth azv{}", slot.number));
             }
-            if slot.nat_handle.is_some() && now.nat_handle == slot.nat_handle {
-                left.push(format!("NAT rule azlin-slot-{}", slot.number));
+            if slot.filter_handle.is_some() && now.filter_handle == slot.filter_handle {
+                left.push(format!("filter chain slot-{}-egress", slot.number));
             }
         }
         left
@@ -265,7 +266,7 @@ impl HostFootprint {
     pub fn assert_present(&self) {
         let slot = self.slot.as_ref().expect("a network slot");
         assert!(
-            slot.netns_inode.is_some() && slot.veth_index.is_some() && slot.nat_handle.is_some(),
+            slot.netns_inode.is_some() && slot.veth_index.is_some() && slot.filter_handle.is_some(),
             "{self:?}"
         );
         assert!(

@@ -70,16 +70,13 @@ pub async fn diagnose(dir: &MachineDir, pid: u32) -> String {
 /// Runs `systemctl ARGS` inside the machine, or says why it could not.
 async fn systemctl(init: u32, args: &[&str]) -> String {
     let target = init.to_string();
-    let mut argv = vec![
-        "--target",
-        &target,
-        "--mount",
-        "--pid",
-        "--",
-        "systemctl",
-        "--no-pager",
-        "--no-legend",
-    ];
+    let mut argv = vec!["--target", &target, "--mount", "--pid"];
+    // A machine in its own user namespace answers on its bus only to its own root.
+    let own_userns = |pid: &str| std::fs::read_link(format!("/proc/{pid}/ns/user")).ok();
+    if own_userns(&target) != own_userns("self") {
+        argv.push("--user");
+    }
+    argv.extend_from_slice(&["--", "systemctl", "--no-pager", "--no-legend"]);
     argv.extend_from_slice(args);
     match tokio::time::timeout(LOOK_TIMEOUT, run(ErrorKind::Internal, "nsenter", &argv)).await {
         Ok(Ok(out)) => last_lines(out.lines()),

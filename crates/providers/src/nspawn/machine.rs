@@ -1,6 +1,7 @@
 //! One nspawn machine on the host: its copy-on-write root (an overlay of the base image), its
 //! NoCloud seed, and the `systemd-nspawn` process that boots it.
 
+use super::idmap;
 use crate::process::{alive, signal, wait_gone};
 use azlin_core::{ErrorKind, ProviderError};
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
@@ -34,6 +35,11 @@ impl MachineDir {
         self.0.join("work")
     }
 
+    /// Where the base image is bind-mounted idmapped (machines in their own user namespace).
+    fn idmapped_lower(&self) -> PathBuf {
+        self.0.join("lower")
+    }
+
     /// Where the machine's root is mounted.
     pub fn rootfs(&self) -> PathBuf {
         self.0.join("rootfs")
@@ -46,15 +52,13 @@ impl MachineDir {
 
     /// Whether the overlay is mounted on `rootfs/`.
     pub fn is_mounted(&self) -> bool {
-        let target = self.rootfs().display().to_string();
-        std::fs::read_to_string("/proc/self/mountinfo")
-            .unwrap_or_default()
-            .lines()
-            .any(|l| l.split(' ').nth(4) == Some(target.as_str()))
+        mounted(&self.rootfs())
     }
 
-    /// Mounts the base image `lower` with this machine's upper layer on `rootfs/`.
-    pub fn mount(&self, lower: &Path) -> Result<(), ProviderError> {
+    /// Mounts the base image `lower` with this machine's upper layer on `rootfs/`. With
+    /// `uid_base`, the image is seen through an idmapped bind mount (owner `k` → `uid_base + k`)
+    /// and the upper layer belongs to `uid_base`, for a machine in its own user namespace.
+    pub fn mount(&self, lower: &Path, uid_base: Option<u32>) -> Result<(), ProviderError> {
         if self.is_mounted() {
             return Ok(());
         }
@@ -62,7 +66,20 @@ impl MachineDir {
             std::fs::create_dir_all(&dir)
                 .map_err(|e| machine_error(format!("creating {}: {e}", dir.display())))?;
         }
-        let paths = [lower.to_path_buf(), self.upper(), self.work()];
+        let lower = match uid_base {
+            None => lower.to_path_buf(),
+            Some(base) => {
+                let mapped = self.idmapped_lower();
+                std::fs::create_dir_all(&mapped)
+                    .map_err(|e| machine_error(format!("creating {}: {e}", mapped.display())))?;
+                if !mounted(&mapped) {
+                    idmap::bind(lower, &mapped, base)?;
+                }
+                chown(&self.upper(), base)?;
+                mapped
+            }
+        };
+        let paths = [lower, self.upper(), self.work()];
         if let Some(bad) = paths
             .iter()
             .find(|p| p.to_string_lossy().contains([',', ':']))
@@ -93,31 +110,53 @@ impl MachineDir {
         })
     }
 
-    /// Unmounts `rootfs/` if mounted (lazily if something still holds it).
+    /// Unmounts `rootfs/` (and the idmapped image below it) if mounted, lazily if something
+    /// still holds them.
     pub fn unmount(&self) -> Result<bool, ProviderError> {
-        if !self.is_mounted() {
-            return Ok(false);
+        let mut unmounted = false;
+        for target in [self.rootfs(), self.idmapped_lower()] {
+            if !mounted(&target) {
+                continue;
+            }
+            umount2(&target, MntFlags::empty())
+                .or_else(|_| umount2(&target, MntFlags::MNT_DETACH))
+                .map_err(|e| {
+                    ProviderError::new(
+                        ErrorKind::Internal,
+                        format!("unmounting {}: {e}", target.display()),
+                    )
+                })?;
+            unmounted = true;
         }
-        let target = self.rootfs();
-        umount2(&target, MntFlags::empty())
-            .or_else(|_| umount2(&target, MntFlags::MNT_DETACH))
-            .map_err(|e| {
-                ProviderError::new(
-                    ErrorKind::Internal,
-                    format!("unmounting {}: {e}", target.display()),
-                )
-            })?;
-        Ok(true)
+        Ok(unmounted)
     }
 
-    /// Writes the NoCloud seed (`meta-data`, `user-data`) into the mounted root.
-    pub fn write_seed(&self, meta_data: &str, user_data: &str) -> Result<(), ProviderError> {
+    /// Writes the NoCloud seed (`meta-data`, `user-data`) into the mounted root, owned by the
+    /// machine's root (`uid_base` for a machine in its own user namespace).
+    pub fn write_seed(
+        &self,
+        meta_data: &str,
+        user_data: &str,
+        uid_base: Option<u32>,
+    ) -> Result<(), ProviderError> {
         let seed = self.rootfs().join("var/lib/cloud/seed/nocloud");
         std::fs::create_dir_all(&seed)
             .map_err(|e| machine_error(format!("creating {}: {e}", seed.display())))?;
         for (file, content) in [("meta-data", meta_data), ("user-data", user_data)] {
             std::fs::write(seed.join(file), content)
                 .map_err(|e| machine_error(format!("writing seed {file}: {e}")))?;
+        }
+        if let Some(base) = uid_base {
+            // Folders made above belong to host root, which the machine does not know.
+            for path in [
+                self.rootfs().join("var/lib/cloud"),
+                self.rootfs().join("var/lib/cloud/seed"),
+                seed.clone(),
+                seed.join("meta-data"),
+                seed.join("user-data"),
+            ] {
+                chown(&path, base)?;
+            }
         }
         // The user data carries the private host key: root-only.
         use std::os::unix::fs::PermissionsExt;
@@ -136,14 +175,29 @@ impl MachineDir {
     }
 }
 
+fn mounted(target: &Path) -> bool {
+    let target = target.display().to_string();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.split(' ').nth(4) == Some(target.as_str()))
+}
+
+fn chown(path: &Path, base: u32) -> Result<(), ProviderError> {
+    std::os::unix::fs::lchown(path, Some(base), Some(base))
+        .map_err(|e| machine_error(format!("chown {}: {e}", path.display())))
+}
+
 /// Boots the machine: `systemd-nspawn -b` in the network namespace at `netns_path`, detached
-/// from azlin (its own process group, output to the console log). Returns the nspawn pid once the
+/// from azlin (its own process group, output to the console log), in its own user namespace
+/// (uids `uid_base`.. on the host) when `uid_base` is given. Returns the nspawn pid once the
 /// machine's init runs, or an error with the console output if nspawn gave up.
 pub async fn boot(
     dir: &MachineDir,
     machine: &str,
     hostname: &str,
     netns_path: &str,
+    uid_base: Option<u32>,
 ) -> Result<u32, ProviderError> {
     let console = std::fs::File::create(dir.console_log())
         .map_err(|e| machine_error(format!("creating {}: {e}", dir.console_log().display())))?;
@@ -151,7 +205,41 @@ pub async fn boot(
         .try_clone()
         .map_err(|e| machine_error(format!("console log: {e}")))?;
     let rootfs = dir.rootfs().display().to_string();
-    let mut child = tokio::process::Command::new("systemd-nspawn")
+    let net_arg = format!("--network-namespace-path={netns_path}");
+    let net_enter = format!("--net={netns_path}");
+    let (program, lead): (&str, Vec<String>) = match uid_base {
+        // nspawn 252 joins `--network-namespace-path` from inside the new user namespace,
+        // which the kernel refuses (the network namespace belongs to the host's): nspawn is
+        // started in the VM's network namespace instead (nsenter execs it, keeping the pid),
+        // and the machine shares it. The image is idmapped below the overlay already, so
+        // nspawn must not chown it.
+        Some(base) => (
+            "nsenter",
+            vec![
+                net_enter,
+                "--".to_string(),
+                "systemd-nspawn".to_string(),
+                format!("--private-users={base}:{}", idmap::RANGE),
+                "--private-users-ownership=off".to_string(),
+            ],
+        ),
+        None => ("systemd-nspawn", vec![net_arg]),
+    };
+    let mut command = tokio::process::Command::new(program);
+    if uid_base.is_some() {
+        // The machine's systemd, root of its user namespace only, must own its cgroup: nspawn
+        // (with --keep-unit on a host without systemd) keeps the cgroup it starts in, so it
+        // starts in a group of its own, entered by a shell that then execs it (same pid).
+        let groups = create_cgroups(machine)?;
+        let enter: String = groups
+            .iter()
+            .map(|g| format!("echo $$ > {}/cgroup.procs || exit 1; ", g.display()))
+            .collect();
+        command = tokio::process::Command::new("sh");
+        command.args(["-c", &format!("{enter}exec \"$0\" \"$@\""), program]);
+    }
+    let mut child = command
+        .args(lead)
         .args([
             "--quiet",
             "--boot",
@@ -164,8 +252,6 @@ pub async fn boot(
             machine,
             "--hostname",
             hostname,
-            "--network-namespace-path",
-            netns_path,
             "--console=read-only",
             "--link-journal=no",
         ])
@@ -210,6 +296,70 @@ pub async fn boot(
         }
         tokio::time::sleep(POLL).await;
     }
+}
+
+/// The cgroups of a machine in its own user namespace: `azlin/MACHINE` in the unified
+/// hierarchy, and in the named `systemd` one of a hybrid host.
+fn cgroups(machine: &str) -> Vec<PathBuf> {
+    let root = Path::new("/sys/fs/cgroup");
+    if root.join("cgroup.procs").exists() {
+        return vec![root.join("azlin").join(machine)];
+    }
+    ["systemd", "unified"]
+        .iter()
+        .map(|h| root.join(h))
+        .filter(|h| h.join("cgroup.procs").exists())
+        .map(|h| h.join("azlin").join(machine))
+        .collect()
+}
+
+fn create_cgroups(machine: &str) -> Result<Vec<PathBuf>, ProviderError> {
+    let groups = cgroups(machine);
+    for group in &groups {
+        std::fs::create_dir_all(group)
+            .map_err(|e| machine_error(format!("creating cgroup {}: {e}", group.display())))?;
+    }
+    Ok(groups)
+}
+
+/// Removes the cgroups of a machine that is gone (with the groups its systemd made inside),
+/// returning what was removed.
+pub async fn remove_cgroups(machine: &str) -> Vec<String> {
+    let mut removed = Vec::new();
+    for group in cgroups(machine).into_iter().filter(|g| g.exists()) {
+        // The last processes of a killed machine leave their groups a moment later.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            match remove_tree(&group) {
+                Ok(()) => {
+                    removed.push(format!("cgroup {}", group.display()));
+                    break;
+                }
+                Err(e) if Instant::now() >= deadline => {
+                    tracing::warn!("removing cgroup {}: {e}", group.display());
+                    break;
+                }
+                Err(_) => tokio::time::sleep(POLL).await,
+            }
+        }
+        // The shared `azlin` group goes with its last machine (a busy one stays).
+        if let Some(parent) = group.parent() {
+            std::fs::remove_dir(parent).ok();
+        }
+    }
+    removed
+}
+
+/// Removes a cgroup and the groups below it, deepest first (cgroup folders hold only the
+/// kernel's files, which go with `rmdir`).
+fn remove_tree(group: &Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(group)? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            remove_tree(&entry.path())?;
+        }
+    }
+    std::fs::remove_dir(group)
 }
 
 fn comm(pid: u32) -> Option<String> {

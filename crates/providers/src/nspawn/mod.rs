@@ -3,6 +3,9 @@
 //! real cloud-init through a NoCloud seed, reached over real SSH.
 
 mod diagnosis;
+mod firewall;
+pub mod host_settings;
+mod idmap;
 mod machine;
 pub mod network;
 
@@ -12,7 +15,7 @@ use crate::record::RecordStore;
 use async_trait::async_trait;
 use azlin_core::cloudinit::{ADMIN_USER, meta_data};
 use azlin_core::{
-    CreateRequest, DeleteReport, ErrorKind, ProviderError, ProviderKind, Tool, Vm, VmName,
+    CreateRequest, DeleteReport, Egress, ErrorKind, ProviderError, ProviderKind, Tool, Vm, VmName,
     VmProvider, VmState,
 };
 use machine::MachineDir;
@@ -37,7 +40,7 @@ pub const TOOLS: [Tool; 4] = [
     Tool {
         program: "nft",
         version_args: &["--version"],
-        purpose: "gives local VMs outbound NAT",
+        purpose: "gives local VMs outbound NAT and confines them",
         install_hint: "apt-get install nftables",
     },
     Tool {
@@ -55,6 +58,19 @@ mod detail {
     pub const PID: &str = "pid";
     pub const IMAGE: &str = "image";
     pub const FOLDER: &str = "folder";
+    pub const UID_BASE: &str = "uid_base";
+}
+
+/// The first host uid of VM user namespaces: slot `N` maps its root to `UID_BASE + N * 65536`.
+const UID_BASE: u32 = 0x2000_0000;
+
+/// What the nspawn provider's VMs may reach on the network (from `[network]` in the config).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NspawnSettings {
+    /// TCP ports on `host.azlin.internal` VMs may connect to; none by default.
+    pub offered_ports: Vec<u16>,
+    /// Where outside the host VMs may connect.
+    pub egress: Egress,
 }
 
 /// The nspawn provider.
@@ -62,14 +78,29 @@ mod detail {
 pub struct NspawnProvider {
     records: RecordStore,
     images: ImageStore,
+    settings: NspawnSettings,
 }
 
 impl NspawnProvider {
-    /// VMs kept under `vm_dir`, booted from images in `images`.
-    pub fn new(vm_dir: impl Into<PathBuf>, images: ImageStore) -> Self {
+    /// VMs kept under `vm_dir`, booted from images in `images`, confined by `settings`.
+    pub fn new(vm_dir: impl Into<PathBuf>, images: ImageStore, settings: NspawnSettings) -> Self {
         NspawnProvider {
             records: RecordStore::new(vm_dir),
             images,
+            settings,
+        }
+    }
+
+    /// The filter policy of a VM booted now.
+    fn policy(&self) -> firewall::Policy {
+        let NspawnSettings {
+            offered_ports,
+            egress,
+        } = &self.settings;
+        firewall::Policy {
+            offered_ports: offered_ports.clone(),
+            egress: egress.clone(),
+            resolvers: firewall::host_resolvers(),
         }
     }
 
@@ -79,6 +110,12 @@ impl NspawnProvider {
 
     fn slot(vm: &Vm) -> Option<Slot> {
         vm.details.get(detail::SLOT)?.parse().ok().map(Slot)
+    }
+
+    /// The first host uid of the VM's user namespace; none for VMs made before azlin gave
+    /// VMs their own (their files belong to host root).
+    fn uid_base(vm: &Vm) -> Option<u32> {
+        vm.details.get(detail::UID_BASE)?.parse().ok()
     }
 
     fn pid(vm: &Vm) -> Option<u32> {
@@ -93,25 +130,39 @@ impl NspawnProvider {
     async fn boot(&self, mut vm: Vm, seed: Option<(&str, &str)>) -> Result<Vm, ProviderError> {
         let dir = self.machine(&vm.name);
         let image = vm.details.get(detail::IMAGE).cloned().unwrap_or_default();
+        let policy = self.policy();
         let slot = match Self::slot(&vm) {
             Some(slot) => {
-                network::ensure(slot).await?;
+                network::ensure(slot, &policy).await?;
                 slot
             }
             None => {
-                let slot = network::create().await?;
+                let slot = network::create(&policy).await?;
                 vm.details.insert(detail::SLOT.into(), slot.0.to_string());
                 vm.details.insert(detail::NETNS.into(), slot.netns());
+                let base = UID_BASE + slot.0 * idmap::RANGE;
+                vm.details.insert(detail::UID_BASE.into(), base.to_string());
                 vm.address = slot.guest_ip().to_string();
                 self.records.save(&vm)?;
                 slot
             }
         };
-        dir.mount(std::path::Path::new(&image).join("rootfs").as_path())?;
+        let uid_base = Self::uid_base(&vm);
+        dir.mount(
+            std::path::Path::new(&image).join("rootfs").as_path(),
+            uid_base,
+        )?;
         if let Some((meta, user)) = seed {
-            dir.write_seed(meta, user)?;
+            dir.write_seed(meta, user, uid_base)?;
         }
-        let pid = machine::boot(&dir, &slot.netns(), vm.name.as_str(), &slot.netns_path()).await?;
+        let pid = machine::boot(
+            &dir,
+            &slot.netns(),
+            vm.name.as_str(),
+            &slot.netns_path(),
+            uid_base,
+        )
+        .await?;
         vm.details.insert(detail::PID.into(), pid.to_string());
         vm.state = VmState::Running;
         self.records.save(&vm)?;
@@ -143,6 +194,9 @@ impl LocalVms for NspawnProvider {
             Err(e) => tracing::warn!("{e}"),
         }
         if let Some(slot) = Self::slot(vm) {
+            if Self::uid_base(vm).is_some() {
+                removed.extend(machine::remove_cgroups(&slot.netns()).await);
+            }
             removed.extend(network::remove(slot).await);
         }
         if self.records.remove(&vm.name).is_ok() {
@@ -240,6 +294,9 @@ impl VmProvider for NspawnProvider {
         let mut vm = local::require(self, name)?;
         if let Some(pid) = Self::pid(&vm).filter(|_| self.is_running(&vm)) {
             machine::poweroff(pid, &self.rootfs_arg(name)).await;
+        }
+        if let Some(slot) = Self::slot(&vm).filter(|_| Self::uid_base(&vm).is_some()) {
+            machine::remove_cgroups(&slot.netns()).await;
         }
         self.machine(name).unmount()?;
         vm.state = VmState::Stopped;

@@ -1,11 +1,13 @@
 //! Networking of nspawn VMs: each VM gets a network namespace, a veth pair, a /30 subnet of
-//! 10.213.0.0/16 and an nftables masquerade rule so that it reaches package mirrors.
+//! 10.213.0.0/16, outbound NAT and a filter that confines it (see [`firewall`]).
 //!
 //! A VM's slot number `N` names everything: namespace `azlin-N`, host veth `azvN`, subnet
-//! `10.213.0.0 + 4N`/30 (host `.1`, VM `.2`), NAT rule comment `azlin-slot-N`. Slots are
+//! `10.213.0.0 + 4N`/30 (host `.1`, VM `.2`), filter chains `slot-N-host` and `slot-N-egress`. Slots are
 //! allocated under a machine-wide lock by looking at which veths exist, so there is no registry
 //! to drift from reality. Every host veth also carries [`HOST_ALIAS`].
 
+use super::firewall::{self, Policy};
+use super::host_settings::{HostSettings, IP_FORWARD};
 use crate::command::{run, run_with_input};
 use crate::lock::FileLock;
 use azlin_core::{ErrorKind, ProviderError};
@@ -23,8 +25,6 @@ const SLOTS: u32 = 16383;
 pub const HOST_ALIAS: Ipv4Addr = Ipv4Addr::new(10, 213, 255, 254);
 /// The machine-wide lock held while a slot is chosen and created.
 const LOCK_FILE: &str = "/run/azlin/network.lock";
-/// The nftables table azlin keeps its NAT rules in.
-const NFT_TABLE: &str = "azlin";
 
 /// A VM's network slot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,10 +63,6 @@ impl Slot {
     /// The subnet in CIDR notation.
     pub fn cidr(self) -> String {
         format!("{}/30", Ipv4Addr::from(self.base()))
-    }
-
-    fn nat_comment(self) -> String {
-        format!("azlin-slot-{}", self.0)
     }
 
     fn veth_exists(self) -> bool {
@@ -109,24 +105,15 @@ async fn ip_batch(netns: Option<&str>, commands: &str) -> Result<(), ProviderErr
         .map(drop)
 }
 
-/// Turns on IPv4 forwarding, which NAT for the VMs needs.
-fn enable_forwarding() -> Result<(), ProviderError> {
-    const PATH: &str = "/proc/sys/net/ipv4/ip_forward";
-    if std::fs::read_to_string(PATH).is_ok_and(|v| v.trim() == "1") {
-        return Ok(());
-    }
-    std::fs::write(PATH, "1").map_err(|e| net_error(format!("enabling IPv4 forwarding: {e}")))
-}
-
-/// Allocates a free slot and creates its namespace, veth pair, addresses, route and NAT rule.
-/// On failure, whatever was made is removed again.
-pub async fn create() -> Result<Slot, ProviderError> {
+/// Allocates a free slot and creates its namespace, veth pair, addresses, route and filter
+/// (see [`firewall`]). On failure, whatever was made is removed again.
+pub async fn create(policy: &Policy) -> Result<Slot, ProviderError> {
     let _lock = FileLock::acquire(Path::new(LOCK_FILE)).await?;
     let slot = (0..SLOTS)
         .map(Slot)
         .find(|s| !s.veth_exists() && !s.netns_exists())
         .ok_or_else(|| net_error(format!("all {SLOTS} VM network slots are in use")))?;
-    match build(slot).await {
+    match build(slot, policy).await {
         Ok(()) => Ok(slot),
         Err(e) => {
             let removed = remove_locked(slot).await;
@@ -135,18 +122,22 @@ pub async fn create() -> Result<Slot, ProviderError> {
     }
 }
 
-/// Re-creates whatever part of a slot's network is missing (after a host reboot).
-pub async fn ensure(slot: Slot) -> Result<(), ProviderError> {
-    if slot.veth_exists() && slot.netns_exists() && nat_rule_handle(slot).await?.is_some() {
-        return Ok(());
-    }
+/// Re-creates whatever part of a slot's network is missing (after a host reboot), and gives it
+/// the current `policy`.
+pub async fn ensure(slot: Slot, policy: &Policy) -> Result<(), ProviderError> {
     let _lock = FileLock::acquire(Path::new(LOCK_FILE)).await?;
+    if slot.veth_exists() && slot.netns_exists() {
+        HostSettings::default().set(IP_FORWARD, "1")?;
+        return firewall::add(slot, policy).await;
+    }
     remove_locked(slot).await;
-    build(slot).await
+    build(slot, policy).await
 }
 
-async fn build(slot: Slot) -> Result<(), ProviderError> {
+async fn build(slot: Slot, policy: &Policy) -> Result<(), ProviderError> {
     let (ns, veth, mtu) = (slot.netns(), slot.host_veth(), uplink_mtu());
+    // The filter comes first: the VM's veth is never up without it.
+    firewall::add(slot, policy).await?;
     ip_batch(
         None,
         &format!(
@@ -168,44 +159,28 @@ async fn build(slot: Slot) -> Result<(), ProviderError> {
         ),
     )
     .await?;
-    enable_forwarding()?;
-    add_nat_rule(slot).await
-}
-
-async fn add_nat_rule(slot: Slot) -> Result<(), ProviderError> {
-    let script = format!(
-        "add table ip {NFT_TABLE}\n\
-         add chain ip {NFT_TABLE} postrouting {{ type nat hook postrouting priority srcnat; policy accept; }}\n\
-         add rule ip {NFT_TABLE} postrouting ip saddr {} masquerade comment \"{}\"\n",
-        slot.cidr(),
-        slot.nat_comment()
-    );
-    run_with_input(ErrorKind::Provision, "nft", &["-f", "-"], &script)
-        .await
-        .map(drop)
-}
-
-/// The handle of the slot's NAT rule, if present.
-async fn nat_rule_handle(slot: Slot) -> Result<Option<String>, ProviderError> {
-    let Ok(listing) = run(
-        ErrorKind::Internal,
-        "nft",
-        &["-a", "list", "chain", "ip", NFT_TABLE, "postrouting"],
+    // The namespace belongs to the host's user namespace, so root of a VM in its own user
+    // namespace has no privilege in it (it cannot reconfigure its network, which suits
+    // isolation) — nor to bind ports below 1024, which sshd needs: any port may be bound.
+    run(
+        ErrorKind::Provision,
+        "ip",
+        &[
+            "netns",
+            "exec",
+            &ns,
+            "sysctl",
+            "-qw",
+            "net.ipv4.ip_unprivileged_port_start=0",
+        ],
     )
-    .await
-    else {
-        // No table or chain: no rule.
-        return Ok(None);
-    };
-    let needle = format!("comment \"{}\"", slot.nat_comment());
-    Ok(listing
-        .lines()
-        .find(|l| l.contains(&needle))
-        .and_then(|l| l.rsplit_once("# handle "))
-        .map(|(_, h)| h.trim().to_string()))
+    .await?;
+    // NAT for the VMs needs IPv4 forwarding; its previous value comes back with the last VM.
+    HostSettings::default().set(IP_FORWARD, "1")?;
+    Ok(())
 }
 
-/// Removes the slot's NAT rule, veth pair and namespace (whichever exist), returning what was
+/// Removes the slot's filter, veth pair and namespace (whichever exist), returning what was
 /// removed. Never fails: cleanup goes as far as it can.
 pub async fn remove(slot: Slot) -> Vec<String> {
     match FileLock::acquire(Path::new(LOCK_FILE)).await {
@@ -220,44 +195,21 @@ pub async fn remove(slot: Slot) -> Vec<String> {
     }
 }
 
-/// [`remove`] for a caller that holds the network lock. Drops the NAT table when its last rule
-/// goes, so a host without azlin VMs carries no azlin ruleset.
+/// Whether any VM network (an `azv*` veth) is left on the host.
+fn any_vm_left() -> bool {
+    std::fs::read_dir("/sys/class/net").is_ok_and(|entries| {
+        entries
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().starts_with("azv"))
+    })
+}
+
+/// [`remove`] for a caller that holds the network lock. When the last VM network goes, so do
+/// the azlin table and the host settings azlin changed, so a host without azlin VMs is as it
+/// was before.
 async fn remove_locked(slot: Slot) -> Vec<String> {
-    let mut removed = Vec::new();
-    if let Ok(Some(handle)) = nat_rule_handle(slot).await {
-        if run(
-            ErrorKind::Internal,
-            "nft",
-            &[
-                "delete",
-                "rule",
-                "ip",
-                NFT_TABLE,
-                "postrouting",
-                "handle",
-                &handle,
-            ],
-        )
-        .await
-        .is_ok()
-        {
-            removed.push(format!("NAT rule for {}", slot.cidr()));
-        }
-        let listing = run(
-            ErrorKind::Internal,
-            "nft",
-            &["list", "chain", "ip", NFT_TABLE, "postrouting"],
-        )
-        .await;
-        if listing.is_ok_and(|l| !l.contains("masquerade")) {
-            let _ = run(
-                ErrorKind::Internal,
-                "nft",
-                &["delete", "table", "ip", NFT_TABLE],
-            )
-            .await;
-        }
-    }
+    let mut removed = firewall::remove(slot).await;
+    removed.extend(remove_legacy_nat_rule(slot).await);
     if slot.veth_exists()
         && run(
             ErrorKind::Internal,
@@ -275,6 +227,73 @@ async fn remove_locked(slot: Slot) -> Vec<String> {
             .is_ok()
     {
         removed.push(format!("network namespace {}", slot.netns()));
+    }
+    if !any_vm_left() {
+        removed.extend(firewall::remove_table().await);
+        match HostSettings::default().restore() {
+            Ok(restored) => removed.extend(restored),
+            Err(e) => tracing::warn!("{e}"),
+        }
+    }
+    removed
+}
+
+/// The table of the NAT rules of VMs made before the filter (`ip azlin`, one masquerade rule
+/// per VM commented `azlin-slot-N`).
+const LEGACY_TABLE: &str = "azlin";
+
+/// Removes the NAT rule a VM made by an earlier azlin has in the legacy table, and the table
+/// with its last rule.
+async fn remove_legacy_nat_rule(slot: Slot) -> Vec<String> {
+    let list = || {
+        run(
+            ErrorKind::Internal,
+            "nft",
+            &["-a", "list", "chain", "ip", LEGACY_TABLE, "postrouting"],
+        )
+    };
+    let Ok(listing) = list().await else {
+        return Vec::new();
+    };
+    let needle = format!("comment \"azlin-slot-{}\"", slot.0);
+    let Some(handle) = listing
+        .lines()
+        .find(|l| l.contains(&needle))
+        .and_then(|l| l.rsplit_once("# handle "))
+        .map(|(_, h)| h.trim().to_string())
+    else {
+        return Vec::new();
+    };
+    let mut removed = Vec::new();
+    let deleted = run(
+        ErrorKind::Internal,
+        "nft",
+        &[
+            "delete",
+            "rule",
+            "ip",
+            LEGACY_TABLE,
+            "postrouting",
+            "handle",
+            &handle,
+        ],
+    )
+    .await;
+    match deleted {
+        Ok(_) => removed.push(format!("NAT rule for {}", slot.cidr())),
+        Err(e) => tracing::warn!("{e}"),
+    }
+    if list().await.is_ok_and(|l| !l.contains("masquerade")) {
+        match run(
+            ErrorKind::Internal,
+            "nft",
+            &["delete", "table", "ip", LEGACY_TABLE],
+        )
+        .await
+        {
+            Ok(_) => removed.push(format!("nftables table ip {LEGACY_TABLE}")),
+            Err(e) => tracing::warn!("{e}"),
+        }
     }
     removed
 }

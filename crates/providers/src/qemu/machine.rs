@@ -100,6 +100,8 @@ pub struct Boot<'a> {
     pub resources: Resources,
     /// The loopback port forwarded to the guest's SSH.
     pub ssh_port: u16,
+    /// Whether the guest is cut off from everything but the SSH forward (egress `"none"`).
+    pub isolated: bool,
 }
 
 impl Boot<'_> {
@@ -156,8 +158,20 @@ impl Boot<'_> {
                 // User-mode networking: the guest reaches out through QEMU (NAT, DHCP, DNS at
                 // 10.0.2.3, the host at 10.0.2.2); the only way in is SSH forwarded from a
                 // loopback port, so nothing listens off loopback.
+                //
+                // Isolation: QEMU's user-mode network cannot filter by port. Every outbound
+                // connection is a socket of the QEMU process, so with outbound allowed the guest
+                // reaches every host port (10.0.2.2 is the host's loopback; the host's other
+                // addresses work too). `restrict=on` (egress "none") cuts the guest off from
+                // everything, host and outside, and offered ports too: a `guestfwd` to an
+                // offered port cannot use the host alias 10.0.2.2 (QEMU refuses it) and its
+                // `tcp:` form is one connection made when QEMU starts.
                 "-netdev",
-                &format!("user,id=net0,hostfwd=tcp:127.0.0.1:{}-:22", self.ssh_port),
+                &format!(
+                    "user,id=net0,restrict={},hostfwd=tcp:127.0.0.1:{}-:22",
+                    if self.isolated { "on" } else { "off" },
+                    self.ssh_port
+                ),
                 "-device",
                 "virtio-net-pci,netdev=net0",
                 "-device",
@@ -364,6 +378,7 @@ mod tests {
                 memory_mib: 2048,
             },
             ssh_port: 40022,
+            isolated: false,
         };
         let args = boot.args();
         let after = |flag: &str| -> Vec<&str> {
@@ -374,7 +389,16 @@ mod tests {
         };
         assert_eq!(
             after("-netdev"),
-            ["user,id=net0,hostfwd=tcp:127.0.0.1:40022-:22"]
+            ["user,id=net0,restrict=off,hostfwd=tcp:127.0.0.1:40022-:22"]
+        );
+        let isolated = Boot {
+            isolated: true,
+            ..boot
+        };
+        assert!(
+            isolated
+                .args()
+                .contains(&"user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:40022-:22".to_string())
         );
         assert_eq!(after("-smp"), ["2"]);
         assert_eq!(after("-m"), ["2048"]);
@@ -421,6 +445,7 @@ mod tests {
                 memory_mib: 512,
             },
             ssh_port: 40022,
+            isolated: false,
         };
         match launch(&boot).await {
             Err(LaunchError::Failed(e)) => {

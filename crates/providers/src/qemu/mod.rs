@@ -28,7 +28,7 @@ use accel::QEMU;
 use async_trait::async_trait;
 use azlin_core::cloudinit::{ADMIN_USER, meta_data};
 use azlin_core::{
-    CreateRequest, DeleteReport, ErrorKind, ProviderError, ProviderKind, Tool, Vm, VmName,
+    CreateRequest, DeleteReport, Egress, ErrorKind, ProviderError, ProviderKind, Tool, Vm, VmName,
     VmProvider, VmState,
 };
 use host::Resources;
@@ -83,16 +83,42 @@ pub struct QemuProvider {
     records: RecordStore,
     images: ImageStore,
     vm_root: PathBuf,
+    egress: Egress,
 }
 
 impl QemuProvider {
-    /// VMs kept under `vm_dir`, booted from images in `images`.
+    /// VMs kept under `vm_dir`, booted from images in `images`, with everything outside
+    /// reachable (see [`QemuProvider::with_egress`]).
     pub fn new(vm_dir: impl Into<PathBuf>, images: ImageStore) -> Self {
         let vm_root = absolute(vm_dir.into());
         QemuProvider {
             records: RecordStore::new(&vm_root),
             images,
             vm_root,
+            egress: Egress::All,
+        }
+    }
+
+    /// The same, with VMs limited to `egress`. User-mode networking knows two states:
+    /// `"all"` (the guest also reaches every host port: it cannot be filtered by port) and
+    /// `"none"` (`restrict=on`: nothing, offered host ports included); a CIDR list is refused
+    /// when a VM boots.
+    pub fn with_egress(mut self, egress: Egress) -> Self {
+        self.egress = egress;
+        self
+    }
+
+    /// Whether VMs boot cut off (`restrict=on`), or an error for a policy QEMU cannot apply.
+    fn isolated(&self) -> Result<bool, ProviderError> {
+        match &self.egress {
+            Egress::All => Ok(false),
+            Egress::None => Ok(true),
+            Egress::Only(_) => Err(ProviderError::new(
+                ErrorKind::Usage,
+                "the qemu provider cannot limit egress to a list of networks (QEMU's user-mode \
+                 network filters nothing): use `[network] egress = \"all\"` or `\"none\"`, or \
+                 the nspawn provider",
+            )),
         }
     }
 
@@ -134,6 +160,7 @@ impl QemuProvider {
     /// Starts QEMU for a VM whose disks exist and waits for its init; records pid, port and
     /// accelerator as soon as they are known, so a failure can be cleaned up.
     async fn boot(&self, mut vm: Vm) -> Result<Vm, ProviderError> {
+        let isolated = self.isolated()?;
         let dir = self.dir(&vm.name);
         let image = Self::image_of(&vm)?;
         let resources = Self::resources_of(&vm).ok_or_else(|| {
@@ -173,6 +200,7 @@ impl QemuProvider {
                 accel: verdict.accel,
                 resources,
                 ssh_port,
+                isolated,
             };
             attempts += 1;
             match machine::launch(&boot).await {
@@ -331,6 +359,8 @@ impl VmProvider for QemuProvider {
         if let Some(vm) = local::created_before(self, &request.request_id).await? {
             return Ok(vm);
         }
+        // A policy QEMU cannot apply is refused before anything is made.
+        self.isolated()?;
         let spec = &request.spec;
         let mut image = self.images.locate_qemu(spec.image).ok_or_else(|| {
             ProviderError::new(
