@@ -8,10 +8,12 @@
 #![allow(clippy::unwrap_used)]
 
 mod azure;
+mod binary;
 mod common;
 mod defaults;
 mod git_server;
 mod gui;
+mod interrupt;
 mod keys;
 mod local_new;
 mod qemu;
