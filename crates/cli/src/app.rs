@@ -45,7 +45,10 @@ impl Providers {
             ProviderKind::Nspawn => {
                 Arc::new(NspawnProvider::new(state.join("nspawn"), self.images()))
             }
-            ProviderKind::Sim => Arc::new(SimProvider::new(state.join("sim"), self.settings.sim)),
+            ProviderKind::Sim => Arc::new(
+                SimProvider::new(state.join("sim"), self.settings.sim)
+                    .with_delete_fail_rate(self.settings.sim_delete_fail_rate),
+            ),
             ProviderKind::Azure => {
                 // `--subscription` wins over `[azure] subscription`; with neither, az's default.
                 let mut azure = AzureSettings::from_config(&self.settings.config)?;
@@ -80,16 +83,50 @@ pub struct ControlPlane {
     pub bus: Arc<dyn Bus>,
     /// Records events and keeps the deployment state.
     pub orchestrator: Orchestrator,
-    local_worker: Option<(watch::Sender<bool>, JoinHandle<()>)>,
+    local_worker: Option<LocalWorker>,
+}
+
+/// The worker of an in-process control plane.
+struct LocalWorker {
+    worker: Arc<Worker>,
+    stop: watch::Sender<bool>,
+    handle: JoinHandle<()>,
 }
 
 impl ControlPlane {
     /// Stops the in-process worker (if any) after its requests in flight.
     pub async fn shutdown(self) {
-        if let Some((stop, handle)) = self.local_worker {
-            let _ = stop.send(true);
-            let _ = handle.await;
+        if let Some(LocalWorker {
+            worker: _,
+            stop,
+            handle,
+        }) = self.local_worker
+        {
+            stop.send_replace(true);
+            if let Err(e) = handle.await {
+                tracing::warn!("in-process worker ended abnormally: {e}");
+            }
         }
+    }
+
+    /// Stops the in-process worker (if any) at once, giving up its requests in flight: what
+    /// they made stays, for the caller to remove. Whether there was such a worker: without
+    /// one (NATS), the requests go on on workers elsewhere.
+    pub async fn abandon(&mut self) -> bool {
+        let Some(LocalWorker {
+            worker,
+            stop,
+            handle,
+        }) = self.local_worker.take()
+        else {
+            return false;
+        };
+        worker.abandon();
+        stop.send_replace(true);
+        if let Err(e) = handle.await {
+            tracing::warn!("in-process worker ended abnormally: {e}");
+        }
+        true
     }
 }
 
@@ -169,12 +206,15 @@ impl App {
             });
         }
         let bus: Arc<dyn Bus> = Arc::new(MemoryBus::new());
-        let launcher = Arc::new(Launcher::new(
-            bus.clone(),
-            self.providers.clone(),
-            identity.clone(),
-            self.launch_settings(),
-        ));
+        let launcher = Arc::new(
+            Launcher::new(
+                bus.clone(),
+                self.providers.clone(),
+                identity.clone(),
+                self.launch_settings(),
+            )
+            .with_orphans(self.settings.orphans()),
+        );
         let worker = Worker::new(
             bus.clone(),
             launcher,
@@ -184,15 +224,20 @@ impl App {
             },
         );
         let (stop, stopped) = watch::channel(false);
+        let running = worker.clone();
         let handle = tokio::spawn(async move {
-            if let Err(e) = worker.run(stopped).await {
+            if let Err(e) = running.run(stopped).await {
                 tracing::warn!("in-process worker stopped: {e}");
             }
         });
         Ok(ControlPlane {
             bus,
             orchestrator: self.orchestrator()?,
-            local_worker: Some((stop, handle)),
+            local_worker: Some(LocalWorker {
+                worker,
+                stop,
+                handle,
+            }),
         })
     }
 

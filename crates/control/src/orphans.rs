@@ -282,8 +282,8 @@ mod tests {
     }
 
     async fn sim_vm(dir: &Path, name: &str, delete_fail_rate: f64) -> (SimProvider, VmName) {
-        let sim = SimProvider::new(dir, SimSettings::default())
-            .with_delete_fail_rate(delete_fail_rate);
+        let sim =
+            SimProvider::new(dir, SimSettings::default()).with_delete_fail_rate(delete_fail_rate);
         let name = VmName::parse(name).unwrap();
         let request = CreateRequest {
             request_id: format!("r-{name}"),
