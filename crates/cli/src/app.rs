@@ -3,6 +3,7 @@
 
 use crate::settings::Settings;
 use azlin_control::bus::memory::MemoryBus;
+use azlin_control::store::VmRecord;
 use azlin_control::{
     Bus, KvStore, LaunchSettings, Launcher, NatsBus, NatsSettings, Orchestrator, ProviderSource,
     SqliteStore, StateStore, Worker, WorkerSettings,
@@ -261,6 +262,11 @@ impl App {
                 continue;
             };
             if let Some(vm) = provider.get(name).await? {
+                let vm = if kind.is_local() || kind == ProviderKind::Sim {
+                    vm
+                } else {
+                    trusted_endpoint(vm, record.as_ref())
+                };
                 return Ok((provider, vm));
             }
         }
@@ -271,6 +277,33 @@ impl App {
         }
         Err(ProviderError::not_found(name).into())
     }
+}
+
+/// A cloud VM as its provider lists it, with the address, SSH port, user and host key
+/// recorded when it was created (the state store) in place of what the provider reports: a
+/// cloud provider reads those back from resource tags, which anyone allowed to tag the VM can
+/// change, and a changed host key would be trusted by `ssh`. Without such a record the host key
+/// is left empty, so that nothing connects to the VM trusting its tags.
+fn trusted_endpoint(mut vm: Vm, record: Option<&VmRecord>) -> Vm {
+    match record.filter(|r| !r.host_key.is_empty() && !r.address.is_empty()) {
+        Some(record) => {
+            if vm.address != record.address || vm.host_key.trim() != record.host_key.trim() {
+                tracing::warn!(
+                    vm = %vm.name,
+                    "the VM's {} tags name address {} and a host key that differ from what was recorded at its creation; using the recorded address {} and host key",
+                    vm.provider,
+                    vm.address,
+                    record.address
+                );
+            }
+            vm.address.clone_from(&record.address);
+            vm.ssh_port = record.ssh_port;
+            vm.user.clone_from(&record.user);
+            vm.host_key.clone_from(&record.host_key);
+        }
+        None => vm.host_key.clear(),
+    }
+    vm
 }
 
 /// This machine's host name.

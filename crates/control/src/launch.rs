@@ -112,6 +112,7 @@ impl Reporter<'_> {
                 cleaned_up: cleaned.is_some(),
                 removed: cleaned.unwrap_or_default(),
                 vm_left_running,
+                vm: None,
             },
         }
     }
@@ -297,6 +298,9 @@ impl Launcher {
         let shell = match self.wait_until_ready(&vm, &r, &mut timings).await {
             Ok(shell) => shell,
             Err(mut failure) => {
+                if failure.event.vm_left_running {
+                    failure.event.vm = Some(vm.endpoint());
+                }
                 // A VM that did not become ready is left running: say what it is stuck on.
                 if failure.event.vm_left_running
                     && let Some(diagnosis) = provider.boot_diagnosis(&vm).await

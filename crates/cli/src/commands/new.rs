@@ -49,6 +49,7 @@ impl NewArgs {
             count: 1,
             no_connect: true,
             x11: false,
+            allow_ssh_from_anywhere: false,
         }
     }
 }
@@ -71,6 +72,7 @@ pub fn plan(app: &App, args: &NewArgs) -> anyhow::Result<Vec<VmSpec>> {
         count,
         no_connect: _,
         x11: _,
+        allow_ssh_from_anywhere: _,
     } = args;
     let config = &app.settings.config;
     let template = match template {
@@ -198,6 +200,20 @@ pub fn plan(app: &App, args: &NewArgs) -> anyhow::Result<Vec<VmSpec>> {
     Ok(names.into_iter().map(spec).collect())
 }
 
+/// An Azure VM without `[azure] ssh_source_prefix` gets an NSG opening SSH to the whole
+/// internet: only when asked for explicitly. Refused (exit 64) before anything is made.
+fn refuse_ssh_from_anywhere(app: &App, specs: &[VmSpec], allowed: bool) -> anyhow::Result<()> {
+    let azure = specs.iter().any(|s| s.provider == ProviderKind::Azure);
+    if !azure || allowed || app.settings.config.azure.ssh_source_prefix.is_some() {
+        return Ok(());
+    }
+    Err(Failure::usage(
+        "an Azure VM's SSH port (22) would be open to every address on the internet: set \
+         ssh_source_prefix = \"YOUR.ADDRESS/32\" under [azure] in the config to allow only \
+         yours, or pass --allow-ssh-from-anywhere to accept it",
+    ))
+}
+
 /// Shows a single VM's events as successive stages.
 struct StageView {
     current: Option<Stage>,
@@ -261,6 +277,7 @@ impl StageView {
 pub async fn run(app: &App, args: &NewArgs) -> anyhow::Result<ExitCode> {
     let begun = Instant::now();
     let specs = plan(app, args)?;
+    refuse_ssh_from_anywhere(app, &specs, args.allow_ssh_from_anywhere)?;
     let store = app.store()?;
     for spec in &specs {
         if let Some(existing) = store.vm(&spec.name).await? {

@@ -18,5 +18,6 @@ mod keys;
 mod local_new;
 mod qemu;
 mod refusals;
+mod secrets;
 mod support;
 mod workflows;
