@@ -3,6 +3,7 @@
 
 use crate::settings::Settings;
 use azlin_control::bus::memory::MemoryBus;
+use azlin_control::store::VmRecord;
 use azlin_control::{
     Bus, KvStore, LaunchSettings, Launcher, NatsBus, NatsSettings, Orchestrator, ProviderSource,
     SqliteStore, StateStore, Worker, WorkerSettings,
@@ -54,7 +55,10 @@ impl Providers {
                     settings,
                 ))
             }
-            ProviderKind::Sim => Arc::new(SimProvider::new(state.join("sim"), self.settings.sim)),
+            ProviderKind::Sim => Arc::new(
+                SimProvider::new(state.join("sim"), self.settings.sim)
+                    .with_delete_fail_rate(self.settings.sim_delete_fail_rate),
+            ),
             ProviderKind::Azure => {
                 // `--subscription` wins over `[azure] subscription`; with neither, az's default.
                 let mut azure = AzureSettings::from_config(&self.settings.config)?;
@@ -92,16 +96,50 @@ pub struct ControlPlane {
     pub bus: Arc<dyn Bus>,
     /// Records events and keeps the deployment state.
     pub orchestrator: Orchestrator,
-    local_worker: Option<(watch::Sender<bool>, JoinHandle<()>)>,
+    local_worker: Option<LocalWorker>,
+}
+
+/// The worker of an in-process control plane.
+struct LocalWorker {
+    worker: Arc<Worker>,
+    stop: watch::Sender<bool>,
+    handle: JoinHandle<()>,
 }
 
 impl ControlPlane {
     /// Stops the in-process worker (if any) after its requests in flight.
     pub async fn shutdown(self) {
-        if let Some((stop, handle)) = self.local_worker {
-            let _ = stop.send(true);
-            let _ = handle.await;
+        if let Some(LocalWorker {
+            worker: _,
+            stop,
+            handle,
+        }) = self.local_worker
+        {
+            stop.send_replace(true);
+            if let Err(e) = handle.await {
+                tracing::warn!("in-process worker ended abnormally: {e}");
+            }
         }
+    }
+
+    /// Stops the in-process worker (if any) at once, giving up its requests in flight: what
+    /// they made stays, for the caller to remove. Whether there was such a worker: without
+    /// one (NATS), the requests go on on workers elsewhere.
+    pub async fn abandon(&mut self) -> bool {
+        let Some(LocalWorker {
+            worker,
+            stop,
+            handle,
+        }) = self.local_worker.take()
+        else {
+            return false;
+        };
+        worker.abandon();
+        stop.send_replace(true);
+        if let Err(e) = handle.await {
+            tracing::warn!("in-process worker ended abnormally: {e}");
+        }
+        true
     }
 }
 
@@ -185,12 +223,15 @@ impl App {
             });
         }
         let bus: Arc<dyn Bus> = Arc::new(MemoryBus::new());
-        let launcher = Arc::new(Launcher::new(
-            bus.clone(),
-            self.providers.clone(),
-            identity.clone(),
-            self.launch_settings(),
-        ));
+        let launcher = Arc::new(
+            Launcher::new(
+                bus.clone(),
+                self.providers.clone(),
+                identity.clone(),
+                self.launch_settings(),
+            )
+            .with_orphans(self.settings.orphans()),
+        );
         let worker = Worker::new(
             bus.clone(),
             launcher,
@@ -200,15 +241,20 @@ impl App {
             },
         );
         let (stop, stopped) = watch::channel(false);
+        let running = worker.clone();
         let handle = tokio::spawn(async move {
-            if let Err(e) = worker.run(stopped).await {
+            if let Err(e) = running.run(stopped).await {
                 tracing::warn!("in-process worker stopped: {e}");
             }
         });
         Ok(ControlPlane {
             bus,
             orchestrator: self.orchestrator()?,
-            local_worker: Some((stop, handle)),
+            local_worker: Some(LocalWorker {
+                worker,
+                stop,
+                handle,
+            }),
         })
     }
 
@@ -232,6 +278,11 @@ impl App {
                 continue;
             };
             if let Some(vm) = provider.get(name).await? {
+                let vm = if kind.is_local() || kind == ProviderKind::Sim {
+                    vm
+                } else {
+                    trusted_endpoint(vm, record.as_ref())
+                };
                 return Ok((provider, vm));
             }
         }
@@ -242,6 +293,33 @@ impl App {
         }
         Err(ProviderError::not_found(name).into())
     }
+}
+
+/// A cloud VM as its provider lists it, with the address, SSH port, user and host key
+/// recorded when it was created (the state store) in place of what the provider reports: a
+/// cloud provider reads those back from resource tags, which anyone allowed to tag the VM can
+/// change, and a changed host key would be trusted by `ssh`. Without such a record the host key
+/// is left empty, so that nothing connects to the VM trusting its tags.
+fn trusted_endpoint(mut vm: Vm, record: Option<&VmRecord>) -> Vm {
+    match record.filter(|r| !r.host_key.is_empty() && !r.address.is_empty()) {
+        Some(record) => {
+            if vm.address != record.address || vm.host_key.trim() != record.host_key.trim() {
+                tracing::warn!(
+                    vm = %vm.name,
+                    "the VM's {} tags name address {} and a host key that differ from what was recorded at its creation; using the recorded address {} and host key",
+                    vm.provider,
+                    vm.address,
+                    record.address
+                );
+            }
+            vm.address.clone_from(&record.address);
+            vm.ssh_port = record.ssh_port;
+            vm.user.clone_from(&record.user);
+            vm.host_key.clone_from(&record.host_key);
+        }
+        None => vm.host_key.clear(),
+    }
+    vm
 }
 
 /// This machine's host name.

@@ -209,6 +209,9 @@ pub struct NewArgs {
     /// Forward X11 in the SSH session.
     #[arg(long)]
     pub x11: bool,
+    /// Azure without `[azure] ssh_source_prefix`: accept an NSG that opens SSH to any address.
+    #[arg(long)]
+    pub allow_ssh_from_anywhere: bool,
 }
 
 /// `azlin list`

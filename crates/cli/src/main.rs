@@ -4,6 +4,7 @@ mod app;
 mod args;
 mod commands;
 mod failure;
+mod interrupt;
 mod notify;
 mod output;
 mod progress;

@@ -2,6 +2,7 @@
 
 use crate::args::{GlobalArgs, NatsArgs, OutputFormat};
 use crate::failure::Failure;
+use azlin_control::OrphanStore;
 use azlin_core::config::{Config, PathInputs};
 use azlin_core::nats::{NatsConfig, NatsConnection, NatsInputs, NatsUrl, Secret};
 use azlin_core::{Paths, ProviderKind};
@@ -11,8 +12,9 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// Everything a command needs to know about its environment.
-#[derive(Debug, Clone)]
+/// Everything a command needs to know about its environment. `Debug` hides the credentials a
+/// NATS URL may carry.
+#[derive(Clone)]
 pub struct Settings {
     /// Where azlin keeps things.
     pub paths: Paths,
@@ -30,6 +32,8 @@ pub struct Settings {
     pub mirror: String,
     /// Sim provider settings.
     pub sim: SimSettings,
+    /// Probability (0..=1) that a sim delete fails (`AZLIN_SIM_DELETE_FAIL_RATE`; tests).
+    pub sim_delete_fail_rate: f64,
     /// How long to wait for SSH.
     pub ssh_timeout: Duration,
     /// How long to wait for cloud-init.
@@ -75,10 +79,13 @@ impl Settings {
         let fail_rate = parse_env("AZLIN_SIM_FAIL_RATE")?
             .or(config.sim.fail_rate)
             .unwrap_or(0.0);
-        if !(0.0..=1.0).contains(&fail_rate) {
-            return Err(Failure::usage(format!(
-                "sim fail rate {fail_rate} is not between 0 and 1"
-            )));
+        let sim_delete_fail_rate = parse_env("AZLIN_SIM_DELETE_FAIL_RATE")?.unwrap_or(0.0);
+        for rate in [fail_rate, sim_delete_fail_rate] {
+            if !(0.0..=1.0).contains(&rate) {
+                return Err(Failure::usage(format!(
+                    "sim fail rate {rate} is not between 0 and 1"
+                )));
+            }
         }
         let image_dir = env("AZLIN_IMAGE_DIR")
             .map(PathBuf::from)
@@ -94,6 +101,7 @@ impl Settings {
                 boot: Duration::from_millis(boot_ms),
                 fail_rate,
             },
+            sim_delete_fail_rate,
             ssh_timeout: Duration::from_secs(config.ssh_timeout_secs.unwrap_or(300)),
             cloud_init_timeout: Duration::from_secs(config.cloud_init_timeout_secs.unwrap_or(900)),
             interactive: std::io::stdin().is_terminal() && std::io::stdout().is_terminal(),
@@ -122,6 +130,47 @@ impl Settings {
     /// The readable deployment state file.
     pub fn deployment_state(&self) -> PathBuf {
         self.paths.state_dir.join("deployment-state.yaml")
+    }
+
+    /// The records of resources azlin could not remove.
+    pub fn orphans(&self) -> OrphanStore {
+        OrphanStore::in_state_dir(&self.paths.state_dir)
+    }
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Field by field, without `..`: a new field cannot be left out (or leak) unnoticed.
+        let Settings {
+            paths,
+            config,
+            output,
+            nats,
+            azure_subscription,
+            image_dir,
+            mirror,
+            sim,
+            sim_delete_fail_rate,
+            ssh_timeout,
+            cloud_init_timeout,
+            interactive,
+            progress_tty,
+        } = self;
+        f.debug_struct("Settings")
+            .field("paths", paths)
+            .field("config", config)
+            .field("output", output)
+            .field("nats", nats)
+            .field("azure_subscription", azure_subscription)
+            .field("image_dir", image_dir)
+            .field("mirror", mirror)
+            .field("sim", sim)
+            .field("sim_delete_fail_rate", sim_delete_fail_rate)
+            .field("ssh_timeout", ssh_timeout)
+            .field("cloud_init_timeout", cloud_init_timeout)
+            .field("interactive", interactive)
+            .field("progress_tty", progress_tty)
+            .finish()
     }
 }
 
@@ -209,4 +258,40 @@ fn nix_is_root() -> bool {
         use std::os::unix::fs::MetadataExt;
         m.uid() == 0
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_hides_the_nats_credentials() {
+        let paths = Paths::resolve(&PathInputs {
+            azlin_home: Some("/t".into()),
+            ..PathInputs::default()
+        });
+        let settings = Settings {
+            config: Config::parse("nats_url = \"nats://cfg-user:cfg-pass@h:4222\"\n")
+                .expect("config"),
+            output: OutputFormat::Table,
+            nats: Some(
+                NatsConnection::from_url("nats://flag-user:flag-pass@h:4222").expect("nats"),
+            ),
+            azure_subscription: None,
+            image_dir: paths.cache_dir.join("images"),
+            mirror: DEFAULT_MIRROR.into(),
+            sim: SimSettings::default(),
+            sim_delete_fail_rate: 0.0,
+            ssh_timeout: Duration::from_secs(1),
+            cloud_init_timeout: Duration::from_secs(1),
+            interactive: false,
+            progress_tty: false,
+            paths,
+        };
+        let shown = format!("{settings:?}");
+        for secret in ["cfg-user", "cfg-pass", "flag-user", "flag-pass"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        assert!(shown.contains("nats://***@h:4222"), "{shown}");
+    }
 }

@@ -2,6 +2,7 @@
 //! cloud-init, clone repositories — publishing each stage as an event. Also deletes.
 
 use crate::bus::{Bus, BusError};
+use crate::orphans::{Orphan, OrphanStore, Retry, delete_with_retry};
 use azlin_core::cloudinit::CloudConfig;
 use azlin_core::event::{
     CloudInitComplete, CreateComplete, CreateFailed, CreateRequested, DeleteComplete, DeleteFailed,
@@ -42,6 +43,8 @@ pub struct Launcher {
     providers: Arc<dyn ProviderSource>,
     identity: Identity,
     settings: LaunchSettings,
+    orphans: Option<OrphanStore>,
+    delete_retry: Retry,
 }
 
 /// Why a create failed, and whether retrying can help.
@@ -109,6 +112,7 @@ impl Reporter<'_> {
                 cleaned_up: cleaned.is_some(),
                 removed: cleaned.unwrap_or_default(),
                 vm_left_running,
+                vm: None,
             },
         }
     }
@@ -139,7 +143,21 @@ impl Launcher {
             providers,
             identity,
             settings,
+            orphans: None,
+            delete_retry: Retry::default(),
         }
+    }
+
+    /// The same launcher, recording VMs it fails to delete in `orphans`.
+    pub fn with_orphans(mut self, orphans: OrphanStore) -> Self {
+        self.orphans = Some(orphans);
+        self
+    }
+
+    /// The same launcher, trying deletes as `retry` says.
+    pub fn with_delete_retry(mut self, retry: Retry) -> Self {
+        self.delete_retry = retry;
+        self
     }
 
     /// The worker id on this launcher's events.
@@ -280,6 +298,9 @@ impl Launcher {
         let shell = match self.wait_until_ready(&vm, &r, &mut timings).await {
             Ok(shell) => shell,
             Err(mut failure) => {
+                if failure.event.vm_left_running {
+                    failure.event.vm = Some(vm.endpoint());
+                }
                 // A VM that did not become ready is left running: say what it is stuck on.
                 if failure.event.vm_left_running
                     && let Some(diagnosis) = provider.boot_diagnosis(&vm).await
@@ -489,7 +510,7 @@ impl Launcher {
         if let Err(e) = self.bus.publish(&status).await {
             tracing::warn!("publishing delete progress: {e}");
         }
-        match provider.delete(&request.name).await {
+        match delete_with_retry(provider.as_ref(), &request.name, self.delete_retry).await {
             Ok(report) => Event::DeleteComplete(DeleteComplete {
                 schema: SCHEMA,
                 request_id: request.request_id.clone(),
@@ -497,7 +518,76 @@ impl Launcher {
                 removed: report.removed,
                 at: now_rfc3339(),
             }),
-            Err(e) => failed(e),
+            Err(e) => {
+                if let Some(orphans) = &self.orphans {
+                    orphans.record_or_log(&Orphan::vm(request.provider, &request.name, &e.message));
+                }
+                failed(e)
+            }
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::bus::memory::MemoryBus;
+    use azlin_core::{CreateRequest, VmSpec};
+    use azlin_providers::sim::{SimProvider, SimSettings};
+
+    struct One(Arc<dyn VmProvider>);
+
+    impl ProviderSource for One {
+        fn provider(&self, _: ProviderKind) -> Result<Arc<dyn VmProvider>, ProviderError> {
+            Ok(self.0.clone())
+        }
+    }
+
+    /// A delete that keeps failing is retried, answered with `vm.delete.failed`, and the VM
+    /// is recorded as an orphan.
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_delete_records_an_orphan() {
+        let dir = tempfile::tempdir().unwrap();
+        let sim = SimProvider::new(dir.path().join("sim"), SimSettings::default())
+            .with_delete_fail_rate(1.0);
+        let name = VmName::parse("stuck").unwrap();
+        sim.create(&CreateRequest {
+            request_id: "r1".into(),
+            spec: VmSpec::new(name.clone(), ProviderKind::Sim),
+            user_data: String::new(),
+            admin_public_key: String::new(),
+            host_public_key: String::new(),
+        })
+        .await
+        .unwrap();
+        let orphans = OrphanStore::in_state_dir(dir.path());
+        let launcher = Launcher::new(
+            Arc::new(MemoryBus::new()),
+            Arc::new(One(Arc::new(sim))),
+            Identity::ephemeral().unwrap(),
+            LaunchSettings {
+                ssh_timeout: Duration::from_secs(1),
+                cloud_init_timeout: Duration::from_secs(1),
+                worker_id: "test".into(),
+            },
+        )
+        .with_orphans(orphans.clone());
+        let event = launcher
+            .delete(&DeleteRequested {
+                schema: SCHEMA,
+                request_id: "d1".into(),
+                name: name.clone(),
+                provider: ProviderKind::Sim,
+                requested_by: "test".into(),
+                created_at: now_rfc3339(),
+            })
+            .await;
+        assert!(matches!(event, Event::DeleteFailed(_)), "{event:?}");
+        let recorded = orphans.list().unwrap();
+        assert_eq!(recorded.len(), 1, "{recorded:?}");
+        assert_eq!(recorded[0].name, "stuck");
+        assert_eq!(recorded[0].provider, ProviderKind::Sim);
+        assert!(recorded[0].failure.contains("simulated delete failure"));
     }
 }

@@ -9,6 +9,7 @@
 pub mod bus;
 pub mod launch;
 pub mod orchestrator;
+pub mod orphans;
 pub mod store;
 pub mod worker;
 
@@ -16,5 +17,6 @@ pub use bus::nats::{NatsBus, NatsSettings};
 pub use bus::{Bus, BusError, Delivery, Subscription};
 pub use launch::{LaunchSettings, Launcher, ProviderSource};
 pub use orchestrator::Orchestrator;
+pub use orphans::{Orphan, OrphanStore};
 pub use store::{KvStore, SqliteStore, StateStore, VmRecord};
 pub use worker::{Worker, WorkerSettings};

@@ -156,7 +156,8 @@ pub struct Template {
 }
 
 /// The config file (`config.toml`): defaults for every command. Unknown keys are refused.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+/// `Debug` hides credentials in the NATS URL and the notification command.
+#[derive(Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Default provider.
@@ -229,6 +230,58 @@ pub enum ConfigError {
     },
 }
 
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Field by field, without `..`: a new field cannot be left out (or leak) unnoticed.
+        let Config {
+            provider,
+            size,
+            region,
+            resource_group,
+            image,
+            repos,
+            ca_certs,
+            notify_command,
+            nats_url,
+            image_dir,
+            ssh_timeout_secs,
+            cloud_init_timeout_secs,
+            max_concurrent_sessions,
+            sim,
+            azure,
+            nats,
+            actions,
+            network,
+            templates,
+        } = self;
+        f.debug_struct("Config")
+            .field("provider", provider)
+            .field("size", size)
+            .field("region", region)
+            .field("resource_group", resource_group)
+            .field("image", image)
+            .field("repos", repos)
+            .field("ca_certs", ca_certs)
+            // A notification command may carry a webhook token.
+            .field("notify_command", &notify_command.as_ref().map(|_| REDACTED))
+            .field("nats_url", nats_url)
+            .field("image_dir", image_dir)
+            .field("ssh_timeout_secs", ssh_timeout_secs)
+            .field("cloud_init_timeout_secs", cloud_init_timeout_secs)
+            .field("max_concurrent_sessions", max_concurrent_sessions)
+            .field("sim", sim)
+            .field("azure", azure)
+            .field("nats", nats)
+            .field("actions", actions)
+            .field("network", network)
+            .field("templates", templates)
+            .finish()
+    }
+}
+
+/// What `Debug` prints in place of a secret.
+pub const REDACTED: &str = "***";
+
 impl Config {
     /// Loads `path`. A missing file is an empty config unless `required` (an explicit `--config`).
     pub fn load(path: &Path, required: bool) -> Result<Config, ConfigError> {
@@ -256,6 +309,20 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_hides_credentials() {
+        let config = Config::parse(
+            "nats_url = \"nats://alice:hunter2@bus.example:4222,tls://s3cr3t-token@b2:4222/x\"\n\
+             notify_command = \"curl https://hooks.example/T0K3N\"\n",
+        )
+        .expect("config");
+        let shown = format!("{config:?}");
+        for secret in ["hunter2", "alice", "s3cr3t-token", "T0K3N"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        assert!(shown.contains("***@bus.example:4222"), "{shown}");
+    }
 
     #[test]
     fn azlin_home_puts_everything_under_one_folder() {

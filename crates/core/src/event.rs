@@ -225,6 +225,10 @@ pub struct CreateFailed {
     /// Set when the VM is deliberately left running (readiness failures, exit 5).
     #[serde(default)]
     pub vm_left_running: bool,
+    /// The VM left running: its address and the host key injected at creation, which are
+    /// what later connections trust (never values read back from cloud resource tags).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vm: Option<VmEndpoint>,
 }
 
 /// `vm.ssh.verified`.

@@ -19,6 +19,8 @@ pub enum ExitCode {
     Readiness,
     /// The command line or an input file was invalid; nothing was changed.
     Usage,
+    /// Interrupted (Ctrl-C), after cleaning up and saying what was removed.
+    Interrupted,
     /// The exit status of a command azlin ran for the user (`azlin connect NAME -- CMD`),
     /// passed through.
     Command(u8),
@@ -35,6 +37,7 @@ impl ExitCode {
             ExitCode::Provision => 4,
             ExitCode::Readiness => 5,
             ExitCode::Usage => 64,
+            ExitCode::Interrupted => 130,
             ExitCode::Command(code) => code,
         }
     }
@@ -98,5 +101,6 @@ mod tests {
         assert_eq!(ErrorKind::Readiness.exit_code().code(), 5);
         assert_eq!(ErrorKind::Usage.exit_code().code(), 64);
         assert_eq!(ErrorKind::Internal.exit_code().code(), 1);
+        assert_eq!(ExitCode::Interrupted.code(), 130);
     }
 }

@@ -29,6 +29,9 @@ pub struct SimSettings {
 pub struct SimProvider {
     records: RecordStore,
     settings: SimSettings,
+    /// Probability (0..=1) that a delete fails (and leaves the VM), for tests of what
+    /// happens to resources azlin cannot remove.
+    delete_fail_rate: f64,
 }
 
 impl SimProvider {
@@ -37,7 +40,14 @@ impl SimProvider {
         SimProvider {
             records: RecordStore::unsynced(root),
             settings,
+            delete_fail_rate: 0.0,
         }
+    }
+
+    /// The same provider, failing deletes with probability `rate` (0..=1).
+    pub fn with_delete_fail_rate(mut self, rate: f64) -> Self {
+        self.delete_fail_rate = rate;
+        self
     }
 
     fn io(context: &str, e: std::io::Error) -> ProviderError {
@@ -138,6 +148,15 @@ impl VmProvider for SimProvider {
 
     async fn delete(&self, name: &VmName) -> Result<DeleteReport, ProviderError> {
         self.records.require(name)?;
+        if self.delete_fail_rate > 0.0 && fastrand::f64() < self.delete_fail_rate {
+            return Err(ProviderError::new(
+                ErrorKind::Transient,
+                format!(
+                    "simulated delete failure of '{name}' (delete fail rate {})",
+                    self.delete_fail_rate
+                ),
+            ));
+        }
         let dir = self.records.dir(name);
         self.records.remove(name)?;
         Ok(DeleteReport {

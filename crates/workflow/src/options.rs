@@ -30,8 +30,8 @@ impl std::str::FromStr for VmScope {
     }
 }
 
-/// Options of [`crate::run_workflows`].
-#[derive(Debug, Clone)]
+/// Options of [`crate::run_workflows`]. `Debug` shows the secrets' names, never their values.
+#[derive(Clone)]
 pub struct RunOptions {
     /// `--event`: the event that triggers the run (default `push`).
     pub event: String,
@@ -141,6 +141,57 @@ impl RunOptions {
     }
 }
 
+impl std::fmt::Debug for RunOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Field by field, without `..`: a new field cannot be left out (or leak) unnoticed.
+        let RunOptions {
+            event,
+            event_payload,
+            job,
+            secrets,
+            vars,
+            env,
+            actor,
+            repository,
+            max_concurrent,
+            vm_scope,
+            run_as,
+            sessions_dir,
+            logs_dir,
+            setup_commands,
+            cleanup_commands,
+            keep_failed,
+            cancel,
+            repo_dir,
+            inputs,
+            actions,
+        } = self;
+        let secrets: BTreeMap<&str, &str> = secrets.keys().map(|k| (k.as_str(), "***")).collect();
+        f.debug_struct("RunOptions")
+            .field("event", event)
+            .field("event_payload", event_payload)
+            .field("job", job)
+            .field("secrets", &secrets)
+            .field("vars", vars)
+            .field("env", env)
+            .field("actor", actor)
+            .field("repository", repository)
+            .field("max_concurrent", max_concurrent)
+            .field("vm_scope", vm_scope)
+            .field("run_as", run_as)
+            .field("sessions_dir", sessions_dir)
+            .field("logs_dir", logs_dir)
+            .field("setup_commands", setup_commands)
+            .field("cleanup_commands", cleanup_commands)
+            .field("keep_failed", keep_failed)
+            .field("cancel", cancel)
+            .field("repo_dir", repo_dir)
+            .field("inputs", inputs)
+            .field("actions", actions)
+            .finish()
+    }
+}
+
 /// The name of the user running this process, from the user database (not the environment).
 pub fn local_user() -> String {
     nix::unistd::User::from_uid(nix::unistd::getuid())
@@ -148,4 +199,20 @@ pub fn local_user() -> String {
         .flatten()
         .map(|u| u.name)
         .unwrap_or_else(|| "azlin".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_names_secrets_without_their_values() {
+        let mut options = RunOptions::new("/s", "/l");
+        options
+            .secrets
+            .insert("API_TOKEN".into(), "tok-8c1f-very-secret".into());
+        let shown = format!("{options:?}");
+        assert!(!shown.contains("tok-8c1f-very-secret"), "{shown}");
+        assert!(shown.contains("\"API_TOKEN\": \"***\""), "{shown}");
+    }
 }

@@ -40,6 +40,22 @@ pub fn require_running(vm: &Vm) -> anyhow::Result<()> {
     ))
 }
 
+/// Fails with exit 5 unless a host key to check the VM against is known: one recorded at its
+/// creation (see `App::locate`; a key read back from cloud resource tags is never trusted).
+pub fn require_host_key(vm: &Vm) -> anyhow::Result<()> {
+    if vm.provider == ProviderKind::Sim || !vm.host_key.trim().is_empty() {
+        return Ok(());
+    }
+    let name = &vm.name;
+    Err(Failure::with_code(
+        ExitCode::Readiness,
+        format!(
+            "no host key of VM '{name}' was recorded when it was created, and azlin does not trust the one in its {} tags: connect from the machine (or the shared NATS state) that created it",
+            vm.provider
+        ),
+    ))
+}
+
 /// A command's exit status as azlin's exit code.
 fn passed_through(code: i32) -> ExitCode {
     match code {
@@ -99,6 +115,7 @@ pub async fn run(app: &App, args: &ConnectArgs) -> anyhow::Result<ExitCode> {
     let name = VmName::parse(name).map_err(|e| Failure::usage(e.to_string()))?;
     let (_, vm) = app.locate(&name).await?;
     require_running(&vm)?;
+    require_host_key(&vm)?;
     if vm.provider == ProviderKind::Sim {
         return run_local(&vm.address, command).await;
     }

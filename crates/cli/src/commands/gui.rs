@@ -4,7 +4,7 @@
 
 use crate::app::App;
 use crate::args::{GuiArgs, OutputFormat};
-use crate::commands::connect::{access_for, require_running};
+use crate::commands::connect::{access_for, require_host_key, require_running};
 use crate::failure::Failure;
 use crate::progress::Progress;
 use azlin_core::{ExitCode, ProviderKind, VmName};
@@ -21,8 +21,12 @@ struct Tunnel(std::process::Child);
 
 impl Drop for Tunnel {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        if let Err(e) = self.0.kill() {
+            tracing::warn!("stopping the SSH tunnel (pid {}): {e}", self.0.id());
+        }
+        if let Err(e) = self.0.wait() {
+            tracing::warn!("waiting for the SSH tunnel (pid {}): {e}", self.0.id());
+        }
     }
 }
 
@@ -54,6 +58,7 @@ pub async fn run(app: &App, args: &GuiArgs) -> anyhow::Result<ExitCode> {
         return Err(Failure::usage("sim VMs have no display"));
     }
     require_running(&vm)?;
+    require_host_key(&vm)?;
     let progress = Progress::new(app.settings.progress_tty);
     let (identity, _) = ensure_identity(&app.settings.paths.ssh_key())?;
     let shell = azlin_remote::connect(&vm, &identity).await?;
@@ -134,12 +139,26 @@ async fn session(
             "► viewer: {} (close it to end the session)",
             viewer.display()
         ));
-        let status = tokio::process::Command::new(viewer)
+        let mut child = tokio::process::Command::new(viewer)
             .arg("-passwd")
             .arg(&file.0)
             .arg(format!("127.0.0.1::{local_port}"))
-            .status()
-            .await?;
+            .kill_on_drop(true)
+            .spawn()?;
+        // Ctrl-C while the viewer runs must not end azlin before the tunnel is closed and the
+        // VNC server stopped: returning drops the viewer, the tunnel and the password file,
+        // and the caller stops the server.
+        let status = tokio::select! {
+            status = child.wait() => status?,
+            signal = tokio::signal::ctrl_c() => {
+                signal?;
+                progress.note("⚠ interrupted: closing the viewer and the SSH tunnel, stopping the VNC server…");
+                if let Err(e) = child.kill().await {
+                    tracing::warn!("stopping the VNC viewer: {e}");
+                }
+                return Ok(ExitCode::Interrupted);
+            }
+        };
         return Ok(if status.success() {
             ExitCode::Ok
         } else {

@@ -1,12 +1,15 @@
 //! `azlin new`: the 9 steps of seed 000 — prerequisites, authentication, SSH key, provisioning,
 //! readiness, repositories (steps 4–6 through the control plane), notification, info, connect.
 
-use crate::app::App;
+use crate::app::{App, ControlPlane};
 use crate::args::{NewArgs, OutputFormat};
 use crate::commands::{connect, prerequisites};
 use crate::failure::Failure;
+use crate::interrupt::Interrupts;
 use crate::notify;
 use crate::progress::{Progress, Stage};
+use azlin_control::ProviderSource;
+use azlin_control::orphans::{Orphan, Retry, delete_with_retry};
 use azlin_control::store::StoreError;
 use azlin_core::event::{
     CreateComplete, CreateFailed, CreateRequested, Event, Request, SCHEMA, Stage as EventStage,
@@ -46,6 +49,7 @@ impl NewArgs {
             count: 1,
             no_connect: true,
             x11: false,
+            allow_ssh_from_anywhere: false,
         }
     }
 }
@@ -68,6 +72,7 @@ pub fn plan(app: &App, args: &NewArgs) -> anyhow::Result<Vec<VmSpec>> {
         count,
         no_connect: _,
         x11: _,
+        allow_ssh_from_anywhere: _,
     } = args;
     let config = &app.settings.config;
     let template = match template {
@@ -195,6 +200,20 @@ pub fn plan(app: &App, args: &NewArgs) -> anyhow::Result<Vec<VmSpec>> {
     Ok(names.into_iter().map(spec).collect())
 }
 
+/// An Azure VM without `[azure] ssh_source_prefix` gets an NSG opening SSH to the whole
+/// internet: only when asked for explicitly. Refused (exit 64) before anything is made.
+fn refuse_ssh_from_anywhere(app: &App, specs: &[VmSpec], allowed: bool) -> anyhow::Result<()> {
+    let azure = specs.iter().any(|s| s.provider == ProviderKind::Azure);
+    if !azure || allowed || app.settings.config.azure.ssh_source_prefix.is_some() {
+        return Ok(());
+    }
+    Err(Failure::usage(
+        "an Azure VM's SSH port (22) would be open to every address on the internet: set \
+         ssh_source_prefix = \"YOUR.ADDRESS/32\" under [azure] in the config to allow only \
+         yours, or pass --allow-ssh-from-anywhere to accept it",
+    ))
+}
+
 /// Shows a single VM's events as successive stages.
 struct StageView {
     current: Option<Stage>,
@@ -258,6 +277,7 @@ impl StageView {
 pub async fn run(app: &App, args: &NewArgs) -> anyhow::Result<ExitCode> {
     let begun = Instant::now();
     let specs = plan(app, args)?;
+    refuse_ssh_from_anywhere(app, &specs, args.allow_ssh_from_anywhere)?;
     let store = app.store()?;
     for spec in &specs {
         if let Some(existing) = store.vm(&spec.name).await? {
@@ -266,12 +286,20 @@ pub async fn run(app: &App, args: &NewArgs) -> anyhow::Result<ExitCode> {
     }
     let provider_kind = specs[0].provider;
     let progress = Progress::new(app.settings.progress_tty);
+    // From here on Ctrl-C cancels the launch and removes what it made (exit 130).
+    let mut interrupts = Interrupts::listen()?;
 
     // Steps 1–3: prerequisites, authentication, SSH key (and the base image of local VMs).
-    let identity = prerequisites::preflight(app, &progress, provider_kind, specs[0].image).await?;
+    let identity = tokio::select! {
+        identity = prerequisites::preflight(app, &progress, provider_kind, specs[0].image) => identity?,
+        () = interrupts.next() => {
+            progress.note("⚠ interrupted before any VM was requested; nothing is left behind");
+            return Err(Failure::with_code(ExitCode::Interrupted, "interrupted"));
+        }
+    };
 
     // Steps 4–6 through the control plane.
-    let control = app.control_plane(&identity, specs.len()).await?;
+    let mut control = app.control_plane(&identity, specs.len()).await?;
     let mut subscription = control.bus.subscribe().await?;
     let requested_by = format!(
         "{}@{}",
@@ -298,24 +326,30 @@ pub async fn run(app: &App, args: &NewArgs) -> anyhow::Result<ExitCode> {
         control.bus.submit(&request).await?;
     }
     let mut milestones = Milestones::default();
-    let ended = if specs.len() == 1 {
-        let mut view = StageView { current: None };
-        control
-            .orchestrator
-            .follow(&mut subscription, pending, |event| {
-                milestones.record(begun, event);
+    let mut view = StageView { current: None };
+    let mut lines: BTreeMap<String, Stage> = BTreeMap::new();
+    let follow = control
+        .orchestrator
+        .follow(&mut subscription, pending, |event| {
+            milestones.record(begun, event);
+            if specs.len() == 1 {
                 view.show(&progress, event);
-            })
-            .await
-    } else {
-        let mut lines: BTreeMap<String, Stage> = BTreeMap::new();
-        control
-            .orchestrator
-            .follow(&mut subscription, pending, |event| {
-                milestones.record(begun, event);
+            } else {
                 fleet_line(&progress, &mut lines, event);
-            })
-            .await
+            }
+        });
+    let followed = tokio::select! {
+        ended = follow => Some(ended),
+        () = interrupts.next() => None,
+    };
+    let Some(ended) = followed else {
+        if let Some(stage) = view.current.take() {
+            stage.fail("interrupted");
+        }
+        for (_, line) in lines {
+            line.fail("interrupted");
+        }
+        return cancel_launch(app, &progress, &mut control, &specs, &mut interrupts).await;
     };
     control.shutdown().await;
 
@@ -377,6 +411,125 @@ pub async fn run(app: &App, args: &NewArgs) -> anyhow::Result<ExitCode> {
         connect::prepare_x11(app, &located).await?;
     }
     connect::attach(&access, &vm.name, &Session::Tmux, *x11).await
+}
+
+/// After a Ctrl-C: gives up the launch, removes every VM it made (retrying; what cannot be
+/// removed is recorded as an orphan) and its records, says what was removed, and ends with exit
+/// 130. A second Ctrl-C leaves at once, naming what remains and how to remove it.
+async fn cancel_launch(
+    app: &App,
+    progress: &Progress,
+    control: &mut ControlPlane,
+    specs: &[VmSpec],
+    interrupts: &mut Interrupts,
+) -> anyhow::Result<ExitCode> {
+    let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+    if !control.abandon().await {
+        // NATS: the workers elsewhere go on with the requests; nothing here can stop them.
+        progress.note(&format!(
+            "⚠ interrupted: the request(s) stay with the workers; remove the VM(s) when they are made: {}",
+            names
+                .iter()
+                .map(|n| format!("`azlin delete {n} --yes`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+        return Err(Failure::with_code(ExitCode::Interrupted, "interrupted"));
+    }
+    progress.note(
+        "⚠ interrupted: cancelling the launch and removing what it made… (Ctrl-C again to leave at once)",
+    );
+    let remaining = std::sync::Mutex::new(
+        specs
+            .iter()
+            .map(|s| s.name.clone())
+            .collect::<Vec<VmName>>(),
+    );
+    let cleanup = remove_launched(app, progress, &control.orchestrator, specs, &remaining);
+    let outcome = tokio::select! {
+        outcome = cleanup => Some(outcome),
+        () = interrupts.next() => None,
+    };
+    let Some((removed, failed)) = outcome else {
+        let left: Vec<VmName> = remaining.lock().map(|l| l.clone()).unwrap_or_default();
+        progress.note("⚠ interrupted again: leaving now, without removing the rest");
+        for name in &left {
+            progress.note(&format!(
+                "  left behind: VM '{name}' (remove it with `azlin delete {name} --yes`)"
+            ));
+        }
+        return Err(Failure::with_code(
+            ExitCode::Interrupted,
+            "interrupted twice: cleanup was cut short",
+        ));
+    };
+    if removed.is_empty() && failed.is_empty() {
+        progress.note("  nothing had been created; nothing is left behind");
+    }
+    for what in &removed {
+        progress.note(&format!("  removed {what}"));
+    }
+    for (name, why) in &failed {
+        progress.note(&format!(
+            "  could not remove VM '{name}': {why}; recorded in {} — remove it with `azlin delete {name} --yes`",
+            app.settings.orphans().path().display()
+        ));
+    }
+    if failed.is_empty() {
+        progress.note("  nothing is left behind (check with `azlin list`)");
+    }
+    Err(Failure::with_code(
+        ExitCode::Interrupted,
+        "interrupted: the launch was cancelled",
+    ))
+}
+
+/// Deletes each VM of `specs` that its provider has (with retries) and forgets its record;
+/// what was removed, and the VMs that could not be (recorded as orphans). `remaining` keeps
+/// the names not yet dealt with.
+async fn remove_launched(
+    app: &App,
+    progress: &Progress,
+    orchestrator: &azlin_control::Orchestrator,
+    specs: &[VmSpec],
+    remaining: &std::sync::Mutex<Vec<VmName>>,
+) -> (Vec<String>, Vec<(VmName, String)>) {
+    let store = orchestrator.store();
+    let orphans = app.settings.orphans();
+    let mut removed = Vec::new();
+    let mut failed = Vec::new();
+    for spec in specs {
+        let name = &spec.name;
+        let outcome = match app.providers.provider(spec.provider) {
+            Ok(provider) => match provider.get(name).await {
+                Ok(Some(_)) => delete_with_retry(provider.as_ref(), name, Retry::default())
+                    .await
+                    .map(|report| report.removed),
+                Ok(None) => Ok(Vec::new()),
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(e),
+        };
+        match outcome {
+            Ok(gone) => {
+                removed.extend(gone);
+                if let Err(e) = store.forget(name).await {
+                    progress.note(&format!("  the record of '{name}' stays: {e}"));
+                }
+            }
+            Err(e) => {
+                orphans.record_or_log(&Orphan::vm(spec.provider, name, &e.message));
+                failed.push((name.clone(), e.message));
+            }
+        }
+        if let Ok(mut left) = remaining.lock() {
+            left.retain(|n| n != name);
+        }
+    }
+    if let Err(e) = orchestrator.write_state().await {
+        tracing::warn!("writing the deployment state: {e}");
+    }
+    (removed, failed)
 }
 
 /// Milliseconds from the start of `azlin new` to each VM's milestones (for `-o json` and the

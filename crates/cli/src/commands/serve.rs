@@ -13,6 +13,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
+use azlin_control::bus::nats::ServeFeed;
 use azlin_control::{NatsBus, Orchestrator, StateStore};
 use azlin_core::ExitCode;
 use std::net::SocketAddr;
@@ -80,9 +81,15 @@ pub async fn run(app: &App, args: &ServeArgs) -> anyhow::Result<ExitCode> {
         recorded: AtomicU64::new(0),
         started_at: azlin_core::now_rfc3339(),
     });
-    // Connect (and fail) before serving anything.
-    let bus = match &app.settings.nats {
-        Some(nats) => Some(NatsBus::connect_with(nats, app.nats_settings()).await?),
+    // Connect (and fail) before serving anything. The durable feed is set up before
+    // "recording events" is announced: it delivers only events published after its creation,
+    // so announcing first lost the events of a launch started right after the announcement.
+    let feed = match &app.settings.nats {
+        Some(nats) => {
+            let bus = NatsBus::connect_with(nats, app.nats_settings()).await?;
+            let feed = bus.serve_feed().await?;
+            Some((bus, feed))
+        }
         None => None,
     };
     orchestrator.write_state().await?;
@@ -120,8 +127,10 @@ pub async fn run(app: &App, args: &ServeArgs) -> anyhow::Result<ExitCode> {
         shared.transport,
         app.settings.deployment_state().display()
     );
-    match bus {
-        Some(bus) => follow_nats(&bus, &orchestrator, &shared, &mut stopped).await?,
+    match feed {
+        Some((_bus, mut feed)) => {
+            follow_nats(&mut feed, &orchestrator, &shared, &mut stopped).await?
+        }
         None => follow_store(&orchestrator, &shared, &mut stopped).await?,
     }
     if let Some(http) = http {
@@ -133,12 +142,11 @@ pub async fn run(app: &App, args: &ServeArgs) -> anyhow::Result<ExitCode> {
 /// Records events from the durable feed until stopped; the state file is rewritten once a
 /// burst of events is over.
 async fn follow_nats(
-    bus: &NatsBus,
+    feed: &mut ServeFeed,
     orchestrator: &Orchestrator,
     shared: &Shared,
     stopped: &mut watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let mut feed = bus.serve_feed().await?;
     let mut dirty = false;
     loop {
         let next = tokio::select! {

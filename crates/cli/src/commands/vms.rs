@@ -96,7 +96,9 @@ pub async fn list(app: &App, args: &ListArgs) -> anyhow::Result<ExitCode> {
     rows.sort_by(|a, b| a.name.cmp(&b.name));
     if app.settings.output == OutputFormat::Json {
         println!("{}", serde_json::to_string(&rows)?);
-    } else if rows.is_empty() {
+        return Ok(ExitCode::Ok);
+    }
+    if rows.is_empty() {
         println!("No VMs. Create one with `azlin new`.");
     } else {
         output::table(
@@ -113,7 +115,22 @@ pub async fn list(app: &App, args: &ListArgs) -> anyhow::Result<ExitCode> {
             }),
         );
     }
+    orphans_footer(app);
     Ok(ExitCode::Ok)
+}
+
+/// Under the table: how many resources azlin failed to remove, and where they are listed.
+fn orphans_footer(app: &App) {
+    let orphans = app.settings.orphans();
+    match orphans.list() {
+        Ok(list) if list.is_empty() => {}
+        Ok(list) => println!(
+            "{} orphaned resource(s) azlin could not remove are recorded in {} (`azlin cleanup` removes them)",
+            list.len(),
+            orphans.path().display()
+        ),
+        Err(e) => tracing::warn!("{e}"),
+    }
 }
 
 /// Runs `azlin status NAME`.

@@ -67,12 +67,10 @@ pub async fn run(app: &App, args: &WorkerArgs) -> anyhow::Result<ExitCode> {
     bus.ensure_workers_consumer().await?;
     let launch = app.launch_settings();
     let id = launch.worker_id.clone();
-    let launcher = Arc::new(Launcher::new(
-        bus.clone(),
-        app.providers.clone(),
-        identity,
-        launch,
-    ));
+    let launcher = Arc::new(
+        Launcher::new(bus.clone(), app.providers.clone(), identity, launch)
+            .with_orphans(app.settings.orphans()),
+    );
     eprintln!(
         "azlin worker {id}: serving {url} (concurrency {}, max attempts {}, ack wait {}s)",
         worker_settings.concurrency,

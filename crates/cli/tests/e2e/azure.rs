@@ -94,7 +94,16 @@ impl AzureEnv {
     /// [`new_vm`](Self::new_vm) after the global options `global`.
     fn new_vm_with(&self, global: &[&str], name: &str) -> Run {
         let mut args = global.to_vec();
-        args.extend(["new", "--provider", "azure", "--name", name, "--no-connect"]);
+        // Most tests run without `[azure] ssh_source_prefix`: SSH open to anywhere, agreed to.
+        args.extend([
+            "new",
+            "--provider",
+            "azure",
+            "--name",
+            name,
+            "--no-connect",
+            "--allow-ssh-from-anywhere",
+        ]);
         self.run(&args)
     }
 
@@ -552,4 +561,86 @@ fn listing_50_azure_vms_is_one_arm_request() {
         "{:#?}",
         env.double.requests()
     );
+}
+
+#[test]
+fn ssh_open_to_anywhere_needs_a_prefix_or_the_flag_and_nothing_is_made_without() {
+    let env = AzureEnv::start(AzState::LoggedIn);
+    let new = env
+        .run(&[
+            "new",
+            "--provider",
+            "azure",
+            "--name",
+            "open",
+            "--no-connect",
+        ])
+        .expect(64);
+    assert_mentions(
+        &new.stderr,
+        &["ssh_source_prefix", "[azure]", "--allow-ssh-from-anywhere"],
+    );
+    assert_eq!(env.double.request_count(), 0, "nothing was sent to ARM");
+    assert!(env.azlin_leftovers().is_empty());
+    assert!(env.list().is_empty());
+    // With a prefix, no flag is needed (the VM is made; it never answers SSH: exit 5).
+    env.config_azure(&format!(
+        "endpoint = \"{}\"\nssh_source_prefix = \"198.51.100.7/32\"",
+        env.double.endpoint()
+    ));
+    env.run(&[
+        "new",
+        "--provider",
+        "azure",
+        "--name",
+        "open",
+        "--no-connect",
+    ])
+    .expect(5);
+}
+
+#[test]
+fn connect_trusts_the_address_and_host_key_recorded_at_creation_not_the_tags() {
+    let env = AzureEnv::start(AzState::LoggedIn);
+    env.new_vm("trust").expect(5);
+    let listed = env.list();
+    let address = listed[0]["address"].as_str().unwrap().to_string();
+    assert!(in_double_range(&address), "{address}");
+    let vm = put_body(&env.double.requests(), "/virtualMachines/trust").clone();
+    let key = vm["tags"]["azlin-host-key"].as_str().unwrap().to_string();
+    // Someone allowed to tag the VM points azlin at another machine with another key.
+    let forged_key =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGZvcmdlZC1mb3JnZWQtZm9yZ2VkLWZvcmdlZC1mbw";
+    assert_eq!(
+        env.double
+            .set_tag("/virtualMachines/trust", "azlin-host-key", forged_key),
+        1
+    );
+    assert_eq!(
+        env.double
+            .set_tag("/virtualMachines/trust", "azlin-ip", "127.100.0.250"),
+        1
+    );
+
+    // Nothing answers SSH on the double's addresses: ssh fails (exit 5), after azlin wrote the
+    // host key it checks against.
+    let connect = env.run(&["connect", "trust", "--", "true"]);
+    assert_ne!(connect.code, 0, "{}", connect.stderr);
+    let known_hosts = env
+        .azlin
+        .home
+        .path()
+        .join(".local/state/azlin/known_hosts.d/trust");
+    let known = std::fs::read_to_string(&known_hosts).unwrap();
+    assert!(
+        !known.contains("Zm9yZ2Vk"),
+        "the forged key is trusted:\n{known}"
+    );
+    assert!(
+        !known.contains("127.100.0.250"),
+        "the forged address is used:\n{known}"
+    );
+    let recorded_base64 = key.split_whitespace().nth(1).unwrap();
+    assert!(known.contains(recorded_base64), "{known}");
+    assert!(known.contains(&address), "{known}");
 }

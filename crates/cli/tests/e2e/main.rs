@@ -8,15 +8,18 @@
 #![allow(clippy::unwrap_used)]
 
 mod azure;
+mod binary;
 mod common;
 mod defaults;
 mod git_server;
 mod gui;
+mod interrupt;
 mod isolation;
 mod keys;
 mod local_new;
 mod qemu;
 mod refusals;
 mod run_flags;
+mod secrets;
 mod support;
 mod workflows;

@@ -43,14 +43,22 @@ fn serve_over_nats_records_events_and_answers_http() {
     launcher
         .run(&new_args("sim", "seen", &["--count", "2", "--nats", &url]))
         .expect(0);
+    // `/vms` reads the shared key-value store, which the worker writes: VMs shown ready there
+    // say nothing about how far `serve` has got with the events. Wait for that separately.
     let vms = ready_vms(&addr, 2);
     assert_eq!(vms[0]["name"], "seen-1");
-    let (status, health) = http_get(&addr, "/healthz");
-    assert_eq!(status, 200);
-    let health: Value = serde_json::from_str(&health).unwrap();
+    let health = eventually(
+        Duration::from_secs(20),
+        "serve to record the events",
+        || {
+            let (status, health) = http_get(&addr, "/healthz");
+            assert_eq!(status, 200, "{health}");
+            let health: Value = serde_json::from_str(&health).unwrap();
+            (health["events_recorded"].as_u64().unwrap_or(0) >= 2 * 10).then_some(health)
+        },
+    );
     assert_eq!(health["status"], "ok");
     assert_eq!(health["transport"], "nats");
-    assert!(health["events_recorded"].as_u64().unwrap() >= 2 * 10);
     let state_file = observer.state_dir().join("deployment-state.yaml");
     eventually(Duration::from_secs(10), "the state file", || {
         let text = std::fs::read_to_string(&state_file).ok()?;

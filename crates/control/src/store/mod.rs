@@ -224,6 +224,12 @@ pub fn next_record(current: Option<VmRecord>, event: &Event) -> Option<Option<Vm
             record.state = RecordState::Failed;
             record.message = f.error.message.clone();
             record.left_running = f.vm_left_running;
+            if let Some(vm) = &f.vm {
+                record.address.clone_from(&vm.address);
+                record.ssh_port = vm.ssh_port;
+                record.user.clone_from(&vm.user);
+                record.host_key.clone_from(&vm.host_key);
+            }
             record.updated_at = now;
             Some(Some(record))
         }

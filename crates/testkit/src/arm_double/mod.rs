@@ -246,6 +246,26 @@ impl ArmDouble {
             .map(|s| s.to_string())
     }
 
+    /// Sets tag `key` to `value` on every resource whose id ends with `suffix`, as anyone with
+    /// tag-write permission on the resource could (azlin must not trust what tags say).
+    /// Returns how many resources were changed.
+    pub fn set_tag(&self, suffix: &str, key: &str, value: &str) -> usize {
+        let mut model = lock(&self.model);
+        let suffix = suffix.to_ascii_lowercase();
+        let mut changed = 0;
+        for stored in model.resources.values_mut() {
+            if !stored.id.to_ascii_lowercase().ends_with(&suffix) {
+                continue;
+            }
+            if !stored.body["tags"].is_object() {
+                stored.body["tags"] = Value::Object(serde_json::Map::new());
+            }
+            stored.body["tags"][key] = Value::String(value.to_string());
+            changed += 1;
+        }
+        changed
+    }
+
     /// Injects a fault into the next answers.
     pub fn inject(&self, fault: Fault) {
         lock(&self.model).inject(fault);

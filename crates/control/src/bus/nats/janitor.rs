@@ -137,6 +137,7 @@ fn failure(request: &Request, reason: &str, deliveries: u64) -> Event {
             cleaned_up: false,
             removed: Vec::new(),
             vm_left_running: false,
+            vm: None,
         }),
         Request::Delete(r) => Event::DeleteFailed(DeleteFailed {
             schema: SCHEMA,
