@@ -54,7 +54,7 @@ for target in "${targets[@]}"; do
     echo "fuzz-smoke: $target for ${seconds} s"
     if ! cargo fuzz run --fuzz-dir fuzz -s "$sanitizer" "$target" \
         "$scratch/$target" "fuzz/corpus/$target" -- \
-        -max_total_time="$seconds" -jobs=1 -workers=1 -print_final_stats=1; then
+        -max_total_time="$seconds" -print_final_stats=1; then
         failed+=("$target")
     fi
 done
