@@ -5,12 +5,17 @@
 # The act corpus figure (cases passed on nspawn) comes from the e2e test `act_corpus_on_nspawn_vms`.
 #
 #   bench/actions.sh [STEPS]      (default 20; needs root and a built base image)
+#   AZLIN_BIN=target/debug/azlin bench/actions.sh   measures an existing build instead
 set -euo pipefail
 cd "$(dirname "$0")/.."
 steps="${1:-20}"
 export AZLIN_IMAGE_DIR="${AZLIN_IMAGE_DIR:-/var/cache/azlin/images}"
-cargo build -q --release -p azlin
-azlin="$PWD/target/release/azlin"
+if [ -n "${AZLIN_BIN:-}" ]; then
+  azlin="$(realpath "$AZLIN_BIN")"
+else
+  cargo build -q --release -p azlin
+  azlin="$PWD/target/release/azlin"
+fi
 work="$(mktemp -d)"
 export AZLIN_HOME="$work/home"
 trap 'rm -rf "$work"' EXIT

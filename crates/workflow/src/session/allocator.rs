@@ -142,8 +142,17 @@ impl Allocator for ProviderAllocator {
         match (self.connect)(&vm) {
             Ok(shell) => Ok(Allocation { vm, shell }),
             Err(e) => {
-                // Nothing may leak: a VM we cannot reach is deleted at once.
-                let _ = self.provider.delete(&vm.name).await;
+                // Nothing may leak: a VM we cannot reach is deleted at once (retried).
+                let retry = azlin_control::orphans::Retry::default();
+                if let Err(error) = azlin_control::orphans::delete_with_retry(
+                    self.provider.as_ref(),
+                    &vm.name,
+                    retry,
+                )
+                .await
+                {
+                    tracing::warn!(vm = %vm.name, %error, "an unreachable session VM could not be deleted; it is left behind");
+                }
                 Err(e)
             }
         }

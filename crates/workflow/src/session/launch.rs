@@ -124,7 +124,9 @@ impl Allocator for LaunchAllocator {
             Err(e) => {
                 // A VM the session cannot reach is of no use: give it back at once.
                 let allocation_error = AllocError::new(ErrorKind::Readiness, e.to_string());
-                let _ = self.release_vm(&vm).await;
+                if let Err(error) = self.release_vm(&vm).await {
+                    tracing::warn!(vm = %vm.name, %error, "an unreachable session VM could not be released");
+                }
                 Err(allocation_error)
             }
         }

@@ -372,8 +372,10 @@ impl SessionManager {
         };
         self.shared.tracker.spawn(async move {
             let result = allocator.allocate(&request).await;
-            if let Err(Ok(orphan)) = tx.send(result) {
-                let _ = allocator.release(&orphan).await;
+            if let Err(Ok(orphan)) = tx.send(result)
+                && let Err(error) = allocator.release(&orphan).await
+            {
+                tracing::warn!(vm = %orphan.vm.name, %error, "a VM allocated for an abandoned session could not be released");
             }
         });
         let allocation = match rx.await {
@@ -437,7 +439,9 @@ impl SessionManager {
                         SessionState::Failed
                     };
                     let tracker = f.shared.tracker.clone();
-                    let _ = tracker.spawn(f.finish(outcome, message.clone())).await;
+                    if let Err(error) = tracker.spawn(f.finish(outcome, message.clone())).await {
+                        tracing::warn!(vm = %vm.name, %error, "releasing the VM of a failed setup did not finish");
+                    }
                 }
                 return Err(SessionError::Setup {
                     session: id,
