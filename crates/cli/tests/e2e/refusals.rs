@@ -206,14 +206,20 @@ fn ssh_never_coming_up_exits_5_and_leaves_the_vm_running() {
         )
         .expect(5);
     assert!(run.stderr.contains("left running"), "{}", run.stderr);
-    // What the VM says about its boot names the unit that failed.
+    // What the VM says about its boot names the unit that failed: in its failed units once
+    // systemd gave up restarting it, or in the console while it still retries (how far it got
+    // within the timeout depends on the machine's load).
     let said = run
         .stderr
         .split("what the VM says:")
         .nth(1)
         .unwrap_or_else(|| panic!("no diagnosis in:\n{}", run.stderr));
+    let failed_unit = said
+        .split("failed units:")
+        .nth(1)
+        .is_some_and(|units| units.contains("ssh.service"));
     assert!(
-        said.contains("failed units:") && said.contains("ssh.service"),
+        failed_unit || said.contains("Failed to start ssh.service"),
         "{said}"
     );
     let vm = azlin.vm("nossh");
