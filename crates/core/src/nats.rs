@@ -46,21 +46,26 @@ pub fn redact_url(url: &str) -> String {
 }
 
 fn redact_one(url: &str) -> String {
+    let Some((scheme, userinfo, rest)) = userinfo_parts(url) else {
+        return url.to_string();
+    };
+    let shown = match userinfo.split_once(':') {
+        Some((user, _)) => format!("{user}:***"),
+        None => "***".to_string(),
+    };
+    format!("{scheme}{shown}@{rest}")
+}
+
+/// `url` cut around its user information: the scheme (with `://`), the user information, and
+/// the rest from the host on; `None` when it has none.
+fn userinfo_parts(url: &str) -> Option<(&str, &str, &str)> {
     let (scheme, rest) = match url.find("://") {
         Some(i) => url.split_at(i + 3),
         None => ("", url),
     };
     let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(end);
-    let Some(at) = authority.rfind('@') else {
-        return url.to_string();
-    };
-    let (userinfo, host) = authority.split_at(at);
-    let shown = match userinfo.split_once(':') {
-        Some((user, _)) => format!("{user}:***"),
-        None => "***".to_string(),
-    };
-    format!("{scheme}{shown}{host}{tail}")
+    let at = rest[..end].rfind('@')?;
+    Some((scheme, &rest[..at], &rest[at + 1..]))
 }
 
 /// A NATS server URL as the user gave it (it may hold a password or token): `Debug` and
@@ -357,23 +362,15 @@ impl NatsConnection {
 
 /// `url` without its user information, and that information (user, password) if any.
 fn strip_userinfo(url: &str) -> (String, Option<(String, Option<String>)>) {
-    let (scheme, rest) = match url.find("://") {
-        Some(i) => url.split_at(i + 3),
-        None => ("", url),
-    };
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(end);
-    let Some(at) = authority.rfind('@') else {
+    let Some((scheme, userinfo, rest)) = userinfo_parts(url) else {
         return (url.to_string(), None);
     };
-    let (userinfo, host) = authority.split_at(at);
-    let host = &host[1..];
     let decode = |s: &str| percent_decode(s);
     let info = match userinfo.split_once(':') {
         Some((user, password)) => (decode(user), Some(decode(password))),
         None => (decode(userinfo), None),
     };
-    (format!("{scheme}{host}{tail}"), Some(info))
+    (format!("{scheme}{rest}"), Some(info))
 }
 
 /// Decodes `%XX` escapes (as URLs carry reserved characters of a password).
