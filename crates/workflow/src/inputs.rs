@@ -102,7 +102,10 @@ pub fn resolve_run_inputs(
         .unwrap_or_default();
     let flags = flags.iter().map(|(k, v)| (k.clone(), Value::string(v)));
     if matches!(event, "workflow_dispatch" | "workflow_call") {
-        let declared = declaration(workflow, event).cloned().unwrap_or_default();
+        let declared = workflow
+            .event_setting(event, "inputs")
+            .cloned()
+            .unwrap_or_default();
         let mut given = payload_inputs;
         given.extend(flags);
         let context = resolve_call_inputs(&declared, given)?;
@@ -119,7 +122,8 @@ pub fn resolve_run_inputs(
     }
     let mut declared = Object::new();
     for event in ["workflow_dispatch", "workflow_call"] {
-        for (name, spec) in declaration(workflow, event)
+        for (name, spec) in workflow
+            .event_setting(event, "inputs")
             .into_iter()
             .flat_map(Object::iter)
         {
@@ -177,12 +181,6 @@ pub fn resolve_call_inputs(
         context.insert(name.clone(), value);
     }
     Ok(context)
-}
-
-/// The `inputs` mapping declared under `event` in `on`.
-fn declaration<'w>(workflow: &'w Workflow, event: &str) -> Option<&'w Object> {
-    let (_, settings) = workflow.event_settings.iter().find(|(e, _)| e == event)?;
-    field(settings, "inputs")?.as_object()
 }
 
 fn field<'v>(spec: &'v Value, key: &str) -> Option<&'v Value> {

@@ -175,14 +175,19 @@ impl Repository {
             })
     }
 
-    /// A tar archive of the repository (symbolic links kept as links), for `actions/checkout`.
+    /// A tar archive of the repository, for `actions/checkout`.
     pub fn archive(&self) -> std::io::Result<Vec<u8>> {
-        let mut builder = tar::Builder::new(Vec::new());
-        builder.follow_symlinks(false);
-        builder.mode(tar::HeaderMode::Deterministic);
-        builder.append_dir_all(".", &self.root)?;
-        builder.into_inner()
+        archive_dir(&self.root)
     }
+}
+
+/// A tar archive of the folder `dir` (symbolic links kept as links), as it is copied to a VM.
+pub fn archive_dir(dir: &Path) -> std::io::Result<Vec<u8>> {
+    let mut builder = tar::Builder::new(Vec::new());
+    builder.follow_symlinks(false);
+    builder.mode(tar::HeaderMode::Deterministic);
+    builder.append_dir_all(".", dir)?;
+    builder.into_inner()
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ pub mod graph;
 pub(crate) mod locate;
 pub(crate) mod shape;
 
-use crate::expression::{Condition, Template, Value};
+use crate::expression::{Condition, Object, Template, Value};
 use locate::{Seg, line_of};
 use shape::{MatrixShape, Ordered, RawDefaults, RawJob, RawSecrets, RawStep, RawWorkflow, Text};
 use std::path::{Path, PathBuf};
@@ -236,6 +236,12 @@ impl Workflow {
     /// Whether the workflow runs for `event`.
     pub fn triggered_by(&self, event: &str) -> bool {
         self.events.iter().any(|e| e == event)
+    }
+
+    /// The mapping `on.<event>.<key>` (e.g. `workflow_call.inputs`), if the workflow has one.
+    pub fn event_setting(&self, event: &str, key: &str) -> Option<&Object> {
+        let (_, settings) = self.event_settings.iter().find(|(e, _)| e == event)?;
+        settings.as_object()?.get(key)?.as_object()
     }
 }
 

@@ -111,7 +111,10 @@ impl WorkflowRun<'_> {
         for (name, template) in &job.with {
             given.push((name.clone(), evaluate(&format!("with.{name}"), template)?));
         }
-        let declared = call_settings(&called, "inputs");
+        let declared = called
+            .event_setting("workflow_call", "inputs")
+            .cloned()
+            .unwrap_or_default();
         let inputs = resolve_call_inputs(&declared, given).map_err(|e| e.to_string())?;
         let secrets = match &job.secrets {
             CallSecrets::None => Object::new(),
@@ -142,19 +145,6 @@ impl WorkflowRun<'_> {
     }
 }
 
-/// `on.workflow_call.<key>` of `workflow` (`inputs`, `outputs`), or an empty mapping.
-fn call_settings(workflow: &Workflow, key: &str) -> Object {
-    workflow
-        .event_settings
-        .iter()
-        .find(|(event, _)| event == "workflow_call")
-        .and_then(|(_, settings)| settings.as_object())
-        .and_then(|settings| settings.get(key))
-        .and_then(Value::as_object)
-        .cloned()
-        .unwrap_or_default()
-}
-
 /// The called workflow's outputs, evaluated with the `jobs` context of its finished jobs.
 fn workflow_outputs(
     workflow: &Workflow,
@@ -174,12 +164,12 @@ fn workflow_outputs(
     contexts.insert("inputs", Value::Object(inputs.clone()));
     let scope = Scope::new(&contexts);
     let mut outputs = Object::new();
-
-    for (name, spec) in call_settings(workflow, "outputs").iter() {
+    let declared = workflow.event_setting("workflow_call", "outputs");
+    for (name, spec) in declared.into_iter().flat_map(Object::iter) {
         let Some(Value::String(template)) = spec.as_object().and_then(|s| s.get("value")) else {
             continue;
         };
-        match Template::parse(template).and_then(|t| t.render(&scope)) {
+        match Template::parse(template.as_str()).and_then(|t| t.render(&scope)) {
             Ok(value) => outputs.insert(name.clone(), Value::String(value)),
             Err(e) => {
                 tracing::warn!(output = %name, error = %e.message, "cannot evaluate a workflow output")

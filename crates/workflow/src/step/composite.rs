@@ -4,8 +4,9 @@
 //! write to `GITHUB_ENV` and `GITHUB_PATH` reach the job, their step environment does not.
 //! Their outputs are evaluated in their frame, also after a failure.
 
-use super::{Execution, ResolvedAction, StepCall, inputs_object};
+use super::{Execution, ResolvedAction, StepCall};
 use crate::action::manifest::Runs;
+use crate::context::object_of;
 use crate::expression::{Object, Value};
 use crate::job::{Frame, JobState};
 use crate::model::Step;
@@ -38,7 +39,7 @@ impl JobState<'_> {
         }
         let frame = Frame {
             steps: Object::new(),
-            inputs: inputs_object(&inputs),
+            inputs: object_of(&inputs),
             env: call.env.to_vec(),
             action_env: action.variables(),
             failed: false,

@@ -5,8 +5,9 @@
 //! and `main` save with `GITHUB_STATE` or `save-state` arrives in later stages as `STATE_<NAME>`.
 
 use super::run::Process;
-use super::{Execution, ResolvedAction, StepCall, Watch, input_variable, inputs_object};
+use super::{Execution, ResolvedAction, StepCall, Watch, input_variable};
 use crate::action::manifest::Runs;
+use crate::context::object_of;
 use crate::expression::{Condition, Value};
 use crate::job::{JobState, millis};
 use crate::model::Step;
@@ -194,7 +195,7 @@ impl JobState<'_> {
         self.hash_files_for(&condition.hash_files_calls()).await?;
         let outer = self.contexts.get("inputs").cloned();
         self.contexts
-            .insert("inputs", Value::Object(inputs_object(inputs)));
+            .insert("inputs", Value::Object(object_of(inputs)));
         let holds = self.in_scope(|scope| condition.holds(scope).map_err(|e| e.message));
         if let Some(outer) = outer {
             self.contexts.insert("inputs", outer);

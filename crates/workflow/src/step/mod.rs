@@ -183,11 +183,6 @@ impl ResolvedAction {
     }
 }
 
-/// The `inputs` context of an action.
-fn inputs_object(inputs: &[(String, String)]) -> Object {
-    crate::context::object_of(inputs)
-}
-
 /// The `INPUT_<NAME>` variable of an input, as `@actions/core` reads it.
 fn input_variable(name: &str) -> String {
     format!("INPUT_{}", name.replace(' ', "_").to_ascii_uppercase())

@@ -6,6 +6,7 @@ use super::{ActionProblem, EXTRACT_INTO, ResolvedAction};
 use crate::action::manifest::ActionManifest;
 use crate::action::source::RemoteRef;
 use crate::job::JobState;
+use crate::repository::archive_dir;
 use std::path::PathBuf;
 
 impl JobState<'_> {
@@ -51,16 +52,10 @@ impl JobState<'_> {
             return Ok(());
         }
         let from: PathBuf = from.to_path_buf();
-        let archive = tokio::task::spawn_blocking(move || {
-            let mut builder = tar::Builder::new(Vec::new());
-            builder.follow_symlinks(false);
-            builder.mode(tar::HeaderMode::Deterministic);
-            builder.append_dir_all(".", &from)?;
-            builder.into_inner()
-        })
-        .await
-        .map_err(|e| format!("archiving the action failed: {e}"))?
-        .map_err(|e| format!("archiving the action failed: {e}"))?;
+        let archive = tokio::task::spawn_blocking(move || archive_dir(&from))
+            .await
+            .map_err(|e| format!("archiving the action failed: {e}"))?
+            .map_err(|e| format!("archiving the action failed: {e}"))?;
         let mut out = Vec::new();
         let code = self
             .session
