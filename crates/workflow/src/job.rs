@@ -586,9 +586,8 @@ impl JobState<'_> {
         self.hashes = Some(WorkspaceHashes::default());
         // The step's env, evaluated against the job's env so far (in a composite action, over
         // the env of the step that called it).
-        self.contexts
-            .insert("env", self.env_object(&self.frame.env.clone()));
         let mut step_env = self.frame.env.clone();
+        self.contexts.insert("env", self.env_object(&step_env));
         let mut failure: Option<String> = None;
         for (k, v) in &step.env {
             match self.render(v).await {
