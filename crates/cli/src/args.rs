@@ -46,7 +46,7 @@ pub enum OutputFormat {
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
     /// Config file (default: ~/.config/azlin/config.toml).
-    #[arg(long, global = true, value_name = "FILE")]
+    #[arg(long, global = true, env = "AZLIN_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Output format.
     #[arg(
@@ -70,6 +70,50 @@ pub struct GlobalArgs {
     /// Azure subscription id (default: `[azure] subscription` in the config, else az's default).
     #[arg(long, global = true, value_name = "ID")]
     pub subscription: Option<String>,
+}
+
+impl GlobalArgs {
+    /// The environment that gives a child azlin process (a detached pool refill) the same
+    /// config file and NATS connection: every such flag has an environment variable, and
+    /// secrets stay out of the child's command line.
+    pub fn child_env(&self) -> Vec<(&'static str, std::ffi::OsString)> {
+        let NatsArgs {
+            nats_ca,
+            nats_cert,
+            nats_key,
+            nats_tls: _,
+            nats_creds,
+            nats_nkey,
+            nats_token_file,
+            nats_user,
+            nats_password_file,
+            nats_replicas,
+        } = &self.nats_auth;
+        let paths = [
+            ("AZLIN_CONFIG", &self.config),
+            ("AZLIN_NATS_CA", nats_ca),
+            ("AZLIN_NATS_CERT", nats_cert),
+            ("AZLIN_NATS_KEY", nats_key),
+            ("AZLIN_NATS_CREDS", nats_creds),
+            ("AZLIN_NATS_NKEY", nats_nkey),
+            ("AZLIN_NATS_TOKEN_FILE", nats_token_file),
+            ("AZLIN_NATS_PASSWORD_FILE", nats_password_file),
+        ];
+        let mut env: Vec<(&'static str, std::ffi::OsString)> = paths
+            .into_iter()
+            .filter_map(|(name, path)| Some((name, path.as_ref()?.clone().into_os_string())))
+            .collect();
+        if let Some(url) = &self.nats {
+            env.push(("AZLIN_NATS_URL", url.expose().into()));
+        }
+        if let Some(user) = nats_user {
+            env.push(("AZLIN_NATS_USER", user.into()));
+        }
+        if let Some(replicas) = nats_replicas {
+            env.push(("AZLIN_NATS_REPLICAS", replicas.to_string().into()));
+        }
+        env
+    }
 }
 
 /// TLS and credentials for the NATS server; each wins over its key in `[nats]` of the config.
@@ -152,6 +196,8 @@ pub enum Command {
     Events(EventsArgs),
     /// Manage local base images.
     Image(ImageArgs),
+    /// Warm pools: VMs booted ahead, each handed out once.
+    Pool(PoolArgs),
     /// Print a shell completion script.
     Completions(CompletionsArgs),
 }
@@ -417,6 +463,33 @@ pub struct ImageBuildArgs {
     /// Tool set: minimal or dev.
     #[arg(long, value_name = "PROFILE", default_value = "minimal")]
     pub profile: String,
+}
+
+/// `azlin pool`
+#[derive(Debug, Args)]
+pub struct PoolArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub action: PoolAction,
+}
+
+/// `azlin pool …`
+#[derive(Debug, Subcommand)]
+pub enum PoolAction {
+    /// Show how many VMs each pool has ready, booting and handed out.
+    Status(PoolNameArgs),
+    /// Boot VMs until each pool has its `min_ready` ready; also retire VMs that are too old,
+    /// unhealthy, or whose taker is gone.
+    Fill(PoolNameArgs),
+    /// Delete the ready VMs of a pool (handed-out VMs finish their work).
+    Drain(PoolNameArgs),
+}
+
+/// A pool, or every configured pool.
+#[derive(Debug, Args)]
+pub struct PoolNameArgs {
+    /// The pool (`[pool.NAME]` in the config); every pool when absent.
+    pub name: Option<String>,
 }
 
 /// `azlin completions`

@@ -2,7 +2,7 @@
 
 use crate::args::{GlobalArgs, NatsArgs, OutputFormat};
 use crate::failure::Failure;
-use azlin_control::OrphanStore;
+use azlin_control::{OrphanStore, Planner};
 use azlin_core::config::{Config, PathInputs};
 use azlin_core::nats::{NatsConfig, NatsConnection, NatsInputs, NatsUrl, Secret};
 use azlin_core::{Paths, ProviderKind};
@@ -42,6 +42,9 @@ pub struct Settings {
     pub interactive: bool,
     /// Whether stderr is a terminal (live progress).
     pub progress_tty: bool,
+    /// What a child azlin process needs in its environment to use the same config and NATS
+    /// connection (may hold a NATS password: never printed).
+    pub child_env: Vec<(&'static str, std::ffi::OsString)>,
 }
 
 fn env(name: &str) -> Option<String> {
@@ -106,20 +109,29 @@ impl Settings {
             cloud_init_timeout: Duration::from_secs(config.cloud_init_timeout_secs.unwrap_or(900)),
             interactive: std::io::stdin().is_terminal() && std::io::stdout().is_terminal(),
             progress_tty: std::io::stderr().is_terminal() && *output == OutputFormat::Table,
+            child_env: global.child_env(),
             output: *output,
             paths,
             config,
         })
     }
 
-    /// The provider named by a flag, else the config, else the local default: `nspawn` for
-    /// root, `qemu` otherwise. `sim` is never a default.
+    /// The provider named by a flag, else the config, else the local default.
     pub fn provider(&self, flag: Option<&str>) -> anyhow::Result<ProviderKind> {
-        match flag.or(self.config.provider.as_deref()) {
-            Some(name) => name.parse().map_err(|e| Failure::usage(format!("{e}"))),
-            None if nix_is_root() => Ok(ProviderKind::Nspawn),
-            None => Ok(ProviderKind::Qemu),
-        }
+        self.planner()
+            .provider(flag)
+            .map_err(|e| Failure::usage(e.0))
+    }
+
+    /// The launch planner of this config. The local default provider is `nspawn` for root,
+    /// `qemu` otherwise; `sim` is never a default.
+    pub fn planner(&self) -> Planner<'_> {
+        let local_default = if nix_is_root() {
+            ProviderKind::Nspawn
+        } else {
+            ProviderKind::Qemu
+        };
+        Planner::new(&self.config, local_default)
     }
 
     /// The state database.
@@ -155,6 +167,7 @@ impl std::fmt::Debug for Settings {
             cloud_init_timeout,
             interactive,
             progress_tty,
+            child_env,
         } = self;
         f.debug_struct("Settings")
             .field("paths", paths)
@@ -170,6 +183,10 @@ impl std::fmt::Debug for Settings {
             .field("cloud_init_timeout", cloud_init_timeout)
             .field("interactive", interactive)
             .field("progress_tty", progress_tty)
+            .field(
+                "child_env",
+                &child_env.iter().map(|(name, _)| *name).collect::<Vec<_>>(),
+            )
             .finish()
     }
 }
@@ -287,6 +304,7 @@ mod tests {
             interactive: false,
             progress_tty: false,
             paths,
+            child_env: Vec::new(),
         };
         let shown = format!("{settings:?}");
         for secret in ["cfg-pass", "flag-pass"] {

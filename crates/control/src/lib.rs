@@ -10,6 +10,8 @@ pub mod bus;
 pub mod launch;
 pub mod orchestrator;
 pub mod orphans;
+pub mod plan;
+pub mod pool;
 pub mod store;
 pub mod worker;
 
@@ -18,5 +20,7 @@ pub use bus::{Bus, BusError, Delivery, Subscription};
 pub use launch::{LaunchSettings, Launcher, ProviderSource};
 pub use orchestrator::Orchestrator;
 pub use orphans::{Orphan, OrphanStore};
-pub use store::{KvStore, SqliteStore, StateStore, VmRecord};
+pub use plan::{LaunchOptions, PlanError, Planner};
+pub use pool::{PoolStatus, Pools};
+pub use store::{Claim, KvStore, RecordState, SqliteStore, StateStore, VmRecord};
 pub use worker::{Worker, WorkerSettings};

@@ -155,6 +155,52 @@ pub struct Template {
     pub tags: BTreeMap<String, String>,
 }
 
+/// A warm pool (`[pool.NAME]`): VMs booted ahead, SSH-verified and cloud-init-done, each handed
+/// out once (to a workflow session whose `runs-on` its labels match, or by `new --pool`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolConfig {
+    /// Provider of its VMs; the default provider when absent.
+    pub provider: Option<String>,
+    /// Image profile.
+    pub image: Option<String>,
+    /// Size.
+    pub size: Option<String>,
+    /// How many VMs to keep ready.
+    #[serde(default = "PoolConfig::default_min_ready")]
+    pub min_ready: usize,
+    /// Most VMs of the pool at once: booting, ready, and handed out but not yet gone.
+    pub max: Option<usize>,
+    /// The `runs-on` labels it serves: a job runs on it when every label of its `runs-on` is
+    /// here.
+    #[serde(default)]
+    pub labels: Vec<String>,
+    /// Ready VMs older than this are retired and replaced (fresh clocks, fresh packages).
+    #[serde(default = "PoolConfig::default_max_age_minutes")]
+    pub max_age_minutes: u64,
+}
+
+impl PoolConfig {
+    fn default_min_ready() -> usize {
+        1
+    }
+
+    fn default_max_age_minutes() -> u64 {
+        24 * 60
+    }
+
+    /// The cap on the pool's VMs at once: `max`, or twice `min_ready` (room for one refill
+    /// while the handed-out VMs are still in use).
+    pub fn max_vms(&self) -> usize {
+        self.max.unwrap_or(self.min_ready * 2).max(self.min_ready)
+    }
+
+    /// Whether a job whose `runs-on` is `runs_on` runs on this pool's VMs.
+    pub fn serves(&self, runs_on: &[String]) -> bool {
+        runs_on.iter().all(|label| self.labels.contains(label))
+    }
+}
+
 /// The config file (`config.toml`): defaults for every command. Unknown keys are refused.
 /// `Debug` hides credentials in the NATS URL and the notification command.
 #[derive(Clone, Default, PartialEq, Deserialize)]
@@ -207,6 +253,9 @@ pub struct Config {
     /// Named templates.
     #[serde(default)]
     pub templates: BTreeMap<String, Template>,
+    /// Warm pools by name (`[pool.NAME]`).
+    #[serde(default)]
+    pub pool: BTreeMap<String, PoolConfig>,
 }
 
 /// A config file that could not be used.
@@ -253,6 +302,7 @@ impl std::fmt::Debug for Config {
             actions,
             network,
             templates,
+            pool,
         } = self;
         f.debug_struct("Config")
             .field("provider", provider)
@@ -275,6 +325,7 @@ impl std::fmt::Debug for Config {
             .field("actions", actions)
             .field("network", network)
             .field("templates", templates)
+            .field("pool", pool)
             .finish()
     }
 }

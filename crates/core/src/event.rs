@@ -34,10 +34,16 @@ pub mod subject {
     pub const DELETE_COMPLETE: &str = "vm.delete.complete";
     /// A delete failed.
     pub const DELETE_FAILED: &str = "vm.delete.failed";
+    /// A pool VM is ready to be taken.
+    pub const POOL_READY: &str = "pool.vm.ready";
+    /// A pool VM was handed out (it never goes back).
+    pub const POOL_TAKEN: &str = "pool.vm.taken";
+    /// A pool VM was retired: too old, unhealthy, drained, or its taker is gone.
+    pub const POOL_RETIRED: &str = "pool.vm.retired";
     /// Request subjects (consumed by workers).
     pub const REQUESTS: [&str; 2] = [CREATE_REQUEST, DELETE_REQUEST];
     /// Event subjects (the audit trail).
-    pub const EVENTS: [&str; 8] = [
+    pub const EVENTS: [&str; 11] = [
         CREATE_STATUS,
         CREATE_COMPLETE,
         CREATE_FAILED,
@@ -46,6 +52,9 @@ pub mod subject {
         DELETE_STATUS,
         DELETE_COMPLETE,
         DELETE_FAILED,
+        POOL_READY,
+        POOL_TAKEN,
+        POOL_RETIRED,
     ];
 }
 
@@ -289,6 +298,24 @@ pub struct DeleteFailed {
     pub at: String,
 }
 
+/// `pool.vm.ready`, `pool.vm.taken` and `pool.vm.retired`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PoolVm {
+    /// Always [`SCHEMA`].
+    pub schema: u32,
+    /// The create request of the VM.
+    pub request_id: String,
+    /// The pool.
+    pub pool: String,
+    /// The VM.
+    pub name: VmName,
+    /// Who took it (taken), or why it was retired.
+    #[serde(default)]
+    pub detail: String,
+    /// When.
+    pub at: String,
+}
+
 /// A request a worker consumes.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Request {
@@ -317,6 +344,12 @@ pub enum Event {
     DeleteComplete(DeleteComplete),
     /// `vm.delete.failed`
     DeleteFailed(DeleteFailed),
+    /// `pool.vm.ready`
+    PoolReady(PoolVm),
+    /// `pool.vm.taken`
+    PoolTaken(PoolVm),
+    /// `pool.vm.retired`
+    PoolRetired(PoolVm),
 }
 
 /// Why a bus message could not be read.
@@ -422,6 +455,9 @@ impl Event {
             Event::DeleteStatus(_) => subject::DELETE_STATUS,
             Event::DeleteComplete(_) => subject::DELETE_COMPLETE,
             Event::DeleteFailed(_) => subject::DELETE_FAILED,
+            Event::PoolReady(_) => subject::POOL_READY,
+            Event::PoolTaken(_) => subject::POOL_TAKEN,
+            Event::PoolRetired(_) => subject::POOL_RETIRED,
         }
     }
 
@@ -435,6 +471,7 @@ impl Event {
             Event::CloudInitComplete(e) => &e.request_id,
             Event::DeleteComplete(e) => &e.request_id,
             Event::DeleteFailed(e) => &e.request_id,
+            Event::PoolReady(e) | Event::PoolTaken(e) | Event::PoolRetired(e) => &e.request_id,
         }
     }
 
@@ -448,6 +485,7 @@ impl Event {
             Event::CloudInitComplete(e) => &e.name,
             Event::DeleteComplete(e) => &e.name,
             Event::DeleteFailed(e) => &e.name,
+            Event::PoolReady(e) | Event::PoolTaken(e) | Event::PoolRetired(e) => &e.name,
         }
     }
 
@@ -472,6 +510,7 @@ impl Event {
             Event::CloudInitComplete(e) => encode_payload(e),
             Event::DeleteComplete(e) => encode_payload(e),
             Event::DeleteFailed(e) => encode_payload(e),
+            Event::PoolReady(e) | Event::PoolTaken(e) | Event::PoolRetired(e) => encode_payload(e),
         }
     }
 
@@ -493,6 +532,9 @@ impl Event {
             subject::DELETE_STATUS => decode_payload(subject, bytes).map(Event::DeleteStatus),
             subject::DELETE_COMPLETE => decode_payload(subject, bytes).map(Event::DeleteComplete),
             subject::DELETE_FAILED => decode_payload(subject, bytes).map(Event::DeleteFailed),
+            subject::POOL_READY => decode_payload(subject, bytes).map(Event::PoolReady),
+            subject::POOL_TAKEN => decode_payload(subject, bytes).map(Event::PoolTaken),
+            subject::POOL_RETIRED => decode_payload(subject, bytes).map(Event::PoolRetired),
             other => Err(DecodeError::UnknownSubject(other.to_string())),
         }
     }

@@ -55,6 +55,8 @@ pub(crate) const CANCELLED: Status = Status {
 pub(crate) struct Instance<'a> {
     pub job: &'a Job,
     pub name: String,
+    /// Its `runs-on` labels, evaluated.
+    pub labels: Vec<String>,
     pub matrix: Object,
     pub has_matrix: bool,
     pub strategy: Object,
@@ -187,7 +189,7 @@ pub(crate) async fn run_instance(
         job: &inst.name,
         step: "",
     };
-    env.observer.job_started(origin, &vm_name);
+    env.observer.job_started(origin, &vm_name, session.origin());
 
     let mut contexts = Object::new();
     contexts.insert(

@@ -2,6 +2,7 @@
 //! CLI prints `[job/step] line`.
 
 use crate::report::{JobReport, StepReport, WorkflowReport};
+use crate::session::VmOrigin;
 use azlin_remote::OutputStream;
 
 /// Where something happened.
@@ -17,8 +18,8 @@ pub struct Origin<'a> {
 
 /// Receives progress. Every method has a default that ignores it.
 pub trait Observer: Send + Sync {
-    /// A job is starting on `vm`.
-    fn job_started(&self, _at: Origin<'_>, _vm: &str) {}
+    /// A job is starting on `vm`, which came from `origin`.
+    fn job_started(&self, _at: Origin<'_>, _vm: &str, _origin: &VmOrigin) {}
     /// A step is starting.
     fn step_started(&self, _at: Origin<'_>) {}
     /// A line of output (already masked).

@@ -150,6 +150,9 @@ pub struct SessionSummary {
     pub id: String,
     /// VM name.
     pub vm: String,
+    /// Where the VM came from: `taken from pool 'NAME'`, `booted for the session`, or
+    /// `cold boot: pool 'NAME' had no ready VM`.
+    pub vm_origin: String,
     /// How it ended.
     pub outcome: String,
     /// Whether its VM was released.

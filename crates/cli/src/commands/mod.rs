@@ -5,6 +5,7 @@ pub mod events;
 pub mod gui;
 pub mod image;
 pub mod new;
+pub mod pool;
 pub mod prerequisites;
 pub mod run;
 pub mod serve;
@@ -28,6 +29,7 @@ pub async fn dispatch(app: &App, command: &Command) -> anyhow::Result<ExitCode> 
         Command::Delete(args) => vms::delete(app, args).await,
         Command::Connect(args) => connect::run(app, args).await,
         Command::Image(args) => image::run(app, args).await,
+        Command::Pool(args) => pool::run(app, args).await,
         Command::Run(args) => run::run(app, args).await,
         Command::Completions(args) => {
             clap_complete::generate(

@@ -8,28 +8,16 @@ use crate::failure::Failure;
 use crate::interrupt::Interrupts;
 use crate::notify;
 use crate::progress::{Progress, Stage};
-use azlin_control::ProviderSource;
 use azlin_control::orphans::{Orphan, Retry, delete_with_retry};
 use azlin_control::store::StoreError;
+use azlin_control::{LaunchOptions, ProviderSource};
 use azlin_core::event::{
     CreateComplete, CreateFailed, CreateRequested, Event, Request, SCHEMA, Stage as EventStage,
 };
-use azlin_core::{
-    ExitCode, ImageProfile, ProviderKind, Region, RepoUrl, Size, VmName, VmSpec, compact_timestamp,
-    new_id, now_rfc3339,
-};
+use azlin_core::{ExitCode, ProviderKind, VmName, VmSpec, new_id, now_rfc3339};
 use azlin_remote::attach::Session;
 use std::collections::{BTreeMap, HashSet};
-use std::path::Path;
 use std::time::Instant;
-
-/// The largest fleet one command launches.
-const MAX_COUNT: usize = 1000;
-
-fn read_file(path: &Path, what: &str) -> anyhow::Result<String> {
-    std::fs::read_to_string(path)
-        .map_err(|e| Failure::usage(format!("cannot read {what} {}: {e}", path.display())))
-}
 
 impl NewArgs {
     /// The arguments of a plain `azlin new [--provider P]`: config defaults for everything else.
@@ -52,152 +40,50 @@ impl NewArgs {
             allow_ssh_from_anywhere: false,
         }
     }
+
+    /// What these flags ask the launch planner for.
+    fn launch_options(&self) -> LaunchOptions {
+        let NewArgs {
+            provider,
+            name,
+            repos,
+            size,
+            region,
+            resource_group,
+            image,
+            template,
+            cloud_init,
+            ca_certs,
+            tags,
+            count,
+            no_connect: _,
+            x11: _,
+            allow_ssh_from_anywhere: _,
+        } = self;
+        LaunchOptions {
+            provider: provider.clone(),
+            name: name.clone(),
+            repos: repos.clone(),
+            size: size.clone(),
+            region: region.clone(),
+            resource_group: resource_group.clone(),
+            image: image.clone(),
+            template: template.clone(),
+            cloud_init: cloud_init.clone(),
+            ca_certs: ca_certs.clone(),
+            tags: tags.clone(),
+            count: *count,
+        }
+    }
 }
 
 /// Turns flags, template and config into validated specs (one per VM). Everything a user can
 /// get wrong is refused here, before anything is made.
 pub fn plan(app: &App, args: &NewArgs) -> anyhow::Result<Vec<VmSpec>> {
-    let NewArgs {
-        provider,
-        name,
-        repos,
-        size,
-        region,
-        resource_group,
-        image,
-        template,
-        cloud_init,
-        ca_certs,
-        tags,
-        count,
-        no_connect: _,
-        x11: _,
-        allow_ssh_from_anywhere: _,
-    } = args;
-    let config = &app.settings.config;
-    let template = match template {
-        Some(t) => Some(config.templates.get(t).ok_or_else(|| {
-            let known: Vec<&str> = config.templates.keys().map(String::as_str).collect();
-            Failure::usage(format!(
-                "unknown template '{t}' (known: {})",
-                known.join(", ")
-            ))
-        })?),
-        None => None,
-    };
-    let provider = app.settings.provider(
-        provider
-            .as_deref()
-            .or(template.and_then(|t| t.provider.as_deref())),
-    )?;
-    let size = size
-        .clone()
-        .or_else(|| template.and_then(|t| t.size.clone()))
-        .or_else(|| config.size.clone())
-        .unwrap_or_else(|| Size::DEFAULT.to_string());
-    Size::lookup(&size).map_err(|e| Failure::usage(e.to_string()))?;
-    let default_region = if provider == ProviderKind::Azure {
-        Region::DEFAULT_AZURE
-    } else {
-        Region::LOCAL
-    };
-    let region = region
-        .clone()
-        .or_else(|| template.and_then(|t| t.region.clone()))
-        .or_else(|| config.region.clone())
-        .unwrap_or_else(|| default_region.to_string());
-    Region::parse(&region).map_err(|e| Failure::usage(e.to_string()))?;
-    let image: ImageProfile = image
-        .as_deref()
-        .or(template.and_then(|t| t.image.as_deref()))
-        .or(config.image.as_deref())
-        .map(str::parse)
-        .transpose()
-        .map_err(|e| Failure::usage(format!("{e}")))?
-        .unwrap_or_default();
-    let mut repo_urls: Vec<RepoUrl> = Vec::new();
-    for raw in repos {
-        repo_urls.push(RepoUrl::parse(raw).map_err(|e| Failure::usage(e.to_string()))?);
-    }
-    for repo in template
-        .map(|t| t.repos.as_slice())
-        .unwrap_or_default()
-        .iter()
-        .chain(&config.repos)
-    {
-        if !repo_urls.contains(repo) {
-            repo_urls.push(repo.clone());
-        }
-    }
-    let cloud_init = match cloud_init
-        .as_ref()
-        .or(template.and_then(|t| t.cloud_init.as_ref()))
-    {
-        Some(path) => {
-            let text = read_file(path, "cloud-init file")?;
-            azlin_core::cloudinit::check_user_config(&text)
-                .map_err(|e| Failure::usage(format!("{}: {e}", path.display())))?;
-            Some(text)
-        }
-        None => None,
-    };
-    let mut ca_pems = Vec::new();
-    for path in ca_certs.iter().chain(&config.ca_certs) {
-        let pem = read_file(path, "CA certificate")?;
-        if !pem.contains("-----BEGIN CERTIFICATE-----") {
-            return Err(Failure::usage(format!(
-                "{} is not a PEM certificate",
-                path.display()
-            )));
-        }
-        ca_pems.push(pem);
-    }
-    let mut tag_map: BTreeMap<String, String> =
-        template.map(|t| t.tags.clone()).unwrap_or_default();
-    for tag in tags {
-        match tag.split_once('=') {
-            Some((k, v)) if !k.is_empty() => {
-                tag_map.insert(k.to_string(), v.to_string());
-            }
-            _ => return Err(Failure::usage(format!("tag '{tag}' is not K=V"))),
-        }
-    }
-    if *count == 0 || *count > MAX_COUNT {
-        return Err(Failure::usage(format!(
-            "--count must be between 1 and {MAX_COUNT}"
-        )));
-    }
-    let base = match name {
-        Some(n) => VmName::parse(n).map_err(|e| Failure::usage(e.to_string()))?,
-        None => VmName::parse(&format!("azlin-{}", compact_timestamp()))
-            .map_err(|e| Failure::usage(e.to_string()))?,
-    };
-    let names: Vec<VmName> = if *count == 1 {
-        vec![base]
-    } else {
-        (1..=*count)
-            .map(|i| {
-                base.fleet_member(i)
-                    .map_err(|e| Failure::usage(e.to_string()))
-            })
-            .collect::<anyhow::Result<_>>()?
-    };
-    let spec = |name: VmName| VmSpec {
-        name,
-        provider,
-        size: size.clone(),
-        region: region.clone(),
-        resource_group: resource_group
-            .clone()
-            .or_else(|| config.resource_group.clone())
-            .unwrap_or_else(|| "azlin".into()),
-        image,
-        repos: repo_urls.clone(),
-        cloud_init: cloud_init.clone(),
-        ca_certs: ca_pems.clone(),
-        tags: tag_map.clone(),
-    };
-    Ok(names.into_iter().map(spec).collect())
+    app.settings
+        .planner()
+        .plan(&args.launch_options())
+        .map_err(|e| Failure::usage(e.0))
 }
 
 /// An Azure VM without `[azure] ssh_source_prefix` gets an NSG opening SSH to the whole

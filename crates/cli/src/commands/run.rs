@@ -4,12 +4,13 @@
 
 use crate::app::App;
 use crate::args::{NewArgs, OutputFormat, RunArgs, VmScope as VmScopeArg};
-use crate::commands::{new, prerequisites};
+use crate::commands::{new, pool, prerequisites};
 use crate::failure::Failure;
 use crate::output;
 use crate::progress::Progress;
 use azlin_core::{ExitCode, ProviderKind};
 use azlin_remote::OutputStream;
+use azlin_workflow::session::{Allocator, PoolAllocator, VmOrigin};
 use azlin_workflow::{
     JobReport, JobResult, LaunchAllocator, Observer, Origin, RunAs, RunOptions, SessionManager,
     StepOutcome, StepReport, VmScope, check_run, dotenv, run_workflows_in, session_config,
@@ -113,8 +114,12 @@ struct LiveObserver {
 }
 
 impl Observer for LiveObserver {
-    fn job_started(&self, at: Origin<'_>, vm: &str) {
-        eprintln!("► job '{}' ({}) on VM {vm}", at.job, at.workflow);
+    fn job_started(&self, at: Origin<'_>, vm: &str, origin: &VmOrigin) {
+        let from = match origin {
+            VmOrigin::Booted => String::new(),
+            other => format!(" ({other})"),
+        };
+        eprintln!("► job '{}' ({}) on VM {vm}{from}", at.job, at.workflow);
     }
 
     fn step_started(&self, at: Origin<'_>) {
@@ -276,6 +281,10 @@ pub async fn run(app: &App, args: &RunArgs) -> anyhow::Result<ExitCode> {
         .map_err(|e| Failure::with_code(e.kind().exit_code(), e.to_string()))?;
     // Session VMs are made like `azlin new` with the configured defaults.
     let template = new::plan(app, &NewArgs::defaults(provider.clone()))?.remove(0);
+    app.settings
+        .planner()
+        .check_pools()
+        .map_err(|e| Failure::usage(e.0))?;
     if template.provider == ProviderKind::Sim {
         eprintln!(
             "⚠ the sim provider runs steps as processes on this machine, as {}, not in a VM",
@@ -288,6 +297,7 @@ pub async fn run(app: &App, args: &RunArgs) -> anyhow::Result<ExitCode> {
     let control = app.control_plane(&identity, options.max_concurrent).await?;
     // Steps run as root, as act's do: sessions log in as root rather than pay a `sudo` a step.
     let root_login = options.run_as == RunAs::Root;
+    let pools = pool::pools(app, &control, &identity);
     let allocator = LaunchAllocator::new(
         control.bus.clone(),
         control.orchestrator.clone(),
@@ -297,7 +307,18 @@ pub async fn run(app: &App, args: &RunArgs) -> anyhow::Result<ExitCode> {
         root_login,
     )
     .map_err(|e| Failure::usage(e.to_string()))?;
-    let allocator = Arc::new(allocator);
+    // With warm pools configured, sessions whose `runs-on` a pool serves take its VMs.
+    let allocator: Arc<dyn Allocator> = if app.settings.config.pool.is_empty() {
+        Arc::new(allocator)
+    } else {
+        let settings = app.settings.clone();
+        Arc::new(PoolAllocator::new(
+            allocator,
+            pools,
+            app.settings.config.pool.clone(),
+            Arc::new(move |name: &str| pool::spawn_refill(&settings, name)),
+        ))
+    };
     let observer = Arc::new(LiveObserver {
         output_to_stderr: app.settings.output == OutputFormat::Json,
     });

@@ -17,6 +17,7 @@ mod interrupt;
 mod isolation;
 mod keys;
 mod local_new;
+mod pools;
 mod qemu;
 mod refusals;
 mod run_flags;

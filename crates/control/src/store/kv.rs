@@ -12,7 +12,10 @@
 //! reader of the bucket's stream, and a listing waits only until the mirror has seen this
 //! store's own latest write (and everything there was when the mirror started).
 
-use super::{LoggedEvent, StateStore, StoreError, VmRecord, next_record, requested_record};
+use super::{
+    Claim, LoggedEvent, StateStore, StoreError, VmRecord, claimed, next_record, oldest_pooled,
+    requested_record,
+};
 use crate::bus::nats::topology::STATE_BUCKET;
 use crate::bus::nats::{self, NatsSettings, Range, StoredMessage, replay::replay};
 use async_nats::jetstream::{self, kv};
@@ -323,7 +326,7 @@ impl StateStore for KvStore {
         let open = self.open().await?;
         let name = event.name().as_str();
         // Events that change no record (see `next_record`) cost nothing.
-        if matches!(event, Event::SshVerified(_) | Event::CloudInitComplete(_)) {
+        if !super::changes_records(event) {
             return Ok(());
         }
         // First try with the mirror's copy (one round trip when it is current; the revision check
@@ -389,6 +392,37 @@ impl StateStore for KvStore {
     async fn vm(&self, name: &VmName) -> Result<Option<VmRecord>, StoreError> {
         let open = self.open().await?;
         Ok(Self::current(&open.vms, name.as_str()).await?.0)
+    }
+
+    async fn claim(
+        &self,
+        pool: &str,
+        only: Option<&VmName>,
+        claim: &Claim,
+    ) -> Result<Option<VmRecord>, StoreError> {
+        let open = self.open().await?;
+        let mut candidates: Vec<VmRecord> = self.vms().await?;
+        // Oldest first; each is taken by a compare-and-set on its revision, so of two hosts
+        // claiming at once, one wins it and the other moves on to the next.
+        while let Some(oldest) = oldest_pooled(&candidates, pool, only).cloned() {
+            candidates.retain(|r| r.name != oldest.name);
+            let name = oldest.name.as_str();
+            let (Some(current), revision) = Self::current(&open.vms, name).await? else {
+                continue;
+            };
+            if oldest_pooled([&current], pool, only).is_none() {
+                continue;
+            }
+            let taken = claimed(current, claim);
+            match open.vms.update(name, encode(&taken)?, revision).await {
+                Ok(revision) => {
+                    Self::wrote(open, revision);
+                    return Ok(Some(taken));
+                }
+                Err(e) => tracing::debug!(%name, "taken meanwhile ({e}); trying the next"),
+            }
+        }
+        Ok(None)
     }
 
     async fn forget(&self, name: &VmName) -> Result<(), StoreError> {

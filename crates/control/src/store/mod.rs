@@ -62,6 +62,8 @@ pub enum RecordState {
     Creating,
     /// The VM is ready (SSH and cloud-init done).
     Ready,
+    /// A pool VM, ready and waiting to be taken.
+    Pooled,
     /// The create failed; nothing is left, or the VM was left running (see the message).
     Failed,
     /// A delete was requested.
@@ -80,6 +82,7 @@ impl RecordState {
         match self {
             RecordState::Creating => "creating",
             RecordState::Ready => "ready",
+            RecordState::Pooled => "pooled",
             RecordState::Failed => "failed",
             RecordState::Deleting => "deleting",
         }
@@ -120,6 +123,42 @@ pub struct VmRecord {
     pub left_running: bool,
     /// When the record last changed (RFC 3339).
     pub updated_at: String,
+    /// The warm pool it was booted for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool: Option<String>,
+    /// Who took it from its pool.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claim: Option<Claim>,
+}
+
+/// Who took a pool VM: a workflow session (released when the session ends; reaped when its
+/// process dies first) or a user (`new --pool`; the VM is theirs).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claim {
+    /// The taker: a session id, or a user.
+    pub by: String,
+    /// The host of the process that took it.
+    pub host: String,
+    /// That process.
+    pub pid: u32,
+    /// Whether the VM now belongs to a user (never reaped).
+    #[serde(default)]
+    pub handed_over: bool,
+    /// When (RFC 3339).
+    pub at: String,
+}
+
+impl Claim {
+    /// A claim by this process for `by`.
+    pub fn by_this_process(by: impl Into<String>, host: impl Into<String>) -> Claim {
+        Claim {
+            by: by.into(),
+            host: host.into(),
+            pid: std::process::id(),
+            handed_over: false,
+            at: azlin_core::now_rfc3339(),
+        }
+    }
 }
 
 impl VmRecord {
@@ -131,7 +170,7 @@ impl VmRecord {
             provider: self.provider,
             state: match self.state {
                 RecordState::Creating => VmState::Creating,
-                RecordState::Ready => VmState::Running,
+                RecordState::Ready | RecordState::Pooled => VmState::Running,
                 RecordState::Failed if self.left_running => VmState::Running,
                 RecordState::Failed => VmState::Failed,
                 RecordState::Deleting => VmState::Deleting,
@@ -171,6 +210,15 @@ pub trait StateStore: Send + Sync {
     async fn vms(&self) -> Result<Vec<VmRecord>, StoreError>;
     /// One VM record.
     async fn vm(&self, name: &VmName) -> Result<Option<VmRecord>, StoreError>;
+    /// Takes the oldest ready VM of `pool` (or the VM `only`, if it is ready in `pool`) for
+    /// `claim`, atomically: of several takers at once, across processes (and hosts, with NATS),
+    /// each VM goes to exactly one. `None` when there is no such ready VM.
+    async fn claim(
+        &self,
+        pool: &str,
+        only: Option<&VmName>,
+        claim: &Claim,
+    ) -> Result<Option<VmRecord>, StoreError>;
     /// Forgets a VM (after it was deleted outside the bus).
     async fn forget(&self, name: &VmName) -> Result<(), StoreError>;
     /// The audit trail after position `after`, oldest first.
@@ -197,7 +245,12 @@ pub fn next_record(current: Option<VmRecord>, event: &Event) -> Option<Option<Vm
             if record.request_id != c.request_id {
                 return None;
             }
-            record.state = RecordState::Ready;
+            // A pool VM waits in its pool until taken; one taken while it booted is ready.
+            record.state = if record.pool.is_some() && record.claim.is_none() {
+                RecordState::Pooled
+            } else {
+                RecordState::Ready
+            };
             record.stage = "ready".into();
             record.message = if c.warnings.is_empty() {
                 "ready".into()
@@ -247,8 +300,24 @@ pub fn next_record(current: Option<VmRecord>, event: &Event) -> Option<Option<Vm
             record.updated_at = now;
             Some(Some(record))
         }
-        Event::SshVerified(_) | Event::CloudInitComplete(_) => None,
+        Event::SshVerified(_)
+        | Event::CloudInitComplete(_)
+        | Event::PoolReady(_)
+        | Event::PoolTaken(_)
+        | Event::PoolRetired(_) => None,
     }
+}
+
+/// Whether `event` can change a record (the others only go to the audit trail).
+pub fn changes_records(event: &Event) -> bool {
+    !matches!(
+        event,
+        Event::SshVerified(_)
+            | Event::CloudInitComplete(_)
+            | Event::PoolReady(_)
+            | Event::PoolTaken(_)
+            | Event::PoolRetired(_)
+    )
 }
 
 /// The record a create request starts.
@@ -271,5 +340,32 @@ pub fn requested_record(request: &Request) -> Option<VmRecord> {
         details: BTreeMap::new(),
         left_running: false,
         updated_at: azlin_core::now_rfc3339(),
+        pool: create.spec.tags.get(POOL_TAG).cloned(),
+        claim: None,
     })
+}
+
+/// The tag that marks a VM booted for a warm pool; its value is the pool's name.
+pub const POOL_TAG: &str = "azlin-pool";
+
+/// The oldest pooled record of `pool` among `records` (the one a claim takes), or `only`'s.
+pub fn oldest_pooled<'a>(
+    records: impl IntoIterator<Item = &'a VmRecord>,
+    pool: &str,
+    only: Option<&VmName>,
+) -> Option<&'a VmRecord> {
+    records
+        .into_iter()
+        .filter(|r| r.state == RecordState::Pooled && r.pool.as_deref() == Some(pool))
+        .filter(|r| only.is_none_or(|name| &r.name == name))
+        .min_by(|a, b| a.updated_at.cmp(&b.updated_at).then(a.name.cmp(&b.name)))
+}
+
+/// `record` taken by `claim`.
+pub fn claimed(mut record: VmRecord, claim: &Claim) -> VmRecord {
+    record.state = RecordState::Ready;
+    record.message = format!("taken by {}", claim.by);
+    record.claim = Some(claim.clone());
+    record.updated_at = azlin_core::now_rfc3339();
+    record
 }

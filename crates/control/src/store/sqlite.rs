@@ -1,7 +1,10 @@
 //! [`SqliteStore`]: the state store of one machine, an SQLite database in WAL mode so that
 //! several azlin processes can use it at once.
 
-use super::{LoggedEvent, StateStore, StoreError, VmRecord, next_record, requested_record};
+use super::{
+    Claim, LoggedEvent, StateStore, StoreError, VmRecord, claimed, next_record, oldest_pooled,
+    requested_record,
+};
 use async_trait::async_trait;
 use azlin_core::VmName;
 use azlin_core::event::{Event, Request};
@@ -92,6 +95,15 @@ fn load(conn: &Connection, name: &str) -> rusqlite::Result<Option<VmRecord>> {
     Ok(json.and_then(|j| serde_json::from_str(&j).ok()))
 }
 
+fn load_all(conn: &Connection) -> rusqlite::Result<Vec<VmRecord>> {
+    let mut stmt = conn.prepare("SELECT record FROM vms ORDER BY name")?;
+    let rows = stmt.query_map([], |row| row.get::<_, String>(0))?;
+    Ok(rows
+        .filter_map(|r| r.ok())
+        .filter_map(|j| serde_json::from_str(&j).ok())
+        .collect())
+}
+
 fn save(conn: &Connection, record: &VmRecord) -> rusqlite::Result<()> {
     let json = serde_json::to_string(record).unwrap_or_default();
     conn.execute(
@@ -150,13 +162,25 @@ impl StateStore for SqliteStore {
     }
 
     async fn vms(&self) -> Result<Vec<VmRecord>, StoreError> {
+        self.with(|conn| load_all(conn))
+    }
+
+    async fn claim(
+        &self,
+        pool: &str,
+        only: Option<&VmName>,
+        claim: &Claim,
+    ) -> Result<Option<VmRecord>, StoreError> {
+        // The write lock is taken before reading: two processes never pick the same VM.
         self.with(|conn| {
-            let mut stmt = conn.prepare("SELECT record FROM vms ORDER BY name")?;
-            let rows = stmt.query_map([], |row| row.get::<_, String>(0))?;
-            Ok(rows
-                .filter_map(|r| r.ok())
-                .filter_map(|j| serde_json::from_str(&j).ok())
-                .collect())
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let records = load_all(&tx)?;
+            let taken = oldest_pooled(&records, pool, only).map(|r| claimed(r.clone(), claim));
+            if let Some(record) = &taken {
+                save(&tx, record)?;
+            }
+            tx.commit()?;
+            Ok(taken)
         })
     }
 

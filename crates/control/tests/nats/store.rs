@@ -1,10 +1,12 @@
 //! The JetStream key-value state store.
 
 use crate::support::*;
-use azlin_control::store::RecordState;
 use azlin_control::store::StoreError;
+use azlin_control::store::{Claim, POOL_TAG, RecordState};
 use azlin_control::{Bus, KvStore, SqliteStore, StateStore};
 use azlin_core::VmName;
+use azlin_core::event::{CreateComplete, CreateRequested, Event, Request, SCHEMA, VmEndpoint};
+use azlin_core::{ProviderKind, VmSpec};
 use azlin_testkit::NatsServer;
 use std::sync::Arc;
 use std::time::Duration;
@@ -153,4 +155,107 @@ async fn of_two_processes_recording_one_name_at_once_exactly_one_wins_in_nats_kv
         .record_request(&create("contested-0", &home.identity))
         .await
         .expect("a free name again");
+}
+
+/// A pool VM of pool `ci`, booted and ready: its create recorded and completed.
+async fn pooled(store: &dyn StateStore, name: &str) {
+    let vm_name = VmName::parse(name).expect("name");
+    let mut spec = VmSpec::new(vm_name.clone(), ProviderKind::Sim);
+    spec.tags.insert(POOL_TAG.into(), "ci".into());
+    let request_id = format!("r-{name}");
+    store
+        .record_request(&Request::Create(CreateRequested {
+            schema: SCHEMA,
+            request_id: request_id.clone(),
+            spec,
+            ssh_public_key: String::new(),
+            requested_by: "test".into(),
+            created_at: azlin_core::now_rfc3339(),
+        }))
+        .await
+        .expect("record");
+    store
+        .apply(&Event::CreateComplete(CreateComplete {
+            schema: SCHEMA,
+            request_id,
+            vm: VmEndpoint {
+                name: vm_name,
+                provider: ProviderKind::Sim,
+                address: "/nowhere".into(),
+                ssh_port: 22,
+                user: "u".into(),
+                host_key: String::new(),
+            },
+            timings: Default::default(),
+            warnings: Vec::new(),
+            details: Default::default(),
+        }))
+        .await
+        .expect("complete");
+}
+
+/// Takers, each with its own connection to the store (as processes, or hosts, have), claim
+/// pool VMs at once until none is left: each VM goes to exactly one taker.
+async fn race_for_pool_vms(stores: Vec<Arc<dyn StateStore>>, vms: usize) {
+    for i in 0..vms {
+        pooled(stores[0].as_ref(), &format!("pool-ci-{i:02}")).await;
+    }
+    assert!(
+        stores[0]
+            .vms()
+            .await
+            .expect("vms")
+            .iter()
+            .all(|r| r.state == RecordState::Pooled)
+    );
+    let barrier = Arc::new(tokio::sync::Barrier::new(stores.len()));
+    let takers: Vec<_> = stores
+        .iter()
+        .enumerate()
+        .map(|(t, store)| {
+            let (store, barrier) = (store.clone(), barrier.clone());
+            tokio::spawn(async move {
+                let claim = Claim::by_this_process(format!("taker-{t}"), "host");
+                barrier.wait().await;
+                let mut got = Vec::new();
+                while let Some(record) = store.claim("ci", None, &claim).await.expect("claim") {
+                    assert_eq!(record.claim.as_ref(), Some(&claim));
+                    got.push(record.name.to_string());
+                }
+                got
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for taker in takers {
+        all.extend(taker.await.expect("taker"));
+    }
+    let distinct: std::collections::BTreeSet<_> = all.iter().collect();
+    assert_eq!(all.len(), vms, "{all:?}");
+    assert_eq!(distinct.len(), vms, "a VM went to two takers: {all:?}");
+    let records = stores[0].vms().await.expect("vms");
+    assert!(
+        records
+            .iter()
+            .all(|r| r.state == RecordState::Ready && r.claim.is_some())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_claims_never_share_a_pool_vm_in_sqlite() {
+    let home = Home::new();
+    let path = home.dir.path().join("state.db");
+    let stores = (0..6)
+        .map(|_| Arc::new(SqliteStore::open(&path).expect("open")) as Arc<dyn StateStore>)
+        .collect();
+    race_for_pool_vms(stores, 24).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_claims_never_share_a_pool_vm_in_nats_kv() {
+    let server = NatsServer::start().expect("nats-server");
+    let stores: Vec<Arc<dyn StateStore>> = (0..4)
+        .map(|_| Arc::new(KvStore::lazy(server.url(), settings())) as Arc<dyn StateStore>)
+        .collect();
+    race_for_pool_vms(stores, 16).await;
 }

@@ -457,6 +457,7 @@ impl WorkflowRun<'_> {
             instances.push(Instance {
                 job,
                 name,
+                labels,
                 matrix: combo,
                 has_matrix,
                 strategy: strategy_ctx,
@@ -591,7 +592,7 @@ impl WorkflowRun<'_> {
                 let mut guard = shared.lock().await;
                 if matches!(*guard, Shared::Unopened) {
                     let label = self.facts.workflow.path.display().to_string();
-                    *guard = match self.manager.open(&label, cancel).await {
+                    *guard = match self.manager.open(&label, &inst.labels, cancel).await {
                         Ok(s) => Shared::Open(Box::new(s)),
                         Err(e) => Shared::Failed(e.to_string()),
                     };
@@ -604,7 +605,7 @@ impl WorkflowRun<'_> {
             }
             None => {
                 let label = format!("{}/{}", self.facts.workflow.path.display(), inst.name);
-                match self.manager.open(&label, cancel).await {
+                match self.manager.open(&label, &inst.labels, cancel).await {
                     Ok(session) => {
                         let outcome = run_instance(&env, inst, &session).await;
                         let state = match outcome.report.result {
@@ -625,12 +626,14 @@ impl WorkflowRun<'_> {
 async fn close(session: Session, outcome: SessionState) -> SessionSummary {
     let id = session.id().to_string();
     let vm = session.vm().name.to_string();
+    let vm_origin = session.origin().to_string();
     let report = session
         .close(outcome, &format!("jobs ended: {}", outcome.as_str()))
         .await;
     SessionSummary {
         id,
         vm,
+        vm_origin,
         outcome: outcome.as_str().to_string(),
         released: report.release_error.is_none() && !report.kept,
         kept: report.kept,

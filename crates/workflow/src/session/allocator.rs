@@ -18,6 +18,8 @@ pub struct AllocationRequest {
     pub session_id: String,
     /// What the session runs, for names and tags (`ci.yml` or `ci.yml/build`).
     pub label: String,
+    /// The `runs-on` labels of its (first) job: they pick the warm pool.
+    pub runs_on: Vec<String>,
 }
 
 impl AllocationRequest {
@@ -35,6 +37,30 @@ impl AllocationRequest {
     }
 }
 
+/// Where a session's VM came from.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind", content = "pool")]
+pub enum VmOrigin {
+    /// Booted for the session (no pool serves its `runs-on`).
+    Booted,
+    /// Taken ready from a warm pool.
+    Pool(String),
+    /// Booted for the session because the pool that serves it had no ready VM.
+    PoolEmpty(String),
+}
+
+impl fmt::Display for VmOrigin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            VmOrigin::Booted => f.write_str("booted for the session"),
+            VmOrigin::Pool(pool) => write!(f, "taken from pool '{pool}'"),
+            VmOrigin::PoolEmpty(pool) => {
+                write!(f, "cold boot: pool '{pool}' had no ready VM")
+            }
+        }
+    }
+}
+
 /// A VM given to a session, and the shell that runs commands on it.
 #[derive(Clone)]
 pub struct Allocation {
@@ -42,6 +68,8 @@ pub struct Allocation {
     pub vm: Vm,
     /// Commands on the VM (one persistent SSH connection, or local processes for `sim`).
     pub shell: Arc<dyn Shell>,
+    /// Where the VM came from.
+    pub origin: VmOrigin,
 }
 
 impl fmt::Debug for Allocation {
@@ -140,7 +168,11 @@ impl Allocator for ProviderAllocator {
             })
             .await?;
         match (self.connect)(&vm) {
-            Ok(shell) => Ok(Allocation { vm, shell }),
+            Ok(shell) => Ok(Allocation {
+                vm,
+                shell,
+                origin: VmOrigin::Booted,
+            }),
             Err(e) => {
                 // Nothing may leak: a VM we cannot reach is deleted at once (retried).
                 let retry = azlin_control::orphans::Retry::default();

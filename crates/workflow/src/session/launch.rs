@@ -2,7 +2,7 @@
 //! `azlin new` (a `vm.create.request` on the bus, a worker that provisions and waits for SSH and
 //! cloud-init), released with a `vm.delete.request`.
 
-use super::allocator::{AllocError, Allocation, AllocationRequest, Allocator};
+use super::allocator::{AllocError, Allocation, AllocationRequest, Allocator, VmOrigin};
 use async_trait::async_trait;
 use azlin_control::{Bus, Orchestrator};
 use azlin_core::event::{CreateRequested, DeleteRequested, Event, Request, SCHEMA};
@@ -110,17 +110,28 @@ impl Allocator for LaunchAllocator {
             state: VmState::Running,
             address: complete.vm.address,
             ssh_port: complete.vm.ssh_port,
-            user: if self.root_login {
-                "root".to_string()
-            } else {
-                complete.vm.user
-            },
+            user: complete.vm.user,
             host_key: complete.vm.host_key,
             request_id: complete.request_id,
             details: complete.details,
         };
+        self.adopt(vm, VmOrigin::Booted).await
+    }
+
+    async fn release(&self, allocation: &Allocation) -> Result<(), AllocError> {
+        self.release_vm(&allocation.vm).await
+    }
+}
+
+impl LaunchAllocator {
+    /// Makes a running VM (booted for the session, or taken from a pool) the session's: logs in
+    /// (as root with root login). A VM that cannot be reached is released at once.
+    pub async fn adopt(&self, mut vm: Vm, origin: VmOrigin) -> Result<Allocation, AllocError> {
+        if self.root_login {
+            vm.user = "root".to_string();
+        }
         match azlin_remote::connect(&vm, &self.identity).await {
-            Ok(shell) => Ok(Allocation { vm, shell }),
+            Ok(shell) => Ok(Allocation { vm, shell, origin }),
             Err(e) => {
                 // A VM the session cannot reach is of no use: give it back at once.
                 let allocation_error = AllocError::new(ErrorKind::Readiness, e.to_string());
@@ -132,12 +143,6 @@ impl Allocator for LaunchAllocator {
         }
     }
 
-    async fn release(&self, allocation: &Allocation) -> Result<(), AllocError> {
-        self.release_vm(&allocation.vm).await
-    }
-}
-
-impl LaunchAllocator {
     async fn release_vm(&self, vm: &Vm) -> Result<(), AllocError> {
         let delete = Request::Delete(DeleteRequested {
             schema: SCHEMA,

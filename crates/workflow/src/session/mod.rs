@@ -13,10 +13,14 @@
 
 pub mod allocator;
 pub mod launch;
+pub mod pool;
 pub mod record;
 
-pub use allocator::{AllocError, Allocation, AllocationRequest, Allocator, ProviderAllocator};
+pub use allocator::{
+    AllocError, Allocation, AllocationRequest, Allocator, ProviderAllocator, VmOrigin,
+};
 pub use launch::LaunchAllocator;
+pub use pool::PoolAllocator;
 pub use record::{SessionRecord, SessionState, SessionStore, SessionVm, Snapshot};
 
 use azlin_core::Vm;
@@ -275,6 +279,7 @@ pub struct Session {
     id: String,
     label: String,
     vm: Vm,
+    origin: VmOrigin,
     shell: Arc<dyn Shell>,
     facts: VmFacts,
     record: Arc<Mutex<SessionRecord>>,
@@ -331,12 +336,14 @@ impl SessionManager {
         &self.shared.store
     }
 
-    /// Opens a session labelled `label`: waits for a slot, allocates its VM (exactly once),
+    /// Opens a session labelled `label` for jobs that run on `runs_on`: waits for a slot,
+    /// allocates its VM (exactly once),
     /// learns the VM's facts and runs the setup commands. Cancelling `cancel` while waiting for
     /// a slot gives up; once a VM is allocated it is always released.
     pub async fn open(
         &self,
         label: &str,
+        runs_on: &[String],
         cancel: &CancellationToken,
     ) -> Result<Session, SessionError> {
         let id = azlin_core::new_id();
@@ -369,6 +376,7 @@ impl SessionManager {
         let request = AllocationRequest {
             session_id: id.clone(),
             label: label.to_string(),
+            runs_on: runs_on.to_vec(),
         };
         self.shared.tracker.spawn(async move {
             let result = allocator.allocate(&request).await;
@@ -408,12 +416,14 @@ impl SessionManager {
         };
         let vm = allocation.vm.clone();
         let shell = allocation.shell.clone();
+        let origin = allocation.origin.clone();
         update(&store, &record, |r| {
             r.allocations += 1;
             r.vm = Some(SessionVm {
                 name: vm.name.to_string(),
                 provider: vm.provider.to_string(),
                 address: vm.address.clone(),
+                origin: Some(origin.clone()),
             });
             r.enter(SessionState::Active, format!("VM {} allocated", vm.name));
         });
@@ -457,6 +467,7 @@ impl SessionManager {
             id,
             label: label.to_string(),
             vm,
+            origin,
             shell,
             facts,
             record,
@@ -536,6 +547,11 @@ impl Session {
     /// Its VM.
     pub fn vm(&self) -> &Vm {
         &self.vm
+    }
+
+    /// Where its VM came from.
+    pub fn origin(&self) -> &VmOrigin {
+        &self.origin
     }
 
     /// Facts learnt about the VM.

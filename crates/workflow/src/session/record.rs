@@ -66,6 +66,9 @@ pub struct SessionVm {
     pub provider: String,
     /// Address (a folder for `sim`).
     pub address: String,
+    /// Where it came from (a warm pool, or booted for the session).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<super::VmOrigin>,
 }
 
 /// One session.

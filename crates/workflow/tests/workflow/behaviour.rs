@@ -260,7 +260,7 @@ async fn run_as_root_is_a_no_op_when_the_login_user_is_root() {
     config.run_as = RunAs::Root;
     let manager = SessionManager::new(counting.clone(), config);
     let session = manager
-        .open("probe", &CancellationToken::new())
+        .open("probe", &[], &CancellationToken::new())
         .await
         .unwrap();
     assert_eq!(session.facts().uid, 0);
