@@ -68,6 +68,9 @@ pub struct RunOptions {
     pub cleanup_commands: Vec<String>,
     /// `--keep-failed`: a failed session's VM is kept (not cleaned up, not released).
     pub keep_failed: bool,
+    /// `runs-on` labels this machine serves beyond the Linux ones (the warm pools' labels, as a
+    /// self-hosted runner's custom labels).
+    pub runner_labels: Vec<String>,
     /// Cancels the run (Ctrl-C): running steps are stopped, cleanup runs, VMs are released.
     pub cancel: CancellationToken,
     /// `-C/--directory`: the repository that `actions/checkout` copies and that local actions
@@ -133,6 +136,7 @@ impl RunOptions {
             setup_commands: Vec::new(),
             cleanup_commands: Vec::new(),
             keep_failed: false,
+            runner_labels: Vec::new(),
             cancel: CancellationToken::new(),
             repo_dir: None,
             inputs: BTreeMap::new(),
@@ -161,6 +165,7 @@ impl std::fmt::Debug for RunOptions {
             setup_commands,
             cleanup_commands,
             keep_failed,
+            runner_labels,
             cancel,
             repo_dir,
             inputs,
@@ -184,6 +189,7 @@ impl std::fmt::Debug for RunOptions {
             .field("setup_commands", setup_commands)
             .field("cleanup_commands", cleanup_commands)
             .field("keep_failed", keep_failed)
+            .field("runner_labels", runner_labels)
             .field("cancel", cancel)
             .field("repo_dir", repo_dir)
             .field("inputs", inputs)

@@ -4,13 +4,13 @@
 //! `windows-latest`, retired images such as `ubuntu-18.04`) is skipped, not failed.
 
 /// Why a job's labels do not fit a Linux VM (`None`: they do).
-pub fn unsupported_label(labels: &[String]) -> Option<String> {
+pub fn unsupported_label(labels: &[String], served: &[String]) -> Option<String> {
     if labels.is_empty() {
         return Some("runs-on names no runner label".to_string());
     }
     labels
         .iter()
-        .find(|l| !is_linux_label(l))
+        .find(|l| !is_linux_label(l) && !served.contains(l))
         .map(|l| format!("runs-on label '{l}' is not a Linux runner azlin provides"))
 }
 
@@ -44,7 +44,7 @@ mod tests {
             &["ubuntu-22.04"],
             &["ubuntu-24.04-arm"],
         ] {
-            assert_eq!(unsupported_label(&labels(ok)), None, "{ok:?}");
+            assert_eq!(unsupported_label(&labels(ok), &[]), None, "{ok:?}");
         }
         for skipped in [
             &["macos-latest"][..],
@@ -55,7 +55,11 @@ mod tests {
             &["self-hosted", "macos"],
             &[],
         ] {
-            assert!(unsupported_label(&labels(skipped)).is_some(), "{skipped:?}");
+            assert!(unsupported_label(&labels(skipped), &[]).is_some(), "{skipped:?}");
         }
+        // A warm pool's custom label is served.
+        let gpu = labels(&["self-hosted", "gpu"]);
+        assert!(unsupported_label(&gpu, &[]).is_some());
+        assert_eq!(unsupported_label(&gpu, &labels(&["gpu"])), None);
     }
 }

@@ -153,6 +153,13 @@ pub struct SessionSummary {
     /// Where the VM came from: `taken from pool 'NAME'`, `booted for the session`, or
     /// `cold boot: pool 'NAME' had no ready VM`.
     pub vm_origin: String,
+    /// Microseconds the claim of a warm pool VM took (only for a VM taken from a pool).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claim_us: Option<u64>,
+    /// Milliseconds from asking for its VM to having it.
+    pub allocate_ms: u64,
+    /// Milliseconds from asking for its VM to its first command having run.
+    pub usable_ms: u64,
     /// How it ended.
     pub outcome: String,
     /// Whether its VM was released.

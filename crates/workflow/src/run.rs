@@ -148,6 +148,7 @@ pub async fn run_workflows_in(
             cancel: &options.cancel,
             stop: CancellationToken::new(),
             scope: options.vm_scope,
+            runner_labels: &options.runner_labels,
             selected,
             actions: &actions,
             uploaded: &uploaded,

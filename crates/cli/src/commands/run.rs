@@ -238,6 +238,13 @@ pub async fn run(app: &App, args: &RunArgs) -> anyhow::Result<ExitCode> {
     options.setup_commands = setup_commands.clone();
     options.cleanup_commands = cleanup_commands.clone();
     options.keep_failed = *keep_failed;
+    options.runner_labels = app
+        .settings
+        .config
+        .pool
+        .values()
+        .flat_map(|pool| pool.labels.iter().cloned())
+        .collect();
     options.repository = repository.clone();
     if let Some(dir) = directory {
         if !dir.is_dir() {

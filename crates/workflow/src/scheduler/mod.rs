@@ -20,7 +20,7 @@ mod reusable;
 use crate::action::source::ActionSource;
 use crate::platform::unsupported_label;
 use crate::report::{JobReport, JobResult, SessionSummary, WorkflowReport};
-use crate::session::{Session, SessionManager, SessionState};
+use crate::session::{Session, SessionManager, SessionState, VmOrigin};
 use futures::stream::{FuturesUnordered, StreamExt};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -94,6 +94,8 @@ pub(crate) struct WorkflowRun<'a> {
     /// Fires [`CANCEL_TIMEOUT`] after `cancel` and stops whatever still runs; a new token.
     pub stop: CancellationToken,
     pub scope: VmScope,
+    /// `runs-on` labels served beyond the Linux ones.
+    pub runner_labels: &'a [String],
     /// The jobs to run (all, or `--job` and what it needs).
     pub selected: Vec<String>,
     /// Where remote actions come from.
@@ -444,7 +446,7 @@ impl WorkflowRun<'_> {
                     other => labels.push(other.to_display_string()),
                 }
             }
-            skip.push(unsupported_label(&labels));
+            skip.push(unsupported_label(&labels, self.runner_labels));
             let continue_on_error = match &job.continue_on_error {
                 None => false,
                 Some(t) => flag(t, "continue-on-error", &scope)?,
@@ -627,6 +629,11 @@ async fn close(session: Session, outcome: SessionState) -> SessionSummary {
     let id = session.id().to_string();
     let vm = session.vm().name.to_string();
     let vm_origin = session.origin().to_string();
+    let timing = session.timing();
+    let claim_us = match session.origin() {
+        VmOrigin::Pool { claim_us, .. } => Some(*claim_us),
+        _ => None,
+    };
     let report = session
         .close(outcome, &format!("jobs ended: {}", outcome.as_str()))
         .await;
@@ -634,6 +641,9 @@ async fn close(session: Session, outcome: SessionState) -> SessionSummary {
         id,
         vm,
         vm_origin,
+        claim_us,
+        allocate_ms: timing.allocate_ms,
+        usable_ms: timing.usable_ms,
         outcome: outcome.as_str().to_string(),
         released: report.release_error.is_none() && !report.kept,
         kept: report.kept,

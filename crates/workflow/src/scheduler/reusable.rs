@@ -47,6 +47,7 @@ impl WorkflowRun<'_> {
             cancel: self.cancel,
             stop: self.stop.clone(),
             scope: self.scope,
+            runner_labels: self.runner_labels,
             selected,
             actions: self.actions,
             uploaded: self.uploaded,

@@ -39,22 +39,30 @@ impl AllocationRequest {
 
 /// Where a session's VM came from.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case", tag = "kind", content = "pool")]
+#[serde(rename_all = "snake_case", tag = "kind")]
 pub enum VmOrigin {
     /// Booted for the session (no pool serves its `runs-on`).
     Booted,
-    /// Taken ready from a warm pool.
-    Pool(String),
+    /// Taken ready from a warm pool, its claim lasting `claim_us` microseconds.
+    Pool {
+        /// The pool.
+        pool: String,
+        /// How long the claim in the state store took.
+        claim_us: u64,
+    },
     /// Booted for the session because the pool that serves it had no ready VM.
-    PoolEmpty(String),
+    PoolEmpty {
+        /// The pool.
+        pool: String,
+    },
 }
 
 impl fmt::Display for VmOrigin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             VmOrigin::Booted => f.write_str("booted for the session"),
-            VmOrigin::Pool(pool) => write!(f, "taken from pool '{pool}'"),
-            VmOrigin::PoolEmpty(pool) => {
+            VmOrigin::Pool { pool, .. } => write!(f, "taken from pool '{pool}'"),
+            VmOrigin::PoolEmpty { pool } => {
                 write!(f, "cold boot: pool '{pool}' had no ready VM")
             }
         }

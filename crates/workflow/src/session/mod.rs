@@ -280,11 +280,25 @@ pub struct Session {
     label: String,
     vm: Vm,
     origin: VmOrigin,
+    timing: SessionTiming,
     shell: Arc<dyn Shell>,
     facts: VmFacts,
     record: Arc<Mutex<SessionRecord>>,
     store: SessionStore,
     guard: ReleaseGuard,
+}
+
+/// How long a session waited for its VM.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SessionTiming {
+    /// From asking for a VM to having it (a pool claim and a login, or a whole boot).
+    pub allocate_ms: u64,
+    /// From asking for a VM to its first command having run (the session is usable).
+    pub usable_ms: u64,
+}
+
+fn elapsed_ms(since: std::time::Instant) -> u64 {
+    u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
 fn update(store: &SessionStore, record: &Mutex<SessionRecord>, f: impl FnOnce(&mut SessionRecord)) {
@@ -369,6 +383,7 @@ impl SessionManager {
         update(&store, &record, |r| {
             r.enter(SessionState::Creating, "slot acquired; allocating a VM")
         });
+        let allocating = std::time::Instant::now();
         // The allocation runs on a tracked task: if this future is dropped mid-allocation, the
         // task still releases what it gets.
         let (tx, rx) = tokio::sync::oneshot::channel();
@@ -417,6 +432,10 @@ impl SessionManager {
         let vm = allocation.vm.clone();
         let shell = allocation.shell.clone();
         let origin = allocation.origin.clone();
+        let timing = SessionTiming {
+            allocate_ms: elapsed_ms(allocating),
+            usable_ms: 0,
+        };
         update(&store, &record, |r| {
             r.allocations += 1;
             r.vm = Some(SessionVm {
@@ -463,11 +482,16 @@ impl SessionManager {
         if let Some(f) = &mut guard.finisher {
             f.runner = Some(facts.runner.clone());
         }
+        let timing = SessionTiming {
+            usable_ms: elapsed_ms(allocating),
+            ..timing
+        };
         Ok(Session {
             id,
             label: label.to_string(),
             vm,
             origin,
+            timing,
             shell,
             facts,
             record,
@@ -552,6 +576,11 @@ impl Session {
     /// Where its VM came from.
     pub fn origin(&self) -> &VmOrigin {
         &self.origin
+    }
+
+    /// How long it took to get its VM and to make it usable.
+    pub fn timing(&self) -> SessionTiming {
+        self.timing
     }
 
     /// Facts learnt about the VM.

@@ -55,21 +55,23 @@ impl Allocator for PoolAllocator {
         let Some(pool) = self.pool_for(&request.runs_on) else {
             return self.cold.allocate(request).await;
         };
+        let claiming = std::time::Instant::now();
         let taken = self
             .pools
             .take(pool, &request.session_id, false)
             .await
             .map_err(|e| AllocError::new(ErrorKind::Transient, e.to_string()))?;
+        let claim_us = u64::try_from(claiming.elapsed().as_micros()).unwrap_or(u64::MAX);
         (self.refill)(pool);
+        let pool = pool.to_string();
         match taken {
             Some(record) => {
-                self.cold
-                    .adopt(record.to_vm(), VmOrigin::Pool(pool.to_string()))
-                    .await
+                let origin = VmOrigin::Pool { pool, claim_us };
+                self.cold.adopt(record.to_vm(), origin).await
             }
             None => {
                 let mut allocation = self.cold.allocate(request).await?;
-                allocation.origin = VmOrigin::PoolEmpty(pool.to_string());
+                allocation.origin = VmOrigin::PoolEmpty { pool };
                 Ok(allocation)
             }
         }
