@@ -258,6 +258,10 @@ pub struct NewArgs {
     /// Azure without `[azure] ssh_source_prefix`: accept an NSG that opens SSH to any address.
     #[arg(long)]
     pub allow_ssh_from_anywhere: bool,
+    /// Take a ready VM from this warm pool (`[pool.NAME]`) instead of booting one: it is yours
+    /// at once, keeps the name it was booted with, and the pool boots a replacement.
+    #[arg(long, value_name = "NAME")]
+    pub pool: Option<String>,
 }
 
 /// `azlin list`

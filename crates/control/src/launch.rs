@@ -441,12 +441,7 @@ impl Launcher {
             )
             .await
             .map_err(|e| bus_failure(r, e))?;
-            // A clone left by an earlier attempt of this request counts as done.
-            let command = format!(
-                "test -d {dir}/.git || git clone --quiet -- {url} {dir}",
-                dir = quote::sh(dir),
-                url = quote::sh(repo.as_str())
-            );
+            let command = clone_command(repo, dir);
             let warning = match shell.capture(&command).await {
                 Ok(out) if out.code == 0 => None,
                 Ok(out) => Some(format!(
@@ -526,6 +521,16 @@ impl Launcher {
             }
         }
     }
+}
+
+/// The shell command that clones `repo` into `~/<dir>` on a VM. A clone already there (left by
+/// an earlier attempt) counts as done.
+pub fn clone_command(repo: &azlin_core::RepoUrl, dir: &str) -> String {
+    format!(
+        "test -d {dir}/.git || git clone --quiet -- {url} {dir}",
+        dir = quote::sh(dir),
+        url = quote::sh(repo.as_str())
+    )
 }
 
 #[cfg(test)]

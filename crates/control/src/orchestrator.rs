@@ -2,9 +2,9 @@
 //! store, keeps `deployment-state.yaml` (the readable view of what exists) current, and tells a
 //! caller when the requests it waits for have ended.
 
-use crate::bus::Subscription;
+use crate::bus::{Bus, BusError, Subscription};
 use crate::store::{StateStore, StoreError, VmRecord};
-use azlin_core::event::Event;
+use azlin_core::event::{Event, Request};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
@@ -13,6 +13,17 @@ use std::time::{Duration, Instant};
 
 /// Least time between two rewrites of the deployment state file while following events.
 const STATE_FILE_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Requests that could not be submitted.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    /// The store refused a request (a create of a name another VM holds) or failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The bus failed.
+    #[error(transparent)]
+    Bus(#[from] BusError),
+}
 
 /// Records events and maintains the deployment state file.
 #[derive(Clone)]
@@ -57,6 +68,35 @@ impl Orchestrator {
             .with_extension(format!("yaml.tmp.{}", std::process::id()));
         std::fs::write(&tmp, text).map_err(StoreError::backend)?;
         std::fs::rename(&tmp, &self.state_file).map_err(StoreError::backend)
+    }
+
+    /// Submits `requests` on `bus`, each recorded in the store first (a create claims its VM's
+    /// name there), after subscribing so that no event is missed. Returns the subscription and
+    /// the request ids to [`follow`](Self::follow).
+    pub async fn submit(
+        &self,
+        bus: &dyn Bus,
+        requests: &[Request],
+    ) -> Result<(Subscription, HashSet<String>), SubmitError> {
+        let subscription = bus.subscribe().await?;
+        let mut pending = HashSet::new();
+        for request in requests {
+            self.store.record_request(request).await?;
+            pending.insert(request.request_id().to_string());
+            bus.submit(request).await?;
+        }
+        Ok((subscription, pending))
+    }
+
+    /// Submits `requests` and follows them to their ends: the terminal event of each, by
+    /// request id (fewer if the bus went away first).
+    pub async fn settle(
+        &self,
+        bus: &dyn Bus,
+        requests: &[Request],
+    ) -> Result<BTreeMap<String, Event>, SubmitError> {
+        let (mut subscription, pending) = self.submit(bus, requests).await?;
+        Ok(self.follow(&mut subscription, pending, |_| {}).await)
     }
 
     /// Follows `subscription` until every request in `pending` has a terminal event, recording

@@ -15,7 +15,6 @@ use azlin_core::config::PoolConfig;
 use azlin_core::event::{CreateRequested, DeleteRequested, Event, PoolVm, Request, SCHEMA};
 use azlin_core::{cloudinit, new_id, now_rfc3339};
 use serde::Serialize;
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,9 +28,9 @@ pub enum PoolError {
     /// The state store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// The bus failed.
+    /// A request could not be submitted.
     #[error(transparent)]
-    Bus(#[from] crate::bus::BusError),
+    Submit(#[from] crate::orchestrator::SubmitError),
     /// The pool's lock file could not be used.
     #[error("pool lock {path}: {source}")]
     Lock {
@@ -230,9 +229,9 @@ impl Pools {
             requested_by: self.requested_by.clone(),
             created_at: now_rfc3339(),
         });
-        match self.settle(vec![delete]).await {
+        match self.orchestrator.settle(self.bus.as_ref(), &[delete]).await {
             Ok(ended) => {
-                if let Some(Event::DeleteFailed(failed)) = ended.first() {
+                if let Some(Event::DeleteFailed(failed)) = ended.values().next() {
                     tracing::warn!(vm = %record.name, error = %failed.error.message, "retiring a pool VM failed");
                 }
             }
@@ -240,23 +239,6 @@ impl Pools {
         }
         self.announce(Event::PoolRetired(pool_event(record, pool, reason)))
             .await;
-    }
-
-    /// Submits `requests` and follows them to their ends (in no particular order).
-    async fn settle(&self, requests: Vec<Request>) -> Result<Vec<Event>, PoolError> {
-        let mut subscription = self.bus.subscribe().await?;
-        let mut pending = HashSet::new();
-        for request in &requests {
-            self.orchestrator.store().record_request(request).await?;
-            pending.insert(request.request_id().to_string());
-            self.bus.submit(request).await?;
-        }
-        Ok(self
-            .orchestrator
-            .follow(&mut subscription, pending, |_| {})
-            .await
-            .into_values()
-            .collect())
     }
 
     /// Boots `count` VMs into pool `name` and waits for them.
@@ -285,7 +267,11 @@ impl Pools {
                 created_at: now_rfc3339(),
             }));
         }
-        for event in self.settle(requests).await? {
+        let ended = self
+            .orchestrator
+            .settle(self.bus.as_ref(), &requests)
+            .await?;
+        for event in ended.into_values() {
             match event {
                 Event::CreateComplete(complete) => {
                     done.booted.push(complete.vm.name.to_string());

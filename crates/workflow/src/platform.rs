@@ -55,7 +55,10 @@ mod tests {
             &["self-hosted", "macos"],
             &[],
         ] {
-            assert!(unsupported_label(&labels(skipped), &[]).is_some(), "{skipped:?}");
+            assert!(
+                unsupported_label(&labels(skipped), &[]).is_some(),
+                "{skipped:?}"
+            );
         }
         // A warm pool's custom label is served.
         let gpu = labels(&["self-hosted", "gpu"]);

@@ -8,6 +8,7 @@ use crate::failure::Failure;
 use crate::interrupt::Interrupts;
 use crate::notify;
 use crate::progress::{Progress, Stage};
+use azlin_control::orchestrator::SubmitError;
 use azlin_control::orphans::{Orphan, Retry, delete_with_retry};
 use azlin_control::store::StoreError;
 use azlin_control::{LaunchOptions, ProviderSource};
@@ -16,7 +17,7 @@ use azlin_core::event::{
 };
 use azlin_core::{ExitCode, ProviderKind, VmName, VmSpec, new_id, now_rfc3339};
 use azlin_remote::attach::Session;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 impl NewArgs {
@@ -38,6 +39,7 @@ impl NewArgs {
             no_connect: true,
             x11: false,
             allow_ssh_from_anywhere: false,
+            pool: None,
         }
     }
 
@@ -59,6 +61,7 @@ impl NewArgs {
             no_connect: _,
             x11: _,
             allow_ssh_from_anywhere: _,
+            pool: _,
         } = self;
         LaunchOptions {
             provider: provider.clone(),
@@ -161,6 +164,9 @@ impl StageView {
 
 /// Runs `azlin new`.
 pub async fn run(app: &App, args: &NewArgs) -> anyhow::Result<ExitCode> {
+    if let Some(pool) = &args.pool {
+        return from_pool(app, args, pool).await;
+    }
     let begun = Instant::now();
     let specs = plan(app, args)?;
     refuse_ssh_from_anywhere(app, &specs, args.allow_ssh_from_anywhere)?;
@@ -186,31 +192,34 @@ pub async fn run(app: &App, args: &NewArgs) -> anyhow::Result<ExitCode> {
 
     // Steps 4–6 through the control plane.
     let mut control = app.control_plane(&identity, specs.len()).await?;
-    let mut subscription = control.bus.subscribe().await?;
     let requested_by = format!(
         "{}@{}",
         std::env::var("USER").unwrap_or_else(|_| "root".into()),
         crate::app::hostname()
     );
-    let mut pending = HashSet::new();
-    for spec in &specs {
-        let request = Request::Create(CreateRequested {
-            schema: SCHEMA,
-            request_id: new_id(),
-            spec: spec.clone(),
-            ssh_public_key: identity.public_openssh.clone(),
-            requested_by: requested_by.clone(),
-            created_at: now_rfc3339(),
-        });
-        // Another `azlin new` may have taken the name since the check above: still a usage
-        // error, and the other launch's record is left alone.
-        store.record_request(&request).await.map_err(|e| match e {
-            StoreError::NameTaken { .. } => Failure::usage(e.to_string()),
+    let requests: Vec<Request> = specs
+        .iter()
+        .map(|spec| {
+            Request::Create(CreateRequested {
+                schema: SCHEMA,
+                request_id: new_id(),
+                spec: spec.clone(),
+                ssh_public_key: identity.public_openssh.clone(),
+                requested_by: requested_by.clone(),
+                created_at: now_rfc3339(),
+            })
+        })
+        .collect();
+    // Another `azlin new` may have taken a name since the check above: still a usage error,
+    // and the other launch's record is left alone.
+    let (mut subscription, pending) = control
+        .orchestrator
+        .submit(control.bus.as_ref(), &requests)
+        .await
+        .map_err(|e| match e {
+            SubmitError::Store(e @ StoreError::NameTaken { .. }) => Failure::usage(e.to_string()),
             e => e.into(),
         })?;
-        pending.insert(request.request_id().to_string());
-        control.bus.submit(&request).await?;
-    }
     let mut milestones = Milestones::default();
     let mut view = StageView { current: None };
     let mut lines: BTreeMap<String, Stage> = BTreeMap::new();
@@ -276,7 +285,16 @@ pub async fn run(app: &App, args: &NewArgs) -> anyhow::Result<ExitCode> {
         return Ok(code);
     }
 
-    // Step 9: connect.
+    connect_step(app, args, &progress, &completes).await
+}
+
+/// Step 9: connect to the one VM made, when asked for and on a terminal.
+async fn connect_step(
+    app: &App,
+    args: &NewArgs,
+    progress: &Progress,
+    completes: &[CreateComplete],
+) -> anyhow::Result<ExitCode> {
     let NewArgs {
         no_connect, x11, ..
     } = args;
@@ -297,6 +315,140 @@ pub async fn run(app: &App, args: &NewArgs) -> anyhow::Result<ExitCode> {
         connect::prepare_x11(app, &located).await?;
     }
     connect::attach(&access, &vm.name, &Session::Tmux, *x11).await
+}
+
+/// What `new --pool` cannot apply to a VM that has already booted.
+fn refuse_with_pool(args: &NewArgs) -> anyhow::Result<()> {
+    let NewArgs {
+        provider,
+        name,
+        size,
+        region,
+        resource_group,
+        image,
+        template,
+        cloud_init,
+        ca_certs,
+        tags,
+        count,
+        ..
+    } = args;
+    let boot_time = [
+        ("--provider", provider.is_some()),
+        ("--name", name.is_some()),
+        ("--size", size.is_some()),
+        ("--region", region.is_some()),
+        ("--resource-group", resource_group.is_some()),
+        ("--image", image.is_some()),
+        ("--template", template.is_some()),
+        ("--cloud-init", cloud_init.is_some()),
+        ("--ca-cert", !ca_certs.is_empty()),
+        ("--tag", !tags.is_empty()),
+        ("--count", *count != 1),
+    ];
+    match boot_time.iter().find(|(_, given)| *given) {
+        Some((flag, _)) => Err(Failure::usage(format!(
+            "{flag} cannot be used with --pool: a pool VM has already booted as its pool \
+             says ([pool.NAME] in the config); leave out --pool to boot a VM of your own"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// `azlin new --pool NAME`: takes a ready VM of the pool and makes it the user's, then applies
+/// what can be applied after boot (repositories) over SSH, notifies, prints the
+/// VM and connects. The pool boots a replacement in the background.
+async fn from_pool(app: &App, args: &NewArgs, pool: &str) -> anyhow::Result<ExitCode> {
+    refuse_with_pool(args)?;
+    let planner = app.settings.planner();
+    let spec = planner.pool_vm(pool).map_err(|e| Failure::usage(e.0))?;
+    let repos = planner
+        .plan(&LaunchOptions {
+            provider: Some(spec.provider.to_string()),
+            repos: args.repos.clone(),
+            ..LaunchOptions::default()
+        })
+        .map_err(|e| Failure::usage(e.0))?
+        .remove(0)
+        .repos;
+    let progress = Progress::new(app.settings.progress_tty);
+    let identity = prerequisites::preflight(app, &progress, spec.provider, spec.image).await?;
+    let control = app.control_plane(&identity, 1).await?;
+    let pools = super::pool::pools(app, &control, &identity);
+    let user = std::env::var("USER").unwrap_or_else(|_| "root".into());
+    let stage = progress.stage(format!("Taking a VM from pool '{pool}'"));
+    let taken = pools.take(pool, &user, true).await;
+    control.shutdown().await;
+    super::pool::spawn_refill(&app.settings, pool);
+    let Some(record) = taken? else {
+        stage.fail("no ready VM");
+        return Err(Failure::with_code(
+            ExitCode::Error,
+            format!(
+                "pool '{pool}' has no ready VM: it is being refilled (`azlin pool status {pool}`); \
+                 try again shortly, or leave out --pool to boot a VM of your own"
+            ),
+        ));
+    };
+    stage.done(&format!("{} is yours", record.name));
+    let vm = record.to_vm();
+    let mut warnings = Vec::new();
+    if !repos.is_empty() {
+        let stage = progress.stage("Repositories");
+        let shell = azlin_remote::connect(&vm, &identity)
+            .await
+            .map_err(|e| Failure::with_code(ExitCode::Readiness, e.to_string()))?;
+        for repo in &repos {
+            let Some(dir) = repo.dir_name() else { continue };
+            stage.update(&format!("cloning {repo} into ~/{dir}"));
+            match shell
+                .capture(&azlin_control::launch::clone_command(repo, dir))
+                .await
+            {
+                Ok(out) if out.code == 0 => {}
+                Ok(out) => warnings.push(format!(
+                    "cloning {repo} failed: {}",
+                    out.stderr_text().trim()
+                )),
+                Err(e) => warnings.push(format!("cloning {repo} failed: {e}")),
+            }
+        }
+        stage.done(&format!(
+            "{} of {} repositories cloned",
+            repos.len() - warnings.len(),
+            repos.len()
+        ));
+    }
+    let complete = CreateComplete {
+        schema: SCHEMA,
+        request_id: record.request_id.clone(),
+        vm: azlin_core::event::VmEndpoint {
+            name: vm.name.clone(),
+            provider: vm.provider,
+            address: vm.address.clone(),
+            ssh_port: vm.ssh_port,
+            user: vm.user.clone(),
+            host_key: vm.host_key.clone(),
+        },
+        timings: record.timings.clone(),
+        warnings,
+        details: record.details.clone(),
+    };
+    notify::send(
+        &app.settings,
+        &progress,
+        true,
+        &vm.name,
+        "1 VM(s) ready (from a warm pool)",
+    )
+    .await;
+    print_info(
+        app,
+        std::slice::from_ref(&complete),
+        &[],
+        &Milestones::default(),
+    )?;
+    connect_step(app, args, &progress, &[complete]).await
 }
 
 /// After a Ctrl-C: gives up the launch, removes every VM it made (retrying; what cannot be

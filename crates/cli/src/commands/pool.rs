@@ -204,6 +204,51 @@ async fn drain(app: &App, names: &[String]) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::Ok)
 }
 
+/// How often the pool keeper of `azlin serve` looks at the pools.
+const KEEPER_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The pool keeper of `azlin serve`: keeps every configured pool filled, retires stale VMs and
+/// reaps VMs of dead takers, every [`KEEPER_INTERVAL`] until `stopped`. `None` when no pool is
+/// configured.
+pub async fn keeper(
+    app: &App,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
+    if app.settings.config.pool.is_empty() {
+        return Ok(None);
+    }
+    let names = selected(app, None)?;
+    let (control, pools) = open(app, &names).await?;
+    let settings = app.settings.clone();
+    let health = health_check(app);
+    Ok(Some(tokio::spawn(async move {
+        let planner = settings.planner();
+        loop {
+            for name in &names {
+                match pools.maintain(&planner, name, health.as_ref()).await {
+                    Ok(done) => {
+                        for vm in &done.booted {
+                            eprintln!("azlin serve: pool '{name}': {vm} is ready");
+                        }
+                        for retired in &done.retired {
+                            eprintln!("azlin serve: pool '{name}': retired {retired}");
+                        }
+                        for failure in &done.failed {
+                            eprintln!("azlin serve: pool '{name}': a boot failed: {failure}");
+                        }
+                    }
+                    Err(error) => tracing::warn!(pool = %name, %error, "pool maintenance failed"),
+                }
+            }
+            tokio::select! {
+                () = tokio::time::sleep(KEEPER_INTERVAL) => {}
+                _ = stopped.wait_for(|stop| *stop) => break,
+            }
+        }
+        control.shutdown().await;
+    })))
+}
+
 /// Starts `azlin pool fill NAME` as a process of its own that outlives this one (its own
 /// session, no terminal), logging to `logs/pool-NAME.log` in the state directory. The caller
 /// never waits for it; a fill already under way makes it return at once.

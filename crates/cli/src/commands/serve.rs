@@ -1,5 +1,6 @@
 //! `azlin serve`: follows the events into the state store and keeps `deployment-state.yaml`
-//! current; with `--listen ADDR`, answers `GET /healthz` and `GET /vms` (JSON).
+//! current; with `--listen ADDR`, answers `GET /healthz` and `GET /vms` (JSON). With warm pools
+//! configured, it is also their keeper.
 //!
 //! With NATS it follows the events stream through a durable consumer, so a restarted `serve`
 //! goes on where it stopped. In-process, the events are recorded by the commands that produce
@@ -99,6 +100,7 @@ pub async fn run(app: &App, args: &ServeArgs) -> anyhow::Result<ExitCode> {
         crate::commands::events::interrupted().await;
         stop.send_replace(true);
     });
+    let keeper = crate::commands::pool::keeper(app, stopped.clone()).await?;
     let http = match listen {
         Some(addr) => {
             let listener = tokio::net::TcpListener::bind(addr)
@@ -135,6 +137,11 @@ pub async fn run(app: &App, args: &ServeArgs) -> anyhow::Result<ExitCode> {
     }
     if let Some(http) = http {
         http.await??;
+    }
+    if let Some(keeper) = keeper
+        && let Err(e) = keeper.await
+    {
+        tracing::warn!("the pool keeper ended abnormally: {e}");
     }
     Ok(ExitCode::Ok)
 }

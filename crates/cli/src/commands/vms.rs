@@ -11,7 +11,7 @@ use azlin_core::event::{DeleteRequested, Event, Request, SCHEMA};
 use azlin_core::{ExitCode, ProviderKind, Vm, VmName, new_id, now_rfc3339};
 use azlin_remote::keys::{Identity, ensure_identity};
 use azlin_remote::ready::wait_for_ssh;
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, IsTerminal, Write};
 
 /// One row of `azlin list`: what the store recorded, with the provider's live view.
@@ -243,7 +243,6 @@ pub async fn delete(app: &App, args: &DeleteArgs) -> anyhow::Result<ExitCode> {
     let stage = progress.stage(format!("Deleting {name}"));
     // A delete never opens SSH, so a key with wrong permissions must not stand in its way.
     let control = app.control_plane(&Identity::ephemeral()?, 1).await?;
-    let mut subscription = control.bus.subscribe().await?;
     let request = Request::Delete(DeleteRequested {
         schema: SCHEMA,
         request_id: new_id(),
@@ -252,14 +251,12 @@ pub async fn delete(app: &App, args: &DeleteArgs) -> anyhow::Result<ExitCode> {
         requested_by: crate::app::hostname(),
         created_at: now_rfc3339(),
     });
-    control.bus.submit(&request).await?;
-    let pending = HashSet::from([request.request_id().to_string()]);
     let ended = control
         .orchestrator
-        .follow(&mut subscription, pending, |_| {})
+        .settle(control.bus.as_ref(), &[request])
         .await;
     control.shutdown().await;
-    match ended.into_values().next() {
+    match ended?.into_values().next() {
         Some(Event::DeleteComplete(done)) => {
             let _ = std::fs::remove_file(azlin_remote::attach::known_hosts_path(
                 &app.settings.paths.state_dir,

@@ -271,3 +271,78 @@ fn pool_commands_refuse_unknown_pools_and_bad_settings() {
     );
     azlin.assert_no_vms();
 }
+
+#[test]
+fn new_with_a_pool_hands_a_ready_vm_to_the_user_for_good() {
+    let azlin = Azlin::new();
+    azlin.config(&pool_config("mine", "sim", 1, 3));
+    let empty = azlin
+        .run(&["new", "--pool", "mine", "--no-connect"])
+        .expect(1);
+    assert!(
+        empty.stderr.contains("pool 'mine' has no ready VM"),
+        "{}",
+        empty.stderr
+    );
+    await_refill(&azlin, "mine", 1);
+    let refused = azlin
+        .run(&[
+            "new",
+            "--pool",
+            "mine",
+            "--size",
+            "Standard_B1s",
+            "--no-connect",
+        ])
+        .expect(64);
+    assert!(
+        refused.stderr.contains("--size cannot be used with --pool"),
+        "{}",
+        refused.stderr
+    );
+    let ready = ready_vms(&status(&azlin, "mine"));
+    let made = azlin
+        .run(&["new", "--pool", "mine", "--no-connect", "-o", "json"])
+        .expect(0)
+        .json();
+    let name = made["vms"][0]["name"].as_str().unwrap().to_string();
+    assert!(
+        ready.contains(&name),
+        "{name} was not ready in the pool: {ready:?}"
+    );
+    // The pool refills; the VM stays the user's through the pool's maintenance.
+    await_refill(&azlin, "mine", 1);
+    azlin.run(&["pool", "fill", "mine"]).expect(0);
+    assert_eq!(azlin.vm(&name)["state"], "running");
+    azlin.run(&["delete", &name, "--yes"]).expect(0);
+    azlin.run(&["pool", "drain", "mine"]).expect(0);
+    azlin.assert_no_vms();
+}
+
+#[test]
+fn serve_keeps_the_pools_filled() {
+    let azlin = Azlin::new();
+    azlin.config(&pool_config("kept", "sim", 2, 4));
+    let mut serve = azlin
+        .command(&["serve"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while status(&azlin, "kept")["ready"] != 2 {
+        assert!(Instant::now() < deadline, "serve did not fill the pool");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let stop = std::process::Command::new("kill")
+        .args(["-INT", &serve.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(stop.success());
+    let out = serve.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("pool 'kept': pool-kept-"), "{stderr}");
+    azlin.run(&["pool", "drain", "kept"]).expect(0);
+    azlin.assert_no_vms();
+}

@@ -8,7 +8,6 @@ use azlin_control::{Bus, Orchestrator};
 use azlin_core::event::{CreateRequested, DeleteRequested, Event, Request, SCHEMA};
 use azlin_core::{ErrorKind, Vm, VmSpec, VmState, cloudinit, new_id, now_rfc3339};
 use azlin_remote::Identity;
-use std::collections::HashSet;
 use std::sync::Arc;
 
 /// Allocates session VMs by submitting launch requests and following their events.
@@ -53,17 +52,10 @@ impl LaunchAllocator {
 
     /// Submits `request` and follows it to its terminal event.
     async fn settle(&self, request: Request) -> Result<Event, AllocError> {
-        let bus_error =
-            |e: azlin_control::BusError| AllocError::new(ErrorKind::Transient, e.to_string());
-        let mut subscription = self.bus.subscribe().await.map_err(bus_error)?;
-        if let Err(e) = self.orchestrator.store().record_request(&request).await {
-            tracing::warn!("recording {}: {e}", request.subject());
-        }
-        self.bus.submit(&request).await.map_err(bus_error)?;
-        let pending = HashSet::from([request.request_id().to_string()]);
         self.orchestrator
-            .follow(&mut subscription, pending, |_| {})
+            .settle(self.bus.as_ref(), std::slice::from_ref(&request))
             .await
+            .map_err(|e| AllocError::new(ErrorKind::Transient, e.to_string()))?
             .into_values()
             .next()
             .ok_or_else(|| {
