@@ -198,6 +198,10 @@ pub enum Command {
     Image(ImageArgs),
     /// Warm pools: VMs booted ahead, each handed out once.
     Pool(PoolArgs),
+    /// Save, list, restore and delete a VM's snapshots.
+    Snapshot(SnapshotArgs),
+    /// Make new VMs as copies of a VM (each with its own identity), in parallel.
+    Clone(CloneArgs),
     /// Print a shell completion script.
     Completions(CompletionsArgs),
 }
@@ -467,6 +471,57 @@ pub struct ImageBuildArgs {
     /// Tool set: minimal or dev.
     #[arg(long, value_name = "PROFILE", default_value = "minimal")]
     pub profile: String,
+}
+
+/// `azlin snapshot`
+#[derive(Debug, Args)]
+pub struct SnapshotArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub action: SnapshotAction,
+}
+
+/// `azlin snapshot …`
+#[derive(Debug, Subcommand)]
+pub enum SnapshotAction {
+    /// Save the VM's state (a running VM is paused while its disk is copied).
+    Create {
+        /// The VM.
+        name: String,
+        /// The snapshot's name (default: snap-TIMESTAMP).
+        snapshot: Option<String>,
+    },
+    /// List a VM's snapshots (every VM's when no name is given).
+    List {
+        /// The VM.
+        name: Option<String>,
+    },
+    /// Put a VM back to a snapshot; it keeps its name, address and host key.
+    Restore {
+        /// The VM.
+        name: String,
+        /// The snapshot.
+        snapshot: String,
+    },
+    /// Delete a snapshot.
+    Delete {
+        /// The VM.
+        name: String,
+        /// The snapshot.
+        snapshot: String,
+    },
+}
+
+/// `azlin clone`
+#[derive(Debug, Args)]
+pub struct CloneArgs {
+    /// The VM to copy.
+    pub name: String,
+    /// The new VM's name (NEW-1…NEW-N with --count).
+    pub new: String,
+    /// How many copies.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub count: usize,
 }
 
 /// `azlin pool`

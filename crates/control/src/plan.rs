@@ -228,6 +228,7 @@ impl<'a> Planner<'a> {
                 cloud_init: cloud_init.clone(),
                 ca_certs: ca_certs.clone(),
                 tags: tags.clone(),
+                clone_of: None,
             })
             .collect())
     }

@@ -20,9 +20,9 @@ pub use config::{Config, Paths};
 pub use exit::{ErrorKind, ExitCode};
 pub use name::VmName;
 pub use network::{Egress, Ipv4Cidr, NetworkConfig};
-pub use provider::{CreateRequest, DeleteReport, ProviderError, Tool, VmProvider};
+pub use provider::{CreateRequest, DeleteReport, ProviderError, Snapshot, Tool, VmProvider};
 pub use repo::RepoUrl;
-pub use spec::{ImageProfile, ProviderKind, Region, Size, VmSpec};
+pub use spec::{CloneSource, ImageProfile, ProviderKind, Region, Size, VmSpec};
 pub use vm::{Vm, VmState};
 
 /// The current time as an RFC 3339 timestamp, the format of every `at` and `created_at` field.

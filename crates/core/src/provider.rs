@@ -65,6 +65,29 @@ impl ProviderError {
     }
 }
 
+/// A saved state of a VM.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Snapshot {
+    /// The VM.
+    pub vm: VmName,
+    /// The snapshot's name.
+    pub name: String,
+    /// When it was taken (RFC 3339).
+    pub created_at: String,
+    /// Whether it holds the running VM's memory too (a restore resumes without booting).
+    pub with_memory: bool,
+    /// What it takes on disk.
+    pub size_bytes: u64,
+}
+
+/// The error of a snapshot operation a provider does not have.
+fn no_snapshots(operation: &str) -> ProviderError {
+    ProviderError::new(
+        ErrorKind::Usage,
+        format!("this provider cannot {operation} snapshots"),
+    )
+}
+
 /// A program a provider needs on the machine it runs on (step 1 of seed 000).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tool {
@@ -112,6 +135,31 @@ pub trait VmProvider: Send + Sync {
     /// provider cannot look inside.
     async fn boot_diagnosis(&self, _vm: &Vm) -> Option<String> {
         None
+    }
+
+    /// Saves the VM's state as `snapshot`: consistent (taken with the VM paused or stopped),
+    /// the VM running again afterwards if it was.
+    async fn snapshot_create(
+        &self,
+        _name: &VmName,
+        _snapshot: &str,
+    ) -> Result<Snapshot, ProviderError> {
+        Err(no_snapshots("take"))
+    }
+
+    /// The VM's snapshots, oldest first.
+    async fn snapshot_list(&self, _name: &VmName) -> Result<Vec<Snapshot>, ProviderError> {
+        Err(no_snapshots("list"))
+    }
+
+    /// Puts the VM back to `snapshot` (it keeps its identity: name, address, host key).
+    async fn snapshot_restore(&self, _name: &VmName, _snapshot: &str) -> Result<Vm, ProviderError> {
+        Err(no_snapshots("restore"))
+    }
+
+    /// Deletes `snapshot`.
+    async fn snapshot_delete(&self, _name: &VmName, _snapshot: &str) -> Result<(), ProviderError> {
+        Err(no_snapshots("delete"))
     }
 
     /// The VM made for `request_id`, if any (how a redelivered request finds its VM).

@@ -398,6 +398,18 @@ pub struct VmSpec {
     /// User tags, added to azlin's own.
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
+    /// Boot from a snapshot of another VM instead of the base image (`azlin clone`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clone_of: Option<CloneSource>,
+}
+
+/// The snapshot a clone boots from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CloneSource {
+    /// The VM the snapshot is of.
+    pub vm: VmName,
+    /// The snapshot.
+    pub snapshot: String,
 }
 
 impl VmSpec {
@@ -420,6 +432,7 @@ impl VmSpec {
             cloud_init: None,
             ca_certs: Vec::new(),
             tags: BTreeMap::new(),
+            clone_of: None,
         }
     }
 

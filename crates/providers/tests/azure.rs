@@ -122,6 +122,7 @@ fn request(name: &str, id: &str) -> CreateRequest {
             cloud_init: None,
             ca_certs: vec![],
             tags: BTreeMap::from([("team".to_string(), "platform".to_string())]),
+            clone_of: None,
         },
         user_data: format!(
             "#cloud-config\nhostname: {name}\nssh_keys:\n  ed25519_private: |\n    -----BEGIN OPENSSH PRIVATE KEY-----\n    b3BlbnNzaC1rZXktdjEAAAAA\n    -----END OPENSSH PRIVATE KEY-----\n"

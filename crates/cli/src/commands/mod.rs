@@ -9,6 +9,7 @@ pub mod pool;
 pub mod prerequisites;
 pub mod run;
 pub mod serve;
+pub mod snapshot;
 pub mod vms;
 pub mod worker;
 
@@ -30,6 +31,8 @@ pub async fn dispatch(app: &App, command: &Command) -> anyhow::Result<ExitCode> 
         Command::Connect(args) => connect::run(app, args).await,
         Command::Image(args) => image::run(app, args).await,
         Command::Pool(args) => pool::run(app, args).await,
+        Command::Snapshot(args) => snapshot::run(app, args).await,
+        Command::Clone(args) => snapshot::clone(app, args).await,
         Command::Run(args) => run::run(app, args).await,
         Command::Completions(args) => {
             clap_complete::generate(

@@ -8,7 +8,7 @@ use crate::progress::Progress;
 use azlin_control::ProviderSource;
 use azlin_control::store::VmRecord;
 use azlin_core::event::{DeleteRequested, Event, Request, SCHEMA};
-use azlin_core::{ExitCode, ProviderKind, Vm, VmName, new_id, now_rfc3339};
+use azlin_core::{ExitCode, ProviderKind, Vm, VmName, VmState, new_id, now_rfc3339};
 use azlin_remote::keys::{Identity, ensure_identity};
 use azlin_remote::ready::wait_for_ssh;
 use std::collections::{BTreeMap, BTreeSet};
@@ -176,25 +176,32 @@ pub async fn start(app: &App, args: &NameArgs) -> anyhow::Result<ExitCode> {
     let stage = progress.stage(format!("Starting {name}"));
     let vm = provider.start(&name).await?;
     stage.done(&format!("{} at {}", vm.state, vm.address));
-    if vm.provider != ProviderKind::Sim {
-        // Started means usable: `azlin connect` right after must not meet a closed port.
-        let stage = progress.stage("Waiting for SSH");
-        let (identity, _) = ensure_identity(&app.settings.paths.ssh_key())?;
-        let target = azlin_remote::ssh_target(&vm);
-        wait_for_ssh(&target, &identity, app.settings.ssh_timeout)
-            .await
-            .map_err(|e| {
-                Failure::with_code(
-                    ExitCode::Readiness,
-                    format!("{e}; the VM '{name}' is left running"),
-                )
-            })?;
-        stage.done(&format!("{}@{}", vm.user, vm.address));
-    }
+    await_ssh(app, &progress, &vm).await?;
     if app.settings.output == OutputFormat::Json {
         println!("{}", serde_json::to_string(&vm)?);
     }
     Ok(ExitCode::Ok)
+}
+
+/// Waits until a VM that was just (re)booted answers SSH: started means usable, and
+/// `azlin connect` right after must not meet a closed port.
+pub async fn await_ssh(app: &App, progress: &Progress, vm: &Vm) -> anyhow::Result<()> {
+    if vm.provider == ProviderKind::Sim || vm.state != VmState::Running {
+        return Ok(());
+    }
+    let stage = progress.stage("Waiting for SSH");
+    let (identity, _) = ensure_identity(&app.settings.paths.ssh_key())?;
+    let target = azlin_remote::ssh_target(vm);
+    wait_for_ssh(&target, &identity, app.settings.ssh_timeout)
+        .await
+        .map_err(|e| {
+            Failure::with_code(
+                ExitCode::Readiness,
+                format!("{e}; the VM '{}' is left running", vm.name),
+            )
+        })?;
+    stage.done(&format!("{}@{}", vm.user, vm.address));
+    Ok(())
 }
 
 /// Runs `azlin stop NAME`.

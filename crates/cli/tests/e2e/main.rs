@@ -22,5 +22,6 @@ mod qemu;
 mod refusals;
 mod run_flags;
 mod secrets;
+mod snapshots;
 mod support;
 mod workflows;

@@ -323,7 +323,7 @@ fn new_with_a_pool_hands_a_ready_vm_to_the_user_for_good() {
 fn serve_keeps_the_pools_filled() {
     let azlin = Azlin::new();
     azlin.config(&pool_config("kept", "sim", 2, 4));
-    let mut serve = azlin
+    let serve = azlin
         .command(&["serve"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

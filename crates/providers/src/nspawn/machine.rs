@@ -27,11 +27,13 @@ fn machine_error(message: String) -> ProviderError {
 pub struct MachineDir(pub PathBuf);
 
 impl MachineDir {
-    fn upper(&self) -> PathBuf {
+    /// The overlay's upper layer: what the machine changed.
+    pub fn upper(&self) -> PathBuf {
         self.0.join("upper")
     }
 
-    fn work(&self) -> PathBuf {
+    /// The overlay's work folder.
+    pub fn work(&self) -> PathBuf {
         self.0.join("work")
     }
 
@@ -299,13 +301,14 @@ pub async fn boot(
 }
 
 /// The cgroups of a machine in its own user namespace: `azlin/MACHINE` in the unified
-/// hierarchy, and in the named `systemd` one of a hybrid host.
+/// hierarchy; on a host with cgroup v1, in the named `systemd` one, the `unified` one of a
+/// hybrid host, and the `freezer` one (which pauses it for a snapshot).
 fn cgroups(machine: &str) -> Vec<PathBuf> {
     let root = Path::new("/sys/fs/cgroup");
     if root.join("cgroup.procs").exists() {
         return vec![root.join("azlin").join(machine)];
     }
-    ["systemd", "unified"]
+    ["systemd", "unified", "freezer"]
         .iter()
         .map(|h| root.join(h))
         .filter(|h| h.join("cgroup.procs").exists())
@@ -348,6 +351,50 @@ pub async fn remove_cgroups(machine: &str) -> Vec<String> {
         }
     }
     removed
+}
+
+/// Pauses (`frozen`) or resumes every process of a machine in its own user namespace, through
+/// its cgroup: `cgroup.freeze` (v2) or `freezer.state` (v1). Returns once the kernel says the
+/// machine is frozen (or thawed); fails when the machine has no freezer.
+pub async fn freeze(machine: &str, frozen: bool) -> Result<(), ProviderError> {
+    let groups = cgroups(machine);
+    let (file, value, settled) = match groups.iter().find(|g| g.join("cgroup.freeze").exists()) {
+        Some(group) => (
+            group.join("cgroup.freeze"),
+            if frozen { "1" } else { "0" },
+            (
+                group.join("cgroup.events"),
+                if frozen { "frozen 1" } else { "frozen 0" },
+            ),
+        ),
+        None => {
+            let group = groups
+                .iter()
+                .find(|g| g.join("freezer.state").exists())
+                .ok_or_else(|| machine_error(format!("machine {machine} has no freezer cgroup")))?;
+            let state = if frozen { "FROZEN" } else { "THAWED" };
+            (
+                group.join("freezer.state"),
+                state,
+                (group.join("freezer.state"), state),
+            )
+        }
+    };
+    std::fs::write(&file, value)
+        .map_err(|e| machine_error(format!("writing {}: {e}", file.display())))?;
+    let (watched, wanted) = settled;
+    let done = wait_gone(Duration::from_secs(10), POLL, || {
+        !std::fs::read_to_string(&watched).is_ok_and(|s| s.lines().any(|l| l.trim() == wanted))
+    })
+    .await;
+    if done {
+        Ok(())
+    } else {
+        Err(machine_error(format!(
+            "machine {machine} did not {} within 10 s",
+            if frozen { "freeze" } else { "thaw" }
+        )))
+    }
 }
 
 /// Removes a cgroup and the groups below it, deepest first (cgroup folders hold only the

@@ -8,6 +8,7 @@ pub mod host_settings;
 mod idmap;
 mod machine;
 pub mod network;
+mod snapshot;
 
 use crate::image::ImageStore;
 use crate::local::{self, LocalVms};
@@ -15,11 +16,12 @@ use crate::record::RecordStore;
 use async_trait::async_trait;
 use azlin_core::cloudinit::{ADMIN_USER, meta_data};
 use azlin_core::{
-    CreateRequest, DeleteReport, Egress, ErrorKind, ProviderError, ProviderKind, Tool, Vm, VmName,
-    VmProvider, VmState,
+    CreateRequest, DeleteReport, Egress, ErrorKind, ProviderError, ProviderKind, Snapshot, Tool,
+    Vm, VmName, VmProvider, VmState,
 };
 use machine::MachineDir;
 use network::Slot;
+use snapshot::Snapshots;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -122,12 +124,40 @@ impl NspawnProvider {
         vm.details.get(detail::PID)?.parse().ok()
     }
 
+    fn snapshots(&self, name: &VmName) -> Snapshots {
+        Snapshots(self.records.dir(name).join("snapshots"))
+    }
+
+    /// Fills a new machine's upper layer from `source`'s snapshot: owners shifted into the new
+    /// machine's user namespace, machine id and SSH host keys left for the new machine to make.
+    async fn fill_from_snapshot(
+        &self,
+        source: &azlin_core::CloneSource,
+        dir: &MachineDir,
+        uid_base: Option<u32>,
+    ) -> Result<(), ProviderError> {
+        let snapshots = self.snapshots(&source.vm);
+        let from_base = snapshots.uid_base(&source.snapshot)?;
+        std::fs::remove_dir_all(dir.upper()).ok();
+        snapshot::copy_tree(&snapshots.upper(&source.snapshot), &dir.upper()).await?;
+        if let (Some(from), Some(to)) = (from_base, uid_base) {
+            snapshot::shift_owners(&dir.upper(), from, to)?;
+        }
+        snapshot::forget_identity(&dir.upper())
+    }
+
     fn rootfs_arg(&self, name: &VmName) -> String {
         self.machine(name).rootfs().display().to_string()
     }
 
-    /// Mounts, networks and boots a machine whose record exists; records the pid.
-    async fn boot(&self, mut vm: Vm, seed: Option<(&str, &str)>) -> Result<Vm, ProviderError> {
+    /// Mounts, networks and boots a machine whose record exists (a new one from `clone_of`'s
+    /// snapshot when given); records the pid.
+    async fn boot(
+        &self,
+        mut vm: Vm,
+        seed: Option<(&str, &str)>,
+        clone_of: Option<&azlin_core::CloneSource>,
+    ) -> Result<Vm, ProviderError> {
         let dir = self.machine(&vm.name);
         let image = vm.details.get(detail::IMAGE).cloned().unwrap_or_default();
         let policy = self.policy();
@@ -148,6 +178,9 @@ impl NspawnProvider {
             }
         };
         let uid_base = Self::uid_base(&vm);
+        if let Some(source) = clone_of {
+            self.fill_from_snapshot(source, &dir, uid_base).await?;
+        }
         dir.mount(
             std::path::Path::new(&image).join("rootfs").as_path(),
             uid_base,
@@ -268,7 +301,11 @@ impl VmProvider for NspawnProvider {
         };
         let meta = meta_data(&request.request_id, spec.name.as_str());
         local::provision_or_tear_down(self, vm, |vm| {
-            self.boot(vm, Some((&meta, &request.user_data)))
+            self.boot(
+                vm,
+                Some((&meta, &request.user_data)),
+                spec.clone_of.as_ref(),
+            )
         })
         .await
     }
@@ -285,7 +322,7 @@ impl VmProvider for NspawnProvider {
         let vm = local::require(self, name)?;
         match vm.state {
             VmState::Running => Ok(vm),
-            VmState::Stopped => self.boot(vm, None).await,
+            VmState::Stopped => self.boot(vm, None, None).await,
             other => Err(local::cannot_start(name, other)),
         }
     }
@@ -315,5 +352,69 @@ impl VmProvider for NspawnProvider {
 
     async fn delete(&self, name: &VmName) -> Result<DeleteReport, ProviderError> {
         local::delete(self, name).await
+    }
+
+    async fn snapshot_create(
+        &self,
+        name: &VmName,
+        snapshot: &str,
+    ) -> Result<Snapshot, ProviderError> {
+        snapshot::check_name(snapshot)?;
+        let vm = local::require(self, name)?;
+        let upper = self.machine(name).upper();
+        let uid_base = Self::uid_base(&vm);
+        let snapshots = self.snapshots(name);
+        let machine = Self::slot(&vm).map(|slot| slot.netns());
+        match machine.filter(|_| self.is_running(&vm) && uid_base.is_some()) {
+            // A running machine is frozen while its layer is copied: a consistent copy, and the
+            // machine goes on where it was.
+            Some(machine) => {
+                machine::freeze(&machine, true).await?;
+                let saved = snapshots.save(name, snapshot, &upper, uid_base).await;
+                let thawed = machine::freeze(&machine, false).await;
+                let saved = saved?;
+                thawed?;
+                Ok(saved)
+            }
+            None if self.is_running(&vm) => Err(ProviderError::new(
+                ErrorKind::Usage,
+                format!(
+                    "VM '{name}' cannot be paused for a snapshot: stop it first (`azlin stop {name}`)"
+                ),
+            )),
+            None => snapshots.save(name, snapshot, &upper, uid_base).await,
+        }
+    }
+
+    async fn snapshot_list(&self, name: &VmName) -> Result<Vec<Snapshot>, ProviderError> {
+        local::require(self, name)?;
+        Ok(self.snapshots(name).list(name))
+    }
+
+    async fn snapshot_restore(&self, name: &VmName, snapshot: &str) -> Result<Vm, ProviderError> {
+        snapshot::check_name(snapshot)?;
+        let vm = local::require(self, name)?;
+        let snapshots = self.snapshots(name);
+        // Refused before the VM is touched when there is no such snapshot.
+        snapshots.uid_base(snapshot)?;
+        let was_running = self.is_running(&vm);
+        if vm.state != VmState::Stopped {
+            self.stop(name).await?;
+        }
+        let dir = self.machine(name);
+        for layer in [dir.upper(), dir.work()] {
+            std::fs::remove_dir_all(&layer).ok();
+        }
+        snapshot::copy_tree(&snapshots.upper(snapshot), &dir.upper()).await?;
+        if was_running {
+            self.start(name).await
+        } else {
+            local::require(self, name)
+        }
+    }
+
+    async fn snapshot_delete(&self, name: &VmName, snapshot: &str) -> Result<(), ProviderError> {
+        local::require(self, name)?;
+        self.snapshots(name).delete(snapshot)
     }
 }

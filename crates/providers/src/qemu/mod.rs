@@ -472,6 +472,7 @@ mod tests {
                 cloud_init: None,
                 ca_certs: Vec::new(),
                 tags: BTreeMap::new(),
+                clone_of: None,
             },
             user_data: "#cloud-config\n".into(),
             admin_public_key: "ssh-ed25519 AAAA".into(),
