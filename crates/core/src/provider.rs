@@ -80,6 +80,28 @@ pub struct Snapshot {
     pub size_bytes: u64,
 }
 
+/// Snapshot names: `[a-z0-9][a-z0-9._-]{0,62}` — a folder name that cannot climb out, and one
+/// word on a monitor's command line.
+pub fn check_snapshot_name(snapshot: &str) -> Result<(), ProviderError> {
+    let mut chars = snapshot.chars();
+    let valid = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c))
+        && snapshot.len() <= 63;
+    if valid {
+        Ok(())
+    } else {
+        Err(ProviderError::new(
+            ErrorKind::Usage,
+            format!(
+                "snapshot name '{snapshot}' must be a lowercase letter or digit followed by up \
+                 to 62 lowercase letters, digits, '.', '_' or '-'"
+            ),
+        ))
+    }
+}
+
 /// The error of a snapshot operation a provider does not have.
 fn no_snapshots(operation: &str) -> ProviderError {
     ProviderError::new(
@@ -169,5 +191,29 @@ pub trait VmProvider: Send + Sync {
             .await?
             .into_iter()
             .find(|vm| vm.request_id == request_id))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshot_names_cannot_leave_their_folder_or_their_word() {
+        for good in ["before-upgrade", "s1", "2026.12.03_a"] {
+            assert!(check_snapshot_name(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "..",
+            "../x",
+            "a/b",
+            "Upper",
+            "-x",
+            "s1 quit",
+            &"x".repeat(64),
+        ] {
+            assert!(check_snapshot_name(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -115,6 +115,13 @@ pub async fn clone(app: &App, args: &CloneArgs) -> anyhow::Result<ExitCode> {
     let CloneArgs { name, new, count } = args;
     let source = parse_name(name)?;
     let (provider, vm) = app.locate(&source).await?;
+    if vm.provider != azlin_core::ProviderKind::Nspawn {
+        return Err(Failure::usage(format!(
+            "cloning is supported for nspawn VMs; '{source}' is a {} VM (take a snapshot with \
+             `azlin snapshot create {source}` instead)",
+            vm.provider
+        )));
+    }
     let mut launch = crate::args::NewArgs::defaults(Some(vm.provider.to_string()));
     launch.name = Some(new.clone());
     launch.count = *count;

@@ -16,6 +16,7 @@ mod gui;
 mod interrupt;
 mod isolation;
 mod keys;
+mod limits;
 mod local_new;
 mod pools;
 mod qemu;

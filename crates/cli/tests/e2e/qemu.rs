@@ -136,6 +136,56 @@ fn qemu_vm_boots_restarts_and_is_deleted_without_leftovers() {
         run.stdout
     );
 
+    // A running VM's snapshot holds its memory: the restore resumes it where it was, without
+    // a boot (same boot id), the disk back as it was (the file written after is gone).
+    let boot_id = |azlin: &Azlin| {
+        let run = azlin
+            .run(&[
+                "connect",
+                "q1",
+                "--",
+                "cat",
+                "/proc/sys/kernel/random/boot_id",
+            ])
+            .expect(0);
+        run.stdout.trim().to_string()
+    };
+    let booted = boot_id(&azlin);
+    let taken = azlin
+        .run(&["snapshot", "create", "q1", "s1", "-o", "json"])
+        .expect(0)
+        .json();
+    assert_eq!(taken[0]["with_memory"], true, "{taken}");
+    azlin
+        .run(&["connect", "q1", "--", "sh", "-c", "echo lost > after; sync"])
+        .expect(0);
+    azlin.run(&["snapshot", "restore", "q1", "s1"]).expect(0);
+    let run = azlin
+        .run(&[
+            "connect",
+            "q1",
+            "--",
+            "sh",
+            "-c",
+            "cat marker; ls after 2>/dev/null || echo after-gone",
+        ])
+        .expect(0);
+    assert_eq!(run.stdout.trim(), "kept\nafter-gone");
+    assert_eq!(boot_id(&azlin), booted, "the restore booted the VM");
+    let listed = azlin
+        .run(&["snapshot", "list", "q1", "-o", "json"])
+        .expect(0)
+        .json();
+    assert_eq!(listed[0]["name"], "s1", "{listed}");
+    azlin.run(&["snapshot", "delete", "q1", "s1"]).expect(0);
+    assert_eq!(
+        azlin
+            .run(&["snapshot", "list", "q1", "-o", "json"])
+            .expect(0)
+            .json(),
+        serde_json::json!([])
+    );
+
     azlin.run(&["stop", "q1"]).expect(0);
     assert_eq!(azlin.vm("q1")["state"], "stopped");
     assert!(qemu_processes(&footprint.folder).is_empty());

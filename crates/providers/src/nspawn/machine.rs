@@ -200,6 +200,7 @@ pub async fn boot(
     hostname: &str,
     netns_path: &str,
     uid_base: Option<u32>,
+    limits: Option<Limits>,
 ) -> Result<u32, ProviderError> {
     let console = std::fs::File::create(dir.console_log())
         .map_err(|e| machine_error(format!("creating {}: {e}", dir.console_log().display())))?;
@@ -232,7 +233,7 @@ pub async fn boot(
         // The machine's systemd, root of its user namespace only, must own its cgroup: nspawn
         // (with --keep-unit on a host without systemd) keeps the cgroup it starts in, so it
         // starts in a group of its own, entered by a shell that then execs it (same pid).
-        let groups = create_cgroups(machine)?;
+        let groups = create_cgroups(machine, limits)?;
         let enter: String = groups
             .iter()
             .map(|g| format!("echo $$ > {}/cgroup.procs || exit 1; ", g.display()))
@@ -300,15 +301,75 @@ pub async fn boot(
     }
 }
 
+/// Where the host's cgroup file systems are mounted.
+const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+
+/// What a machine may use, from its VM size: CPU time, memory and processes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// CPUs' worth of time per period.
+    pub cpus: u32,
+    /// Memory, in MiB.
+    pub memory_mib: u64,
+    /// Processes and threads.
+    pub pids: u32,
+}
+
+impl Limits {
+    /// The limits of a VM of `size`.
+    pub fn of(size: &azlin_core::Size) -> Limits {
+        Limits {
+            cpus: size.vcpus,
+            memory_mib: u64::from(size.memory_mib),
+            pids: 4096 * size.vcpus,
+        }
+    }
+
+    /// The files that set these limits in `group`, and their values: cgroup v2's `cpu.max`,
+    /// `memory.max` and `pids.max`, or v1's equivalents, by the hierarchy `group` is in.
+    fn files(&self, group: &Path) -> Vec<(PathBuf, String)> {
+        const PERIOD_US: u64 = 100_000;
+        let quota = PERIOD_US * u64::from(self.cpus);
+        let memory = (self.memory_mib * 1024 * 1024).to_string();
+        // A v1 group is `/sys/fs/cgroup/CONTROLLER/azlin/MACHINE`.
+        let hierarchy = group
+            .strip_prefix(CGROUP_ROOT)
+            .ok()
+            .and_then(|rest| rest.components().next())
+            .map(|c| c.as_os_str().to_string_lossy().into_owned());
+        let v1 = |controller: &str| hierarchy.as_deref() == Some(controller);
+        if group.join("cgroup.controllers").exists() {
+            return vec![
+                (group.join("cpu.max"), format!("{quota} {PERIOD_US}")),
+                (group.join("memory.max"), memory),
+                (group.join("pids.max"), self.pids.to_string()),
+            ];
+        }
+        if v1("cpu") {
+            vec![
+                (group.join("cpu.cfs_period_us"), PERIOD_US.to_string()),
+                (group.join("cpu.cfs_quota_us"), quota.to_string()),
+            ]
+        } else if v1("memory") {
+            vec![(group.join("memory.limit_in_bytes"), memory)]
+        } else if v1("pids") {
+            vec![(group.join("pids.max"), self.pids.to_string())]
+        } else {
+            Vec::new()
+        }
+    }
+}
+
 /// The cgroups of a machine in its own user namespace: `azlin/MACHINE` in the unified
 /// hierarchy; on a host with cgroup v1, in the named `systemd` one, the `unified` one of a
-/// hybrid host, and the `freezer` one (which pauses it for a snapshot).
+/// hybrid host, the `freezer` one (which pauses it for a snapshot), and the `cpu`, `memory` and
+/// `pids` ones that hold its limits.
 fn cgroups(machine: &str) -> Vec<PathBuf> {
-    let root = Path::new("/sys/fs/cgroup");
+    let root = Path::new(CGROUP_ROOT);
     if root.join("cgroup.procs").exists() {
         return vec![root.join("azlin").join(machine)];
     }
-    ["systemd", "unified", "freezer"]
+    ["systemd", "unified", "freezer", "cpu", "memory", "pids"]
         .iter()
         .map(|h| root.join(h))
         .filter(|h| h.join("cgroup.procs").exists())
@@ -316,11 +377,31 @@ fn cgroups(machine: &str) -> Vec<PathBuf> {
         .collect()
 }
 
-fn create_cgroups(machine: &str) -> Result<Vec<PathBuf>, ProviderError> {
+/// Creates the machine's cgroups with its `limits` set.
+fn create_cgroups(machine: &str, limits: Option<Limits>) -> Result<Vec<PathBuf>, ProviderError> {
     let groups = cgroups(machine);
+    let root = Path::new(CGROUP_ROOT);
+    if limits.is_some() && root.join("cgroup.controllers").exists() {
+        // cgroup v2: the controllers must be enabled down to the machine's group (a controller
+        // the host does not delegate stays off, and setting its limit fails below).
+        let azlin = root.join("azlin");
+        std::fs::create_dir_all(&azlin)
+            .map_err(|e| machine_error(format!("creating cgroup {}: {e}", azlin.display())))?;
+        for group in [root, azlin.as_path()] {
+            std::fs::write(group.join("cgroup.subtree_control"), "+cpu +memory +pids").ok();
+        }
+    }
     for group in &groups {
         std::fs::create_dir_all(group)
             .map_err(|e| machine_error(format!("creating cgroup {}: {e}", group.display())))?;
+        // A hierarchy without the controller has no such file (the `unified` one of a hybrid
+        // host holds none): the limit is set where the controller is.
+        let files = limits.iter().flat_map(|l| l.files(group));
+        for (file, value) in files.filter(|(file, _)| file.exists()) {
+            std::fs::write(&file, &value).map_err(|e| {
+                machine_error(format!("setting {} to {value}: {e}", file.display()))
+            })?;
+        }
     }
     Ok(groups)
 }

@@ -61,6 +61,7 @@ mod detail {
     pub const IMAGE: &str = "image";
     pub const FOLDER: &str = "folder";
     pub const UID_BASE: &str = "uid_base";
+    pub const SIZE: &str = "size";
 }
 
 /// The first host uid of VM user namespaces: slot `N` maps its root to `UID_BASE + N * 65536`.
@@ -188,12 +189,20 @@ impl NspawnProvider {
         if let Some((meta, user)) = seed {
             dir.write_seed(meta, user, uid_base)?;
         }
+        // Its size's CPU, memory and process limits (VMs made before azlin set them have
+        // none recorded).
+        let limits = vm
+            .details
+            .get(detail::SIZE)
+            .and_then(|size| azlin_core::Size::lookup(size).ok())
+            .map(|size| machine::Limits::of(&size));
         let pid = machine::boot(
             &dir,
             &slot.netns(),
             vm.name.as_str(),
             &slot.netns_path(),
             uid_base,
+            limits,
         )
         .await?;
         vm.details.insert(detail::PID.into(), pid.to_string());
@@ -288,6 +297,7 @@ impl VmProvider for NspawnProvider {
         let mut details = BTreeMap::new();
         details.insert(detail::IMAGE.into(), image.dir.display().to_string());
         details.insert(detail::FOLDER.into(), folder.display().to_string());
+        details.insert(detail::SIZE.into(), spec.size.clone());
         let vm = Vm {
             name: spec.name.clone(),
             provider: ProviderKind::Nspawn,
@@ -359,7 +369,7 @@ impl VmProvider for NspawnProvider {
         name: &VmName,
         snapshot: &str,
     ) -> Result<Snapshot, ProviderError> {
-        snapshot::check_name(snapshot)?;
+        azlin_core::provider::check_snapshot_name(snapshot)?;
         let vm = local::require(self, name)?;
         let upper = self.machine(name).upper();
         let uid_base = Self::uid_base(&vm);
@@ -392,7 +402,7 @@ impl VmProvider for NspawnProvider {
     }
 
     async fn snapshot_restore(&self, name: &VmName, snapshot: &str) -> Result<Vm, ProviderError> {
-        snapshot::check_name(snapshot)?;
+        azlin_core::provider::check_snapshot_name(snapshot)?;
         let vm = local::require(self, name)?;
         let snapshots = self.snapshots(name);
         // Refused before the VM is touched when there is no such snapshot.

@@ -19,6 +19,7 @@ mod disk;
 pub mod host;
 mod machine;
 mod qmp;
+mod snapshot;
 
 use crate::image::ImageStore;
 use crate::image::qemu::QemuImage;
@@ -27,9 +28,10 @@ use crate::record::RecordStore;
 use accel::QEMU;
 use async_trait::async_trait;
 use azlin_core::cloudinit::{ADMIN_USER, meta_data};
+use azlin_core::provider::check_snapshot_name;
 use azlin_core::{
-    CreateRequest, DeleteReport, Egress, ErrorKind, ProviderError, ProviderKind, Tool, Vm, VmName,
-    VmProvider, VmState,
+    CreateRequest, DeleteReport, Egress, ErrorKind, ProviderError, ProviderKind, Snapshot, Tool,
+    Vm, VmName, VmProvider, VmState,
 };
 use host::Resources;
 use machine::{Boot, LaunchError, VmDir};
@@ -449,6 +451,37 @@ impl VmProvider for QemuProvider {
 
     async fn delete(&self, name: &VmName) -> Result<DeleteReport, ProviderError> {
         local::delete(self, name).await
+    }
+
+    async fn snapshot_create(
+        &self,
+        name: &VmName,
+        snapshot: &str,
+    ) -> Result<Snapshot, ProviderError> {
+        check_snapshot_name(snapshot)?;
+        let vm = local::require(self, name)?;
+        let running = self.running_pid(&vm).is_some();
+        snapshot::create(name, &self.dir(name), snapshot, running).await
+    }
+
+    async fn snapshot_list(&self, name: &VmName) -> Result<Vec<Snapshot>, ProviderError> {
+        local::require(self, name)?;
+        snapshot::list(name, &self.dir(name)).await
+    }
+
+    async fn snapshot_restore(&self, name: &VmName, snapshot: &str) -> Result<Vm, ProviderError> {
+        check_snapshot_name(snapshot)?;
+        let vm = local::require(self, name)?;
+        let running = self.running_pid(&vm).is_some();
+        snapshot::restore(name, &self.dir(name), snapshot, running).await?;
+        Ok(vm)
+    }
+
+    async fn snapshot_delete(&self, name: &VmName, snapshot: &str) -> Result<(), ProviderError> {
+        check_snapshot_name(snapshot)?;
+        let vm = local::require(self, name)?;
+        let running = self.running_pid(&vm).is_some();
+        snapshot::delete(name, &self.dir(name), snapshot, running).await
     }
 }
 

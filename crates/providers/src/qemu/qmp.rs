@@ -1,4 +1,5 @@
-//! A minimal client of the QEMU Machine Protocol (QMP): enough to ask a VM to power down.
+//! A minimal client of the QEMU Machine Protocol (QMP): enough to ask a VM to power down, and
+//! to save, load and delete its snapshots through the human monitor.
 //!
 //! QMP is JSON lines on the VM's unix socket: QEMU greets, the client negotiates capabilities,
 //! then each command gets a `return` or an `error`; asynchronous `event`s may come in between.
@@ -30,12 +31,31 @@ pub enum QmpError {
 
 /// Runs `command` (without arguments) on the QMP socket at `socket`, within `timeout`.
 pub async fn execute(socket: &Path, command: &str, timeout: Duration) -> Result<(), QmpError> {
-    tokio::time::timeout(timeout, converse(socket, command))
+    let request = serde_json::json!({ "execute": command });
+    tokio::time::timeout(timeout, converse(socket, request))
         .await
         .map_err(|_| QmpError::Timeout(timeout))?
+        .map(drop)
 }
 
-async fn converse(socket: &Path, command: &str) -> Result<(), QmpError> {
+/// Runs a human-monitor command line (`savevm NAME`, `loadvm NAME`, `delvm NAME`), within
+/// `timeout`. The monitor answers success with nothing and a failure with its message.
+pub async fn human(socket: &Path, command_line: &str, timeout: Duration) -> Result<(), QmpError> {
+    let request = serde_json::json!({
+        "execute": "human-monitor-command",
+        "arguments": { "command-line": command_line },
+    });
+    let answer = tokio::time::timeout(timeout, converse(socket, request))
+        .await
+        .map_err(|_| QmpError::Timeout(timeout))??;
+    match answer.as_str().map(str::trim) {
+        None | Some("") => Ok(()),
+        Some(message) => Err(QmpError::Protocol(format!("{command_line}: {message}"))),
+    }
+}
+
+/// Negotiates, sends `request`, and returns its `return` value.
+async fn converse(socket: &Path, request: Value) -> Result<Value, QmpError> {
     let io = |source| QmpError::Io {
         path: socket.display().to_string(),
         source,
@@ -49,15 +69,20 @@ async fn converse(socket: &Path, command: &str) -> Result<(), QmpError> {
             "unexpected greeting {greeting}"
         )));
     }
-    for name in ["qmp_capabilities", command] {
-        let request = serde_json::json!({ "execute": name });
+    let mut answer = Value::Null;
+    for request in [
+        serde_json::json!({ "execute": "qmp_capabilities" }),
+        request,
+    ] {
+        let name = request["execute"].as_str().unwrap_or_default().to_string();
         write
             .write_all(format!("{request}\n").as_bytes())
             .await
             .map_err(io)?;
         loop {
-            let reply = next_message(&mut lines).await.map_err(io)?;
-            if reply.get("return").is_some() {
+            let mut reply = next_message(&mut lines).await.map_err(io)?;
+            if let Some(value) = reply.get_mut("return") {
+                answer = value.take();
                 break;
             }
             if let Some(error) = reply.get("error") {
@@ -66,7 +91,7 @@ async fn converse(socket: &Path, command: &str) -> Result<(), QmpError> {
             // An event (e.g. POWERDOWN): not the answer.
         }
     }
-    Ok(())
+    Ok(answer)
 }
 
 /// The next JSON message.
