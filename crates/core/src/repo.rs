@@ -53,7 +53,15 @@ impl RepoUrl {
                 "credentials in the URL are not allowed (use a credential helper on the VM)",
             );
         }
-        if url.host_str().is_none_or(str::is_empty) || raw["https://".len()..].starts_with('/') {
+        // `https:/host` and `https:///host` parse as URLs with a host; refuse them as git
+        // would. (The first 8 bytes are checked as ASCII before the rest is looked at.)
+        let after_scheme = raw
+            .get(..8)
+            .filter(|scheme| scheme.eq_ignore_ascii_case("https://"))
+            .map(|_| &raw[8..]);
+        if url.host_str().is_none_or(str::is_empty)
+            || after_scheme.is_none_or(|rest| rest.starts_with('/'))
+        {
             return fail("it has no host");
         }
         if url.query().is_some() {
@@ -120,6 +128,8 @@ mod tests {
         assert_eq!(repo.dir_name(), Some("demo"));
         let repo = RepoUrl::parse("https://example.com/team/my--repo.git").unwrap();
         assert_eq!(repo.dir_name(), Some("my--repo"));
+        let repo = RepoUrl::parse("HTTPS://example.com/team/upper.git").unwrap();
+        assert_eq!(repo.dir_name(), Some("upper"));
     }
 
     #[test]
@@ -140,6 +150,10 @@ mod tests {
             "https:///a/b.git",
             "-https://github.com/a/b.git",
             "https://github.com/a/b.git\t--upload-pack=evil",
+            // Found by the bus_decode fuzz target: a single slash and a multi-byte character
+            // where the host would start once panicked (a byte index inside a character).
+            "https:/\u{452}ithcu/o.mbocteol/hlo",
+            "https:/github.com/a/b.git",
         ] {
             assert!(RepoUrl::parse(bad).is_err(), "{bad}");
         }
