@@ -5,7 +5,9 @@
 #  2. session usable (from asking for a VM to its first command having run), p50, warm against
 #     a cold boot;
 #  3. a one-job, one-step workflow: wall time of `azlin run` from start to exit, warm pool
-#     against cold boot, p50 over NSPAWN_RUNS runs each.
+#     against cold boot, p50 over NSPAWN_RUNS runs each;
+#  4. QEMU: `snapshot restore` of a running-state snapshot until the VM answers SSH, against a
+#     cold boot until SSH (`azlin new --provider qemu`). QEMU=0 skips it (minutes under TCG).
 #
 #   bench/pool.sh [SIM_ALLOCATIONS] [NSPAWN_RUNS]   (default 100 and 5; needs root and the base image)
 #   AZLIN_BIN=target/debug/azlin bench/pool.sh      measures an existing build instead
@@ -125,8 +127,25 @@ cold_usable_p50=$(session_field usable_ms "${cold_reports[@]}" | percentile 50)
 warm_wall_p50=$(printf '%s\n' "${warm_walls[@]}" | percentile 50)
 cold_wall_p50=$(printf '%s\n' "${cold_walls[@]}" | percentile 50)
 
+if [ "${QEMU:-1}" != 0 ]; then
+  # `azlin new` waits for cloud-init too: its SSH stage is the cold boot's time to SSH.
+  "$azlin" new --provider qemu --name qbench --no-connect -o json > "$work/qemu-new.json" 2>"$work/qemu-new.log" \
+    || { tail -20 "$work/qemu-new.log"; exit 1; }
+  qemu_cold_ms=$(python3 -c '
+import json,sys; t=json.load(open(sys.argv[1]))["vms"][0]["timings_ms"]; print(t["provision"]+t["ssh"])' "$work/qemu-new.json")
+  "$azlin" snapshot create qbench warm > /dev/null 2>&1
+  started=$(date +%s%N)
+  "$azlin" snapshot restore qbench warm > /dev/null 2>"$work/qemu-restore.log" || { tail "$work/qemu-restore.log"; exit 1; }
+  "$azlin" connect qbench -- true
+  qemu_restore_ms=$(( ($(date +%s%N) - started) / 1000000 ))
+  "$azlin" delete qbench --yes > /dev/null 2>&1
+fi
+
 echo "allocation from a warm pool (claim), sim:    p50 ${sim_claim_p50} ms, p99 ${sim_claim_p99} ms over ${sim_taken} allocations (target p50 < 10 ms; the spec's figure: ~50 ms)"
 echo "allocation from a warm pool (claim), nspawn: p50 ${nspawn_claim_p50} ms, p99 ${nspawn_claim_p99} ms over ${nspawn_taken} allocations"
 echo "session usable, sim (warm):                  p50 ${sim_usable_p50} ms"
 echo "session usable, nspawn:                      p50 ${warm_usable_p50} ms warm, ${cold_usable_p50} ms cold boot (target warm < 50 ms)"
 echo "one-job one-step workflow, nspawn (wall):    p50 ${warm_wall_p50} ms warm, ${cold_wall_p50} ms cold boot over ${nspawn_runs} runs each (target warm <= 500 ms)"
+if [ "${QEMU:-1}" != 0 ]; then
+  echo "qemu restore of a running-state snapshot to SSH: ${qemu_restore_ms} ms; cold boot to SSH: ${qemu_cold_ms} ms"
+fi

@@ -400,7 +400,7 @@ pub struct VmSpec {
     pub tags: BTreeMap<String, String>,
     /// Boot from a snapshot of another VM instead of the base image (`azlin clone`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub clone_of: Option<CloneSource>,
+    pub clone_of: Option<Box<CloneSource>>,
 }
 
 /// The snapshot a clone boots from.

@@ -145,10 +145,10 @@ pub async fn clone(app: &App, args: &CloneArgs) -> anyhow::Result<ExitCode> {
         }
     }
     for spec in &mut specs {
-        spec.clone_of = Some(CloneSource {
+        spec.clone_of = Some(Box::new(CloneSource {
             vm: source.clone(),
             snapshot: snapshot.clone(),
-        });
+        }));
     }
     let identity = prerequisites::preflight(app, &progress, vm.provider, specs[0].image).await?;
     let control = app.control_plane(&identity, specs.len()).await?;

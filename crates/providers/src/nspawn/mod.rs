@@ -314,7 +314,7 @@ impl VmProvider for NspawnProvider {
             self.boot(
                 vm,
                 Some((&meta, &request.user_data)),
-                spec.clone_of.as_ref(),
+                spec.clone_of.as_deref(),
             )
         })
         .await
