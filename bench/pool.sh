@@ -15,13 +15,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 sim_allocations="${1:-100}"
 nspawn_runs="${2:-5}"
-export AZLIN_IMAGE_DIR="${AZLIN_IMAGE_DIR:-/var/cache/azlin/images}"
-if [ -n "${AZLIN_BIN:-}" ]; then
-  azlin="$(realpath "$AZLIN_BIN")"
-else
-  cargo build -q --release -p azlin
-  azlin="$PWD/target/release/azlin"
-fi
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 work="$(mktemp -d)"
 export AZLIN_HOME="$work/home" AZLIN_CONFIG="$work/config.toml"
 cat > "$AZLIN_CONFIG" <<EOF

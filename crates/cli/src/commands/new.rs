@@ -16,6 +16,7 @@ use azlin_core::event::{
     CreateComplete, CreateFailed, CreateRequested, Event, Request, SCHEMA, Stage as EventStage,
 };
 use azlin_core::{ExitCode, ProviderKind, VmName, VmSpec, new_id, now_rfc3339};
+use azlin_remote::Identity;
 use azlin_remote::attach::Session;
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -101,6 +102,23 @@ fn refuse_ssh_from_anywhere(app: &App, specs: &[VmSpec], allowed: bool) -> anyho
          ssh_source_prefix = \"YOUR.ADDRESS/32\" under [azure] in the config to allow only \
          yours, or pass --allow-ssh-from-anywhere to accept it",
     ))
+}
+
+/// A `vm.create.request` for each spec, its VM reached with `identity`.
+pub fn create_requests(specs: &[VmSpec], identity: &Identity, requested_by: &str) -> Vec<Request> {
+    specs
+        .iter()
+        .map(|spec| {
+            Request::Create(CreateRequested {
+                schema: SCHEMA,
+                request_id: new_id(),
+                spec: spec.clone(),
+                ssh_public_key: identity.public_openssh.clone(),
+                requested_by: requested_by.to_string(),
+                created_at: now_rfc3339(),
+            })
+        })
+        .collect()
 }
 
 /// Shows a single VM's events as successive stages.
@@ -197,19 +215,7 @@ pub async fn run(app: &App, args: &NewArgs) -> anyhow::Result<ExitCode> {
         std::env::var("USER").unwrap_or_else(|_| "root".into()),
         crate::app::hostname()
     );
-    let requests: Vec<Request> = specs
-        .iter()
-        .map(|spec| {
-            Request::Create(CreateRequested {
-                schema: SCHEMA,
-                request_id: new_id(),
-                spec: spec.clone(),
-                ssh_public_key: identity.public_openssh.clone(),
-                requested_by: requested_by.clone(),
-                created_at: now_rfc3339(),
-            })
-        })
-        .collect();
+    let requests = create_requests(&specs, &identity, &requested_by);
     // Another `azlin new` may have taken a name since the check above: still a usage error,
     // and the other launch's record is left alone.
     let (mut subscription, pending) = control

@@ -8,7 +8,7 @@ use crate::failure::Failure;
 use crate::output;
 use crate::progress::Progress;
 use crate::settings::Settings;
-use azlin_control::pool::{HealthCheck, Pools};
+use azlin_control::pool::{HealthCheck, Maintenance, Pools};
 use azlin_control::{PoolStatus, ProviderSource};
 use azlin_core::{ExitCode, VmState};
 use azlin_remote::Identity;
@@ -147,15 +147,7 @@ async fn fill(app: &App, names: &[String]) -> anyhow::Result<ExitCode> {
                 if done.busy {
                     eprintln!("pool '{name}': another azlin process is filling it");
                 }
-                for vm in &done.booted {
-                    eprintln!("pool '{name}': {vm} is ready");
-                }
-                for retired in &done.retired {
-                    eprintln!("pool '{name}': retired {retired}");
-                }
-                for failure in &done.failed {
-                    eprintln!("pool '{name}': a boot failed: {failure}");
-                }
+                tell(&format!("pool '{name}'"), &done);
                 failed |= !done.failed.is_empty();
                 results.push(serde_json::json!({ "pool": name, "result": done }));
             }
@@ -178,6 +170,19 @@ async fn fill(app: &App, names: &[String]) -> anyhow::Result<ExitCode> {
         ));
     }
     Ok(ExitCode::Ok)
+}
+
+/// Says on stderr what a pool's maintenance did, each line led by `who`.
+fn tell(who: &str, done: &Maintenance) {
+    for vm in &done.booted {
+        eprintln!("{who}: {vm} is ready");
+    }
+    for retired in &done.retired {
+        eprintln!("{who}: retired {retired}");
+    }
+    for failure in &done.failed {
+        eprintln!("{who}: a boot failed: {failure}");
+    }
 }
 
 async fn drain(app: &App, names: &[String]) -> anyhow::Result<ExitCode> {
@@ -226,17 +231,7 @@ pub async fn keeper(
         loop {
             for name in &names {
                 match pools.maintain(&planner, name, health.as_ref()).await {
-                    Ok(done) => {
-                        for vm in &done.booted {
-                            eprintln!("azlin serve: pool '{name}': {vm} is ready");
-                        }
-                        for retired in &done.retired {
-                            eprintln!("azlin serve: pool '{name}': retired {retired}");
-                        }
-                        for failure in &done.failed {
-                            eprintln!("azlin serve: pool '{name}': a boot failed: {failure}");
-                        }
-                    }
+                    Ok(done) => tell(&format!("azlin serve: pool '{name}'"), &done),
                     Err(error) => tracing::warn!(pool = %name, %error, "pool maintenance failed"),
                 }
             }

@@ -7,8 +7,8 @@ use crate::commands::{new, prerequisites};
 use crate::failure::Failure;
 use crate::output;
 use crate::progress::Progress;
-use azlin_core::event::{CreateRequested, Event, Request, SCHEMA};
-use azlin_core::{CloneSource, ExitCode, Snapshot, VmName, new_id, now_rfc3339};
+use azlin_core::event::Event;
+use azlin_core::{CloneSource, ExitCode, Snapshot, VmName};
 
 fn parse_name(name: &str) -> anyhow::Result<VmName> {
     VmName::parse(name).map_err(|e| Failure::usage(e.to_string()))
@@ -152,19 +152,8 @@ pub async fn clone(app: &App, args: &CloneArgs) -> anyhow::Result<ExitCode> {
     }
     let identity = prerequisites::preflight(app, &progress, vm.provider, specs[0].image).await?;
     let control = app.control_plane(&identity, specs.len()).await?;
-    let requests: Vec<Request> = specs
-        .iter()
-        .map(|spec| {
-            Request::Create(CreateRequested {
-                schema: SCHEMA,
-                request_id: new_id(),
-                spec: spec.clone(),
-                ssh_public_key: identity.public_openssh.clone(),
-                requested_by: format!("azlin clone on {}", crate::app::hostname()),
-                created_at: now_rfc3339(),
-            })
-        })
-        .collect();
+    let requested_by = format!("azlin clone on {}", crate::app::hostname());
+    let requests = new::create_requests(&specs, &identity, &requested_by);
     let stage = progress.stage(format!("Booting {} clone(s) of {source}", specs.len()));
     let ended = control
         .orchestrator

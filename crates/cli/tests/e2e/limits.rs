@@ -10,18 +10,11 @@ fn an_nspawn_vm_is_held_to_its_size() {
     azlin
         .new_vm("nspawn", "small", &["--size", "Standard_B1s"])
         .expect(0);
-    let limits = azlin
-        .run(&[
-            "connect",
-            "small",
-            "--",
-            "sh",
-            "-c",
-            "cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null; \
-             cat /sys/fs/cgroup/cpu.max /sys/fs/cgroup/cpu/cpu.cfs_quota_us 2>/dev/null; true",
-        ])
-        .expect(0)
-        .stdout;
+    let limits = azlin.sh(
+        "small",
+        "cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null; \
+         cat /sys/fs/cgroup/cpu.max /sys/fs/cgroup/cpu/cpu.cfs_quota_us 2>/dev/null; true",
+    );
     let lines: Vec<&str> = limits.lines().collect();
     assert_eq!(lines.first(), Some(&"1073741824"), "{limits}");
     assert!(
@@ -30,17 +23,11 @@ fn an_nspawn_vm_is_held_to_its_size() {
     );
     // A line of 1.5 GiB held in memory does not fit: the kernel kills that process, the VM
     // goes on.
-    let hog = azlin
-        .run(&[
-            "connect",
-            "small",
-            "--",
-            "sh",
-            "-c",
-            "head -c 1536M /dev/zero | tail -n 1 > /dev/null; echo status=$?",
-        ])
-        .expect(0);
-    assert!(!hog.stdout.contains("status=0"), "{}", hog.stdout);
+    let hog = azlin.sh(
+        "small",
+        "head -c 1536M /dev/zero | tail -n 1 > /dev/null; echo status=$?",
+    );
+    assert!(!hog.contains("status=0"), "{hog}");
     azlin.run(&["connect", "small", "--", "true"]).expect(0);
     azlin.run(&["delete", "small", "--yes"]).expect(0);
     azlin.assert_no_vms();

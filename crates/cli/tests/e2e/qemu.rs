@@ -138,39 +138,19 @@ fn qemu_vm_boots_restarts_and_is_deleted_without_leftovers() {
 
     // A running VM's snapshot holds its memory: the restore resumes it where it was, without
     // a boot (same boot id), the disk back as it was (the file written after is gone).
-    let boot_id = |azlin: &Azlin| {
-        let run = azlin
-            .run(&[
-                "connect",
-                "q1",
-                "--",
-                "cat",
-                "/proc/sys/kernel/random/boot_id",
-            ])
-            .expect(0);
-        run.stdout.trim().to_string()
-    };
+    let boot_id = |azlin: &Azlin| azlin.sh("q1", "cat /proc/sys/kernel/random/boot_id");
     let booted = boot_id(&azlin);
     let taken = azlin
         .run(&["snapshot", "create", "q1", "s1", "-o", "json"])
         .expect(0)
         .json();
     assert_eq!(taken[0]["with_memory"], true, "{taken}");
-    azlin
-        .run(&["connect", "q1", "--", "sh", "-c", "echo lost > after; sync"])
-        .expect(0);
+    azlin.sh("q1", "echo lost > after; sync");
     azlin.run(&["snapshot", "restore", "q1", "s1"]).expect(0);
-    let run = azlin
-        .run(&[
-            "connect",
-            "q1",
-            "--",
-            "sh",
-            "-c",
-            "cat marker; ls after 2>/dev/null || echo after-gone",
-        ])
-        .expect(0);
-    assert_eq!(run.stdout.trim(), "kept\nafter-gone");
+    assert_eq!(
+        azlin.sh("q1", "cat marker; ls after 2>/dev/null || echo after-gone"),
+        "kept\nafter-gone"
+    );
     assert_eq!(boot_id(&azlin), booted, "the restore booted the VM");
     let listed = azlin
         .run(&["snapshot", "list", "q1", "-o", "json"])

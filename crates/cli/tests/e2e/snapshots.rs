@@ -4,28 +4,19 @@
 
 use crate::support::{Azlin, nspawn_processes};
 
-fn on_vm(azlin: &Azlin, vm: &str, script: &str) -> String {
-    azlin
-        .run(&["connect", vm, "--", "sh", "-c", script])
-        .expect(0)
-        .stdout
-        .trim()
-        .to_string()
-}
-
 #[test]
 fn an_nspawn_snapshot_round_trips_and_a_clone_is_a_new_machine() {
     let azlin = Azlin::new();
     azlin.new_vm("nspawn", "snapped", &[]).expect(0);
-    on_vm(&azlin, "snapped", "echo kept > ~/before && sync");
+    azlin.sh("snapped", "echo kept > ~/before && sync");
     let taken = azlin
         .run(&["snapshot", "create", "snapped", "s1", "-o", "json"])
         .expect(0)
         .json();
     assert_eq!(taken[0]["name"], "s1");
     // The VM went on running through the snapshot (paused, not rebooted).
-    assert_eq!(on_vm(&azlin, "snapped", "cat ~/before"), "kept");
-    on_vm(&azlin, "snapped", "echo lost > ~/after && sync");
+    assert_eq!(azlin.sh("snapped", "cat ~/before"), "kept");
+    azlin.sh("snapped", "echo lost > ~/after && sync");
     let again = azlin
         .run(&["snapshot", "create", "snapped", "s1"])
         .expect(64);
@@ -53,8 +44,7 @@ fn an_nspawn_snapshot_round_trips_and_a_clone_is_a_new_machine() {
     // Restored in place: same host key (strict SSH still works), the file from before is
     // there, the one from after is gone.
     assert_eq!(
-        on_vm(
-            &azlin,
+        azlin.sh(
             "snapped",
             "cat ~/before; test -e ~/after && echo after-survived || echo after-gone"
         ),
@@ -75,11 +65,11 @@ fn an_nspawn_snapshot_round_trips_and_a_clone_is_a_new_machine() {
     assert_ne!(copy["address"], source["address"]);
     // The clone answers SSH with its own key (azlin connect checks it strictly), carries the
     // source's files, and has its own machine id and host name.
-    assert_eq!(on_vm(&azlin, "copy", "cat ~/before"), "kept");
-    assert_eq!(on_vm(&azlin, "copy", "hostname"), "copy");
+    assert_eq!(azlin.sh("copy", "cat ~/before"), "kept");
+    assert_eq!(azlin.sh("copy", "hostname"), "copy");
     assert_ne!(
-        on_vm(&azlin, "copy", "cat /etc/machine-id"),
-        on_vm(&azlin, "snapped", "cat /etc/machine-id")
+        azlin.sh("copy", "cat /etc/machine-id"),
+        azlin.sh("snapped", "cat /etc/machine-id")
     );
     // The clone's snapshot was temporary; s1 remains until deleted.
     let listed = azlin

@@ -151,6 +151,15 @@ impl Azlin {
         self.home.path().join(".local/state/azlin")
     }
 
+    /// Runs `script` with `sh -c` on VM `vm` through `azlin connect`; its trimmed stdout.
+    pub fn sh(&self, vm: &str, script: &str) -> String {
+        self.run(&["connect", vm, "--", "sh", "-c", script])
+            .expect(0)
+            .stdout
+            .trim()
+            .to_string()
+    }
+
     /// `azlin status NAME -o json`'s VM object.
     pub fn vm(&self, name: &str) -> Value {
         self.run(&["status", name, "-o", "json"]).expect(0).json()["vm"].clone()
