@@ -1230,3 +1230,88 @@ async fn no_token_in_logs_or_debug_output() {
         "user data was logged"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Snapshots
+
+#[tokio::test]
+async fn snapshots_of_the_os_disk_are_taken_listed_restored_and_deleted() {
+    let (double, provider, _az) = env().await;
+    let vm = name("snapvm");
+    provider
+        .create(&request("snapvm", "r-snap"))
+        .await
+        .expect("created");
+    let os_disk = |double: &ArmDouble| {
+        let vm = double
+            .resources()
+            .into_iter()
+            .find(|r| r.resource_type == "Microsoft.Compute/virtualMachines")
+            .expect("the VM");
+        vm.body
+            .pointer("/properties/storageProfile/osDisk/managedDisk/id")
+            .and_then(serde_json::Value::as_str)
+            .expect("an OS disk")
+            .to_string()
+    };
+    let first_disk = os_disk(&double);
+
+    let taken = provider.snapshot_create(&vm, "s1").await.expect("snapshot");
+    assert_eq!((taken.name.as_str(), taken.with_memory), ("s1", false));
+    assert_eq!(taken.size_bytes, 30 << 30);
+    let snapshot = double
+        .resources()
+        .into_iter()
+        .find(|r| r.resource_type == "Microsoft.Compute/snapshots")
+        .expect("a snapshot resource");
+    assert_eq!(snapshot.tag("azlin-vm"), Some("snapvm"));
+    assert_eq!(
+        snapshot
+            .body
+            .pointer("/properties/creationData/sourceResourceId"),
+        Some(&serde_json::json!(first_disk)),
+        "a copy of the VM's OS disk"
+    );
+    let again = provider
+        .snapshot_create(&vm, "s1")
+        .await
+        .expect_err("taken");
+    assert_fails(&again, ErrorKind::Usage, &["already has a snapshot 's1'"]);
+    let listed = provider.snapshot_list(&vm).await.expect("list");
+    assert_eq!(
+        listed.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
+        ["s1"]
+    );
+
+    // A restore swaps in a disk made from the snapshot, with the VM deallocated, and starts
+    // the VM again; the replaced disk is gone.
+    let restored = provider.snapshot_restore(&vm, "s1").await.expect("restore");
+    assert_eq!(restored.state, VmState::Running);
+    let second_disk = os_disk(&double);
+    assert_ne!(second_disk, first_disk);
+    let disks: Vec<_> = double
+        .resources()
+        .into_iter()
+        .filter(|r| r.resource_type == "Microsoft.Compute/disks")
+        .collect();
+    assert_eq!(disks.len(), 1, "{disks:#?}");
+    assert_eq!(disks[0].id, second_disk);
+    assert_eq!(
+        disks[0]
+            .body
+            .pointer("/properties/creationData/sourceResourceId"),
+        Some(&serde_json::json!(snapshot.id)),
+    );
+    let missing = provider
+        .snapshot_restore(&vm, "nope")
+        .await
+        .expect_err("no such");
+    assert_fails(&missing, ErrorKind::NotFound, &["no snapshot 'nope'"]);
+
+    provider.snapshot_delete(&vm, "s1").await.expect("delete");
+    assert!(provider.snapshot_list(&vm).await.expect("list").is_empty());
+    // A VM's delete takes its snapshots with it.
+    provider.snapshot_create(&vm, "s2").await.expect("snapshot");
+    provider.delete(&vm).await.expect("delete");
+    assert_no_resources(&double);
+}

@@ -30,6 +30,7 @@ pub(crate) mod auth;
 pub(crate) mod provider;
 pub(crate) mod resources;
 pub mod settings;
+mod snapshot;
 
 pub use provider::AzureProvider;
 pub use resources::MAX_CUSTOM_DATA_BYTES;

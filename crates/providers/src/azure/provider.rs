@@ -9,8 +9,8 @@ use super::resources::{
 use super::settings::{AzureSettings, validate_resource_group};
 use async_trait::async_trait;
 use azlin_core::{
-    CreateRequest, DeleteReport, ErrorKind, ProviderError, Region, Size, Tool, Vm, VmName,
-    VmProvider, VmState,
+    CreateRequest, DeleteReport, ErrorKind, ProviderError, Region, Size, Snapshot, Tool, Vm,
+    VmName, VmProvider, VmState,
 };
 use base64::Engine;
 use serde_json::Value;
@@ -20,7 +20,7 @@ use std::sync::Arc;
 #[derive(Debug)]
 pub struct AzureProvider {
     settings: AzureSettings,
-    arm: Arm,
+    pub(super) arm: Arm,
 }
 
 /// One resource of a VM, in the order they are deleted.
@@ -100,7 +100,8 @@ impl AzureProvider {
         Ok(self.list().await?.into_iter().find(|vm| &vm.name == name))
     }
 
-    async fn require(&self, name: &VmName) -> Result<(Vm, Scope), ProviderError> {
+    /// The VM named `name` and the scope of its resource group.
+    pub(super) async fn require(&self, name: &VmName) -> Result<(Vm, Scope), ProviderError> {
         let vm = self
             .find(name)
             .await?
@@ -654,6 +655,26 @@ impl VmProvider for AzureProvider {
             .map_err(|e| e.into_provider(&format!("stopping (deallocating) VM {name}")))
     }
 
+    async fn snapshot_create(
+        &self,
+        name: &VmName,
+        snapshot: &str,
+    ) -> Result<Snapshot, ProviderError> {
+        self.create_snapshot(name, snapshot).await
+    }
+
+    async fn snapshot_list(&self, name: &VmName) -> Result<Vec<Snapshot>, ProviderError> {
+        self.list_snapshots(name).await
+    }
+
+    async fn snapshot_restore(&self, name: &VmName, snapshot: &str) -> Result<Vm, ProviderError> {
+        self.restore_snapshot(name, snapshot).await
+    }
+
+    async fn snapshot_delete(&self, name: &VmName, snapshot: &str) -> Result<(), ProviderError> {
+        self.delete_snapshot(name, snapshot).await
+    }
+
     async fn delete(&self, name: &VmName) -> Result<DeleteReport, ProviderError> {
         let subscription = self.subscription().await?;
         let found = self.find(name).await?;
@@ -662,6 +683,14 @@ impl VmProvider for AzureProvider {
             .and_then(|vm| vm.details.get("resource_group").cloned())
             .unwrap_or_else(|| self.settings.resource_group.clone());
         let scope = Self::scope(&subscription, &group);
+        // Its snapshots go first (while the VM is there to find them by).
+        if found.is_some() {
+            for snapshot in self.list_snapshots(name).await.unwrap_or_default() {
+                if let Err(e) = self.delete_snapshot(name, &snapshot.name).await {
+                    tracing::warn!(vm = %name, snapshot = %snapshot.name, "deleting a snapshot: {e}");
+                }
+            }
+        }
         let removal = self.remove_vm_resources(&scope, name.as_str()).await;
         if removal.removed.is_empty() && removal.failed.is_empty() {
             return Err(ProviderError::not_found(name));

@@ -49,6 +49,7 @@ const MAX_TAG_VALUE: usize = 256;
 pub(crate) mod types {
     pub(crate) const VM: &str = "Microsoft.Compute/virtualMachines";
     pub(crate) const DISK: &str = "Microsoft.Compute/disks";
+    pub(crate) const SNAPSHOT: &str = "Microsoft.Compute/snapshots";
     pub(crate) const NIC: &str = "Microsoft.Network/networkInterfaces";
     pub(crate) const PUBLIC_IP: &str = "Microsoft.Network/publicIPAddresses";
     pub(crate) const NSG: &str = "Microsoft.Network/networkSecurityGroups";

@@ -13,8 +13,13 @@
 //!   (resource groups: `Location` only), `204 No Content` when there is nothing to delete; the
 //!   `Location` URL answers `202` while the operation runs and `200` when it is done;
 //! - `POST …/virtualMachines/{vm}/start|deallocate|powerOff|restart` answer `202` like `DELETE`;
-//! - `PATCH` of a resource updates its tags (the only update the double supports): managed disks
-//!   answer `202` with the operation headers (DiskRP), others `200` with the body;
+//! - `PATCH` of a resource updates its tags: managed disks answer `202` with the operation
+//!   headers (DiskRP), others `200` with the body; a VM's `PATCH` may also swap its OS disk
+//!   (`storageProfile.osDisk` name and managed disk id), only while it is deallocated and only to
+//!   an unattached disk (`409 OperationNotAllowed` otherwise);
+//! - snapshots (`Microsoft.Compute/snapshots`) copy a disk (`creationData.createOption: Copy`,
+//!   `sourceResourceId` of an existing disk); a disk may copy a snapshot; copies keep their
+//!   source's `diskSizeGB`; `GET …/resourceGroups/{g}/providers/{ns}/{type}` lists one type;
 //! - an operation can end `Canceled` (status body `{"status":"Canceled"}`, no `error`);
 //! - a VM whose new OS disk would take the name of an existing disk is refused
 //!   (`409 ConflictingUserInput`: only `createOption: Attach` may use an existing disk);
@@ -53,16 +58,19 @@ pub enum Kind {
     VirtualMachine,
     /// `Microsoft.Compute/disks`
     Disk,
+    /// `Microsoft.Compute/snapshots`
+    Snapshot,
 }
 
 impl Kind {
-    const ALL: [Kind; 6] = [
+    const ALL: [Kind; 7] = [
         Kind::VirtualNetwork,
         Kind::NetworkSecurityGroup,
         Kind::PublicIpAddress,
         Kind::NetworkInterface,
         Kind::VirtualMachine,
         Kind::Disk,
+        Kind::Snapshot,
     ];
 
     pub(crate) fn parse(namespace: &str, type_name: &str) -> Option<Kind> {
@@ -74,7 +82,7 @@ impl Kind {
 
     pub(crate) fn namespace(self) -> &'static str {
         match self {
-            Kind::VirtualMachine | Kind::Disk => "Microsoft.Compute",
+            Kind::VirtualMachine | Kind::Disk | Kind::Snapshot => "Microsoft.Compute",
             _ => "Microsoft.Network",
         }
     }
@@ -87,6 +95,7 @@ impl Kind {
             Kind::NetworkInterface => "networkInterfaces",
             Kind::VirtualMachine => "virtualMachines",
             Kind::Disk => "disks",
+            Kind::Snapshot => "snapshots",
         }
     }
 
@@ -98,7 +107,7 @@ impl Kind {
     pub(crate) fn api_version(self) -> &'static str {
         match self {
             Kind::VirtualMachine => COMPUTE_API,
-            Kind::Disk => DISKS_API,
+            Kind::Disk | Kind::Snapshot => DISKS_API,
             _ => NETWORK_API,
         }
     }
@@ -534,6 +543,14 @@ impl Model {
             ("GET", ["subscriptions", _, "resourcegroups", _, "resources"]) => self
                 .api(req, &[RESOURCES_API], "InvalidApiVersionParameter")
                 .unwrap_or_else(|| self.group_resources(s[3])),
+            ("GET", ["subscriptions", _, "resourcegroups", _, "providers", ns, ty]) => {
+                match Kind::parse(ns, ty) {
+                    Some(kind) => self
+                        .api(req, &[kind.api_version()], "NoRegisteredProviderFound")
+                        .unwrap_or_else(|| self.group_resources_of(s[3], kind)),
+                    None => Self::unknown_type(ns, ty),
+                }
+            }
             (
                 _,
                 [

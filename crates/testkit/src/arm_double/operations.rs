@@ -327,6 +327,21 @@ impl Model {
         Resp::json(200, json!({ "value": value }))
     }
 
+    /// `GET` of every resource of `kind` in a group: their full bodies.
+    pub(crate) fn group_resources_of(&self, name: &str, kind: Kind) -> Resp {
+        let key = lower(name);
+        if !self.groups.contains_key(&key) {
+            return Self::group_not_found(name);
+        }
+        let value: Vec<Value> = self
+            .resources
+            .values()
+            .filter(|r| r.group == key && r.kind == kind)
+            .map(|r| r.body.clone())
+            .collect();
+        Resp::json(200, json!({ "value": value }))
+    }
+
     pub(crate) fn resource(&mut self, req: &Req, group: &str, kind: Kind, name: &str) -> Resp {
         let group_key = lower(group);
         let Some(group_name) = self
@@ -507,6 +522,18 @@ impl Model {
                     error = Some(json!({ "code": code, "message": message }));
                 }
             }
+            Kind::Snapshot | Kind::Disk => {
+                // A copy has its source's size.
+                let size = str_at(&body, "/properties/creationData/sourceResourceId")
+                    .and_then(|source| self.resources.get(&lower(source)))
+                    .and_then(|r| r.body.pointer("/properties/diskSizeGB").cloned())
+                    .unwrap_or(json!(30));
+                stored["properties"]["diskSizeGB"] = size;
+                stored["properties"]["timeCreated"] = json!(now());
+                if kind == Kind::Disk {
+                    stored["properties"]["diskState"] = json!("Unattached");
+                }
+            }
             _ => {}
         }
         self.resources.insert(
@@ -548,11 +575,16 @@ impl Model {
                 "The request content was invalid.",
             );
         };
+        if kind == Kind::VirtualMachine && update.contains_key("properties") {
+            return self.swap_os_disk(key, &body);
+        }
         if let Some(other) = update.keys().find(|k| k.as_str() != "tags") {
             return Resp::error(
                 400,
                 "InvalidParameter",
-                format!("the ARM double updates only tags with PATCH, not '{other}'"),
+                format!(
+                    "the ARM double updates only tags (and a VM's OS disk) with PATCH, not '{other}'"
+                ),
             );
         }
         let tags = match update.get("tags") {
@@ -581,6 +613,69 @@ impl Model {
             None,
         );
         self.operation_answer(Resp::empty(202), urls, true)
+    }
+
+    /// `PATCH` of a VM's `storageProfile.osDisk` (name and managed disk id): Azure's OS disk
+    /// swap, allowed on a deallocated VM with an unattached disk.
+    fn swap_os_disk(&mut self, key: &str, body: &Value) -> Resp {
+        let (Some(name), Some(disk_id)) = (
+            str_at(body, "/properties/storageProfile/osDisk/name"),
+            str_at(body, "/properties/storageProfile/osDisk/managedDisk/id"),
+        ) else {
+            return Resp::error(
+                400,
+                "InvalidParameter",
+                "the ARM double updates only storageProfile.osDisk (name, managedDisk.id) of a VM",
+            );
+        };
+        if self.power.get(key).copied() != Some("deallocated") {
+            return Resp::error(
+                409,
+                "OperationNotAllowed",
+                "The OS disk of a VM can be swapped only while the VM is deallocated.",
+            );
+        }
+        let disk_key = lower(disk_id);
+        match self.resources.get(&disk_key) {
+            Some(d) if d.kind == Kind::Disk && d.body.get("managedBy").is_none() => {}
+            Some(_) => {
+                return Resp::error(
+                    409,
+                    "OperationNotAllowed",
+                    format!("Disk {disk_id} is in use."),
+                );
+            }
+            None => {
+                return Resp::error(
+                    400,
+                    "InvalidResourceReference",
+                    format!("Resource {disk_id} referenced by resource was not found."),
+                );
+            }
+        }
+        let Some(vm) = self.resources.get_mut(key) else {
+            return Resp::error(404, "ResourceNotFound", "The VM was not found.");
+        };
+        let vm_id = vm.id.clone();
+        let os_disk = &mut vm.body["properties"]["storageProfile"]["osDisk"];
+        let old = os_disk
+            .pointer("/managedDisk/id")
+            .and_then(Value::as_str)
+            .map(lower);
+        os_disk["name"] = json!(name);
+        os_disk["managedDisk"]["id"] = json!(disk_id);
+        let answer = vm.body.clone();
+        if let Some(old) = old.and_then(|old| self.resources.get_mut(&old)) {
+            if let Some(o) = old.body.as_object_mut() {
+                o.remove("managedBy");
+            }
+            old.body["properties"]["diskState"] = json!("Unattached");
+        }
+        if let Some(new) = self.resources.get_mut(&disk_key) {
+            new.body["managedBy"] = json!(vm_id);
+            new.body["properties"]["diskState"] = json!("Reserved");
+        }
+        Resp::json(200, answer)
     }
 
     pub(crate) fn delete(&mut self, kind: Kind, key: &str) -> Resp {

@@ -80,6 +80,38 @@ impl Model {
                     }
                 }
             }
+            Kind::Snapshot | Kind::Disk => {
+                let option = str_at(body, "/properties/creationData/createOption");
+                match (kind, option) {
+                    // A snapshot copies a disk; a disk may copy a snapshot (or a disk).
+                    (Kind::Snapshot, Some(o)) if o.eq_ignore_ascii_case("Copy") => {
+                        reference("/properties/creationData/sourceResourceId", Kind::Disk)?;
+                    }
+                    (Kind::Snapshot, _) => {
+                        return invalid(
+                            "creationData.createOption",
+                            "A snapshot is made with createOption Copy from a disk.",
+                        );
+                    }
+                    (_, Some(o)) if o.eq_ignore_ascii_case("Copy") => {
+                        let source = str_at(body, "/properties/creationData/sourceResourceId");
+                        let found = source.is_some_and(|id| {
+                            self.exists(id, Kind::Snapshot) || self.exists(id, Kind::Disk)
+                        });
+                        if !found {
+                            return Err(Resp::error(
+                                400,
+                                "InvalidResourceReference",
+                                format!(
+                                    "Resource {} referenced by resource was not found.",
+                                    source.unwrap_or("(none)")
+                                ),
+                            ));
+                        }
+                    }
+                    _ => {}
+                }
+            }
             Kind::PublicIpAddress => {
                 let sku = str_at(body, "/sku/name").unwrap_or("Basic");
                 let method =
@@ -264,7 +296,6 @@ impl Model {
                     }
                 }
             }
-            Kind::Disk => {}
         }
         Ok(())
     }
@@ -300,7 +331,7 @@ impl Model {
                 let by = self.resources.get(key)?.body.get("managedBy")?.as_str()?;
                 Some((409, "OperationNotAllowed", format!("Disk {target} is attached to VM {by}.")))
             }
-            Kind::VirtualMachine => None,
+            Kind::VirtualMachine | Kind::Snapshot => None,
         }
     }
 }
