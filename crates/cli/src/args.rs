@@ -168,7 +168,7 @@ pub struct NatsArgs {
 pub enum Command {
     /// Check prerequisites and show their versions (exit 2 when a required one is missing).
     Doctor(DoctorArgs),
-    /// Create a VM and connect to it: the 9-step launch of seed 000.
+    /// Create a VM (or take one from a warm pool) and connect to it.
     New(NewArgs),
     /// List azlin's VMs.
     #[command(alias = "ls")]
@@ -190,7 +190,8 @@ pub enum Command {
     Run(RunArgs),
     /// Serve VM launch requests from the bus.
     Worker(WorkerArgs),
-    /// Follow the bus and keep the state store and deployment-state.yaml current.
+    /// Follow the bus, keep the state store and deployment-state.yaml current, and keep the
+    /// warm pools filled.
     Serve(ServeArgs),
     /// Print the audit trail of events.
     Events(EventsArgs),

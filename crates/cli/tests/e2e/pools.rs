@@ -346,3 +346,24 @@ fn serve_keeps_the_pools_filled() {
     azlin.run(&["pool", "drain", "kept"]).expect(0);
     azlin.assert_no_vms();
 }
+
+#[test]
+fn a_pool_at_its_max_is_refilled_once_the_taken_vm_is_gone() {
+    let azlin = Azlin::new();
+    // With max = min_ready, the replacement only fits once the taken VM is deleted.
+    azlin.config(&pool_config("full", "sim", 1, 1));
+    let workflow = pooled_workflow(&azlin, "ci.yml", "echo hi");
+    azlin.run(&["pool", "fill", "full"]).expect(0);
+    let before = ready_vms(&status(&azlin, "full"));
+    let run = azlin
+        .run(&["run", &workflow, "--provider", "sim", "-o", "json"])
+        .expect(0);
+    assert_eq!(
+        sessions(&run.json())[0]["vm_origin"],
+        "taken from pool 'full'"
+    );
+    let after = ready_vms(&await_refill(&azlin, "full", 1));
+    assert!(after.is_disjoint(&before), "{before:?} {after:?}");
+    azlin.run(&["pool", "drain", "full"]).expect(0);
+    azlin.assert_no_vms();
+}

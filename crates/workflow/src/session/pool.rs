@@ -1,7 +1,8 @@
 //! [`PoolAllocator`]: session VMs taken from the warm pool whose labels match the job's
 //! `runs-on`, booted cold (through the control plane, like [`LaunchAllocator`]) when no pool
 //! serves the job or the pool has no ready VM. A VM taken is single-use: the session's release
-//! deletes it, and the pool is refilled in the background, never while the session waits.
+//! deletes it, and the pool is refilled in the background (after the take, and again after the
+//! release frees its room under `max`), never while the session waits.
 
 use super::allocator::{AllocError, Allocation, AllocationRequest, Allocator, VmOrigin};
 use super::launch::LaunchAllocator;
@@ -78,6 +79,12 @@ impl Allocator for PoolAllocator {
     }
 
     async fn release(&self, allocation: &Allocation) -> Result<(), AllocError> {
-        self.cold.release(allocation).await
+        let released = self.cold.release(allocation).await;
+        // The VM counted against the pool's `max` until now: the replacement may need this
+        // room (a refill started at the take may have found none).
+        if let VmOrigin::Pool { pool, .. } = &allocation.origin {
+            (self.refill)(pool);
+        }
+        released
     }
 }
