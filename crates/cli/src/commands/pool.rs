@@ -16,6 +16,9 @@ use std::os::unix::process::CommandExt;
 use std::process::Stdio;
 use std::sync::Arc;
 
+/// Most pool VMs one process boots at once.
+const MAX_PARALLEL_BOOTS: usize = 4;
+
 /// Runs `azlin pool …`.
 pub async fn run(app: &App, args: &PoolArgs) -> anyhow::Result<ExitCode> {
     let (action, name) = match &args.action {
@@ -102,6 +105,9 @@ async fn open(app: &App, names: &[String]) -> anyhow::Result<(ControlPlane, Pool
         identity = Some(prerequisites::preflight(app, &progress, kind, image).await?);
     }
     let identity = identity.ok_or_else(|| Failure::usage("no pool selected"))?;
+    // Boots beyond a few at once only slow each other down on a small host (and past SSH
+    // timeouts): the rest wait in the queue.
+    let concurrency = concurrency.min(MAX_PARALLEL_BOOTS);
     let control = app.control_plane(&identity, concurrency).await?;
     let pools = pools(app, &control, &identity);
     Ok((control, pools))

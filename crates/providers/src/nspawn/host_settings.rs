@@ -1,4 +1,5 @@
-//! Host-wide kernel settings azlin changes for its VMs (IPv4 forwarding): each one's previous
+//! Host-wide kernel settings azlin changes for its VMs (IPv4 forwarding, the inotify instance
+//! limit): each one's previous
 //! value is recorded in a file under `/run/azlin` before azlin first changes it, and put back
 //! when the last VM is gone. The record lives in `/run` because a reboot resets the settings too.
 
@@ -9,6 +10,12 @@ use std::path::{Path, PathBuf};
 pub const RECORD_FILE: &str = "/run/azlin/host-settings";
 /// IPv4 forwarding, which NAT for the VMs needs (a key below `/proc/sys`).
 pub const IP_FORWARD: &str = "net/ipv4/ip_forward";
+/// inotify instances per user. Every process in a VM's user namespace is charged to the host
+/// user that made the namespace (root): the default of 128 runs out at about twenty booting
+/// VMs, whose systemd then fails to start ("Too many open files").
+pub const INOTIFY_INSTANCES: &str = "fs/inotify/max_user_instances";
+/// What [`INOTIFY_INSTANCES`] is raised to, at least.
+pub const INOTIFY_INSTANCES_FOR_VMS: u64 = 8192;
 
 /// A host setting that could not be read, recorded, changed or restored.
 #[derive(Debug, thiserror::Error)]
@@ -134,6 +141,16 @@ impl HostSettings {
         Ok(())
     }
 
+    /// Raises numeric `key` to `at_least` when it is lower (recording its value first, as
+    /// [`set`](Self::set) does); a higher value is left as it is.
+    pub fn raise(&self, key: &str, at_least: u64) -> Result<(), HostSettingError> {
+        let current: u64 = self.read(key)?.parse().unwrap_or(0);
+        if current >= at_least {
+            return Ok(());
+        }
+        self.set(key, &at_least.to_string())
+    }
+
     /// Puts every recorded setting back and removes the record, returning what was restored.
     /// A setting that cannot be restored stays recorded (for the next try) and is an error.
     pub fn restore(&self) -> Result<Vec<String>, HostSettingError> {
@@ -207,6 +224,25 @@ mod tests {
         assert!(!dir.path().join("run/host-settings").exists());
         // Nothing recorded: nothing to do.
         assert!(settings.restore().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_limit_is_raised_never_lowered_and_comes_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = host(dir.path(), "0");
+        let limit = dir.path().join("sys").join(INOTIFY_INSTANCES);
+        std::fs::create_dir_all(limit.parent().unwrap()).unwrap();
+        std::fs::write(&limit, "128\n").unwrap();
+        settings.raise(INOTIFY_INSTANCES, 8192).unwrap();
+        assert_eq!(settings.read(INOTIFY_INSTANCES).unwrap(), "8192");
+        settings.raise(INOTIFY_INSTANCES, 64).unwrap();
+        assert_eq!(settings.read(INOTIFY_INSTANCES).unwrap(), "8192");
+        settings.restore().unwrap();
+        assert_eq!(settings.read(INOTIFY_INSTANCES).unwrap(), "128");
+        // A host that allows more already is left alone, and nothing is recorded.
+        std::fs::write(&limit, "65536\n").unwrap();
+        settings.raise(INOTIFY_INSTANCES, 8192).unwrap();
+        assert!(settings.recorded().unwrap().is_empty());
     }
 
     #[test]

@@ -7,7 +7,9 @@
 //! to drift from reality. Every host veth also carries [`HOST_ALIAS`].
 
 use super::firewall::{self, Policy};
-use super::host_settings::{HostSettings, IP_FORWARD};
+use super::host_settings::{
+    HostSettings, INOTIFY_INSTANCES, INOTIFY_INSTANCES_FOR_VMS, IP_FORWARD,
+};
 use crate::command::{run, run_with_input};
 use crate::lock::FileLock;
 use azlin_core::{ErrorKind, ProviderError};
@@ -127,7 +129,7 @@ pub async fn create(policy: &Policy) -> Result<Slot, ProviderError> {
 pub async fn ensure(slot: Slot, policy: &Policy) -> Result<(), ProviderError> {
     let _lock = FileLock::acquire(Path::new(LOCK_FILE)).await?;
     if slot.veth_exists() && slot.netns_exists() {
-        HostSettings::default().set(IP_FORWARD, "1")?;
+        host_settings()?;
         return firewall::add(slot, policy).await;
     }
     remove_locked(slot).await;
@@ -175,8 +177,15 @@ async fn build(slot: Slot, policy: &Policy) -> Result<(), ProviderError> {
         ],
     )
     .await?;
-    // NAT for the VMs needs IPv4 forwarding; its previous value comes back with the last VM.
-    HostSettings::default().set(IP_FORWARD, "1")?;
+    host_settings()
+}
+
+/// The host settings VMs need, their previous values coming back with the last VM: IPv4
+/// forwarding for their NAT, and room for their inotify instances.
+fn host_settings() -> Result<(), ProviderError> {
+    let settings = HostSettings::default();
+    settings.set(IP_FORWARD, "1")?;
+    settings.raise(INOTIFY_INSTANCES, INOTIFY_INSTANCES_FOR_VMS)?;
     Ok(())
 }
 
