@@ -305,15 +305,21 @@ impl Model {
         )
     }
 
-    pub(crate) fn group_resources(&self, name: &str) -> Resp {
+    /// The resources of group `name`, or its not-found answer.
+    fn group_members(&self, name: &str) -> Result<impl Iterator<Item = &Stored>, Resp> {
         let key = lower(name);
         if !self.groups.contains_key(&key) {
-            return Self::group_not_found(name);
+            return Err(Self::group_not_found(name));
         }
-        let value: Vec<Value> = self
-            .resources
-            .values()
-            .filter(|r| r.group == key)
+        Ok(self.resources.values().filter(move |r| r.group == key))
+    }
+
+    pub(crate) fn group_resources(&self, name: &str) -> Resp {
+        let members = match self.group_members(name) {
+            Ok(members) => members,
+            Err(resp) => return resp,
+        };
+        let value: Vec<Value> = members
             .map(|r| {
                 json!({
                     "id": r.id,
@@ -329,17 +335,16 @@ impl Model {
 
     /// `GET` of every resource of `kind` in a group: their full bodies.
     pub(crate) fn group_resources_of(&self, name: &str, kind: Kind) -> Resp {
-        let key = lower(name);
-        if !self.groups.contains_key(&key) {
-            return Self::group_not_found(name);
+        match self.group_members(name) {
+            Ok(members) => {
+                let value: Vec<Value> = members
+                    .filter(|r| r.kind == kind)
+                    .map(|r| r.body.clone())
+                    .collect();
+                Resp::json(200, json!({ "value": value }))
+            }
+            Err(resp) => resp,
         }
-        let value: Vec<Value> = self
-            .resources
-            .values()
-            .filter(|r| r.group == key && r.kind == kind)
-            .map(|r| r.body.clone())
-            .collect();
-        Resp::json(200, json!({ "value": value }))
     }
 
     pub(crate) fn resource(&mut self, req: &Req, group: &str, kind: Kind, name: &str) -> Resp {
