@@ -58,6 +58,32 @@ pub struct ServerOptions {
     pub env: Vec<(String, String)>,
 }
 
+impl ServerOptions {
+    /// A server with azlin's documented users and subject permissions
+    /// (`docs/nats/azlin-users.conf`), after `extra` (a `tls {}` block, say). Each role's password
+    /// is its name's last part and `-pw`: `azlin-worker` has `worker-pw`, `azlin-cli` `cli-pw`,
+    /// `azlin-serve` `serve-pw`.
+    pub fn with_azlin_users(extra: &str) -> ServerOptions {
+        ServerOptions {
+            extra: format!("{extra}include \"azlin-users.conf\"\n"),
+            files: vec![(
+                "azlin-users.conf".into(),
+                include_str!("../../../docs/nats/azlin-users.conf").into(),
+            )],
+            env: ["WORKER", "CLI", "SERVE"]
+                .iter()
+                .map(|role| {
+                    (
+                        format!("AZLIN_{role}_PASSWORD"),
+                        format!("{}-pw", role.to_ascii_lowercase()),
+                    )
+                })
+                .collect(),
+            ..ServerOptions::default()
+        }
+    }
+}
+
 /// A running `nats-server` with JetStream, owned by a test.
 #[derive(Debug)]
 pub struct NatsServer {

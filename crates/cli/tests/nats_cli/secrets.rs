@@ -5,8 +5,6 @@ use crate::support::*;
 use azlin_testkit::{NatsServer, ServerOptions};
 use std::net::{Ipv4Addr, TcpListener};
 
-const USERS: &str = include_str!("../../../../docs/nats/azlin-users.conf");
-
 fn unused_port() -> u16 {
     TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
         .unwrap()
@@ -46,17 +44,7 @@ fn a_password_in_the_url_is_never_printed() {
 
 #[test]
 fn a_refused_password_exits_3_and_a_password_file_works() {
-    let server = NatsServer::start_options(ServerOptions {
-        extra: "include \"azlin-users.conf\"\n".into(),
-        files: vec![("azlin-users.conf".into(), USERS.into())],
-        env: vec![
-            ("AZLIN_WORKER_PASSWORD".into(), "worker-pw".into()),
-            ("AZLIN_CLI_PASSWORD".into(), "cli-pw".into()),
-            ("AZLIN_SERVE_PASSWORD".into(), "serve-pw".into()),
-        ],
-        ..ServerOptions::default()
-    })
-    .unwrap();
+    let server = NatsServer::start_options(ServerOptions::with_azlin_users("")).unwrap();
     let azlin = Azlin::new();
     let wrong = format!("nats://azlin-cli:wrong-pw@127.0.0.1:{}", server.port());
     let run = azlin.run(&["list", "-vv", "--nats", &wrong]);

@@ -11,8 +11,6 @@ use azlin_testkit::{NatsServer, ServerOptions, TestPki};
 use std::sync::Arc;
 use std::time::Duration;
 
-const USERS: &str = include_str!("../../../../docs/nats/azlin-users.conf");
-
 struct Secured {
     server: NatsServer,
     pki: TestPki,
@@ -22,17 +20,9 @@ struct Secured {
 fn secured_server() -> Secured {
     let certs = tempfile::tempdir().expect("tempdir");
     let pki = TestPki::write(certs.path()).expect("certificates");
-    let server = NatsServer::start_options(ServerOptions {
-        extra: format!("{}include \"azlin-users.conf\"\n", pki.nats_tls_block(true)),
-        files: vec![("azlin-users.conf".into(), USERS.into())],
-        env: vec![
-            ("AZLIN_WORKER_PASSWORD".into(), "worker-pw".into()),
-            ("AZLIN_CLI_PASSWORD".into(), "cli-pw".into()),
-            ("AZLIN_SERVE_PASSWORD".into(), "serve-pw".into()),
-        ],
-        ..ServerOptions::default()
-    })
-    .expect("nats-server with TLS and users");
+    let server =
+        NatsServer::start_options(ServerOptions::with_azlin_users(&pki.nats_tls_block(true)))
+            .expect("nats-server with TLS and users");
     Secured {
         server,
         pki,
