@@ -104,6 +104,17 @@ fn refuse_ssh_from_anywhere(app: &App, specs: &[VmSpec], allowed: bool) -> anyho
     ))
 }
 
+/// Refuses (exit 64, before anything is made) specs whose names the state store already has.
+pub async fn refuse_taken_names(app: &App, specs: &[VmSpec]) -> anyhow::Result<()> {
+    let store = app.store()?;
+    for spec in specs {
+        if let Some(existing) = store.vm(&spec.name).await? {
+            return Err(Failure::usage(StoreError::name_taken(existing).to_string()));
+        }
+    }
+    Ok(())
+}
+
 /// A `vm.create.request` for each spec, its VM reached with `identity`.
 pub fn create_requests(specs: &[VmSpec], identity: &Identity, requested_by: &str) -> Vec<Request> {
     specs
@@ -188,12 +199,7 @@ pub async fn run(app: &App, args: &NewArgs) -> anyhow::Result<ExitCode> {
     let begun = Instant::now();
     let specs = plan(app, args)?;
     refuse_ssh_from_anywhere(app, &specs, args.allow_ssh_from_anywhere)?;
-    let store = app.store()?;
-    for spec in &specs {
-        if let Some(existing) = store.vm(&spec.name).await? {
-            return Err(Failure::usage(StoreError::name_taken(existing).to_string()));
-        }
-    }
+    refuse_taken_names(app, &specs).await?;
     let provider_kind = specs[0].provider;
     let progress = Progress::new(app.settings.progress_tty);
     // From here on Ctrl-C cancels the launch and removes what it made (exit 130).

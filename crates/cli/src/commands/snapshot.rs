@@ -126,14 +126,7 @@ pub async fn clone(app: &App, args: &CloneArgs) -> anyhow::Result<ExitCode> {
     launch.name = Some(new.clone());
     launch.count = *count;
     let mut specs = new::plan(app, &launch)?;
-    let store = app.store()?;
-    for spec in &specs {
-        if let Some(existing) = store.vm(&spec.name).await? {
-            return Err(Failure::usage(
-                azlin_control::store::StoreError::name_taken(existing).to_string(),
-            ));
-        }
-    }
+    new::refuse_taken_names(app, &specs).await?;
     let progress = Progress::new(app.settings.progress_tty);
     let snapshot = format!("clone-{}", azlin_core::compact_timestamp());
     let stage = progress.stage(format!("Snapshot '{snapshot}' of {source}"));

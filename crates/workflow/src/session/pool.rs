@@ -63,16 +63,25 @@ impl Allocator for PoolAllocator {
             .await
             .map_err(|e| AllocError::new(ErrorKind::Transient, e.to_string()))?;
         let claim_us = u64::try_from(claiming.elapsed().as_micros()).unwrap_or(u64::MAX);
-        (self.refill)(pool);
-        let pool = pool.to_string();
         match taken {
             Some(record) => {
-                let origin = VmOrigin::Pool { pool, claim_us };
-                self.cold.adopt(record.to_vm(), origin).await
+                let origin = VmOrigin::Pool {
+                    pool: pool.to_string(),
+                    claim_us,
+                };
+                let adopted = self.cold.adopt(record.to_vm(), origin).await;
+                // Started once the session has its VM: starting a process is not the session's
+                // wait.
+                (self.refill)(pool);
+                adopted
             }
             None => {
+                // Started before the cold boot, so the pool fills while this session waits.
+                (self.refill)(pool);
                 let mut allocation = self.cold.allocate(request).await?;
-                allocation.origin = VmOrigin::PoolEmpty { pool };
+                allocation.origin = VmOrigin::PoolEmpty {
+                    pool: pool.to_string(),
+                };
                 Ok(allocation)
             }
         }
