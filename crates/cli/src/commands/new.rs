@@ -22,28 +22,6 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 impl NewArgs {
-    /// The arguments of a plain `azlin new [--provider P]`: config defaults for everything else.
-    pub fn defaults(provider: Option<String>) -> NewArgs {
-        NewArgs {
-            provider,
-            name: None,
-            repos: Vec::new(),
-            size: None,
-            region: None,
-            resource_group: None,
-            image: None,
-            template: None,
-            cloud_init: None,
-            ca_certs: Vec::new(),
-            tags: Vec::new(),
-            count: 1,
-            no_connect: true,
-            x11: false,
-            allow_ssh_from_anywhere: false,
-            pool: None,
-        }
-    }
-
     /// What these flags ask the launch planner for.
     fn launch_options(&self) -> LaunchOptions {
         let NewArgs {
@@ -81,12 +59,12 @@ impl NewArgs {
     }
 }
 
-/// Turns flags, template and config into validated specs (one per VM). Everything a user can
-/// get wrong is refused here, before anything is made.
-pub fn plan(app: &App, args: &NewArgs) -> anyhow::Result<Vec<VmSpec>> {
+/// Turns what was asked for, a template and the config into validated specs (one per VM).
+/// Everything a user can get wrong is refused here (exit 64), before anything is made.
+pub fn plan(app: &App, options: &LaunchOptions) -> anyhow::Result<Vec<VmSpec>> {
     app.settings
         .planner()
-        .plan(&args.launch_options())
+        .plan(options)
         .map_err(|e| Failure::usage(e.0))
 }
 
@@ -197,7 +175,7 @@ pub async fn run(app: &App, args: &NewArgs) -> anyhow::Result<ExitCode> {
         return from_pool(app, args, pool).await;
     }
     let begun = Instant::now();
-    let specs = plan(app, args)?;
+    let specs = plan(app, &args.launch_options())?;
     refuse_ssh_from_anywhere(app, &specs, args.allow_ssh_from_anywhere)?;
     refuse_taken_names(app, &specs).await?;
     let provider_kind = specs[0].provider;
@@ -374,15 +352,12 @@ async fn from_pool(app: &App, args: &NewArgs, pool: &str) -> anyhow::Result<Exit
     refuse_with_pool(args)?;
     let planner = app.settings.planner();
     let spec = planner.pool_vm(pool).map_err(|e| Failure::usage(e.0))?;
-    let repos = planner
-        .plan(&LaunchOptions {
-            provider: Some(spec.provider.to_string()),
-            repos: args.repos.clone(),
-            ..LaunchOptions::default()
-        })
-        .map_err(|e| Failure::usage(e.0))?
-        .remove(0)
-        .repos;
+    let with_repos = LaunchOptions {
+        provider: Some(spec.provider.to_string()),
+        repos: args.repos.clone(),
+        ..LaunchOptions::default()
+    };
+    let repos = plan(app, &with_repos)?.remove(0).repos;
     let progress = Progress::new(app.settings.progress_tty);
     let identity = prerequisites::preflight(app, &progress, spec.provider, spec.image).await?;
     let control = app.control_plane(&identity, 1).await?;

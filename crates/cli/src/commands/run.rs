@@ -3,11 +3,12 @@
 //! Ctrl-C included.
 
 use crate::app::App;
-use crate::args::{NewArgs, OutputFormat, RunArgs, VmScope as VmScopeArg};
+use crate::args::{OutputFormat, RunArgs, VmScope as VmScopeArg};
 use crate::commands::{new, pool, prerequisites};
 use crate::failure::Failure;
 use crate::output;
 use crate::progress::Progress;
+use azlin_control::LaunchOptions;
 use azlin_core::{ExitCode, ProviderKind};
 use azlin_remote::OutputStream;
 use azlin_workflow::session::{Allocator, PoolAllocator, VmOrigin};
@@ -287,7 +288,11 @@ pub async fn run(app: &App, args: &RunArgs) -> anyhow::Result<ExitCode> {
     check_run(workflows, &options)
         .map_err(|e| Failure::with_code(e.kind().exit_code(), e.to_string()))?;
     // Session VMs are made like `azlin new` with the configured defaults.
-    let template = new::plan(app, &NewArgs::defaults(provider.clone()))?.remove(0);
+    let defaults = LaunchOptions {
+        provider: provider.clone(),
+        ..LaunchOptions::default()
+    };
+    let template = new::plan(app, &defaults)?.remove(0);
     app.settings
         .planner()
         .check_pools()

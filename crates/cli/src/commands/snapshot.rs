@@ -7,6 +7,7 @@ use crate::commands::{new, prerequisites};
 use crate::failure::Failure;
 use crate::output;
 use crate::progress::Progress;
+use azlin_control::LaunchOptions;
 use azlin_core::event::Event;
 use azlin_core::{CloneSource, ExitCode, Snapshot, VmName};
 
@@ -122,9 +123,12 @@ pub async fn clone(app: &App, args: &CloneArgs) -> anyhow::Result<ExitCode> {
             vm.provider
         )));
     }
-    let mut launch = crate::args::NewArgs::defaults(Some(vm.provider.to_string()));
-    launch.name = Some(new.clone());
-    launch.count = *count;
+    let launch = LaunchOptions {
+        provider: Some(vm.provider.to_string()),
+        name: Some(new.clone()),
+        count: *count,
+        ..LaunchOptions::default()
+    };
     let mut specs = new::plan(app, &launch)?;
     new::refuse_taken_names(app, &specs).await?;
     let progress = Progress::new(app.settings.progress_tty);
