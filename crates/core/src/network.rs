@@ -8,7 +8,13 @@ use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::net::Ipv4Addr;
+use std::ops::RangeInclusive;
 use std::str::FromStr;
+
+/// TCP ports on `host.azlin.internal` where azlin's own job services (the cache and artifact
+/// services) listen; every local VM may connect to them. Each `azlin run` takes the first
+/// free one; nothing else on the host should listen there.
+pub const JOB_SERVICE_PORTS: RangeInclusive<u16> = 47400..=47463;
 
 /// `[network]` in the config file.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
