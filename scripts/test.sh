@@ -5,6 +5,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --debug
+# The official artifact client (npm), bundled into two small JavaScript actions the artifact
+# tests use; installed again only when its lock file changes.
+client=tests/artifact-client
+if ! cmp -s "$client/package-lock.json" "$client/node_modules/.azlin-installed-lock" || [ ! -f "$client/dist/upload.js" ]; then
+    npm ci --prefix "$client" --no-audit --no-fund --loglevel=error
+    npm run --prefix "$client" --silent build
+    cp "$client/package-lock.json" "$client/node_modules/.azlin-installed-lock"
+fi
 export AZLIN_IMAGE_DIR="${AZLIN_IMAGE_DIR:-/var/cache/azlin/images}"
 cargo nextest run --workspace --locked --no-fail-fast "$@"
 if [ "$#" -eq 0 ]; then

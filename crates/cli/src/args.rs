@@ -203,6 +203,10 @@ pub enum Command {
     Snapshot(SnapshotArgs),
     /// Make new VMs as copies of a VM (each with its own identity), in parallel.
     Clone(CloneArgs),
+    /// The caches workflow jobs saved with actions/cache.
+    Cache(CacheArgs),
+    /// The artifacts workflow runs uploaded.
+    Artifacts(ArtifactsArgs),
     /// Print a shell completion script.
     Completions(CompletionsArgs),
 }
@@ -510,6 +514,61 @@ pub enum SnapshotAction {
         name: String,
         /// The snapshot.
         snapshot: String,
+    },
+}
+
+/// `azlin cache`
+#[derive(Debug, Args)]
+pub struct CacheArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub action: CacheAction,
+}
+
+/// `azlin cache …`
+#[derive(Debug, Subcommand)]
+pub enum CacheAction {
+    /// List caches, newest first.
+    List {
+        /// Only this repository's (OWNER/NAME).
+        #[arg(long, value_name = "OWNER/NAME")]
+        repository: Option<String>,
+    },
+    /// Delete the caches with this key.
+    Delete {
+        /// The cache key.
+        key: String,
+        /// Only this repository's (OWNER/NAME).
+        #[arg(long, value_name = "OWNER/NAME")]
+        repository: Option<String>,
+    },
+}
+
+/// `azlin artifacts`
+#[derive(Debug, Args)]
+pub struct ArtifactsArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub action: ArtifactsAction,
+}
+
+/// `azlin artifacts …`
+#[derive(Debug, Subcommand)]
+pub enum ArtifactsAction {
+    /// List a run's artifacts (the run id is printed at the end of `azlin run`).
+    List {
+        /// The run id.
+        run: String,
+    },
+    /// Download a run's artifacts (or one of them) into a folder per artifact.
+    Download {
+        /// The run id.
+        run: String,
+        /// Only this artifact.
+        name: Option<String>,
+        /// Where to put them (default: the current folder).
+        #[arg(long, value_name = "D", default_value = ".")]
+        dir: PathBuf,
     },
 }
 

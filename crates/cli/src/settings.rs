@@ -134,6 +134,43 @@ impl Settings {
         Planner::new(&self.config, local_default)
     }
 
+    /// Where caches and artifacts are kept (`azlin cache`, `azlin artifacts`, the services).
+    pub fn services_dir(&self) -> PathBuf {
+        self.paths.state_dir.join("services")
+    }
+
+    /// The cache and artifact services as configured: listening on loopback (`sim` and QEMU
+    /// VMs reach it) and on `host.azlin.internal` (nspawn VMs).
+    pub fn services_config(&self) -> azlin_services::ServicesConfig {
+        const MIB: u64 = 1 << 20;
+        let defaults = azlin_services::Limits::default();
+        let Config {
+            cache, artifacts, ..
+        } = &self.config;
+        azlin_services::ServicesConfig {
+            dir: self.services_dir(),
+            limits: azlin_services::Limits {
+                cache_bytes: cache
+                    .size_limit_mb
+                    .map_or(defaults.cache_bytes, |mb| mb.saturating_mul(MIB)),
+                artifact_bytes: artifacts
+                    .max_size_mb
+                    .map_or(defaults.artifact_bytes, |mb| mb.saturating_mul(MIB)),
+                artifact_retention: artifacts
+                    .retention_days
+                    .map_or(defaults.artifact_retention, |days| {
+                        Duration::from_secs(days.saturating_mul(24 * 60 * 60))
+                    }),
+            },
+            cache_protocol: cache.protocol,
+            addresses: vec![
+                std::net::Ipv4Addr::LOCALHOST.into(),
+                azlin_providers::nspawn::network::HOST_ALIAS.into(),
+            ],
+            port: None,
+        }
+    }
+
     /// The state database.
     pub fn state_db(&self) -> PathBuf {
         self.paths.state_dir.join("state.db")

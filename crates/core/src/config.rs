@@ -6,7 +6,7 @@
 use crate::RepoUrl;
 use crate::nats::{NatsConfig, NatsUrl};
 use crate::network::NetworkConfig;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -115,6 +115,39 @@ pub struct SimConfig {
 pub struct ActionsConfig {
     /// Action repositories are `<url>/OWNER/REPO`; `https://github.com` when absent.
     pub url: Option<String>,
+}
+
+/// Which of GitHub's cache protocols jobs are pointed at.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CacheProtocol {
+    /// The REST API under `ACTIONS_CACHE_URL`.
+    V1,
+    /// The Twirp service under `ACTIONS_RESULTS_URL`, what GitHub serves today.
+    #[default]
+    V2,
+}
+
+/// The cache service jobs use (`[cache]`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheConfig {
+    /// `"v1"` or `"v2"` (the default).
+    #[serde(default)]
+    pub protocol: CacheProtocol,
+    /// MiB of caches kept per repository, the least recently used evicted first; 10240 (10
+    /// GiB, as on GitHub) when absent.
+    pub size_limit_mb: Option<u64>,
+}
+
+/// The artifact service jobs use (`[artifacts]`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArtifactsConfig {
+    /// Days artifacts are kept; 90 when absent.
+    pub retention_days: Option<u64>,
+    /// The largest artifact accepted, in MiB; 10240 when absent.
+    pub max_size_mb: Option<u64>,
 }
 
 /// Azure provider settings.
@@ -250,6 +283,12 @@ pub struct Config {
     /// What local VMs may reach: ports offered on the host, egress.
     #[serde(default)]
     pub network: NetworkConfig,
+    /// The cache service of workflow jobs.
+    #[serde(default)]
+    pub cache: CacheConfig,
+    /// The artifact service of workflow jobs.
+    #[serde(default)]
+    pub artifacts: ArtifactsConfig,
     /// Named templates.
     #[serde(default)]
     pub templates: BTreeMap<String, Template>,
@@ -301,6 +340,8 @@ impl std::fmt::Debug for Config {
             nats,
             actions,
             network,
+            cache,
+            artifacts,
             templates,
             pool,
         } = self;
@@ -324,6 +365,8 @@ impl std::fmt::Debug for Config {
             .field("nats", nats)
             .field("actions", actions)
             .field("network", network)
+            .field("cache", cache)
+            .field("artifacts", artifacts)
             .field("templates", templates)
             .field("pool", pool)
             .finish()

@@ -16,7 +16,7 @@ pub mod repo;
 pub mod spec;
 pub mod vm;
 
-pub use config::{Config, Paths};
+pub use config::{CacheProtocol, Config, Paths};
 pub use exit::{ErrorKind, ExitCode};
 pub use name::VmName;
 pub use network::{Egress, Ipv4Cidr, NetworkConfig};

@@ -7,7 +7,9 @@
 //! outside the folder it is extracted into is refused before it is stored.
 
 use crate::blob::signed_url;
-use crate::http::{ApiError, base_url, int64, job_scope, twirp_request, twirp_response};
+use crate::http::{
+    ApiError, base_url, int64, job_scope, timestamp, twirp_request, twirp_response,
+};
 use crate::server::Shared;
 use crate::store::{ArtifactEntry, Kind, Store, StoreError};
 use crate::token::JobScope;
@@ -156,12 +158,6 @@ fn optional_int64<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>,
     #[derive(Deserialize)]
     struct Wrapped(#[serde(deserialize_with = "int64")] i64);
     Ok(Option::<Wrapped>::deserialize(d)?.map(|w| w.0))
-}
-
-fn timestamp(ms: i64) -> String {
-    jiff::Timestamp::from_millisecond(ms)
-        .map(|t| t.to_string())
-        .unwrap_or_default()
 }
 
 fn listed(entry: &ArtifactEntry) -> serde_json::Value {

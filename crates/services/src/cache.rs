@@ -10,7 +10,9 @@
 //! Both save on the job's ref and restore by [`crate::store::Store::find_cache`]'s rules.
 
 use crate::blob::{signed_url, write_body};
-use crate::http::{ApiError, base_url, int64, job_scope, twirp_request, twirp_response};
+use crate::http::{
+    ApiError, base_url, int64, job_scope, timestamp, twirp_request, twirp_response,
+};
 use crate::server::{CacheOutcome, CacheUse, Shared};
 use crate::store::{CacheEntry, Kind};
 use crate::token::JobScope;
@@ -128,9 +130,7 @@ pub(crate) async fn v1_lookup(
                     let body = serde_json::json!({
                         "cacheKey": entry.key,
                         "scope": entry.git_ref,
-                        "creationTime": jiff::Timestamp::from_millisecond(entry.created_at)
-                            .map(|t| t.to_string())
-                            .unwrap_or_default(),
+                        "creationTime": timestamp(entry.created_at),
                         "archiveLocation": location,
                     });
                     (StatusCode::OK, axum::Json(body)).into_response()

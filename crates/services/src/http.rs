@@ -133,6 +133,17 @@ pub(crate) fn base_url(headers: &HeaderMap) -> Result<String, ApiError> {
     Ok(format!("http://{host}"))
 }
 
+/// Unix milliseconds as RFC 3339 with exactly three fractional digits (`...T07:09:40.120Z`),
+/// the form protobuf's JSON timestamps take and its parsers accept.
+pub(crate) fn timestamp(ms: i64) -> String {
+    let seconds = jiff::Timestamp::from_second(ms.div_euclid(1000)).unwrap_or_default();
+    format!(
+        "{}.{:03}Z",
+        seconds.strftime("%Y-%m-%dT%H:%M:%S"),
+        ms.rem_euclid(1000)
+    )
+}
+
 /// Protobuf's JSON form of an int64: a string, or a number from lenient clients.
 pub(crate) fn int64<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
     #[derive(Deserialize)]
@@ -155,4 +166,13 @@ pub(crate) fn twirp_request<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result
 /// A Twirp JSON response.
 pub(crate) fn twirp_response(value: serde_json::Value) -> Response {
     (StatusCode::OK, axum::Json(value)).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn timestamps_have_three_fractional_digits() {
+        assert_eq!(super::timestamp(1_764_745_780_120), "2025-12-03T07:09:40.120Z");
+        assert_eq!(super::timestamp(1_764_745_780_000), "2025-12-03T07:09:40.000Z");
+    }
 }

@@ -3,6 +3,7 @@
 use crate::store::{Store, StoreError};
 use crate::token::{JobScope, SigningKey};
 use crate::{artifact, blob, cache};
+pub use azlin_core::CacheProtocol;
 use axum::Router;
 use axum::routing::{get, post};
 use azlin_core::network::JOB_SERVICE_PORTS;
@@ -18,17 +19,6 @@ use tokio_util::sync::CancellationToken;
 const JOB_TOKEN_TTL: Duration = Duration::from_secs(6 * 60 * 60);
 /// How often expired artifacts are removed while the services run.
 const EXPIRY_INTERVAL: Duration = Duration::from_secs(60 * 60);
-
-/// Which cache protocol jobs are pointed at (`[cache] protocol`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum CacheProtocol {
-    /// The REST API under `ACTIONS_CACHE_URL`.
-    V1,
-    /// The Twirp service under `ACTIONS_RESULTS_URL` (what GitHub serves today).
-    #[default]
-    V2,
-}
 
 /// Sizes and lifetimes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,7 +84,7 @@ pub enum ServicesError {
 }
 
 /// What happened to one cache lookup or save, for the run report.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum CacheOutcome {
     /// The primary key matched.
@@ -108,14 +98,14 @@ pub enum CacheOutcome {
 }
 
 /// One cache lookup or save of a job.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct CacheUse {
     /// The key asked for (or saved).
     pub key: String,
     /// What happened.
     pub outcome: CacheOutcome,
     /// The key that matched, on a hit.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub matched_key: Option<String>,
     /// Bytes restored or saved.
     pub size: u64,

@@ -224,6 +224,44 @@ pub(crate) fn default_env(
     env
 }
 
+/// What a job's runtime token lets it reach in the cache and artifact services: its
+/// repository; caches of its own ref, then of a pull request's base branch and of the default
+/// branch (GitHub's scope rules); the artifacts of its run.
+pub(crate) fn job_scope(f: &RunFacts, job_key: &str) -> azlin_services::JobScope {
+    let mut fallback_refs = Vec::new();
+    if !f.base_ref.is_empty() {
+        fallback_refs.push(format!("refs/heads/{}", f.base_ref));
+    }
+    let default_branch = f
+        .event
+        .as_object()
+        .and_then(|e| e.get("repository"))
+        .and_then(Value::as_object)
+        .and_then(|r| r.get("default_branch"))
+        .map(Value::to_display_string)
+        .filter(|b| !b.is_empty())
+        .unwrap_or_else(|| "main".to_string());
+    fallback_refs.push(format!("refs/heads/{default_branch}"));
+    azlin_services::JobScope {
+        repository: f.repository.clone(),
+        git_ref: f.git_ref.clone(),
+        fallback_refs,
+        run_id: f.run_id.clone(),
+        job_id: job_key.to_string(),
+    }
+}
+
+/// How a VM of `provider` names this host, where the job services listen: none for Azure VMs,
+/// which cannot reach it.
+pub(crate) fn services_host(provider: azlin_core::ProviderKind) -> Option<&'static str> {
+    use azlin_core::ProviderKind;
+    match provider {
+        ProviderKind::Nspawn | ProviderKind::Qemu => Some("host.azlin.internal"),
+        ProviderKind::Sim => Some("127.0.0.1"),
+        ProviderKind::Azure => None,
+    }
+}
+
 /// The `needs` entry of one job.
 pub(crate) fn needs_entry(result: &str, outputs: &Object) -> Value {
     let mut o = Object::new();

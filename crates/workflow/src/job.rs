@@ -13,7 +13,8 @@
 
 use crate::action::source::ActionSource;
 use crate::context::{
-    Layout, RunFacts, default_env, github_context, object_of, runner_context, set_pair,
+    Layout, RunFacts, default_env, github_context, job_scope, object_of, runner_context,
+    services_host, set_pair,
 };
 use crate::expression::{
     Condition, Expr, Object, Scope, Status, Template, Value, hash_files_patterns,
@@ -86,6 +87,8 @@ pub(crate) struct JobEnv<'a> {
     pub actions: &'a ActionSource,
     /// The action folders already copied to a VM (`VM:FOLDER`), so each is copied once.
     pub uploaded: &'a Mutex<HashSet<String>>,
+    /// The cache and artifact services, when the run has them.
+    pub services: Option<&'a azlin_services::Services>,
 }
 
 /// Keeps names usable as file names.
@@ -220,19 +223,34 @@ pub(crate) async fn run_instance(
     for (_, v) in facts.secrets.iter() {
         masker.add(&v.to_display_string());
     }
+    let mut defaults = default_env(
+        facts,
+        &job.id,
+        &layout,
+        session.facts(),
+        &vm_name,
+        session.id(),
+    );
+    let services_scope = env.services.and_then(|services| {
+        let Some(host) = services_host(session.vm().provider) else {
+            tracing::info!(vm = %vm_name, "caches and artifacts are not served to Azure VMs");
+            return None;
+        };
+        let scope = job_scope(facts, &slug(&format!("{}-{}", session.id(), inst.name)));
+        for (key, value) in services.job_env(&scope, host) {
+            if key == "ACTIONS_RUNTIME_TOKEN" {
+                masker.add(&value);
+            }
+            defaults.push((key, value));
+        }
+        Some((services, scope))
+    });
 
     let mut state = JobState {
         env,
         inst,
         session,
-        defaults: default_env(
-            facts,
-            &job.id,
-            &layout,
-            session.facts(),
-            &vm_name,
-            session.id(),
-        ),
+        defaults,
         layout,
         job_env: facts.extra_env.clone(),
         set_env: Vec::new(),
@@ -308,6 +326,9 @@ pub(crate) async fn run_instance(
             .map(|(k, v)| (k.clone(), v.to_display_string()))
             .collect::<BTreeMap<_, _>>(),
         invalid_action: state.invalid_action,
+        caches: services_scope
+            .map(|(services, scope)| services.take_cache_uses(&scope.run_id, &scope.job_id))
+            .unwrap_or_default(),
         steps,
     };
     InstanceOutcome { report, outputs }

@@ -4,6 +4,7 @@ use crate::session::RunAs;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 /// How VMs map to work.
@@ -80,6 +81,9 @@ pub struct RunOptions {
     pub inputs: BTreeMap<String, String>,
     /// Where remote actions come from and are cached.
     pub actions: ActionSettings,
+    /// The cache and artifact services jobs are pointed at (`actions/cache`, the artifact
+    /// actions); none by default.
+    pub services: Option<Arc<azlin_services::Services>>,
 }
 
 /// Where remote actions (`uses: OWNER/REPO[/PATH]@REF`) come from.
@@ -141,6 +145,7 @@ impl RunOptions {
             repo_dir: None,
             inputs: BTreeMap::new(),
             actions,
+            services: None,
         }
     }
 }
@@ -170,6 +175,7 @@ impl std::fmt::Debug for RunOptions {
             repo_dir,
             inputs,
             actions,
+            services,
         } = self;
         let secrets: BTreeMap<&str, &str> = secrets.keys().map(|k| (k.as_str(), "***")).collect();
         f.debug_struct("RunOptions")
@@ -194,6 +200,7 @@ impl std::fmt::Debug for RunOptions {
             .field("repo_dir", repo_dir)
             .field("inputs", inputs)
             .field("actions", actions)
+            .field("services_port", &services.as_ref().map(|s| s.port()))
             .finish()
     }
 }

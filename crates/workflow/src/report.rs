@@ -128,6 +128,9 @@ pub struct JobReport {
     /// A step failed because its action is invalid (no `action.yml`, or a malformed one).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub invalid_action: bool,
+    /// Its cache lookups and saves (hit or miss, by key).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub caches: Vec<azlin_services::CacheUse>,
     /// Its steps.
     pub steps: Vec<StepReport>,
 }
@@ -198,6 +201,9 @@ pub struct WorkflowReport {
 /// A whole `run_workflows` call.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunReport {
+    /// The run's id (`GITHUB_RUN_ID`): its artifacts are found by it.
+    #[serde(default)]
+    pub run_id: String,
     /// Whether every job that ran in every workflow succeeded.
     pub success: bool,
     /// Wall-clock time.

@@ -152,6 +152,7 @@ pub async fn run_workflows_in(
             selected,
             actions: &actions,
             uploaded: &uploaded,
+            services: options.services.as_deref(),
         }
         .run()
     });
@@ -170,6 +171,7 @@ pub async fn run_workflows_in(
         })
         .collect::<Vec<_>>();
     Ok(RunReport {
+        run_id,
         success: reports.iter().all(|r| r.success),
         duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
         workflows: reports,

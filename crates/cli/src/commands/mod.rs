@@ -1,5 +1,6 @@
 //! One module per command; [`dispatch`] routes a parsed command line to it.
 
+pub mod artifacts;
 pub mod connect;
 pub mod events;
 pub mod gui;
@@ -33,6 +34,8 @@ pub async fn dispatch(app: &App, command: &Command) -> anyhow::Result<ExitCode> 
         Command::Pool(args) => pool::run(app, args).await,
         Command::Snapshot(args) => snapshot::run(app, args).await,
         Command::Clone(args) => snapshot::clone(app, args).await,
+        Command::Cache(args) => artifacts::cache(app, args),
+        Command::Artifacts(args) => artifacts::artifacts(app, args),
         Command::Run(args) => run::run(app, args).await,
         Command::Completions(args) => {
             clap_complete::generate(

@@ -350,6 +350,13 @@ pub async fn run(app: &App, args: &RunArgs) -> anyhow::Result<ExitCode> {
             let _ = abandon.send(());
         }
     });
+    // Caches and artifacts are served for this run only, from the store they share.
+    let services = Arc::new(
+        azlin_services::Services::start(app.settings.services_config())
+            .await
+            .map_err(|e| Failure::with_code(ExitCode::Error, e.to_string()))?,
+    );
+    options.services = Some(services.clone());
     let manager = SessionManager::new(allocator, session_config(&options));
     let outcome = tokio::select! {
         outcome = run_workflows_in(&manager, workflows, &options, observer) => Some(outcome),
@@ -358,6 +365,10 @@ pub async fn run(app: &App, args: &RunArgs) -> anyhow::Result<ExitCode> {
     manager.wait_idle().await;
     ctrl_c.abort();
     control.shutdown().await;
+    options.services = None;
+    if let Some(services) = Arc::into_inner(services) {
+        services.shutdown().await;
+    }
     let Some(outcome) = outcome else {
         return Err(Failure::with_code(
             ExitCode::Error,
@@ -405,7 +416,12 @@ pub async fn run(app: &App, args: &RunArgs) -> anyhow::Result<ExitCode> {
         });
         println!();
         output::table(&["WORKFLOW", "JOB", "STEP", "OUTCOME", "DURATION"], rows);
-        println!("logs: {}", options.logs_dir.display());
+        for job in report.jobs() {
+            for cache in &job.caches {
+                println!("{}", cache_line(&job.name, cache));
+            }
+        }
+        println!("run: {} · logs: {}", report.run_id, options.logs_dir.display());
     }
     if report.success {
         Ok(ExitCode::Ok)
@@ -417,6 +433,21 @@ pub async fn run(app: &App, args: &RunArgs) -> anyhow::Result<ExitCode> {
                 .unwrap_or_else(|| "the run failed".to_string()),
         ))
     }
+}
+
+/// One cache lookup or save in words: `cache build: hit deps-1a2b (12.3 MB)`.
+fn cache_line(job: &str, cache: &azlin_services::CacheUse) -> String {
+    use azlin_services::CacheOutcome;
+    let size = format!("{:.1} MB", cache.size as f64 / 1e6);
+    let what = match (cache.outcome, &cache.matched_key) {
+        (CacheOutcome::Hit, _) => format!("hit {} ({size})", cache.key),
+        (CacheOutcome::RestoreKeyHit, Some(matched)) => {
+            format!("miss {}, restored {matched} ({size})", cache.key)
+        }
+        (CacheOutcome::RestoreKeyHit | CacheOutcome::Miss, _) => format!("miss {}", cache.key),
+        (CacheOutcome::Saved, _) => format!("saved {} ({size})", cache.key),
+    };
+    format!("cache {job}: {what}")
 }
 
 #[cfg(test)]

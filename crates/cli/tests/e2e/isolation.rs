@@ -98,9 +98,16 @@ impl Drop for Outside {
 }
 
 /// A TCP server on 0.0.0.0 of the host that accepts and drops connections until the test ends.
+/// A server on every host address, on a port outside azlin's job services' range (which
+/// every VM may reach).
 fn host_server() -> u16 {
-    let listener = TcpListener::bind("0.0.0.0:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
+    let (listener, port) = loop {
+        let listener = TcpListener::bind("0.0.0.0:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        if !azlin_core::network::JOB_SERVICE_PORTS.contains(&port) {
+            break (listener, port);
+        }
+    };
     std::thread::spawn(move || {
         for conn in listener.incoming() {
             drop(conn);

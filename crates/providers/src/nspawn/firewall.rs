@@ -12,7 +12,7 @@
 //! | `postrouting`    | masquerades the VM range leaving through the uplink                   |
 //! | `host_access`    | map: VM veth → `goto slot-N-host`                                      |
 //! | `egress`         | map: VM veth → `goto slot-N-egress`                                    |
-//! | `slot-N-host`    | offered TCP ports on the host alias, then drop                        |
+//! | `slot-N-host`    | offered TCP ports and azlin's job services on the host alias, then drop |
 //! | `slot-N-egress`  | the VM's own source address only, never the VM range, the policy, then drop |
 //!
 //! A VM's chains and map entries are made in one transaction with its network and removed by
@@ -20,6 +20,7 @@
 
 use super::network::{HOST_ALIAS, Slot};
 use crate::command::run_with_input;
+use azlin_core::network::JOB_SERVICE_PORTS;
 use azlin_core::{Egress, ErrorKind, ProviderError};
 use std::net::Ipv4Addr;
 
@@ -87,12 +88,16 @@ fn vm_rules(slot: Slot, policy: &Policy) -> String {
     };
     line(format!("add chain {t} {host}"));
     line(format!("flush chain {t} {host}"));
-    if !policy.offered_ports.is_empty() {
-        line(format!(
-            "add rule {t} {host} ip saddr {guest} ip daddr {HOST_ALIAS} tcp dport {{ {} }} accept",
-            join(&policy.offered_ports)
-        ));
-    }
+    let mut ports: Vec<String> = policy.offered_ports.iter().map(u16::to_string).collect();
+    ports.push(format!(
+        "{}-{}",
+        JOB_SERVICE_PORTS.start(),
+        JOB_SERVICE_PORTS.end()
+    ));
+    line(format!(
+        "add rule {t} {host} ip saddr {guest} ip daddr {HOST_ALIAS} tcp dport {{ {} }} accept",
+        ports.join(", ")
+    ));
     line(format!("add rule {t} {host} drop"));
     line(format!("add chain {t} {egress}"));
     line(format!("flush chain {t} {egress}"));
@@ -253,7 +258,7 @@ mod tests {
         let rules = vm_rules(Slot(5), &policy);
         assert!(rules.contains(
             "add rule inet azlin slot-5-host ip saddr 10.213.0.22 ip daddr 10.213.255.254 \
-             tcp dport { 8443, 9000 } accept"
+             tcp dport { 8443, 9000, 47400-47463 } accept"
         ));
         assert!(rules.contains("add rule inet azlin slot-5-egress ip daddr 10.213.0.0/16 drop"));
         assert!(rules.contains("ip daddr { 192.0.2.53 } udp dport 53 accept"));
@@ -267,13 +272,18 @@ mod tests {
     }
 
     #[test]
-    fn nothing_offered_and_no_egress_leaves_only_drops() {
+    fn nothing_offered_and_no_egress_leaves_the_job_services_and_drops() {
         let policy = Policy {
             egress: Egress::None,
             ..Policy::default()
         };
         let rules = vm_rules(Slot(1), &policy);
-        assert!(!rules.contains("slot-1-host ip"), "{rules}");
+        assert!(
+            rules.contains(
+                "slot-1-host ip saddr 10.213.0.6 ip daddr 10.213.255.254 tcp dport { 47400-47463 } accept"
+            ),
+            "{rules}"
+        );
         assert!(!rules.contains("slot-1-egress ip daddr {"), "{rules}");
         assert!(!rules.contains("slot-1-egress meta nfproto ipv4 accept"));
         assert!(rules.contains("add rule inet azlin slot-1-egress drop"));

@@ -102,6 +102,8 @@ pub(crate) struct WorkflowRun<'a> {
     pub actions: &'a ActionSource,
     /// The action folders already copied to a VM.
     pub uploaded: &'a StdMutex<HashSet<String>>,
+    /// The cache and artifact services jobs are pointed at, when the run has them.
+    pub services: Option<&'a azlin_services::Services>,
 }
 
 fn skipped_report(job: &Job, name: String, reason: String, result: JobResult) -> JobReport {
@@ -118,6 +120,7 @@ fn skipped_report(job: &Job, name: String, reason: String, result: JobResult) ->
         error: (result != JobResult::Skipped).then_some(reason),
         outputs: BTreeMap::new(),
         invalid_action: false,
+        caches: Vec::new(),
         steps: Vec::new(),
     }
 }
@@ -573,6 +576,7 @@ impl WorkflowRun<'_> {
             archive,
             actions: self.actions,
             uploaded: self.uploaded,
+            services: self.services,
         };
         let failed = |message: String| {
             // A run cancelled while it waited for a VM is cancelled, not failed.

@@ -51,6 +51,7 @@ impl WorkflowRun<'_> {
             selected,
             actions: self.actions,
             uploaded: self.uploaded,
+            services: self.services,
         };
         let (mut reports, sessions, done) = Box::pin(child.run_jobs(shared, archive)).await;
         for report in &mut reports {
