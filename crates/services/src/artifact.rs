@@ -7,9 +7,7 @@
 //! outside the folder it is extracted into is refused before it is stored.
 
 use crate::blob::signed_url;
-use crate::http::{
-    ApiError, base_url, int64, job_scope, timestamp, twirp_request, twirp_response,
-};
+use crate::http::{ApiError, base_url, int64, job_scope, timestamp, twirp_request, twirp_response};
 use crate::server::Shared;
 use crate::store::{ArtifactEntry, Kind, Store, StoreError};
 use crate::token::JobScope;

@@ -10,9 +10,7 @@
 //! Both save on the job's ref and restore by [`crate::store::Store::find_cache`]'s rules.
 
 use crate::blob::{signed_url, write_body};
-use crate::http::{
-    ApiError, base_url, int64, job_scope, timestamp, twirp_request, twirp_response,
-};
+use crate::http::{ApiError, base_url, int64, job_scope, timestamp, twirp_request, twirp_response};
 use crate::server::{CacheOutcome, CacheUse, Shared};
 use crate::store::{CacheEntry, Kind};
 use crate::token::JobScope;

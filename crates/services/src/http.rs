@@ -172,7 +172,13 @@ pub(crate) fn twirp_response(value: serde_json::Value) -> Response {
 mod tests {
     #[test]
     fn timestamps_have_three_fractional_digits() {
-        assert_eq!(super::timestamp(1_764_745_780_120), "2025-12-03T07:09:40.120Z");
-        assert_eq!(super::timestamp(1_764_745_780_000), "2025-12-03T07:09:40.000Z");
+        assert_eq!(
+            super::timestamp(1_764_745_780_120),
+            "2025-12-03T07:09:40.120Z"
+        );
+        assert_eq!(
+            super::timestamp(1_764_745_780_000),
+            "2025-12-03T07:09:40.000Z"
+        );
     }
 }

@@ -3,9 +3,9 @@
 use crate::store::{Store, StoreError};
 use crate::token::{JobScope, SigningKey};
 use crate::{artifact, blob, cache};
-pub use azlin_core::CacheProtocol;
 use axum::Router;
 use axum::routing::{get, post};
+pub use azlin_core::CacheProtocol;
 use azlin_core::network::JOB_SERVICE_PORTS;
 use serde::Serialize;
 use std::collections::HashMap;

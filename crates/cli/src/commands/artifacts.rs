@@ -72,7 +72,10 @@ pub fn cache(app: &App, args: &CacheArgs) -> anyhow::Result<ExitCode> {
                 println!("{}", serde_json::to_string(&deleted)?);
             } else {
                 for c in &deleted {
-                    println!("deleted cache '{}' of {} on {}", c.key, c.repository, c.git_ref);
+                    println!(
+                        "deleted cache '{}' of {} on {}",
+                        c.key, c.repository, c.git_ref
+                    );
                 }
             }
             Ok(ExitCode::Ok)

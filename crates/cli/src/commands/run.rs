@@ -421,7 +421,11 @@ pub async fn run(app: &App, args: &RunArgs) -> anyhow::Result<ExitCode> {
                 println!("{}", cache_line(&job.name, cache));
             }
         }
-        println!("run: {} · logs: {}", report.run_id, options.logs_dir.display());
+        println!(
+            "run: {} · logs: {}",
+            report.run_id,
+            options.logs_dir.display()
+        );
     }
     if report.success {
         Ok(ExitCode::Ok)

@@ -9,6 +9,7 @@
 
 mod azure;
 mod binary;
+mod caches;
 mod common;
 mod defaults;
 mod git_server;
