@@ -439,3 +439,61 @@ async fn refusals_store_nothing() {
         .count();
     assert_eq!(blobs, 0);
 }
+
+#[tokio::test]
+async fn caches_artifacts_and_tokens_survive_a_restart() {
+    let f = start(Limits::default()).await;
+    let job = scope("octo/app", "1", "build");
+    let token = f.token(&job);
+    let (_, created) = f
+        .twirp(
+            &token,
+            &format!("{CACHE}/CreateCacheEntry"),
+            json!({"key": "k", "version": "v"}),
+        )
+        .await;
+    f.put(
+        created["signed_upload_url"].as_str().unwrap(),
+        b"kept".to_vec(),
+    )
+    .await;
+    f.twirp(
+        &token,
+        &format!("{CACHE}/FinalizeCacheEntryUpload"),
+        json!({"key": "k", "version": "v", "size_bytes": "4"}),
+    )
+    .await;
+    let Fixture {
+        _dir,
+        store_dir,
+        services,
+        http,
+        ..
+    } = f;
+    services.shutdown().await;
+
+    let again = Services::start(ServicesConfig {
+        dir: store_dir,
+        limits: Limits::default(),
+        cache_protocol: Default::default(),
+        addresses: vec![IpAddr::V4(Ipv4Addr::LOCALHOST)],
+        port: None,
+    })
+    .await
+    .unwrap();
+    let base = format!("http://127.0.0.1:{}/", again.port());
+    // The token issued before the restart still works, and the cache is still there.
+    let found: Value = http
+        .post(format!("{base}{CACHE}/GetCacheEntryDownloadURL"))
+        .bearer_auth(&token)
+        .json(&json!({"key": "k", "version": "v"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let url = found["signed_download_url"].as_str().unwrap();
+    let bytes = http.get(url).send().await.unwrap().bytes().await.unwrap();
+    assert_eq!(&bytes[..], b"kept");
+}

@@ -1,6 +1,7 @@
 //! `azlin serve`: follows the events into the state store and keeps `deployment-state.yaml`
 //! current; with `--listen ADDR`, answers `GET /healthz` and `GET /vms` (JSON). With warm pools
-//! configured, it is also their keeper.
+//! configured, it is also their keeper. It runs the cache and artifact services for as long
+//! as it runs, shared by the workflow runs it serves.
 //!
 //! With NATS it follows the events stream through a durable consumer, so a restarted `serve`
 //! goes on where it stopped. In-process, the events are recorded by the commands that produce
@@ -34,6 +35,8 @@ struct Shared {
     transport: &'static str,
     recorded: AtomicU64,
     started_at: String,
+    /// The port of the cache and artifact services.
+    services_port: u16,
 }
 
 async fn healthz(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
@@ -42,6 +45,7 @@ async fn healthz(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
         "transport": shared.transport,
         "events_recorded": shared.recorded.load(Ordering::Relaxed),
         "started_at": shared.started_at,
+        "services_port": shared.services_port,
     }))
 }
 
@@ -72,6 +76,9 @@ pub async fn run(app: &App, args: &ServeArgs) -> anyhow::Result<ExitCode> {
     let ServeArgs { listen } = args;
     let listen = parse_listen(listen.as_deref())?;
     let orchestrator = app.orchestrator()?;
+    let services = azlin_services::Services::start(app.settings.services_config())
+        .await
+        .map_err(|e| Failure::with_code(ExitCode::Error, e.to_string()))?;
     let shared = Arc::new(Shared {
         store: orchestrator.store().clone(),
         transport: if app.settings.nats.is_some() {
@@ -81,6 +88,7 @@ pub async fn run(app: &App, args: &ServeArgs) -> anyhow::Result<ExitCode> {
         },
         recorded: AtomicU64::new(0),
         started_at: azlin_core::now_rfc3339(),
+        services_port: services.port(),
     });
     // Connect (and fail) before serving anything. The durable feed is set up before
     // "recording events" is announced: it delivers only events published after its creation,
@@ -125,9 +133,10 @@ pub async fn run(app: &App, args: &ServeArgs) -> anyhow::Result<ExitCode> {
         None => None,
     };
     eprintln!(
-        "azlin serve: recording events ({}) into the state store; state file {}",
+        "azlin serve: recording events ({}) into the state store; state file {}; caches and artifacts for workflow jobs on port {}",
         shared.transport,
-        app.settings.deployment_state().display()
+        app.settings.deployment_state().display(),
+        services.port()
     );
     match feed {
         Some((_bus, mut feed)) => {
@@ -138,6 +147,7 @@ pub async fn run(app: &App, args: &ServeArgs) -> anyhow::Result<ExitCode> {
     if let Some(http) = http {
         http.await??;
     }
+    services.shutdown().await;
     if let Some(keeper) = keeper
         && let Err(e) = keeper.await
     {

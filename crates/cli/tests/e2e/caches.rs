@@ -167,10 +167,7 @@ fn actions_cache_restores_on_another_vm_by_key_and_by_prefix_and_never_for_anoth
 
     // Another repository sees none of it.
     let stranger = run("MAKE=no\nKEY=one\n", &["--repository", "evil/app"]);
-    assert_eq!(
-        (stranger.hit.as_str(), stranger.sum.as_str()),
-        ("", "none")
-    );
+    assert_eq!((stranger.hit.as_str(), stranger.sum.as_str()), ("", "none"));
     assert_eq!(outcomes(&stranger.caches), ["miss gen-one"]);
 
     let listed = azlin

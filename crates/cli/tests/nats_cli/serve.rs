@@ -80,6 +80,14 @@ fn serve_in_process_keeps_the_state_file_and_http_view() {
     ready_vms(&addr, 2);
     let (_, health) = http_get(&addr, "/healthz");
     assert!(health.contains("in-process"), "{health}");
+    // The cache and artifact services run for as long as serve does, and want a job's token.
+    let health: Value = serde_json::from_str(&health).unwrap();
+    let port = health["services_port"].as_u64().unwrap();
+    let services = format!("127.0.0.1:{port}");
+    assert_eq!(
+        http_get(&services, "/_apis/artifactcache/cache?keys=k&version=v").0,
+        401
+    );
     serve.signal(Signal::SIGINT);
     serve.wait(Duration::from_secs(10)).expect(0);
     let text = std::fs::read_to_string(azlin.state_dir().join("deployment-state.yaml")).unwrap();
