@@ -195,7 +195,7 @@ pub(crate) async fn twirp(
                 )?;
                 Ok(twirp_response(serde_json::json!({
                     "ok": true,
-                    "signed_upload_url": signed_url(&shared, &base_url(&headers)?, Kind::Artifact, id, "w"),
+                    "signed_upload_url": signed_url(&shared, &base_url(&headers)?, Kind::Artifact, id, "w", None),
                 })))
             }
             "FinalizeArtifact" => {
@@ -243,7 +243,7 @@ pub(crate) async fn twirp(
                 request.ids.check(&scope, false)?;
                 let entry = store.artifact(&scope.repository, &scope.run_id, &request.name, false)?;
                 Ok(twirp_response(serde_json::json!({
-                    "signed_url": signed_url(&shared, &base_url(&headers)?, Kind::Artifact, entry.id, "r"),
+                    "signed_url": signed_url(&shared, &base_url(&headers)?, Kind::Artifact, entry.id, "r", Some(&scope)),
                 })))
             }
             "DeleteArtifact" => {

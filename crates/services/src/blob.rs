@@ -9,6 +9,7 @@
 use crate::http::ApiError;
 use crate::server::Shared;
 use crate::store::Kind;
+use crate::token::JobScope;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
@@ -23,14 +24,36 @@ use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 
 /// How long a signed URL works.
 const URL_TTL: Duration = Duration::from_secs(6 * 60 * 60);
+/// Downloads at least this large report their progress to the job's log.
+const PROGRESS_MIN_BYTES: u64 = 8 << 20;
 
-/// A signed URL of upload or download `id` of `kind`, on the server at `base`.
-pub(crate) fn signed_url(shared: &Shared, base: &str, kind: Kind, id: i64, access: &str) -> String {
+/// What a signature covers: the path, and the job a download reports its progress to.
+fn signed_subject(path: &str, job: Option<&str>) -> String {
+    match job {
+        Some(job) => format!("{path}#{job}"),
+        None => path.to_string(),
+    }
+}
+
+/// A signed URL of upload or download `id` of `kind`, on the server at `base`; a download for
+/// job `for_job` reports its progress to that job's log.
+pub(crate) fn signed_url(
+    shared: &Shared,
+    base: &str,
+    kind: Kind,
+    id: i64,
+    access: &str,
+    for_job: Option<&JobScope>,
+) -> String {
     let path = format!("/blob/{}/{id}", kind.as_str());
     let expires = jiff::Timestamp::now().as_second()
         + i64::try_from(URL_TTL.as_secs()).unwrap_or(i64::MAX / 2);
-    let sig = shared.key.url_signature(&path, access, expires);
-    format!("{base}{path}?sp={access}&se={expires}&sig={sig}")
+    let job = for_job.map(|s| format!("{}/{}", s.run_id, s.job_id));
+    let sig = shared
+        .key
+        .url_signature(&signed_subject(&path, job.as_deref()), access, expires);
+    let job = job.map(|j| format!("&job={j}")).unwrap_or_default();
+    format!("{base}{path}?sp={access}&se={expires}{job}&sig={sig}")
 }
 
 #[derive(Debug, Deserialize)]
@@ -38,6 +61,7 @@ pub(crate) struct BlobQuery {
     sp: String,
     se: i64,
     sig: String,
+    job: Option<String>,
     comp: Option<String>,
     blockid: Option<String>,
 }
@@ -61,12 +85,18 @@ pub(crate) async fn handle(
         let path = format!("/blob/{}/{id}", kind.as_str());
         shared
             .key
-            .verify_url(&path, access, query.se, &query.sig)
+            .verify_url(
+                &signed_subject(&path, query.job.as_deref()),
+                access,
+                query.se,
+                &query.sig,
+            )
             .map_err(|e| ApiError::forbidden(format!("signed URL refused: {e}")))?;
         match method {
             Method::PUT => upload(&shared, kind, id, &query, body).await,
             Method::GET | Method::HEAD => {
-                download(&shared, kind, id, &headers, method == Method::HEAD).await
+                let watcher = query.job.as_deref().filter(|_| method == Method::GET);
+                download(&shared, kind, id, &headers, method == Method::HEAD, watcher).await
             }
             _ => Err(ApiError::new(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -309,18 +339,58 @@ fn requested_range(headers: &HeaderMap, size: u64) -> Result<Option<(u64, u64)>,
     Ok(Some((start, end)))
 }
 
+/// Counts the bytes of a download and reports each tenth of it to the job's log.
+struct Progress {
+    shared: Arc<Shared>,
+    run: String,
+    job: String,
+    what: String,
+    total: u64,
+    sent: u64,
+    next_tenth: u64,
+    started: std::time::Instant,
+}
+
+impl Progress {
+    fn advance(&mut self, bytes: usize) {
+        self.sent += bytes as u64;
+        let tenths = self.sent * 10 / self.total.max(1);
+        if tenths < self.next_tenth {
+            return;
+        }
+        self.next_tenth = tenths + 1;
+        let seconds = self.started.elapsed().as_secs_f64().max(0.001);
+        let line = format!(
+            "azlin: {} sent {:.1} of {:.1} MB ({}%), {:.0} MB/s",
+            self.what,
+            self.sent as f64 / 1e6,
+            self.total as f64 / 1e6,
+            tenths * 10,
+            self.sent as f64 / 1e6 / seconds
+        );
+        self.shared.progress(&self.run, &self.job, line);
+    }
+}
+
 async fn download(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     kind: Kind,
     id: i64,
     headers: &HeaderMap,
     head_only: bool,
+    watcher: Option<&str>,
 ) -> Result<Response, ApiError> {
-    let digest = match kind {
-        Kind::Cache => shared.store.cache(id)?.digest,
-        Kind::Artifact => shared.store.artifact_by_id(id)?.digest,
-    }
-    .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not finished"))?;
+    let (digest, what) = match kind {
+        Kind::Cache => {
+            let entry = shared.store.cache(id)?;
+            (entry.digest, format!("cache '{}'", entry.key))
+        }
+        Kind::Artifact => {
+            let entry = shared.store.artifact_by_id(id)?;
+            (entry.digest, format!("artifact '{}'", entry.name))
+        }
+    };
+    let digest = digest.ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not finished"))?;
     let path = shared.store.blob_path(&digest);
     let mut file = tokio::fs::File::open(&path)
         .await
@@ -338,7 +408,30 @@ async fn download(
             .await
             .map_err(ApiError::internal)?;
         let reader = tokio::io::AsyncReadExt::take(file, length);
-        Body::from_stream(tokio_util::io::ReaderStream::with_capacity(reader, 1 << 20))
+        let stream = tokio_util::io::ReaderStream::with_capacity(reader, 1 << 20);
+        let watched = watcher
+            .and_then(|w| w.split_once('/'))
+            .filter(|_| length >= PROGRESS_MIN_BYTES);
+        match watched {
+            Some((run, job)) => {
+                let mut progress = Progress {
+                    shared: shared.clone(),
+                    run: run.to_string(),
+                    job: job.to_string(),
+                    what,
+                    total: length,
+                    sent: 0,
+                    next_tenth: 1,
+                    started: std::time::Instant::now(),
+                };
+                Body::from_stream(stream.inspect(move |chunk| {
+                    if let Ok(chunk) = chunk {
+                        progress.advance(chunk.len());
+                    }
+                }))
+            }
+            None => Body::from_stream(stream),
+        }
     };
     let mut response = (status, body).into_response();
     azure_headers(&mut response);

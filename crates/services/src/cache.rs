@@ -123,8 +123,14 @@ pub(crate) async fn v1_lookup(
         Ok(
             match lookup(&shared, &scope, primary, restore, &query.version)? {
                 Some(entry) => {
-                    let location =
-                        signed_url(&shared, &base_url(&headers)?, Kind::Cache, entry.id, "r");
+                    let location = signed_url(
+                        &shared,
+                        &base_url(&headers)?,
+                        Kind::Cache,
+                        entry.id,
+                        "r",
+                        Some(&scope),
+                    );
                     let body = serde_json::json!({
                         "cacheKey": entry.key,
                         "scope": entry.git_ref,
@@ -304,7 +310,7 @@ pub(crate) async fn v2(
                 Ok(match lookup(&shared, &scope, &request.key, &request.restore_keys, &request.version)? {
                     Some(entry) => twirp_response(serde_json::json!({
                         "ok": true,
-                        "signed_download_url": signed_url(&shared, &base_url(&headers)?, Kind::Cache, entry.id, "r"),
+                        "signed_download_url": signed_url(&shared, &base_url(&headers)?, Kind::Cache, entry.id, "r", Some(&scope)),
                         "matched_key": entry.key,
                     })),
                     None => twirp_response(serde_json::json!({ "ok": false })),
@@ -316,7 +322,7 @@ pub(crate) async fn v2(
                 match shared.store.reserve_cache(&scope.repository, &scope.git_ref, &request.key, &request.version) {
                     Ok(id) => Ok(twirp_response(serde_json::json!({
                         "ok": true,
-                        "signed_upload_url": signed_url(&shared, &base_url(&headers)?, Kind::Cache, id, "w"),
+                        "signed_upload_url": signed_url(&shared, &base_url(&headers)?, Kind::Cache, id, "w", None),
                     }))),
                     Err(crate::store::StoreError::Exists(what)) => Ok(twirp_response(serde_json::json!({
                         "ok": false,

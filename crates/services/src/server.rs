@@ -13,6 +13,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 /// How long a job's token works: GitHub's longest job.
@@ -119,9 +120,22 @@ pub(crate) struct Shared {
     pub limits: Limits,
     /// Cache uses by (run, job), until the job's report takes them.
     uses: Mutex<HashMap<(String, String), Vec<CacheUse>>>,
+    /// Where progress lines of each watched job go, by (run, job).
+    watchers: Mutex<HashMap<(String, String), mpsc::UnboundedSender<String>>>,
 }
 
 impl Shared {
+    /// Sends a progress line to the log of job `job` of run `run`, when someone watches it.
+    pub fn progress(&self, run: &str, job: &str, line: String) {
+        let mut watchers = self.watchers.lock().unwrap_or_else(|p| p.into_inner());
+        let key = (run.to_string(), job.to_string());
+        if let Some(sender) = watchers.get(&key)
+            && sender.send(line).is_err()
+        {
+            watchers.remove(&key);
+        }
+    }
+
     /// Notes a cache use of the job `scope` for its report.
     pub fn record(&self, scope: &JobScope, cache_use: CacheUse) {
         tracing::info!(repository = %scope.repository, key = %cache_use.key, outcome = ?cache_use.outcome, "cache");
@@ -232,6 +246,7 @@ impl Services {
             key,
             limits: config.limits,
             uses: Mutex::new(HashMap::new()),
+            watchers: Mutex::new(HashMap::new()),
         });
         let stop = CancellationToken::new();
         let mut tasks = Vec::new();
@@ -309,6 +324,19 @@ impl Services {
             .unwrap_or_else(|p| p.into_inner())
             .remove(&(run_id.to_string(), job_id.to_string()))
             .unwrap_or_default()
+    }
+
+    /// Progress lines of the large downloads of job `scope` (cache restores, artifact
+    /// downloads, which their clients do not report), for its step logs. Until the receiver
+    /// is dropped.
+    pub fn watch(&self, scope: &JobScope) -> mpsc::UnboundedReceiver<String> {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        self.shared
+            .watchers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert((scope.run_id.clone(), scope.job_id.clone()), sender);
+        receiver
     }
 
     /// Stops listening and waits for requests in flight.

@@ -174,6 +174,9 @@ pub(crate) struct JobState<'a> {
     pub states: HashMap<usize, Vec<(String, String)>>,
     /// A step failed because its action is invalid.
     pub invalid_action: bool,
+    /// Progress lines of the job's large downloads from the cache and artifact services,
+    /// shown in the log of the step that runs meanwhile.
+    pub transfers: Option<tokio::sync::mpsc::UnboundedReceiver<String>>,
 }
 
 /// Runs `inst` on `session`.
@@ -272,6 +275,9 @@ pub(crate) async fn run_instance(
         posts: Vec::new(),
         states: HashMap::new(),
         invalid_action: false,
+        transfers: services_scope
+            .as_ref()
+            .map(|(services, scope)| services.watch(scope)),
     };
     let mut steps: Vec<StepReport> = Vec::new();
     let mut finished = |report: StepReport| {

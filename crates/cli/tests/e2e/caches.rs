@@ -293,6 +293,13 @@ fn artifacts_uploaded_by_one_job_download_byte_equal_on_another_vm_and_from_the_
     assert_eq!(jobs.len(), 2);
     assert_ne!(jobs[0]["vm"], jobs[1]["vm"], "the jobs ran on one VM");
     let sum = printed(&run.stderr, "sum");
+    // The client says nothing while it downloads; azlin reports the progress in its log.
+    assert!(
+        run.stderr
+            .contains("azlin: artifact 'dist' sent 52.4 of 52.4 MB (100%)"),
+        "{}",
+        run.stderr
+    );
     let run_id = report["run_id"].as_str().unwrap();
 
     // The same bytes through the CLI.

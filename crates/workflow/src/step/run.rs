@@ -155,26 +155,44 @@ impl JobState<'_> {
                 line,
             )
         });
-        let mut output = StepOutput::new(
+        // Shared by the step's own output and the services' progress lines (never both at once:
+        // each lock lasts one synchronous call).
+        let output = std::sync::Mutex::new(StepOutput::new(
             &marker,
             &mut self.masker,
             allow_unsecure,
             facts.debug,
             log,
             display,
-        );
+        ));
+        let transfers = &mut self.transfers;
         let ending = {
-            let mut sink = |stream, bytes: &[u8]| output.feed(stream, bytes);
+            let feed = |stream, bytes: &[u8]| {
+                output
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .feed(stream, bytes);
+            };
+            let mut sink = feed;
             let run = self.session.run(&program, &mut sink);
-            tokio::select! {
-                r = run => Ok(r),
-                interrupt = watch.interrupted() => Err(interrupt),
+            tokio::pin!(run);
+            loop {
+                tokio::select! {
+                    r = &mut run => break Ok(r),
+                    interrupt = watch.interrupted() => break Err(interrupt),
+                    Some(line) = next_line(transfers) => {
+                        feed(azlin_remote::OutputStream::Stdout, format!("{line}\n").as_bytes());
+                    }
+                }
             }
         };
         if let Err(interrupt) = &ending {
             interrupt.record(exec);
         }
-        let finished = output.finish();
+        let finished = output
+            .into_inner()
+            .unwrap_or_else(|p| p.into_inner())
+            .finish();
         if ending.is_err() {
             // Stop whatever the step left running; the session's VM outlives this step.
             let _ = tokio::time::timeout(
@@ -261,5 +279,15 @@ impl JobState<'_> {
         }
         exec.summary = files.summary.clone();
         Ok(())
+    }
+}
+
+/// The next progress line of the job's downloads; never, when nothing reports them.
+async fn next_line(
+    lines: &mut Option<tokio::sync::mpsc::UnboundedReceiver<String>>,
+) -> Option<String> {
+    match lines {
+        Some(lines) => lines.recv().await,
+        None => std::future::pending().await,
     }
 }
