@@ -203,6 +203,8 @@ pub enum Command {
     Snapshot(SnapshotArgs),
     /// Make new VMs as copies of a VM (each with its own identity), in parallel.
     Clone(CloneArgs),
+    /// Copy files between this machine and VMs (NAME:PATH), or between two VMs.
+    Cp(CpArgs),
     /// The caches workflow jobs saved with actions/cache.
     Cache(CacheArgs),
     /// The artifacts workflow runs uploaded.
@@ -515,6 +517,18 @@ pub enum SnapshotAction {
         /// The snapshot.
         snapshot: String,
     },
+}
+
+/// `azlin cp`
+#[derive(Debug, Args)]
+pub struct CpArgs {
+    /// What to copy: a local path, or NAME:PATH on a VM (relative to its home folder).
+    pub source: String,
+    /// Where to: a local path, or NAME:PATH on a VM.
+    pub destination: String,
+    /// Copy folders and what they hold.
+    #[arg(short = 'r', long)]
+    pub recursive: bool,
 }
 
 /// `azlin cache`

@@ -6,6 +6,7 @@
 //! processes in a directory (sim).
 
 pub mod attach;
+pub mod copy;
 pub mod desktop;
 pub mod keys;
 pub mod local;

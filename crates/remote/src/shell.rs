@@ -60,6 +60,9 @@ pub enum RemoteError {
     /// Waiting ran out of time.
     #[error("{0}")]
     Timeout(String),
+    /// A copy failed (what `scp` said).
+    #[error("copy failed: {0}")]
+    Copy(String),
 }
 
 impl RemoteError {

@@ -2,6 +2,7 @@
 
 pub mod artifacts;
 pub mod connect;
+pub mod cp;
 pub mod events;
 pub mod gui;
 pub mod image;
@@ -34,6 +35,7 @@ pub async fn dispatch(app: &App, command: &Command) -> anyhow::Result<ExitCode> 
         Command::Pool(args) => pool::run(app, args).await,
         Command::Snapshot(args) => snapshot::run(app, args).await,
         Command::Clone(args) => snapshot::clone(app, args).await,
+        Command::Cp(args) => cp::run(app, args).await,
         Command::Cache(args) => artifacts::cache(app, args),
         Command::Artifacts(args) => artifacts::artifacts(app, args),
         Command::Run(args) => run::run(app, args).await,
