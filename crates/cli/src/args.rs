@@ -205,6 +205,16 @@ pub enum Command {
     Clone(CloneArgs),
     /// Copy files between this machine and VMs (NAME:PATH), or between two VMs.
     Cp(CpArgs),
+    /// Add every VM to your SSH config as `azlin-NAME` (for ssh, scp and editors).
+    SshConfig,
+    /// Open VS Code on a VM (over Remote-SSH).
+    Code(CodeArgs),
+    /// Run a command on many VMs at once.
+    Fleet(FleetArgs),
+    /// Load, memory, disk, uptime, failed services and tmux sessions of one VM or all.
+    Health(HealthArgs),
+    /// A VM's system journal, or cloud-init's output.
+    Logs(LogsArgs),
     /// The caches workflow jobs saved with actions/cache.
     Cache(CacheArgs),
     /// The artifacts workflow runs uploaded.
@@ -529,6 +539,67 @@ pub struct CpArgs {
     /// Copy folders and what they hold.
     #[arg(short = 'r', long)]
     pub recursive: bool,
+}
+
+/// `azlin fleet`
+#[derive(Debug, Args)]
+pub struct FleetArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub action: FleetAction,
+}
+
+/// `azlin fleet …`
+#[derive(Debug, Subcommand)]
+pub enum FleetAction {
+    /// Run COMMAND on every running VM that matches; output is prefixed with the VM's name,
+    /// then a summary of exit codes. Fails if it failed anywhere.
+    Run {
+        /// Only VMs whose name matches this pattern (`*` and `?`).
+        #[arg(long = "match", value_name = "GLOB")]
+        pattern: Option<String>,
+        /// Only VMs created with this tag (repeatable: all must match).
+        #[arg(long = "tag", value_name = "K=V")]
+        tags: Vec<String>,
+        /// VMs at once.
+        #[arg(long, value_name = "N", default_value_t = 8)]
+        parallel: usize,
+        /// The command.
+        #[arg(last = true, required = true, value_name = "COMMAND")]
+        command: Vec<String>,
+    },
+}
+
+/// `azlin health`
+#[derive(Debug, Args)]
+pub struct HealthArgs {
+    /// The VM (default: every running VM).
+    pub name: Option<String>,
+}
+
+/// `azlin logs`
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// The VM.
+    pub name: String,
+    /// cloud-init's output instead of the system journal.
+    #[arg(long)]
+    pub cloud_init: bool,
+    /// The whole journal of this boot (default: its last 200 lines).
+    #[arg(long)]
+    pub boot: bool,
+    /// Keep printing new lines.
+    #[arg(short = 'f', long)]
+    pub follow: bool,
+}
+
+/// `azlin code`
+#[derive(Debug, Args)]
+pub struct CodeArgs {
+    /// The VM.
+    pub name: String,
+    /// The folder to open on the VM (default: the login user's home).
+    pub path: Option<String>,
 }
 
 /// `azlin cache`

@@ -8,12 +8,15 @@
 pub mod attach;
 pub mod copy;
 pub mod desktop;
+pub mod fleet;
+pub mod health;
 pub mod keys;
 pub mod local;
 pub mod quote;
 pub mod ready;
 pub mod shell;
 pub mod ssh;
+pub mod ssh_config;
 
 pub use keys::Identity;
 pub use local::LocalShell;

@@ -3,7 +3,9 @@
 pub mod artifacts;
 pub mod connect;
 pub mod cp;
+pub mod editor;
 pub mod events;
+pub mod fleet;
 pub mod gui;
 pub mod image;
 pub mod new;
@@ -36,6 +38,11 @@ pub async fn dispatch(app: &App, command: &Command) -> anyhow::Result<ExitCode> 
         Command::Snapshot(args) => snapshot::run(app, args).await,
         Command::Clone(args) => snapshot::clone(app, args).await,
         Command::Cp(args) => cp::run(app, args).await,
+        Command::SshConfig => editor::ssh_config(app).await,
+        Command::Code(args) => editor::code(app, args).await,
+        Command::Fleet(args) => fleet::fleet(app, args).await,
+        Command::Health(args) => fleet::health(app, args).await,
+        Command::Logs(args) => fleet::logs(app, args).await,
         Command::Cache(args) => artifacts::cache(app, args),
         Command::Artifacts(args) => artifacts::artifacts(app, args),
         Command::Run(args) => run::run(app, args).await,

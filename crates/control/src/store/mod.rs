@@ -129,6 +129,9 @@ pub struct VmRecord {
     /// Who took it from its pool.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub claim: Option<Claim>,
+    /// The tags it was created with (`--tag K=V`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
 }
 
 /// Who took a pool VM: a workflow session (released when the session ends; reaped when its
@@ -342,6 +345,7 @@ pub fn requested_record(request: &Request) -> Option<VmRecord> {
         updated_at: azlin_core::now_rfc3339(),
         pool: create.spec.tags.get(POOL_TAG).cloned(),
         claim: None,
+        tags: create.spec.tags.clone(),
     })
 }
 
