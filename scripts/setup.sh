@@ -54,6 +54,9 @@ fi
 
 if [ "$profile" = release ]; then
   cargo build --release --locked -p azlin
+  # `azlin` on PATH, as the README's examples type it.
+  ln -sf "$(realpath "${CARGO_TARGET_DIR:-target}/release/azlin")" /usr/local/bin/azlin
+  echo "azlin is on PATH: /usr/local/bin/azlin → $(readlink /usr/local/bin/azlin)"
 else
   cargo build --locked -p azlin
 fi

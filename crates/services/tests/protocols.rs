@@ -1,6 +1,9 @@
 //! The services over real HTTP on loopback, request by request as the clients send them, and
-//! every refusal a job (or a stranger) can provoke. The unmodified clients themselves are run
-//! against the services in `clients.rs`.
+//! every refusal a job (or a stranger) can provoke. The unmodified clients themselves run
+//! against the services in the CLI's end-to-end tests (`caches.rs`).
+
+// Harness code: a failed unwrap is a failed test, with its location.
+#![allow(clippy::unwrap_used)]
 
 use azlin_services::{CacheOutcome, JobScope, Limits, Services, ServicesConfig, Store};
 use reqwest::StatusCode;

@@ -11,6 +11,7 @@ mod azure;
 mod binary;
 mod caches;
 mod common;
+mod day2;
 mod defaults;
 mod git_server;
 mod gui;

@@ -1,0 +1,236 @@
+//! Living with a VM, against real nspawn VMs with the real OpenSSH client: `cp`, `ssh-config`
+//! (then plain `ssh` and `scp`), `code` (a stand-in `code` records how it was called), `health`
+//! and `logs`; `fleet run` on sim VMs.
+
+use crate::support::Azlin;
+use std::path::Path;
+use std::process::Command;
+
+fn sha256(path: &Path) -> String {
+    let out = Command::new("sha256sum").arg(path).output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn random_file(path: &Path, bytes: usize) {
+    let out = Command::new("head")
+        .args(["-c", &bytes.to_string(), "/dev/urandom"])
+        .output()
+        .unwrap();
+    std::fs::write(path, out.stdout).unwrap();
+}
+
+#[test]
+fn cp_moves_100_mb_both_ways_and_between_vms_and_folders_with_r() {
+    let azlin = Azlin::new();
+    azlin.new_vm("nspawn", "cp-a", &[]).expect(0);
+    azlin.new_vm("nspawn", "cp-b", &[]).expect(0);
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big.bin");
+    random_file(&big, 100_000_000);
+    let digest = sha256(&big);
+
+    let up = azlin
+        .run(&["-o", "json", "cp", big.to_str().unwrap(), "cp-a:big.bin"])
+        .expect(0)
+        .json();
+    assert_eq!(up["bytes"], 100_000_000);
+    assert_eq!(
+        azlin.sh("cp-a", "sha256sum big.bin | cut -d' ' -f1"),
+        digest
+    );
+    let back = dir.path().join("back.bin");
+    azlin
+        .run(&["cp", "cp-a:big.bin", back.to_str().unwrap()])
+        .expect(0);
+    assert_eq!(sha256(&back), digest);
+    // VM to VM, to an absolute path.
+    azlin
+        .run(&["cp", "cp-a:big.bin", "cp-b:/tmp/from-a.bin"])
+        .expect(0);
+    assert_eq!(
+        azlin.sh("cp-b", "sha256sum /tmp/from-a.bin | cut -d' ' -f1"),
+        digest
+    );
+    // A folder needs -r.
+    let folder = dir.path().join("tree");
+    std::fs::create_dir_all(folder.join("sub")).unwrap();
+    std::fs::write(folder.join("top.txt"), "top\n").unwrap();
+    std::fs::write(folder.join("sub/deep.txt"), "deep\n").unwrap();
+    let refused = azlin
+        .run(&["cp", folder.to_str().unwrap(), "cp-b:"])
+        .expect(64);
+    assert!(refused.stderr.contains("-r"), "{}", refused.stderr);
+    azlin
+        .run(&["cp", "-r", folder.to_str().unwrap(), "cp-b:"])
+        .expect(0);
+    assert_eq!(
+        azlin.sh("cp-b", "cat tree/top.txt tree/sub/deep.txt"),
+        "top\ndeep"
+    );
+    // Bad input changes nothing and says why.
+    azlin.run(&["cp", "/etc/hostname", "/tmp/x"]).expect(64);
+    azlin
+        .run(&["cp", "/nonexistent/file", "cp-a:x"])
+        .expect(64);
+    azlin.run(&["cp", "/etc/hostname", "nosuchvm:x"]).expect(64);
+    for vm in ["cp-a", "cp-b"] {
+        azlin.run(&["delete", vm, "--yes"]).expect(0);
+    }
+    azlin.assert_no_vms();
+}
+
+#[test]
+fn ssh_config_lets_plain_ssh_and_scp_reach_a_vm_and_code_opens_it() {
+    // A stand-in for VS Code's `code`, first on PATH: it records its arguments.
+    let bin = tempfile::tempdir().unwrap();
+    let called = bin.path().join("called");
+    let code = bin.path().join("code");
+    std::fs::write(
+        &code,
+        format!("#!/bin/sh\necho \"$@\" > {}\n", called.display()),
+    )
+    .unwrap();
+    Command::new("chmod").arg("755").arg(&code).status().unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let azlin = Azlin::with_path(&path);
+    azlin.new_vm("nspawn", "cfg", &[]).expect(0);
+    azlin.run(&["ssh-config"]).expect(0);
+    azlin.run(&["ssh-config"]).expect(0);
+    let ssh_dir = azlin.home.path().join(".ssh");
+    let config = ssh_dir.join("config");
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert_eq!(text.matches("Include").count(), 1, "{text}");
+
+    // The real ssh and scp, with nothing but the config file.
+    let ssh = Command::new("ssh")
+        .args(["-F", config.to_str().unwrap(), "azlin-cfg", "echo", "reached"])
+        .env("HOME", azlin.home.path())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&ssh.stdout).trim(),
+        "reached",
+        "{}",
+        String::from_utf8_lossy(&ssh.stderr)
+    );
+    let scp = Command::new("scp")
+        .args(["-F", config.to_str().unwrap(), "/etc/hostname", "azlin-cfg:copied"])
+        .env("HOME", azlin.home.path())
+        .output()
+        .unwrap();
+    assert!(scp.status.success(), "{}", String::from_utf8_lossy(&scp.stderr));
+    assert_eq!(
+        azlin.sh("cfg", "cat copied"),
+        std::fs::read_to_string("/etc/hostname").unwrap().trim()
+    );
+
+    azlin.run(&["code", "cfg", "/tmp"]).expect(0);
+    assert_eq!(
+        std::fs::read_to_string(&called).unwrap().trim(),
+        "--remote ssh-remote+azlin-cfg /tmp"
+    );
+    // Without `code` on PATH: a prerequisite is missing (2), and it says what to do.
+    let missing = Azlin::with_path("/usr/sbin:/usr/bin:/sbin:/bin");
+    missing.new_vm("nspawn", "nocode", &[]).expect(0);
+    let run = missing.run(&["code", "nocode"]).expect(2);
+    assert!(run.stderr.contains("install VS Code"), "{}", run.stderr);
+    missing.run(&["delete", "nocode", "--yes"]).expect(0);
+    azlin.run(&["delete", "cfg", "--yes"]).expect(0);
+}
+
+#[test]
+fn health_shows_tmux_sessions_and_logs_show_the_journal_and_cloud_init() {
+    let azlin = Azlin::new();
+    azlin.new_vm("nspawn", "hl", &[]).expect(0);
+    azlin.sh("hl", "tmux new-session -d -s build sleep 600");
+    let one = azlin.run(&["-o", "json", "health", "hl"]).expect(0).json();
+    let health = &one[0]["health"];
+    assert_eq!(health["tmux_sessions"], serde_json::json!(["build"]));
+    assert!(health["memory_total"].as_u64().unwrap() > 0, "{health}");
+    assert!(health["disk_total"].as_u64().unwrap() > 0, "{health}");
+    let all = azlin.run(&["-o", "json", "health"]).expect(0).json();
+    assert_eq!(all[0]["name"], "hl");
+    let table = azlin.run(&["health"]).expect(0);
+    assert!(table.stdout.contains("build"), "{}", table.stdout);
+
+    let cloud_init = azlin.run(&["logs", "hl", "--cloud-init"]).expect(0);
+    assert!(
+        cloud_init.stdout.contains("Cloud-init v."),
+        "{}",
+        cloud_init.stdout
+    );
+    let journal = azlin.run(&["logs", "hl", "--boot"]).expect(0);
+    assert!(journal.stdout.contains("sshd"), "{}", journal.stdout);
+    azlin.run(&["delete", "hl", "--yes"]).expect(0);
+}
+
+#[test]
+fn fleet_run_prefixes_output_summarises_exit_codes_and_fails_if_any_vm_failed() {
+    let azlin = Azlin::new();
+    for (name, role) in [("web-1", "web"), ("web-2", "web"), ("db-1", "db")] {
+        azlin
+            .new_vm("sim", name, &["--tag", &format!("role={role}")])
+            .expect(0);
+    }
+    let webs = azlin
+        .run(&["fleet", "run", "--match", "web-*", "--", "echo", "hello"])
+        .expect(0);
+    for vm in ["web-1", "web-2"] {
+        assert!(
+            webs.stdout.contains(&format!("[{vm}] hello")),
+            "{}",
+            webs.stdout
+        );
+    }
+    assert!(!webs.stdout.contains("db-1"), "{}", webs.stdout);
+    let by_tag = azlin
+        .run(&["-o", "json", "fleet", "run", "--tag", "role=db", "--", "true"])
+        .expect(0)
+        .json();
+    assert_eq!(by_tag.as_array().unwrap().len(), 1);
+    assert_eq!(by_tag[0]["name"], "db-1");
+    // One VM fails: azlin fails, and the summary says where and how.
+    let mixed = azlin
+        .run(&[
+            "-o",
+            "json",
+            "fleet",
+            "run",
+            "--parallel",
+            "2",
+            "--",
+            "sh",
+            "-c",
+            "case \"$PWD\" in *db-1*) exit 3;; esac",
+        ])
+        .expect(1);
+    let results = mixed.json();
+    let mut codes: Vec<(String, i64)> = results
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["name"].as_str().unwrap().to_string(), r["exit_code"].as_i64().unwrap()))
+        .collect();
+    codes.sort();
+    assert_eq!(
+        codes,
+        [
+            ("db-1".to_string(), 3),
+            ("web-1".to_string(), 0),
+            ("web-2".to_string(), 0)
+        ]
+    );
+    azlin
+        .run(&["fleet", "run", "--match", "nothing-*", "--", "true"])
+        .expect(64);
+    azlin.run(&["fleet", "run", "--tag", "role", "--", "true"]).expect(64);
+}
