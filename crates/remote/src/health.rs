@@ -10,9 +10,9 @@ use serde::Serialize;
 /// The script: one `key=value` line per fact. tmux sessions are the login user's (those
 /// `azlin connect` attaches to).
 const SCRIPT: &str = r#"read -r l1 l5 l15 _ < /proc/loadavg; echo "load=$l1 $l5 $l15"
-awk '/^MemTotal:/{t=$2} /^MemAvailable:/{a=$2} END{print "memory=" (t-a)*1024 " " t*1024}' /proc/meminfo
-df -P -B1 / | awk 'NR==2{print "disk=" $3 " " $2}'
-echo "uptime=$(cut -d. -f1 /proc/uptime)"
+awk '/^MemTotal:/{t=$2} /^MemAvailable:/{a=$2} END{printf "memory=%.0f %.0f\n", (t-a)*1024, t*1024}' /proc/meminfo
+df -P -B1 / | awk 'NR==2{printf "disk=%.0f %.0f\n", $3, $2}'
+echo "uptime=$(ps -o etimes= -p 1 | tr -d ' ')"
 echo "failed=$(systemctl list-units --state=failed --no-legend --plain 2>/dev/null | awk '{print $1}' | paste -sd, -)"
 echo "tmux=$(tmux list-sessions -F '#S' 2>/dev/null | paste -sd, -)"
 "#;
@@ -30,7 +30,7 @@ pub struct Health {
     pub disk_used: u64,
     /// Size of `/`, bytes.
     pub disk_total: u64,
-    /// Seconds since boot.
+    /// Seconds since the VM's init started.
     pub uptime_secs: u64,
     /// Failed systemd units.
     pub failed_units: Vec<String>,

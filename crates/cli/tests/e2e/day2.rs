@@ -73,9 +73,7 @@ fn cp_moves_100_mb_both_ways_and_between_vms_and_folders_with_r() {
     );
     // Bad input changes nothing and says why.
     azlin.run(&["cp", "/etc/hostname", "/tmp/x"]).expect(64);
-    azlin
-        .run(&["cp", "/nonexistent/file", "cp-a:x"])
-        .expect(64);
+    azlin.run(&["cp", "/nonexistent/file", "cp-a:x"]).expect(64);
     azlin.run(&["cp", "/etc/hostname", "nosuchvm:x"]).expect(64);
     for vm in ["cp-a", "cp-b"] {
         azlin.run(&["delete", vm, "--yes"]).expect(0);
@@ -94,7 +92,11 @@ fn ssh_config_lets_plain_ssh_and_scp_reach_a_vm_and_code_opens_it() {
         format!("#!/bin/sh\necho \"$@\" > {}\n", called.display()),
     )
     .unwrap();
-    Command::new("chmod").arg("755").arg(&code).status().unwrap();
+    Command::new("chmod")
+        .arg("755")
+        .arg(&code)
+        .status()
+        .unwrap();
     let path = format!(
         "{}:{}",
         bin.path().display(),
@@ -111,7 +113,13 @@ fn ssh_config_lets_plain_ssh_and_scp_reach_a_vm_and_code_opens_it() {
 
     // The real ssh and scp, with nothing but the config file.
     let ssh = Command::new("ssh")
-        .args(["-F", config.to_str().unwrap(), "azlin-cfg", "echo", "reached"])
+        .args([
+            "-F",
+            config.to_str().unwrap(),
+            "azlin-cfg",
+            "echo",
+            "reached",
+        ])
         .env("HOME", azlin.home.path())
         .stdin(std::process::Stdio::null())
         .output()
@@ -123,11 +131,20 @@ fn ssh_config_lets_plain_ssh_and_scp_reach_a_vm_and_code_opens_it() {
         String::from_utf8_lossy(&ssh.stderr)
     );
     let scp = Command::new("scp")
-        .args(["-F", config.to_str().unwrap(), "/etc/hostname", "azlin-cfg:copied"])
+        .args([
+            "-F",
+            config.to_str().unwrap(),
+            "/etc/hostname",
+            "azlin-cfg:copied",
+        ])
         .env("HOME", azlin.home.path())
         .output()
         .unwrap();
-    assert!(scp.status.success(), "{}", String::from_utf8_lossy(&scp.stderr));
+    assert!(
+        scp.status.success(),
+        "{}",
+        String::from_utf8_lossy(&scp.stderr)
+    );
     assert_eq!(
         azlin.sh("cfg", "cat copied"),
         std::fs::read_to_string("/etc/hostname").unwrap().trim()
@@ -157,6 +174,8 @@ fn health_shows_tmux_sessions_and_logs_show_the_journal_and_cloud_init() {
     assert_eq!(health["tmux_sessions"], serde_json::json!(["build"]));
     assert!(health["memory_total"].as_u64().unwrap() > 0, "{health}");
     assert!(health["disk_total"].as_u64().unwrap() > 0, "{health}");
+    // The VM's own uptime, not the host's.
+    assert!(health["uptime_secs"].as_u64().unwrap() < 600, "{health}");
     let all = azlin.run(&["-o", "json", "health"]).expect(0).json();
     assert_eq!(all[0]["name"], "hl");
     let table = azlin.run(&["health"]).expect(0);
@@ -193,7 +212,9 @@ fn fleet_run_prefixes_output_summarises_exit_codes_and_fails_if_any_vm_failed() 
     }
     assert!(!webs.stdout.contains("db-1"), "{}", webs.stdout);
     let by_tag = azlin
-        .run(&["-o", "json", "fleet", "run", "--tag", "role=db", "--", "true"])
+        .run(&[
+            "-o", "json", "fleet", "run", "--tag", "role=db", "--", "true",
+        ])
         .expect(0)
         .json();
     assert_eq!(by_tag.as_array().unwrap().len(), 1);
@@ -218,7 +239,12 @@ fn fleet_run_prefixes_output_summarises_exit_codes_and_fails_if_any_vm_failed() 
         .as_array()
         .unwrap()
         .iter()
-        .map(|r| (r["name"].as_str().unwrap().to_string(), r["exit_code"].as_i64().unwrap()))
+        .map(|r| {
+            (
+                r["name"].as_str().unwrap().to_string(),
+                r["exit_code"].as_i64().unwrap(),
+            )
+        })
         .collect();
     codes.sort();
     assert_eq!(
@@ -232,5 +258,7 @@ fn fleet_run_prefixes_output_summarises_exit_codes_and_fails_if_any_vm_failed() 
     azlin
         .run(&["fleet", "run", "--match", "nothing-*", "--", "true"])
         .expect(64);
-    azlin.run(&["fleet", "run", "--tag", "role", "--", "true"]).expect(64);
+    azlin
+        .run(&["fleet", "run", "--tag", "role", "--", "true"])
+        .expect(64);
 }
