@@ -291,6 +291,9 @@ pub struct ListArgs {
     /// Only VMs of this provider.
     #[arg(long, value_name = "P")]
     pub provider: Option<String>,
+    /// Also each running VM's load and tmux sessions (reads them over SSH).
+    #[arg(long)]
+    pub wide: bool,
 }
 
 /// Commands taking one VM name.

@@ -23,6 +23,9 @@ struct Row {
     address: String,
     user: String,
     message: String,
+    /// With `--wide`: what the VM reports about itself (running VMs only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    health: Option<azlin_remote::health::Health>,
 }
 
 fn parse_name(name: &str) -> anyhow::Result<VmName> {
@@ -31,7 +34,7 @@ fn parse_name(name: &str) -> anyhow::Result<VmName> {
 
 /// Runs `azlin list`.
 pub async fn list(app: &App, args: &ListArgs) -> anyhow::Result<ExitCode> {
-    let ListArgs { provider } = args;
+    let ListArgs { provider, wide } = args;
     let only: Option<ProviderKind> = provider
         .as_deref()
         .map(str::parse)
@@ -82,6 +85,7 @@ pub async fn list(app: &App, args: &ListArgs) -> anyhow::Result<ExitCode> {
                     .map_or_else(|| r.address.clone(), |vm| vm.address.clone()),
                 user: r.user.clone(),
                 message: r.message.clone(),
+                health: None,
             }
         })
         .collect();
@@ -92,14 +96,36 @@ pub async fn list(app: &App, args: &ListArgs) -> anyhow::Result<ExitCode> {
         address: vm.address.clone(),
         user: vm.user.clone(),
         message: "not in the state store".into(),
+        health: None,
     }));
     rows.sort_by(|a, b| a.name.cmp(&b.name));
+    if *wide {
+        add_health(app, &mut rows).await?;
+    }
     if app.settings.output == OutputFormat::Json {
         println!("{}", serde_json::to_string(&rows)?);
         return Ok(ExitCode::Ok);
     }
     if rows.is_empty() {
         println!("No VMs. Create one with `azlin new`.");
+    } else if *wide {
+        output::table(
+            &["NAME", "PROVIDER", "STATE", "ADDRESS", "LOAD", "TMUX", "MESSAGE"],
+            rows.into_iter().map(|r| {
+                let (load, tmux) = r.health.as_ref().map_or_else(Default::default, |h| {
+                    (format!("{:.2}", h.load[0]), h.tmux_sessions.join(", "))
+                });
+                vec![
+                    r.name,
+                    r.provider.to_string(),
+                    r.state,
+                    r.address,
+                    load,
+                    tmux,
+                    r.message,
+                ]
+            }),
+        );
     } else {
         output::table(
             &["NAME", "PROVIDER", "STATE", "ADDRESS", "USER", "MESSAGE"],
@@ -117,6 +143,32 @@ pub async fn list(app: &App, args: &ListArgs) -> anyhow::Result<ExitCode> {
     }
     orphans_footer(app);
     Ok(ExitCode::Ok)
+}
+
+/// Reads the health of the rows' running VMs (not `sim`) in parallel, into the rows.
+async fn add_health(app: &App, rows: &mut [Row]) -> anyhow::Result<()> {
+    let mut vms = Vec::new();
+    for row in rows.iter() {
+        if row.state != VmState::Running.to_string() || row.provider == ProviderKind::Sim {
+            continue;
+        }
+        if let Ok(name) = VmName::parse(&row.name)
+            && let Ok((_, vm)) = app.locate(&name).await
+            && !vm.host_key.is_empty()
+        {
+            vms.push(vm);
+        }
+    }
+    let healths = crate::commands::fleet::read_health(app, &vms).await?;
+    for (vm, health) in vms.iter().zip(healths) {
+        if let (Some(row), Ok(health)) = (
+            rows.iter_mut().find(|r| r.name == vm.name.as_str()),
+            health,
+        ) {
+            row.health = Some(health);
+        }
+    }
+    Ok(())
 }
 
 /// Under the table: how many resources azlin failed to remove, and where they are listed.

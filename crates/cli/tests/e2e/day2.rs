@@ -180,6 +180,10 @@ fn health_shows_tmux_sessions_and_logs_show_the_journal_and_cloud_init() {
     assert_eq!(all[0]["name"], "hl");
     let table = azlin.run(&["health"]).expect(0);
     assert!(table.stdout.contains("build"), "{}", table.stdout);
+    let wide = azlin.run(&["-o", "json", "list", "--wide"]).expect(0).json();
+    assert_eq!(wide[0]["health"]["tmux_sessions"], serde_json::json!(["build"]));
+    let wide = azlin.run(&["list", "--wide"]).expect(0);
+    assert!(wide.stdout.contains("TMUX") && wide.stdout.contains("build"), "{}", wide.stdout);
 
     let cloud_init = azlin.run(&["logs", "hl", "--cloud-init"]).expect(0);
     assert!(
