@@ -205,6 +205,8 @@ pub enum Command {
     Clone(CloneArgs),
     /// Copy files between this machine and VMs (NAME:PATH), or between two VMs.
     Cp(CpArgs),
+    /// Forward a local port to a VM through SSH, in the background; `tunnel list`, `tunnel close ID`.
+    Tunnel(TunnelArgs),
     /// Add every VM to your SSH config as `azlin-NAME` (for ssh, scp and editors).
     SshConfig,
     /// Open VS Code on a VM (over Remote-SSH).
@@ -542,6 +544,35 @@ pub struct CpArgs {
     /// Copy folders and what they hold.
     #[arg(short = 'r', long)]
     pub recursive: bool,
+}
+
+/// `azlin tunnel`
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct TunnelArgs {
+    /// `list` or `close ID` (without one: open a tunnel).
+    #[command(subcommand)]
+    pub action: Option<TunnelAction>,
+    /// The VM.
+    pub name: Option<String>,
+    /// LOCAL_PORT:REMOTE_HOST:REMOTE_PORT (REMOTE_HOST as the VM sees it: localhost is the VM).
+    #[arg(value_name = "LOCAL_PORT:REMOTE_HOST:REMOTE_PORT")]
+    pub forward: Option<String>,
+    /// The local address to listen on (default 127.0.0.1: this machine only).
+    #[arg(long, value_name = "ADDR")]
+    pub bind: Option<String>,
+}
+
+/// `azlin tunnel …`
+#[derive(Debug, Subcommand)]
+pub enum TunnelAction {
+    /// The tunnels running in the background.
+    List,
+    /// Stop a tunnel.
+    Close {
+        /// Its id (from `tunnel list`).
+        id: String,
+    },
 }
 
 /// `azlin fleet`

@@ -58,6 +58,7 @@ pub fn exit_code(error: &anyhow::Error) -> ExitCode {
         if let Some(e) = cause.downcast_ref::<RemoteError>() {
             return match e {
                 RemoteError::Key(_) => ErrorKind::KeySetup.exit_code(),
+                RemoteError::PortTaken(_) => ExitCode::Usage,
                 RemoteError::Connect { .. }
                 | RemoteError::HostKeyMismatch { .. }
                 | RemoteError::AuthRejected { .. } => ExitCode::Readiness,

@@ -134,6 +134,37 @@ impl SshAccess {
             .map_err(|e| RemoteError::io("starting ssh tunnel", e))
     }
 
+    /// Starts `ssh -N -L SPEC` detached from this process (its own process group, so that it
+    /// outlives azlin and its Ctrl-C), with its messages going to `log`.
+    pub fn background_forward(
+        &self,
+        spec: &str,
+        log: &Path,
+    ) -> Result<std::process::Child, RemoteError> {
+        use std::os::unix::process::CommandExt;
+        let log = std::fs::File::create(log)
+            .map_err(|e| RemoteError::io(format!("creating {}", log.display()), e))?;
+        let mut args = self.base_args();
+        args.extend([
+            "-N".into(),
+            "-o".into(),
+            "ExitOnForwardFailure=yes".into(),
+            "-o".into(),
+            "ServerAliveInterval=30".into(),
+            "-L".into(),
+            spec.to_string(),
+            format!("{}@{}", self.user, self.host),
+        ]);
+        Command::new("ssh")
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .process_group(0)
+            .spawn()
+            .map_err(|e| RemoteError::io("starting ssh tunnel", e))
+    }
+
     /// The command line a user can copy to reach the VM.
     pub fn display_command(&self) -> String {
         let port = if self.port == 22 {

@@ -17,6 +17,7 @@ pub mod ready;
 pub mod shell;
 pub mod ssh;
 pub mod ssh_config;
+pub mod tunnel;
 
 pub use keys::Identity;
 pub use local::LocalShell;

@@ -63,6 +63,9 @@ pub enum RemoteError {
     /// A copy failed (what `scp` said).
     #[error("copy failed: {0}")]
     Copy(String),
+    /// A local port to listen on is taken.
+    #[error("cannot listen on {0}")]
+    PortTaken(String),
 }
 
 impl RemoteError {

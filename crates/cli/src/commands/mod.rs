@@ -14,6 +14,7 @@ pub mod prerequisites;
 pub mod run;
 pub mod serve;
 pub mod snapshot;
+pub mod tunnel;
 pub mod vms;
 pub mod worker;
 
@@ -38,6 +39,7 @@ pub async fn dispatch(app: &App, command: &Command) -> anyhow::Result<ExitCode> 
         Command::Snapshot(args) => snapshot::run(app, args).await,
         Command::Clone(args) => snapshot::clone(app, args).await,
         Command::Cp(args) => cp::run(app, args).await,
+        Command::Tunnel(args) => tunnel::run(app, args).await,
         Command::SshConfig => editor::ssh_config(app).await,
         Command::Code(args) => editor::code(app, args).await,
         Command::Fleet(args) => fleet::fleet(app, args).await,

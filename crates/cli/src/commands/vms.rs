@@ -110,7 +110,9 @@ pub async fn list(app: &App, args: &ListArgs) -> anyhow::Result<ExitCode> {
         println!("No VMs. Create one with `azlin new`.");
     } else if *wide {
         output::table(
-            &["NAME", "PROVIDER", "STATE", "ADDRESS", "LOAD", "TMUX", "MESSAGE"],
+            &[
+                "NAME", "PROVIDER", "STATE", "ADDRESS", "LOAD", "TMUX", "MESSAGE",
+            ],
             rows.into_iter().map(|r| {
                 let (load, tmux) = r.health.as_ref().map_or_else(Default::default, |h| {
                     (format!("{:.2}", h.load[0]), h.tmux_sessions.join(", "))
@@ -161,10 +163,9 @@ async fn add_health(app: &App, rows: &mut [Row]) -> anyhow::Result<()> {
     }
     let healths = crate::commands::fleet::read_health(app, &vms).await?;
     for (vm, health) in vms.iter().zip(healths) {
-        if let (Some(row), Ok(health)) = (
-            rows.iter_mut().find(|r| r.name == vm.name.as_str()),
-            health,
-        ) {
+        if let (Some(row), Ok(health)) =
+            (rows.iter_mut().find(|r| r.name == vm.name.as_str()), health)
+        {
             row.health = Some(health);
         }
     }

@@ -180,10 +180,20 @@ fn health_shows_tmux_sessions_and_logs_show_the_journal_and_cloud_init() {
     assert_eq!(all[0]["name"], "hl");
     let table = azlin.run(&["health"]).expect(0);
     assert!(table.stdout.contains("build"), "{}", table.stdout);
-    let wide = azlin.run(&["-o", "json", "list", "--wide"]).expect(0).json();
-    assert_eq!(wide[0]["health"]["tmux_sessions"], serde_json::json!(["build"]));
+    let wide = azlin
+        .run(&["-o", "json", "list", "--wide"])
+        .expect(0)
+        .json();
+    assert_eq!(
+        wide[0]["health"]["tmux_sessions"],
+        serde_json::json!(["build"])
+    );
     let wide = azlin.run(&["list", "--wide"]).expect(0);
-    assert!(wide.stdout.contains("TMUX") && wide.stdout.contains("build"), "{}", wide.stdout);
+    assert!(
+        wide.stdout.contains("TMUX") && wide.stdout.contains("build"),
+        "{}",
+        wide.stdout
+    );
 
     let cloud_init = azlin.run(&["logs", "hl", "--cloud-init"]).expect(0);
     assert!(
@@ -265,4 +275,66 @@ fn fleet_run_prefixes_output_summarises_exit_codes_and_fails_if_any_vm_failed() 
     azlin
         .run(&["fleet", "run", "--tag", "role", "--", "true"])
         .expect(64);
+}
+
+/// An HTTP GET of `path` on `addr`; the body, or `None` when nothing answers.
+fn http_body(addr: &str, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).ok()?;
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_string())
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn a_tunnel_runs_in_the_background_until_closed() {
+    let azlin = Azlin::new();
+    azlin.new_vm("nspawn", "tun", &[]).expect(0);
+    azlin.sh(
+        "tun",
+        "cd /tmp && echo served-by-the-vm > page && (nohup python3 -m http.server 8000 --bind 127.0.0.1 >/dev/null 2>&1 &) && for i in $(seq 50); do curl -s localhost:8000/page >/dev/null && break; sleep 0.1; done",
+    );
+    let port = free_port();
+    let forward = format!("{port}:localhost:8000");
+    let opened = azlin
+        .run(&["-o", "json", "tunnel", "tun", &forward])
+        .expect(0)
+        .json();
+    let id = opened["id"].as_str().unwrap().to_string();
+    // azlin has exited; the tunnel runs on, on loopback.
+    let addr = format!("127.0.0.1:{port}");
+    assert_eq!(
+        http_body(&addr, "/page").as_deref(),
+        Some("served-by-the-vm\n")
+    );
+    let listed = azlin
+        .run(&["-o", "json", "tunnel", "list"])
+        .expect(0)
+        .json();
+    assert_eq!(listed[0]["id"], id.as_str());
+    // The same local port again is refused, and changes nothing.
+    azlin.run(&["tunnel", "tun", &forward]).expect(64);
+    azlin.run(&["tunnel", "close", &id]).expect(0);
+    crate::support::assert_nothing_left(|| {
+        http_body(&addr, "/page")
+            .map(|_| vec![format!("a listener on {addr}")])
+            .unwrap_or_default()
+    });
+    azlin.run(&["tunnel", "close", &id]).expect(64);
+    azlin.run(&["tunnel", "tun", "80"]).expect(64);
+    azlin.run(&["delete", "tun", "--yes"]).expect(0);
 }
