@@ -209,6 +209,8 @@ pub enum Command {
     Tunnel(TunnelArgs),
     /// Add every VM to your SSH config as `azlin-NAME` (for ssh, scp and editors).
     SshConfig,
+    /// azlin's SSH key: `keys rotate` replaces it on every VM.
+    Keys(KeysArgs),
     /// Open VS Code on a VM (over Remote-SSH).
     Code(CodeArgs),
     /// Run a command on many VMs at once.
@@ -573,6 +575,22 @@ pub enum TunnelAction {
         /// Its id (from `tunnel list`).
         id: String,
     },
+}
+
+/// `azlin keys`
+#[derive(Debug, Args)]
+pub struct KeysArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub action: KeysAction,
+}
+
+/// `azlin keys …`
+#[derive(Debug, Subcommand)]
+pub enum KeysAction {
+    /// Make a new SSH key, authorize it on every VM and prove it with a login, then remove the
+    /// old one. If a VM cannot be reached, nothing changes anywhere.
+    Rotate,
 }
 
 /// `azlin fleet`

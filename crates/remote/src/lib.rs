@@ -14,6 +14,7 @@ pub mod keys;
 pub mod local;
 pub mod quote;
 pub mod ready;
+pub mod rotate;
 pub mod shell;
 pub mod ssh;
 pub mod ssh_config;

@@ -8,6 +8,7 @@ pub mod events;
 pub mod fleet;
 pub mod gui;
 pub mod image;
+pub mod keys;
 pub mod new;
 pub mod pool;
 pub mod prerequisites;
@@ -41,6 +42,7 @@ pub async fn dispatch(app: &App, command: &Command) -> anyhow::Result<ExitCode> 
         Command::Cp(args) => cp::run(app, args).await,
         Command::Tunnel(args) => tunnel::run(app, args).await,
         Command::SshConfig => editor::ssh_config(app).await,
+        Command::Keys(args) => keys::run(app, args).await,
         Command::Code(args) => editor::code(app, args).await,
         Command::Fleet(args) => fleet::fleet(app, args).await,
         Command::Health(args) => fleet::health(app, args).await,

@@ -338,3 +338,64 @@ fn a_tunnel_runs_in_the_background_until_closed() {
     azlin.run(&["tunnel", "tun", "80"]).expect(64);
     azlin.run(&["delete", "tun", "--yes"]).expect(0);
 }
+
+#[test]
+fn keys_rotate_replaces_the_key_everywhere_or_nowhere() {
+    let azlin = Azlin::new();
+    azlin.new_vm("nspawn", "rot-a", &[]).expect(0);
+    azlin.new_vm("nspawn", "rot-b", &[]).expect(0);
+    let key = azlin.key();
+    let old_key = azlin.home.path().join("old_key");
+    std::fs::copy(&key, &old_key).unwrap();
+    let old_public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+    let authorized = |vm: &str| azlin.sh(vm, "cat ~/.ssh/authorized_keys");
+    let before = authorized("rot-a");
+
+    // One VM cannot be reached: nothing changes, anywhere.
+    azlin.run(&["stop", "rot-b"]).expect(0);
+    let refused = azlin.run(&["keys", "rotate"]).expect(1);
+    assert!(refused.stderr.contains("not rotated"), "{}", refused.stderr);
+    assert_eq!(
+        std::fs::read_to_string(key.with_extension("pub")).unwrap(),
+        old_public
+    );
+    assert_eq!(authorized("rot-a"), before);
+
+    azlin.run(&["start", "rot-b"]).expect(0);
+    azlin.run(&["keys", "rotate"]).expect(0);
+    let new_public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+    assert_ne!(new_public, old_public);
+    for vm in ["rot-a", "rot-b"] {
+        // azlin logs in with the new key, and the VM no longer takes the old one.
+        let keys = authorized(vm);
+        assert!(
+            keys.contains(new_public.split_whitespace().nth(1).unwrap()),
+            "{keys}"
+        );
+        assert!(
+            !keys.contains(old_public.split_whitespace().nth(1).unwrap()),
+            "{keys}"
+        );
+        let info = azlin.vm(vm);
+        let known_hosts = azlin.state_dir().join("known_hosts.d").join(vm);
+        let user_at_host = format!(
+            "{}@{}",
+            info["user"].as_str().unwrap(),
+            info["address"].as_str().unwrap()
+        );
+        let old_login = crate::support::strict_ssh(&old_key, &known_hosts, &user_at_host, "true");
+        assert!(
+            !old_login.status.success(),
+            "the old key still logs in to {vm}"
+        );
+        let new_login = crate::support::strict_ssh(&key, &known_hosts, &user_at_host, "true");
+        assert!(
+            new_login.status.success(),
+            "{}",
+            String::from_utf8_lossy(&new_login.stderr)
+        );
+    }
+    for vm in ["rot-a", "rot-b"] {
+        azlin.run(&["delete", vm, "--yes"]).expect(0);
+    }
+}
