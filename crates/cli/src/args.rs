@@ -211,6 +211,9 @@ pub enum Command {
     SshConfig,
     /// azlin's SSH key: `keys rotate` replaces it on every VM.
     Keys(KeysArgs),
+    /// Remove what crashes left behind: resources azlin could not delete, VMs no record
+    /// names, networks of VMs that are gone.
+    Cleanup(CleanupArgs),
     /// Open VS Code on a VM (over Remote-SSH).
     Code(CodeArgs),
     /// Run a command on many VMs at once.
@@ -575,6 +578,14 @@ pub enum TunnelAction {
         /// Its id (from `tunnel list`).
         id: String,
     },
+}
+
+/// `azlin cleanup`
+#[derive(Debug, Args)]
+pub struct CleanupArgs {
+    /// Only list what would be removed.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// `azlin keys`

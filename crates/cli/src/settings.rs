@@ -307,7 +307,7 @@ fn default_image_dir(paths: &Paths) -> PathBuf {
 /// Where root keeps base images by default.
 const SYSTEM_IMAGE_DIR: &str = "/var/cache/azlin/images";
 
-fn nix_is_root() -> bool {
+pub(crate) fn nix_is_root() -> bool {
     std::fs::metadata("/proc/self").is_ok_and(|m| {
         use std::os::unix::fs::MetadataExt;
         m.uid() == 0

@@ -128,6 +128,19 @@ impl OrphanStore {
         Ok(orphans)
     }
 
+    /// Replaces the records with `remaining` (after a cleanup removed the others), through a
+    /// temporary file so that a crash leaves the old list or the new one.
+    pub fn replace(&self, remaining: &[Orphan]) -> Result<(), OrphanError> {
+        let mut text = Vec::new();
+        for orphan in remaining {
+            text.extend(serde_json::to_vec(orphan)?);
+            text.push(b'\n');
+        }
+        let temporary = self.path.with_extension("jsonl.tmp");
+        std::fs::write(&temporary, text).map_err(self.io())?;
+        std::fs::rename(&temporary, &self.path).map_err(self.io())
+    }
+
     /// Records `orphan`, saying so in the log; a record that cannot be written is logged with
     /// everything it would have said, so the resource is still named somewhere.
     pub fn record_or_log(&self, orphan: &Orphan) {

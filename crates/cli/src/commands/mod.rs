@@ -1,6 +1,7 @@
 //! One module per command; [`dispatch`] routes a parsed command line to it.
 
 pub mod artifacts;
+pub mod cleanup;
 pub mod connect;
 pub mod cp;
 pub mod editor;
@@ -43,6 +44,7 @@ pub async fn dispatch(app: &App, command: &Command) -> anyhow::Result<ExitCode> 
         Command::Tunnel(args) => tunnel::run(app, args).await,
         Command::SshConfig => editor::ssh_config(app).await,
         Command::Keys(args) => keys::run(app, args).await,
+        Command::Cleanup(args) => cleanup::run(app, args).await,
         Command::Code(args) => editor::code(app, args).await,
         Command::Fleet(args) => fleet::fleet(app, args).await,
         Command::Health(args) => fleet::health(app, args).await,

@@ -399,3 +399,97 @@ fn keys_rotate_replaces_the_key_everywhere_or_nowhere() {
         azlin.run(&["delete", vm, "--yes"]).expect(0);
     }
 }
+
+#[test]
+fn cleanup_removes_what_crashes_left_and_nothing_else() {
+    use crate::support::HostFootprint;
+    let azlin = Azlin::new();
+    // A bystander VM of another azlin home: cleanup must not touch it.
+    let bystander = Azlin::new();
+    bystander.new_vm("nspawn", "keep-me", &[]).expect(0);
+
+    // 1. A machine killed and its folder gone: its network and cgroups stay behind.
+    azlin.new_vm("nspawn", "crashed", &[]).expect(0);
+    let crashed = azlin.vm("crashed");
+    let footprint = HostFootprint::of(&crashed);
+    footprint.assert_present();
+    let folder = crashed["details"]["folder"].as_str().unwrap().to_string();
+    for pid in crate::support::nspawn_processes(&folder) {
+        Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status()
+            .unwrap();
+    }
+    crate::support::assert_nothing_left(|| {
+        crate::support::nspawn_processes(&folder)
+            .iter()
+            .map(|p| format!("process {p}"))
+            .collect()
+    });
+    // Every mount under the folder, innermost first, detached.
+    let mut mounts: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
+        .filter(|m| m.starts_with(&folder))
+        .collect();
+    mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
+    for mount in mounts {
+        Command::new("umount")
+            .args(["-l", &mount])
+            .status()
+            .unwrap();
+    }
+    // Only then may the folder go: a mount left inside it (the base image, mapped) would be
+    // emptied through it.
+    let still_mounted = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .any(|l| l.split(' ').nth(4).is_some_and(|m| m.starts_with(&folder)));
+    assert!(!still_mounted, "mounts are left under {folder}");
+    std::fs::remove_dir_all(&folder).unwrap();
+    // 2. A VM no record names (the state database lost, as by a crash mid-create).
+    azlin.new_vm("nspawn", "unnamed", &[]).expect(0);
+    let unnamed = HostFootprint::of(&azlin.vm("unnamed"));
+    // 3. A recorded orphan: a sim VM whose delete failed.
+    azlin.new_vm("sim", "stuck", &[]).expect(0);
+    let failed = azlin
+        .command(&["delete", "stuck", "--yes"])
+        .env("AZLIN_SIM_DELETE_FAIL_RATE", "1")
+        .output()
+        .unwrap();
+    assert!(!failed.status.success());
+    for db in ["state.db", "state.db-wal", "state.db-shm"] {
+        let _ = std::fs::remove_file(azlin.state_dir().join(db));
+    }
+
+    let dry = azlin
+        .run(&["-o", "json", "cleanup", "--dry-run"])
+        .expect(0)
+        .json();
+    let listed = dry["removed"].to_string();
+    assert!(listed.contains("stuck"), "{listed}");
+    assert!(listed.contains("unnamed"), "{listed}");
+    assert!(listed.contains("a VM that is gone"), "{listed}");
+    assert!(!listed.contains("keep-me"), "{listed}");
+    // A dry run changes nothing.
+    unnamed.assert_present();
+
+    let done = azlin.run(&["-o", "json", "cleanup"]).expect(0).json();
+    assert_eq!(done["failed"], serde_json::json!([]), "{done}");
+    footprint.assert_gone();
+    unnamed.assert_gone();
+    assert_eq!(
+        std::fs::read_to_string(azlin.state_dir().join("orphans.jsonl")).unwrap_or_default(),
+        ""
+    );
+    let again = azlin.run(&["cleanup"]).expect(0);
+    assert!(
+        again.stdout.contains("nothing to clean up"),
+        "{}",
+        again.stdout
+    );
+    // The bystander still answers.
+    assert_eq!(bystander.sh("keep-me", "echo alive"), "alive");
+    bystander.run(&["delete", "keep-me", "--yes"]).expect(0);
+}

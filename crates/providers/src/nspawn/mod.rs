@@ -76,6 +76,26 @@ pub struct NspawnSettings {
     pub egress: Egress,
 }
 
+/// Removes what machines whose folder is gone left on this host (any azlin home's): their
+/// network (namespace, veth, filter) and cgroups. With `dry_run`, only names them. Returns
+/// what was (or would be) removed.
+pub async fn remove_orphans(dry_run: bool) -> Vec<String> {
+    let mut removed = Vec::new();
+    for slot in network::orphaned_slots() {
+        if dry_run {
+            removed.push(format!(
+                "network of a VM that is gone (namespace {}, veth {})",
+                slot.netns(),
+                slot.host_veth()
+            ));
+            continue;
+        }
+        removed.extend(machine::remove_cgroups(&slot.netns()).await);
+        removed.extend(network::remove(slot).await);
+    }
+    removed
+}
+
 /// The nspawn provider.
 #[derive(Debug, Clone)]
 pub struct NspawnProvider {
@@ -164,11 +184,11 @@ impl NspawnProvider {
         let policy = self.policy();
         let slot = match Self::slot(&vm) {
             Some(slot) => {
-                network::ensure(slot, &policy).await?;
+                network::ensure(slot, &policy, &dir.0).await?;
                 slot
             }
             None => {
-                let slot = network::create(&policy).await?;
+                let slot = network::create(&policy, &dir.0).await?;
                 vm.details.insert(detail::SLOT.into(), slot.0.to_string());
                 vm.details.insert(detail::NETNS.into(), slot.netns());
                 let base = UID_BASE + slot.0 * idmap::RANGE;

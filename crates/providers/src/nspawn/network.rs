@@ -14,6 +14,7 @@ use crate::command::{run, run_with_input};
 use crate::lock::FileLock;
 use azlin_core::{ErrorKind, ProviderError};
 use std::net::Ipv4Addr;
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 /// First address of the range VM subnets are cut from.
@@ -27,6 +28,9 @@ const SLOTS: u32 = 16383;
 pub const HOST_ALIAS: Ipv4Addr = Ipv4Addr::new(10, 213, 255, 254);
 /// The machine-wide lock held while a slot is chosen and created.
 const LOCK_FILE: &str = "/run/azlin/network.lock";
+/// Who owns each slot: `OWNERS_DIR/N` holds the folder of the VM the slot was made for (of
+/// whichever azlin home), so that a slot whose VM folder is gone is provably an orphan.
+const OWNERS_DIR: &str = "/run/azlin/slots";
 
 /// A VM's network slot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,6 +78,41 @@ impl Slot {
     fn netns_exists(self) -> bool {
         Path::new(&self.netns_path()).exists()
     }
+
+    fn owner_file(self) -> std::path::PathBuf {
+        Path::new(OWNERS_DIR).join(self.0.to_string())
+    }
+
+    /// Records `owner` (a VM folder) as the owner of the slot.
+    fn set_owner(self, owner: &Path) -> Result<(), ProviderError> {
+        std::fs::create_dir_all(OWNERS_DIR)
+            .and_then(|()| std::fs::write(self.owner_file(), owner.as_os_str().as_encoded_bytes()))
+            .map_err(|e| {
+                net_error(format!(
+                    "recording the owner of network slot {}: {e}",
+                    self.0
+                ))
+            })
+    }
+}
+
+/// The slots whose recorded owner folder no longer exists: networks a crash left behind.
+/// Slots without an owner record are never listed (nothing proves they are orphans).
+pub fn orphaned_slots() -> Vec<Slot> {
+    let Ok(entries) = std::fs::read_dir(OWNERS_DIR) else {
+        return Vec::new();
+    };
+    let mut slots: Vec<Slot> = entries
+        .flatten()
+        .filter_map(|e| {
+            let slot = Slot(e.file_name().to_str()?.parse().ok()?);
+            let owner = std::fs::read(e.path()).ok()?;
+            let owner = Path::new(std::ffi::OsStr::from_bytes(&owner));
+            (!owner.exists()).then_some(slot)
+        })
+        .collect();
+    slots.sort_by_key(|s| s.0);
+    slots
 }
 
 fn net_error(message: String) -> ProviderError {
@@ -109,12 +148,13 @@ async fn ip_batch(netns: Option<&str>, commands: &str) -> Result<(), ProviderErr
 
 /// Allocates a free slot and creates its namespace, veth pair, addresses, route and filter
 /// (see [`firewall`]). On failure, whatever was made is removed again.
-pub async fn create(policy: &Policy) -> Result<Slot, ProviderError> {
+pub async fn create(policy: &Policy, owner: &Path) -> Result<Slot, ProviderError> {
     let _lock = FileLock::acquire(Path::new(LOCK_FILE)).await?;
     let slot = (0..SLOTS)
         .map(Slot)
         .find(|s| !s.veth_exists() && !s.netns_exists())
         .ok_or_else(|| net_error(format!("all {SLOTS} VM network slots are in use")))?;
+    slot.set_owner(owner)?;
     match build(slot, policy).await {
         Ok(()) => Ok(slot),
         Err(e) => {
@@ -126,8 +166,9 @@ pub async fn create(policy: &Policy) -> Result<Slot, ProviderError> {
 
 /// Re-creates whatever part of a slot's network is missing (after a host reboot), and gives it
 /// the current `policy`.
-pub async fn ensure(slot: Slot, policy: &Policy) -> Result<(), ProviderError> {
+pub async fn ensure(slot: Slot, policy: &Policy, owner: &Path) -> Result<(), ProviderError> {
     let _lock = FileLock::acquire(Path::new(LOCK_FILE)).await?;
+    slot.set_owner(owner)?;
     if slot.veth_exists() && slot.netns_exists() {
         host_settings()?;
         return firewall::add(slot, policy).await;
@@ -236,6 +277,11 @@ async fn remove_locked(slot: Slot) -> Vec<String> {
             .is_ok()
     {
         removed.push(format!("network namespace {}", slot.netns()));
+    }
+    if let Err(e) = std::fs::remove_file(slot.owner_file())
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!("forgetting the owner of network slot {}: {e}", slot.0);
     }
     if !any_vm_left() {
         removed.extend(firewall::remove_table().await);

@@ -1,0 +1,110 @@
+//! `azlin cleanup [--dry-run]`: removes what crashes left behind, and only what azlin provably
+//! made: the resources recorded as orphans when a delete failed, local VMs that no record
+//! names (a create killed half-way), and the networks of nspawn VMs whose folder is gone.
+
+use crate::app::App;
+use crate::args::{CleanupArgs, OutputFormat};
+use azlin_control::ProviderSource;
+use azlin_control::orphans::{Retry, delete_with_retry};
+use azlin_core::{ExitCode, ProviderKind};
+use std::collections::BTreeSet;
+
+/// Runs `azlin cleanup`.
+pub async fn run(app: &App, args: &CleanupArgs) -> anyhow::Result<ExitCode> {
+    let dry_run = args.dry_run;
+    let mut removed: Vec<String> = Vec::new();
+    let mut failed: Vec<String> = Vec::new();
+
+    // Recorded orphans: delete again; keep the records of what still fails.
+    let orphans = app.settings.orphans();
+    let mut remaining = Vec::new();
+    for orphan in orphans.list()? {
+        let what = format!("{} {} '{}'", orphan.provider, orphan.kind, orphan.name);
+        if dry_run {
+            removed.push(what);
+            remaining.push(orphan);
+            continue;
+        }
+        let name = azlin_core::VmName::parse(&orphan.name);
+        let provider = app.providers.provider(orphan.provider);
+        match (name, provider) {
+            (Ok(name), Ok(provider)) => {
+                match delete_with_retry(provider.as_ref(), &name, Retry::default()).await {
+                    Ok(_) => removed.push(what),
+                    Err(e) => {
+                        failed.push(format!("{what}: {}", e.message));
+                        remaining.push(orphan);
+                    }
+                }
+            }
+            _ => {
+                failed.push(format!("{what}: cannot be reached from here"));
+                remaining.push(orphan);
+            }
+        }
+    }
+    if !dry_run {
+        orphans.replace(&remaining)?;
+    }
+
+    // Local VMs that no record names.
+    let recorded: BTreeSet<String> = app
+        .store()?
+        .vms()
+        .await?
+        .into_iter()
+        .map(|r| r.name.to_string())
+        .collect();
+    for kind in [ProviderKind::Nspawn, ProviderKind::Qemu, ProviderKind::Sim] {
+        let Ok(provider) = app.providers.provider(kind) else {
+            continue;
+        };
+        let Ok(vms) = provider.list().await else {
+            continue;
+        };
+        for vm in vms
+            .into_iter()
+            .filter(|vm| !recorded.contains(vm.name.as_str()))
+        {
+            let what = format!("{kind} VM '{}' (no record names it)", vm.name);
+            if dry_run {
+                removed.push(what);
+                continue;
+            }
+            match delete_with_retry(provider.as_ref(), &vm.name, Retry::default()).await {
+                Ok(report) => {
+                    removed.push(what);
+                    removed.extend(report.removed);
+                }
+                Err(e) => failed.push(format!("{what}: {}", e.message)),
+            }
+        }
+    }
+
+    // Networks of nspawn VMs whose folder is gone (any azlin home on this machine).
+    if crate::settings::nix_is_root() {
+        removed.extend(azlin_providers::nspawn::remove_orphans(dry_run).await);
+    }
+
+    if app.settings.output == OutputFormat::Json {
+        println!(
+            "{}",
+            serde_json::json!({ "dry_run": dry_run, "removed": removed, "failed": failed })
+        );
+    } else if removed.is_empty() && failed.is_empty() {
+        println!("nothing to clean up");
+    } else {
+        let verb = if dry_run { "would remove" } else { "removed" };
+        for what in &removed {
+            println!("{verb}: {what}");
+        }
+        for what in &failed {
+            println!("could not remove: {what}");
+        }
+    }
+    Ok(if failed.is_empty() {
+        ExitCode::Ok
+    } else {
+        ExitCode::Error
+    })
+}
