@@ -330,3 +330,95 @@ mod tests {
         assert!(report.removed.is_empty());
     }
 }
+
+/// Where in-process launches mark their requests, in the state directory.
+const IN_FLIGHT_DIR: &str = "in-flight";
+
+/// Launches under way in this process, each marked by a file `in-flight/REQUEST_ID` holding
+/// this process's id; unmarked when dropped. A launch killed outright (SIGKILL) leaves its
+/// marks, and [`abandoned_requests`] finds them for `azlin cleanup`.
+#[derive(Debug)]
+pub struct InFlight {
+    marks: Vec<PathBuf>,
+}
+
+impl InFlight {
+    /// Marks `request_ids` as launched by this process.
+    pub fn mark<'a>(state_dir: &Path, request_ids: impl IntoIterator<Item = &'a str>) -> InFlight {
+        let dir = state_dir.join(IN_FLIGHT_DIR);
+        if let Err(e) = std::fs::create_dir_all(&dir) {
+            tracing::warn!("cannot mark launches in {}: {e}", dir.display());
+        }
+        let pid = std::process::id().to_string();
+        let marks = request_ids
+            .into_iter()
+            .map(|id| dir.join(id))
+            .filter(|path| match std::fs::write(path, &pid) {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::warn!("cannot mark launch {}: {e}", path.display());
+                    false
+                }
+            })
+            .collect();
+        InFlight { marks }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        for mark in &self.marks {
+            forget_mark(mark);
+        }
+    }
+}
+
+/// Removes an in-flight mark.
+pub fn forget_mark(mark: &Path) {
+    if let Err(e) = std::fs::remove_file(mark)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!("removing {}: {e}", mark.display());
+    }
+}
+
+/// The requests whose launching process is gone without unmarking them, with their marks.
+pub fn abandoned_requests(state_dir: &Path) -> Vec<(String, PathBuf)> {
+    let Ok(entries) = std::fs::read_dir(state_dir.join(IN_FLIGHT_DIR)) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| {
+            let pid = std::fs::read_to_string(entry.path()).ok()?;
+            let alive = Path::new("/proc").join(pid.trim()).exists();
+            (!alive).then(|| {
+                (
+                    entry.file_name().to_string_lossy().into_owned(),
+                    entry.path(),
+                )
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod in_flight_tests {
+    use super::*;
+
+    #[test]
+    fn marks_of_a_live_process_are_not_abandoned_and_go_on_drop() {
+        let dir = tempfile::tempdir().unwrap();
+        let marks = InFlight::mark(dir.path(), ["req-1", "req-2"]);
+        assert!(abandoned_requests(dir.path()).is_empty());
+        // A mark of a process that is gone.
+        std::fs::write(dir.path().join("in-flight/req-3"), "4194304999").unwrap();
+        let abandoned: Vec<String> = abandoned_requests(dir.path())
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        assert_eq!(abandoned, ["req-3"]);
+        drop(marks);
+        assert!(!dir.path().join("in-flight/req-1").exists());
+    }
+}

@@ -58,6 +58,12 @@ impl SshAccess {
         }
     }
 
+    /// Writes the VM's known_hosts file (its recorded host key), which every `ssh` and `scp`
+    /// of azlin checks strictly.
+    pub fn write_known_hosts(&self) -> Result<(), RemoteError> {
+        write_known_hosts(&self.known_hosts, &self.host, self.port, &self.host_key)
+    }
+
     /// The options every invocation shares: the azlin key only, strict host-key checking against
     /// the injected key, no password prompts.
     fn base_args(&self) -> Vec<String> {
@@ -102,7 +108,7 @@ impl SshAccess {
     /// Runs the system `ssh` with the terminal attached and returns its exit code (255 means
     /// ssh itself failed to connect).
     pub fn run(&self, session: &Session, x11: bool, tty: bool) -> Result<i32, RemoteError> {
-        write_known_hosts(&self.known_hosts, &self.host, self.port, &self.host_key)?;
+        self.write_known_hosts()?;
         let status = Command::new("ssh")
             .args(self.args(session, x11, tty))
             .status()
@@ -117,7 +123,7 @@ impl SshAccess {
         local_port: u16,
         remote_port: u16,
     ) -> Result<std::process::Child, RemoteError> {
-        write_known_hosts(&self.known_hosts, &self.host, self.port, &self.host_key)?;
+        self.write_known_hosts()?;
         let mut args = self.base_args();
         args.extend([
             "-N".into(),

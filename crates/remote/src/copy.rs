@@ -2,7 +2,6 @@
 //! SFTP): azlin's key only, and each VM's recorded host key checked strictly.
 
 use crate::attach::SshAccess;
-use crate::keys::write_known_hosts;
 use crate::shell::RemoteError;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -141,12 +140,7 @@ pub fn copy(
     progress: bool,
 ) -> Result<(), RemoteError> {
     for access in [from, to].into_iter().filter_map(CopyEnd::access) {
-        write_known_hosts(
-            &access.known_hosts,
-            &access.host,
-            access.port,
-            &access.host_key,
-        )?;
+        access.write_known_hosts()?;
     }
     let output = Command::new(SCP_TOOL.program)
         .args(scp_args(from, to, recursive, !progress))

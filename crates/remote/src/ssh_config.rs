@@ -7,7 +7,6 @@
 //! host), added once.
 
 use crate::attach::SshAccess;
-use crate::keys::write_known_hosts;
 use crate::shell::RemoteError;
 use std::path::Path;
 
@@ -60,12 +59,7 @@ pub fn write(ssh_dir: &Path, vms: &[(String, SshAccess)]) -> Result<Written, Rem
         "# Written by `azlin ssh-config`: one entry per VM; rewritten on each run.\n\n",
     );
     for (name, access) in vms {
-        write_known_hosts(
-            &access.known_hosts,
-            &access.host,
-            access.port,
-            &access.host_key,
-        )?;
+        access.write_known_hosts()?;
         text.push_str(&entry(name, access));
         text.push('\n');
     }

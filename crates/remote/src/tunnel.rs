@@ -93,12 +93,7 @@ fn open(
             forward.local_port
         )));
     }
-    crate::keys::write_known_hosts(
-        &access.known_hosts,
-        &access.host,
-        access.port,
-        &access.host_key,
-    )?;
+    access.write_known_hosts()?;
     let spec = format!(
         "{}:{}:{}:{}",
         bind_text(bind),

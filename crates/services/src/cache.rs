@@ -208,6 +208,15 @@ fn content_range(headers: &HeaderMap) -> Result<(u64, u64), ApiError> {
     Ok((start, end))
 }
 
+/// The v1 upload `id` is in progress and was reserved by a job of this repository and ref.
+fn check_own_upload(shared: &Shared, scope: &JobScope, id: i64) -> Result<(), ApiError> {
+    let entry = shared.store.pending_cache(&scope.repository, id)?;
+    if entry.git_ref != scope.git_ref {
+        return Err(ApiError::forbidden("the cache was reserved by another ref"));
+    }
+    Ok(())
+}
+
 /// `PATCH _apis/artifactcache/caches/ID`: one chunk.
 pub(crate) async fn v1_upload(
     State(shared): State<Arc<Shared>>,
@@ -217,10 +226,7 @@ pub(crate) async fn v1_upload(
 ) -> Response {
     let result = async {
         let scope = job_scope(&headers, &shared.key)?;
-        let entry = shared.store.pending_cache(&scope.repository, id)?;
-        if entry.git_ref != scope.git_ref {
-            return Err(ApiError::forbidden("the cache was reserved by another ref"));
-        }
+        check_own_upload(&shared, &scope, id)?;
         let (start, end) = content_range(&headers)?;
         let path = shared.store.staging_path(Kind::Cache, id);
         let written = write_body(
@@ -260,10 +266,7 @@ pub(crate) async fn v1_commit(
 ) -> Response {
     let result = async {
         let scope = job_scope(&headers, &shared.key)?;
-        let entry = shared.store.pending_cache(&scope.repository, id)?;
-        if entry.git_ref != scope.git_ref {
-            return Err(ApiError::forbidden("the cache was reserved by another ref"));
-        }
+        check_own_upload(&shared, &scope, id)?;
         commit(&shared, &scope, id, request.size).await?;
         Ok(StatusCode::NO_CONTENT.into_response())
     }

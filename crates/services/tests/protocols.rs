@@ -71,6 +71,17 @@ impl Fixture {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
+    /// A call of the cache service's method `method`.
+    async fn cache(&self, token: &str, method: &str, body: Value) -> (StatusCode, Value) {
+        self.twirp(token, &format!("{CACHE}/{method}"), body).await
+    }
+
+    /// A call of the artifact service's method `method`.
+    async fn artifact(&self, token: &str, method: &str, body: Value) -> (StatusCode, Value) {
+        self.twirp(token, &format!("{ARTIFACT}/{method}"), body)
+            .await
+    }
+
     async fn put(&self, url: &str, body: Vec<u8>) -> StatusCode {
         self.http
             .put(url)
@@ -120,9 +131,9 @@ async fn cache_v2_saves_by_blocks_and_restores_by_exact_key_and_by_prefix() {
     let job = scope("octo/app", "1", "build");
     let token = f.token(&job);
     let (status, created) = f
-        .twirp(
+        .cache(
             &token,
-            &format!("{CACHE}/CreateCacheEntry"),
+            "CreateCacheEntry",
             json!({"key": "deps-abc", "version": "v1"}),
         )
         .await;
@@ -152,9 +163,9 @@ async fn cache_v2_saves_by_blocks_and_restores_by_exact_key_and_by_prefix() {
         .status();
     assert_eq!(status, StatusCode::CREATED);
     let (status, done) = f
-        .twirp(
+        .cache(
             &token,
-            &format!("{CACHE}/FinalizeCacheEntryUpload"),
+            "FinalizeCacheEntryUpload",
             json!({"key": "deps-abc", "version": "v1", "size_bytes": "1500"}),
         )
         .await;
@@ -167,9 +178,9 @@ async fn cache_v2_saves_by_blocks_and_restores_by_exact_key_and_by_prefix() {
     // Another job of a later run on the same ref restores it by a restore-key prefix.
     let later = f.token(&scope("octo/app", "2", "test"));
     let (_, found) = f
-        .twirp(
+        .cache(
             &later,
-            &format!("{CACHE}/GetCacheEntryDownloadURL"),
+            "GetCacheEntryDownloadURL",
             json!({"key": "deps-xyz", "restore_keys": ["deps-"], "version": "v1"}),
         )
         .await;
@@ -185,26 +196,26 @@ async fn cache_v2_saves_by_blocks_and_restores_by_exact_key_and_by_prefix() {
     // Another repository never sees it; another version neither.
     let stranger = f.token(&scope("evil/app", "3", "x"));
     let (_, miss) = f
-        .twirp(
+        .cache(
             &stranger,
-            &format!("{CACHE}/GetCacheEntryDownloadURL"),
+            "GetCacheEntryDownloadURL",
             json!({"key": "deps-abc", "version": "v1"}),
         )
         .await;
     assert_eq!(miss["ok"], false);
     let (_, miss) = f
-        .twirp(
+        .cache(
             &later,
-            &format!("{CACHE}/GetCacheEntryDownloadURL"),
+            "GetCacheEntryDownloadURL",
             json!({"key": "deps-abc", "version": "v2"}),
         )
         .await;
     assert_eq!(miss["ok"], false);
     // Saving the same key again on the same ref is refused (ok: false), as on GitHub.
     let (_, again) = f
-        .twirp(
+        .cache(
             &token,
-            &format!("{CACHE}/CreateCacheEntry"),
+            "CreateCacheEntry",
             json!({"key": "deps-abc", "version": "v1"}),
         )
         .await;
@@ -288,9 +299,9 @@ async fn artifacts_go_up_and_come_back_within_their_run() {
         body
     };
     let (status, created) = f
-        .twirp(
+        .artifact(
             &token,
-            &format!("{ARTIFACT}/CreateArtifact"),
+            "CreateArtifact",
             with(json!({"name": "dist", "version": 4})),
         )
         .await;
@@ -302,9 +313,7 @@ async fn artifacts_go_up_and_come_back_within_their_run() {
         StatusCode::CREATED
     );
     let (status, done) = f
-        .twirp(
-            &token,
-            &format!("{ARTIFACT}/FinalizeArtifact"),
+        .artifact(&token, "FinalizeArtifact",
             with(json!({"name": "dist", "size": zip.len().to_string(), "hash": format!("sha256:{}", sha256(&zip))})),
         )
         .await;
@@ -315,19 +324,13 @@ async fn artifacts_go_up_and_come_back_within_their_run() {
     let reader_ids =
         json!({"workflow_run_backend_id": "7", "workflow_job_run_backend_id": "deploy"});
     let (_, listed) = f
-        .twirp(
-            &reader,
-            &format!("{ARTIFACT}/ListArtifacts"),
-            reader_ids.clone(),
-        )
+        .artifact(&reader, "ListArtifacts", reader_ids.clone())
         .await;
     assert_eq!(listed["artifacts"][0]["name"], "dist");
     assert_eq!(listed["artifacts"][0]["size"], zip.len().to_string());
     let mut get = reader_ids.clone();
     get["name"] = json!("dist");
-    let (_, url) = f
-        .twirp(&reader, &format!("{ARTIFACT}/GetSignedArtifactURL"), get)
-        .await;
+    let (_, url) = f.artifact(&reader, "GetSignedArtifactURL", get).await;
     let (status, bytes) = f.get(url["signed_url"].as_str().unwrap()).await;
     assert_eq!((status, bytes), (StatusCode::OK, zip.clone()));
 
@@ -344,9 +347,9 @@ async fn artifacts_go_up_and_come_back_within_their_run() {
     // Another run sees nothing of it.
     let other = f.token(&scope("octo/app", "8", "build"));
     let (_, empty) = f
-        .twirp(
+        .artifact(
             &other,
-            &format!("{ARTIFACT}/ListArtifacts"),
+            "ListArtifacts",
             json!({"workflow_run_backend_id": "8", "workflow_job_run_backend_id": "build"}),
         )
         .await;
@@ -400,9 +403,7 @@ async fn refusals_store_nothing() {
     f.put(created["signed_upload_url"].as_str().unwrap(), zip.clone())
         .await;
     let (status, body) = f
-        .twirp(
-            &token,
-            &format!("{ARTIFACT}/FinalizeArtifact"),
+        .artifact(&token, "FinalizeArtifact",
             json!({"workflow_run_backend_id": "7", "workflow_job_run_backend_id": "build", "name": "evil", "size": zip.len().to_string()}),
         )
         .await;
@@ -449,9 +450,9 @@ async fn caches_artifacts_and_tokens_survive_a_restart() {
     let job = scope("octo/app", "1", "build");
     let token = f.token(&job);
     let (_, created) = f
-        .twirp(
+        .cache(
             &token,
-            &format!("{CACHE}/CreateCacheEntry"),
+            "CreateCacheEntry",
             json!({"key": "k", "version": "v"}),
         )
         .await;
@@ -460,9 +461,9 @@ async fn caches_artifacts_and_tokens_survive_a_restart() {
         b"kept".to_vec(),
     )
     .await;
-    f.twirp(
+    f.cache(
         &token,
-        &format!("{CACHE}/FinalizeCacheEntryUpload"),
+        "FinalizeCacheEntryUpload",
         json!({"key": "k", "version": "v", "size_bytes": "4"}),
     )
     .await;

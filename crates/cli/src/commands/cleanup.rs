@@ -5,7 +5,7 @@
 use crate::app::App;
 use crate::args::{CleanupArgs, OutputFormat};
 use azlin_control::ProviderSource;
-use azlin_control::orphans::{Retry, delete_with_retry};
+use azlin_control::orphans::{Retry, abandoned_requests, delete_with_retry, forget_mark};
 use azlin_core::{ExitCode, ProviderKind};
 use std::collections::BTreeSet;
 
@@ -47,9 +47,43 @@ pub async fn run(app: &App, args: &CleanupArgs) -> anyhow::Result<ExitCode> {
         orphans.replace(&remaining)?;
     }
 
+    // Launches whose process was killed outright (their records say "creating" forever).
+    let store = app.store()?;
+    let records = store.vms().await?;
+    for (request_id, mark) in abandoned_requests(&app.settings.paths.state_dir) {
+        let Some(record) = records.iter().find(|r| r.request_id == request_id) else {
+            if !dry_run {
+                forget_mark(&mark);
+            }
+            continue;
+        };
+        let what = format!(
+            "{} VM '{}' (its launch was killed)",
+            record.provider, record.name
+        );
+        if dry_run {
+            removed.push(what);
+            continue;
+        }
+        let deleted = match app.providers.provider(record.provider) {
+            Ok(provider) => delete_with_retry(provider.as_ref(), &record.name, Retry::default())
+                .await
+                .map_err(|e| e.message),
+            Err(e) => Err(e.to_string()),
+        };
+        match deleted {
+            Ok(report) => {
+                store.forget(&record.name).await?;
+                forget_mark(&mark);
+                removed.push(what);
+                removed.extend(report.removed);
+            }
+            Err(e) => failed.push(format!("{what}: {e}")),
+        }
+    }
+
     // Local VMs that no record names.
-    let recorded: BTreeSet<String> = app
-        .store()?
+    let recorded: BTreeSet<String> = store
         .vms()
         .await?
         .into_iter()

@@ -210,6 +210,14 @@ pub async fn run(app: &App, args: &NewArgs) -> anyhow::Result<ExitCode> {
             SubmitError::Store(e @ StoreError::NameTaken { .. }) => Failure::usage(e.to_string()),
             e => e.into(),
         })?;
+    // In-process, this process does the launch: marked, a launch killed outright is found by
+    // `azlin cleanup`.
+    let _in_flight = app.settings.nats.is_none().then(|| {
+        azlin_control::orphans::InFlight::mark(
+            &app.settings.paths.state_dir,
+            requests.iter().map(Request::request_id),
+        )
+    });
     let mut milestones = Milestones::default();
     let mut view = StageView { current: None };
     let mut lines: BTreeMap<String, Stage> = BTreeMap::new();

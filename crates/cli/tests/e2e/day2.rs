@@ -209,7 +209,12 @@ fn health_shows_tmux_sessions_and_logs_show_the_journal_and_cloud_init() {
 #[test]
 fn fleet_run_prefixes_output_summarises_exit_codes_and_fails_if_any_vm_failed() {
     let azlin = Azlin::new();
-    for (name, role) in [("web-1", "web"), ("web-2", "web"), ("db-1", "db")] {
+    for (name, role) in [
+        ("web-1", "web"),
+        ("web-2", "web"),
+        ("web-3", "web"),
+        ("db-1", "db"),
+    ] {
         azlin
             .new_vm("sim", name, &["--tag", &format!("role={role}")])
             .expect(0);
@@ -217,7 +222,7 @@ fn fleet_run_prefixes_output_summarises_exit_codes_and_fails_if_any_vm_failed() 
     let webs = azlin
         .run(&["fleet", "run", "--match", "web-*", "--", "echo", "hello"])
         .expect(0);
-    for vm in ["web-1", "web-2"] {
+    for vm in ["web-1", "web-2", "web-3"] {
         assert!(
             webs.stdout.contains(&format!("[{vm}] hello")),
             "{}",
@@ -266,7 +271,8 @@ fn fleet_run_prefixes_output_summarises_exit_codes_and_fails_if_any_vm_failed() 
         [
             ("db-1".to_string(), 3),
             ("web-1".to_string(), 0),
-            ("web-2".to_string(), 0)
+            ("web-2".to_string(), 0),
+            ("web-3".to_string(), 0)
         ]
     );
     azlin
@@ -492,4 +498,53 @@ fn cleanup_removes_what_crashes_left_and_nothing_else() {
     // The bystander still answers.
     assert_eq!(bystander.sh("keep-me", "echo alive"), "alive");
     bystander.run(&["delete", "keep-me", "--yes"]).expect(0);
+}
+
+#[test]
+fn cleanup_after_a_launch_killed_mid_provision_leaves_nothing() {
+    use crate::support::HostFootprint;
+    let azlin = Azlin::new();
+    let mut launch = azlin
+        .command(&crate::common::new_args("nspawn", "killed", &[]))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until the machine is being made: its folder and network exist.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let vm = loop {
+        let status = azlin.run(&["status", "killed", "-o", "json"]);
+        if status.code == 0 {
+            let vm = status.json()["vm"].clone();
+            if vm["details"]["slot"].is_string() && vm["details"]["folder"].is_string() {
+                break vm;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the launch never began"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    launch.kill().unwrap();
+    launch.wait().unwrap();
+    let footprint = HostFootprint::of(&vm);
+
+    let cleaned = azlin.run(&["cleanup"]).expect(0);
+    assert!(
+        cleaned
+            .stdout
+            .contains("VM 'killed' (its launch was killed)"),
+        "{}",
+        cleaned.stdout
+    );
+    footprint.assert_gone();
+    azlin.assert_no_vms();
+    assert!(
+        azlin
+            .run(&["cleanup"])
+            .expect(0)
+            .stdout
+            .contains("nothing to clean up")
+    );
 }

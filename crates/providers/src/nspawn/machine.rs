@@ -517,6 +517,19 @@ pub fn is_nspawn(pid: u32, rootfs: &str) -> bool {
         && args.contains(&rootfs.as_bytes())
 }
 
+/// The `systemd-nspawn` processes running the machine at `rootfs` (found by their command
+/// line, for a machine whose pid was never recorded).
+pub fn nspawn_processes(rootfs: &str) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| is_nspawn(*pid, rootfs))
+        .collect()
+}
+
 /// Kills the machine at once: its init (which takes every process of the machine with it) and
 /// the nspawn process.
 pub async fn stop_now(pid: u32) {

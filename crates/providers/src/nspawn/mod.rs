@@ -246,7 +246,12 @@ impl LocalVms for NspawnProvider {
     async fn tear_down(&self, vm: &Vm) -> Vec<String> {
         let mut removed = Vec::new();
         let dir = self.machine(&vm.name);
-        if let Some(pid) = Self::pid(vm).filter(|_| self.is_running(vm)) {
+        let pids = match Self::pid(vm).filter(|_| self.is_running(vm)) {
+            Some(pid) => vec![pid],
+            // A launch killed between starting the machine and recording its pid.
+            None => machine::nspawn_processes(&self.rootfs_arg(&vm.name)),
+        };
+        for pid in pids {
             machine::stop_now(pid).await;
             removed.push(format!("systemd-nspawn process {pid}"));
         }
