@@ -136,6 +136,9 @@ impl OrphanStore {
             text.extend(serde_json::to_vec(orphan)?);
             text.push(b'\n');
         }
+        if remaining.is_empty() && !self.path.exists() {
+            return Ok(());
+        }
         let temporary = self.path.with_extension("jsonl.tmp");
         std::fs::write(&temporary, text).map_err(self.io())?;
         std::fs::rename(&temporary, &self.path).map_err(self.io())

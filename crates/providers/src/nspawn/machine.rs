@@ -377,6 +377,50 @@ fn cgroups(machine: &str) -> Vec<PathBuf> {
         .collect()
 }
 
+/// Kills every process left in the machine's cgroups (a machine whose `systemd-nspawn` was
+/// killed outright keeps running without it); returns how many.
+pub fn kill_leftover_processes(machine: &str) -> usize {
+    fn pids_in(group: &Path, out: &mut Vec<u32>) {
+        if let Ok(text) = std::fs::read_to_string(group.join("cgroup.procs")) {
+            out.extend(text.lines().filter_map(|l| l.trim().parse::<u32>().ok()));
+        }
+        if let Ok(entries) = std::fs::read_dir(group) {
+            for entry in entries.flatten().filter(|e| e.path().is_dir()) {
+                pids_in(&entry.path(), out);
+            }
+        }
+    }
+    let mut pids = Vec::new();
+    for group in cgroups(machine) {
+        pids_in(&group, &mut pids);
+    }
+    pids.sort_unstable();
+    pids.dedup();
+    for pid in &pids {
+        signal(*pid, Signal::SIGKILL);
+    }
+    pids.len()
+}
+
+/// The machines (`azlin-N`) that have a cgroup of azlin's on this host.
+pub fn machines_with_cgroups() -> Vec<String> {
+    let mut names: Vec<String> = cgroups("")
+        .iter()
+        .filter_map(|parent| std::fs::read_dir(parent).ok())
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().is_dir())
+        .filter_map(|e| e.file_name().to_str().map(str::to_string))
+        .filter(|n| {
+            n.strip_prefix("azlin-")
+                .is_some_and(|n| n.parse::<u32>().is_ok())
+        })
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
 /// Creates the machine's cgroups with its `limits` set.
 fn create_cgroups(machine: &str, limits: Option<Limits>) -> Result<Vec<PathBuf>, ProviderError> {
     let groups = cgroups(machine);

@@ -23,7 +23,7 @@ use machine::MachineDir;
 use network::Slot;
 use snapshot::Snapshots;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// The programs the nspawn provider runs.
 pub const TOOLS: [Tool; 4] = [
@@ -90,10 +90,32 @@ pub async fn remove_orphans(dry_run: bool) -> Vec<String> {
             ));
             continue;
         }
+        removed.extend(leftover_processes(&slot.netns()));
         removed.extend(machine::remove_cgroups(&slot.netns()).await);
         removed.extend(network::remove(slot).await);
     }
+    // A machine's cgroups live inside its network's lifetime: groups whose network is gone
+    // were left by a machine killed outright.
+    for machine in machine::machines_with_cgroups() {
+        if Path::new("/run/netns").join(&machine).exists() {
+            continue;
+        }
+        if dry_run {
+            removed.push(format!("cgroups of {machine}, a VM that is gone"));
+        } else {
+            removed.extend(leftover_processes(&machine));
+            removed.extend(machine::remove_cgroups(&machine).await);
+        }
+    }
     removed
+}
+
+/// Kills what still runs in a gone machine's cgroups, saying how much.
+fn leftover_processes(machine: &str) -> Option<String> {
+    match machine::kill_leftover_processes(machine) {
+        0 => None,
+        n => Some(format!("{n} processes of {machine} left running")),
+    }
 }
 
 /// The nspawn provider.
