@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Figures of issue "Living with a VM", in one run, on nspawn VMs:
+#  1. `azlin cp` of SIZE_MB MB to a VM, against plain `scp` of the same file to the same VM
+#     (same key, same host key check), best of 3 each;
+#  2. `azlin fleet run -- true` on FLEET VMs, against the same on one VM, best of 3 each.
+#
+#   bench/day2.sh [SIZE_MB] [FLEET]        (default 256 and 16; needs root and the base image)
+#   AZLIN_BIN=target/debug/azlin bench/day2.sh      measures an existing build instead
+set -euo pipefail
+cd "$(dirname "$0")/.."
+size_mb="${1:-256}"
+fleet="${2:-16}"
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
+work="$(mktemp -d)"
+export AZLIN_HOME="$work/home"
+cleanup() {
+  for vm in $("$azlin" list -o json 2>/dev/null | python3 -c 'import json,sys; [print(v["name"]) for v in json.load(sys.stdin)]'); do
+    "$azlin" delete "$vm" --yes >/dev/null 2>&1 || true
+  done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+now_ms() { date +%s%3N; }
+# Best (smallest) wall time of running "$@" three times, in ms.
+best_of_3() {
+  local best=""
+  for _ in 1 2 3; do
+    local start; start=$(now_ms)
+    "$@" >/dev/null 2>&1
+    local took=$(( $(now_ms) - start ))
+    if [ -z "$best" ] || [ "$took" -lt "$best" ]; then best=$took; fi
+  done
+  echo "$best"
+}
+
+"$azlin" new --provider nspawn --name fleet-1 --no-connect >/dev/null 2>&1
+head -c "${size_mb}M" /dev/urandom > "$work/data"
+vm_json="$("$azlin" status fleet-1 -o json)"
+address=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["vm"]["address"])' <<<"$vm_json")
+user=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["vm"]["user"])' <<<"$vm_json")
+known_hosts="$AZLIN_HOME/.local/state/azlin/known_hosts.d/fleet-1"
+azlin_cp_ms=$(best_of_3 "$azlin" cp "$work/data" fleet-1:data)
+scp_ms=$(best_of_3 scp -q -i "$AZLIN_HOME/.ssh/azlin_key" -o IdentitiesOnly=yes -o BatchMode=yes \
+  -o StrictHostKeyChecking=yes -o "UserKnownHostsFile=$known_hosts" "$work/data" "$user@$address:data")
+
+for i in $(seq 2 "$fleet"); do
+  "$azlin" new --provider nspawn --name "fleet-$i" --no-connect >/dev/null 2>&1 &
+done
+wait
+one_ms=$(best_of_3 "$azlin" fleet run --match fleet-1 -- true)
+all_ms=$(best_of_3 "$azlin" fleet run --parallel "$fleet" -- true)
+count=$("$azlin" list -o json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')
+
+python3 - "$size_mb" "$azlin_cp_ms" "$scp_ms" "$count" "$one_ms" "$all_ms" <<'EOF'
+import sys
+size_mb, cp_ms, scp_ms, count, one_ms, all_ms = (int(x) for x in sys.argv[1:])
+mb = size_mb * 1.048576
+print(f"azlin cp of {size_mb} MiB to a VM: {mb / (cp_ms / 1000):6.1f} MB/s ({cp_ms} ms)")
+print(f"plain scp of the same file:       {mb / (scp_ms / 1000):6.1f} MB/s ({scp_ms} ms)")
+print(f"  azlin cp / scp throughput:      {scp_ms / cp_ms:6.2f}x   (target >= 1.0x)")
+print(f"fleet run -- true on {count} VMs:     {all_ms} ms")
+print(f"fleet run -- true on 1 VM:        {one_ms} ms")
+print(f"  {count} VMs / 1 VM:                 {all_ms / one_ms:6.2f}x   (target <= 1.5x)")
+EOF
