@@ -194,11 +194,6 @@ impl Store {
         })
     }
 
-    /// The folder the store lives in.
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     fn db(&self) -> std::sync::MutexGuard<'_, Connection> {
         // A panic while holding the lock cannot leave a half-written row (SQLite is
         // transactional), so a poisoned lock is still usable.
@@ -249,7 +244,22 @@ impl Store {
     }
 
     /// Moves a finished staged file into `blobs/`, checking its size (and digest when given).
+    /// An upload that fails the checks is dropped with its row.
     fn commit_staged(
+        &self,
+        kind: Kind,
+        id: i64,
+        size: u64,
+        expected_digest: Option<&str>,
+    ) -> Result<String, StoreError> {
+        let committed = self.move_staged(kind, id, size, expected_digest);
+        if committed.is_err() {
+            self.abandon(kind, id)?;
+        }
+        committed
+    }
+
+    fn move_staged(
         &self,
         kind: Kind,
         id: i64,
@@ -274,6 +284,43 @@ impl Store {
         std::fs::rename(&staged, self.blob_path(&digest))?;
         self.discard_staging(kind, id);
         Ok(digest)
+    }
+
+    /// Deletes row `id` of `kind`, then its bytes: the blob when no other row names it, or
+    /// what was staged of an unfinished upload.
+    fn delete_row(
+        &self,
+        db: &Connection,
+        kind: Kind,
+        id: i64,
+        digest: Option<&str>,
+    ) -> Result<(), StoreError> {
+        db.execute(&format!("DELETE FROM {} WHERE id = ?1", table(kind)), [id])?;
+        match digest {
+            Some(digest) => self.collect_blob(db, digest),
+            None => {
+                self.discard_staging(kind, id);
+                Ok(())
+            }
+        }
+    }
+
+    /// A new upload of `kind` may take the place of `existing` (id, digest, created_at: the row
+    /// with the same identity) only when that one is an upload abandoned long ago, which goes.
+    fn make_way(
+        &self,
+        db: &Connection,
+        kind: Kind,
+        existing: Option<(i64, Option<String>, i64)>,
+        what: String,
+    ) -> Result<(), StoreError> {
+        let Some((id, digest, created_at)) = existing else {
+            return Ok(());
+        };
+        if digest.is_some() || now_ms() - created_at < STALE_UPLOAD_MS {
+            return Err(StoreError::Exists(what));
+        }
+        self.delete_row(db, kind, id, None)
     }
 
     /// Removes the blob `digest` when no row names it any more.
@@ -311,13 +358,7 @@ impl Store {
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
             .optional()?;
-        if let Some((id, digest, created_at)) = existing {
-            if digest.is_some() || now - created_at < STALE_UPLOAD_MS {
-                return Err(StoreError::Exists(format!("cache '{key}'")));
-            }
-            db.execute("DELETE FROM caches WHERE id = ?1", [id])?;
-            self.discard_staging(Kind::Cache, id);
-        }
+        self.make_way(&db, Kind::Cache, existing, format!("cache '{key}'"))?;
         db.execute(
             "INSERT INTO caches (repository, git_ref, key, version, created_at, last_used)
              VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
@@ -371,13 +412,7 @@ impl Store {
                 "a cache of {size} bytes is over the limit of {limit}"
             )));
         }
-        let digest = match self.commit_staged(Kind::Cache, id, size, None) {
-            Ok(digest) => digest,
-            Err(e) => {
-                self.abandon(Kind::Cache, id)?;
-                return Err(e);
-            }
-        };
+        let digest = self.commit_staged(Kind::Cache, id, size, None)?;
         let now = now_ms();
         let db = self.db();
         db.execute(
@@ -420,17 +455,8 @@ impl Store {
             kept += entry.size;
             if kept > limit {
                 tracing::info!(key = %entry.key, repository, "evicting the least recently used cache");
-                self.delete_cache_row(db, &entry)?;
+                self.delete_row(db, Kind::Cache, entry.id, entry.digest.as_deref())?;
             }
-        }
-        Ok(())
-    }
-
-    fn delete_cache_row(&self, db: &Connection, entry: &CacheEntry) -> Result<(), StoreError> {
-        db.execute("DELETE FROM caches WHERE id = ?1", [entry.id])?;
-        match &entry.digest {
-            Some(digest) => self.collect_blob(db, digest)?,
-            None => self.discard_staging(Kind::Cache, entry.id),
         }
         Ok(())
     }
@@ -526,7 +552,7 @@ impl Store {
             .collect();
         let db = self.db();
         for entry in &doomed {
-            self.delete_cache_row(&db, entry)?;
+            self.delete_row(&db, Kind::Cache, entry.id, entry.digest.as_deref())?;
         }
         Ok(doomed)
     }
@@ -552,13 +578,7 @@ impl Store {
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
             .optional()?;
-        if let Some((id, digest, created_at)) = existing {
-            if digest.is_some() || now - created_at < STALE_UPLOAD_MS {
-                return Err(StoreError::Exists(format!("artifact '{name}'")));
-            }
-            db.execute("DELETE FROM artifacts WHERE id = ?1", [id])?;
-            self.discard_staging(Kind::Artifact, id);
-        }
+        self.make_way(&db, Kind::Artifact, existing, format!("artifact '{name}'"))?;
         db.execute(
             "INSERT INTO artifacts (repository, run_id, job_id, name, created_at, expires_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -595,13 +615,7 @@ impl Store {
         size: u64,
         digest: Option<&str>,
     ) -> Result<ArtifactEntry, StoreError> {
-        let digest = match self.commit_staged(Kind::Artifact, id, size, digest) {
-            Ok(digest) => digest,
-            Err(e) => {
-                self.abandon(Kind::Artifact, id)?;
-                return Err(e);
-            }
-        };
+        let digest = self.commit_staged(Kind::Artifact, id, size, digest)?;
         let db = self.db();
         db.execute(
             "UPDATE artifacts SET digest = ?2, size = ?3 WHERE id = ?1",
@@ -647,12 +661,12 @@ impl Store {
 
     /// Deletes a finished artifact.
     pub fn delete_artifact(&self, entry: &ArtifactEntry) -> Result<(), StoreError> {
-        let db = self.db();
-        db.execute("DELETE FROM artifacts WHERE id = ?1", [entry.id])?;
-        if let Some(digest) = &entry.digest {
-            self.collect_blob(&db, digest)?;
-        }
-        Ok(())
+        self.delete_row(
+            &self.db(),
+            Kind::Artifact,
+            entry.id,
+            entry.digest.as_deref(),
+        )
     }
 
     /// Removes artifacts past their retention and uploads abandoned long ago; returns how many
@@ -669,11 +683,7 @@ impl Store {
             .collect::<Result<_, _>>()?;
         drop(stmt);
         for entry in &expired {
-            db.execute("DELETE FROM artifacts WHERE id = ?1", [entry.id])?;
-            match &entry.digest {
-                Some(digest) => self.collect_blob(&db, digest)?,
-                None => self.discard_staging(Kind::Artifact, entry.id),
-            }
+            self.delete_row(&db, Kind::Artifact, entry.id, entry.digest.as_deref())?;
         }
         Ok(expired.len())
     }
