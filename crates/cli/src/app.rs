@@ -262,8 +262,33 @@ impl App {
     /// know are looked for with the local providers; a VM no local provider has (made by a
     /// worker elsewhere) is described by its record.
     pub async fn locate(&self, name: &VmName) -> anyhow::Result<(Arc<dyn VmProvider>, Vm)> {
-        let store = self.store()?;
-        let record = store.vm(name).await?;
+        let record = self.store()?.vm(name).await?;
+        self.locate_with(name, record).await
+    }
+
+    /// Every VM of the state store that `keep` selects, as its provider sees it now (or why
+    /// it cannot be found), with one read of the store for all of them.
+    pub async fn locate_recorded(
+        &self,
+        keep: impl Fn(&VmRecord) -> bool,
+    ) -> anyhow::Result<Vec<(VmRecord, anyhow::Result<Vm>)>> {
+        let mut located = Vec::new();
+        for record in self.store()?.vms().await?.into_iter().filter(|r| keep(r)) {
+            let found = self
+                .locate_with(&record.name, Some(record.clone()))
+                .await
+                .map(|(_, vm)| vm);
+            located.push((record, found));
+        }
+        Ok(located)
+    }
+
+    /// [`App::locate`] for a VM whose record (if any) the caller already has.
+    async fn locate_with(
+        &self,
+        name: &VmName,
+        record: Option<VmRecord>,
+    ) -> anyhow::Result<(Arc<dyn VmProvider>, Vm)> {
         let mut kinds = Vec::new();
         if let Some(record) = &record {
             kinds.push(record.provider);

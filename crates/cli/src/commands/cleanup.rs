@@ -82,13 +82,9 @@ pub async fn run(app: &App, args: &CleanupArgs) -> anyhow::Result<ExitCode> {
         }
     }
 
-    // Local VMs that no record names.
-    let recorded: BTreeSet<String> = store
-        .vms()
-        .await?
-        .into_iter()
-        .map(|r| r.name.to_string())
-        .collect();
+    // Local VMs that no record names (the records read above: a killed launch's VM, forgotten
+    // since, is gone with it).
+    let recorded: BTreeSet<String> = records.iter().map(|r| r.name.to_string()).collect();
     for kind in [ProviderKind::Nspawn, ProviderKind::Qemu, ProviderKind::Sim] {
         let Ok(provider) = app.providers.provider(kind) else {
             continue;

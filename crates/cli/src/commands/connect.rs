@@ -25,6 +25,24 @@ pub fn access_for(app: &App, vm: &VmEndpoint) -> SshAccess {
     }
 }
 
+/// The running VM `name` and how the system `ssh` reaches it, for the commands that need
+/// SSH (`cp`, `tunnel`, `logs`): a sim VM is refused (exit 64), a stopped one or one without a
+/// recorded host key fails with exit 5.
+pub async fn ssh_access_to(app: &App, name: &str) -> anyhow::Result<(Vm, SshAccess)> {
+    let name = VmName::parse(name).map_err(|e| Failure::usage(e.to_string()))?;
+    let (_, vm) = app.locate(&name).await?;
+    if vm.provider == ProviderKind::Sim {
+        return Err(Failure::usage(format!(
+            "'{name}' is a sim VM: it has no SSH; its files are in {}",
+            vm.address
+        )));
+    }
+    require_running(&vm)?;
+    require_host_key(&vm)?;
+    let access = access_for(app, &vm.endpoint());
+    Ok((vm, access))
+}
+
 /// Fails with exit 5 (not ready) unless the VM runs, saying how to start it.
 pub fn require_running(vm: &Vm) -> anyhow::Result<()> {
     if vm.state == VmState::Running {

@@ -3,9 +3,9 @@
 
 use crate::app::App;
 use crate::args::{CpArgs, OutputFormat};
-use crate::commands::connect::{access_for, require_host_key, require_running};
+use crate::commands::connect::ssh_access_to;
 use crate::failure::Failure;
-use azlin_core::{ExitCode, ProviderKind, VmName};
+use azlin_core::ExitCode;
 use azlin_remote::copy::{CopyEnd, Operand};
 use azlin_remote::keys::ensure_identity;
 use std::io::IsTerminal;
@@ -17,17 +17,7 @@ async fn resolve(app: &App, operand: Operand) -> anyhow::Result<(CopyEnd, Option
     match operand {
         Operand::Local(path) => Ok((CopyEnd::Local(path), None)),
         Operand::Vm { name, path } => {
-            let name = VmName::parse(&name).map_err(|e| Failure::usage(e.to_string()))?;
-            let (_, vm) = app.locate(&name).await?;
-            if vm.provider == ProviderKind::Sim {
-                return Err(Failure::usage(format!(
-                    "'{name}' is a sim VM: it has no SSH; its files are in {}",
-                    vm.address
-                )));
-            }
-            require_running(&vm)?;
-            require_host_key(&vm)?;
-            let access = access_for(app, &vm.endpoint());
+            let (vm, access) = ssh_access_to(app, &name).await?;
             Ok((CopyEnd::Remote { access, path }, Some(vm)))
         }
     }

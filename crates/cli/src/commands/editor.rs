@@ -12,12 +12,12 @@ use azlin_remote::ssh_config;
 /// Every VM that SSH can reach (not `sim`) with a recorded host key, and how.
 async fn reachable_vms(app: &App) -> anyhow::Result<Vec<(String, SshAccess)>> {
     let mut vms = Vec::new();
-    for record in app.store()?.vms().await? {
-        if record.provider == ProviderKind::Sim {
-            continue;
-        }
-        match app.locate(&record.name).await {
-            Ok((_, vm)) if require_host_key(&vm).is_ok() => {
+    for (record, found) in app
+        .locate_recorded(|r| r.provider != ProviderKind::Sim)
+        .await?
+    {
+        match found {
+            Ok(vm) if require_host_key(&vm).is_ok() => {
                 vms.push((vm.name.to_string(), access_for(app, &vm.endpoint())));
             }
             Ok(_) => tracing::info!(vm = %record.name, "no recorded host key: left out"),

@@ -3,10 +3,10 @@
 
 use crate::app::App;
 use crate::args::{FleetAction, FleetArgs, HealthArgs, LogsArgs, OutputFormat};
-use crate::commands::connect::{access_for, attach, require_host_key, require_running};
+use crate::commands::connect::{attach, require_host_key, require_running, ssh_access_to};
 use crate::failure::Failure;
 use crate::output;
-use azlin_core::{ExitCode, ProviderKind, Vm, VmName, VmState};
+use azlin_core::{ExitCode, Vm, VmName, VmState};
 use azlin_remote::attach::Session;
 use azlin_remote::fleet::{FleetResult, glob_match, run_on_all};
 use azlin_remote::health::Health;
@@ -21,12 +21,9 @@ async fn running_vms(
     keep: impl Fn(&azlin_control::VmRecord) -> bool,
 ) -> anyhow::Result<Vec<Vm>> {
     let mut vms = Vec::new();
-    for record in app.store()?.vms().await? {
-        if !keep(&record) {
-            continue;
-        }
-        match app.locate(&record.name).await {
-            Ok((_, vm)) if vm.state == VmState::Running && require_host_key(&vm).is_ok() => {
+    for (record, found) in app.locate_recorded(keep).await? {
+        match found {
+            Ok(vm) if vm.state == VmState::Running && require_host_key(&vm).is_ok() => {
                 vms.push(vm);
             }
             Ok(_) => {}
@@ -202,16 +199,7 @@ fn logs_command(args: &LogsArgs) -> String {
 
 /// Runs `azlin logs NAME [--cloud-init] [--boot] [-f]`.
 pub async fn logs(app: &App, args: &LogsArgs) -> anyhow::Result<ExitCode> {
-    let name = VmName::parse(&args.name).map_err(|e| Failure::usage(e.to_string()))?;
-    let (_, vm) = app.locate(&name).await?;
-    require_running(&vm)?;
-    if vm.provider == ProviderKind::Sim {
-        return Err(Failure::usage(format!(
-            "'{name}' is a sim VM: it keeps no logs"
-        )));
-    }
-    require_host_key(&vm)?;
-    let access = access_for(app, &vm.endpoint());
+    let (vm, access) = ssh_access_to(app, &args.name).await?;
     let command = vec!["sh".to_string(), "-c".to_string(), logs_command(args)];
     attach(&access, &vm.name, &Session::Command(command), false).await
 }

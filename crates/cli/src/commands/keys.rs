@@ -60,14 +60,14 @@ pub async fn run(app: &App, args: &KeysArgs) -> anyhow::Result<ExitCode> {
 
     let mut outcomes = Vec::new();
     let mut rotated = Vec::new();
-    for record in app.store()?.vms().await? {
-        if record.provider == ProviderKind::Sim {
-            continue;
-        }
+    for (record, found) in app
+        .locate_recorded(|r| r.provider != ProviderKind::Sim)
+        .await?
+    {
         let name = record.name.to_string();
-        let vm = match app.locate(&record.name).await {
-            Ok((_, vm)) if vm.state == VmState::Running && !vm.host_key.is_empty() => vm,
-            Ok((_, vm)) => {
+        let vm = match found {
+            Ok(vm) if vm.state == VmState::Running && !vm.host_key.is_empty() => vm,
+            Ok(vm) => {
                 outcomes.push(Outcome {
                     name,
                     rotated: false,

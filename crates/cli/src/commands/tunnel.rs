@@ -3,10 +3,10 @@
 
 use crate::app::App;
 use crate::args::{OutputFormat, TunnelAction, TunnelArgs};
-use crate::commands::connect::{access_for, require_host_key, require_running};
+use crate::commands::connect::ssh_access_to;
 use crate::failure::Failure;
 use crate::output;
-use azlin_core::{ExitCode, ProviderKind, VmName};
+use azlin_core::ExitCode;
 use azlin_remote::tunnel::{Forward, TunnelRecord, TunnelStore};
 use std::net::IpAddr;
 
@@ -63,18 +63,9 @@ pub async fn run(app: &App, args: &TunnelArgs) -> anyhow::Result<ExitCode> {
                 .unwrap_or("127.0.0.1")
                 .parse()
                 .map_err(|_| Failure::usage("--bind: expected an IP address such as 127.0.0.1"))?;
-            let name = VmName::parse(name).map_err(|e| Failure::usage(e.to_string()))?;
-            let (_, vm) = app.locate(&name).await?;
-            if vm.provider == ProviderKind::Sim {
-                return Err(Failure::usage(format!(
-                    "'{name}' is a sim VM: it has no SSH"
-                )));
-            }
-            require_running(&vm)?;
-            require_host_key(&vm)?;
-            let access = access_for(app, &vm.endpoint());
+            let (vm, access) = ssh_access_to(app, name).await?;
             let store = store(app);
-            let vm_name = name.to_string();
+            let vm_name = vm.name.to_string();
             let record =
                 tokio::task::spawn_blocking(move || store.open(&access, &vm_name, bind, &forward))
                     .await??;
