@@ -25,7 +25,8 @@ pub struct GitServer {
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
-fn free_port(addr: IpAddr) -> u16 {
+/// A TCP port free on the loopback address of `addr`'s family.
+pub fn free_port(addr: IpAddr) -> u16 {
     let any = match addr {
         IpAddr::V4(_) => "127.0.0.1:0",
         IpAddr::V6(_) => "[::1]:0",

@@ -22,7 +22,7 @@ pub mod stub_az;
 
 pub use actions::ActionRepos;
 pub use arm_double::{ArmDouble, Fault, RecordedRequest, ResourceSnapshot};
-pub use git_server::GitServer;
+pub use git_server::{GitServer, free_port};
 pub use nats::{LAUNCH_MILESTONES, NatsCluster, NatsServer, ServerOptions};
 pub use pki::TestPki;
 pub use stub_az::{AzAccount, StubAz};

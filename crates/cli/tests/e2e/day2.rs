@@ -298,14 +298,6 @@ fn http_body(addr: &str, path: &str) -> Option<String> {
         .map(|(_, body)| body.to_string())
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[test]
 fn a_tunnel_runs_in_the_background_until_closed() {
     let azlin = Azlin::new();
@@ -314,7 +306,7 @@ fn a_tunnel_runs_in_the_background_until_closed() {
         "tun",
         "cd /tmp && echo served-by-the-vm > page && (nohup python3 -m http.server 8000 --bind 127.0.0.1 >/dev/null 2>&1 &) && for i in $(seq 50); do curl -s localhost:8000/page >/dev/null && break; sleep 0.1; done",
     );
-    let port = free_port();
+    let port = azlin_testkit::free_port(std::net::Ipv4Addr::LOCALHOST.into());
     let forward = format!("{port}:localhost:8000");
     let opened = azlin
         .run(&["-o", "json", "tunnel", "tun", &forward])

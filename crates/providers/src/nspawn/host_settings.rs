@@ -188,7 +188,8 @@ impl HostSettings {
     }
 }
 
-fn remove_if_present(path: &Path) -> std::io::Result<()> {
+/// Removes the file `path`, if it is there.
+pub(super) fn remove_if_present(path: &Path) -> std::io::Result<()> {
     match std::fs::remove_file(path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         other => other,

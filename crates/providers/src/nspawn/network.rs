@@ -8,7 +8,7 @@
 
 use super::firewall::{self, Policy};
 use super::host_settings::{
-    HostSettings, INOTIFY_INSTANCES, INOTIFY_INSTANCES_FOR_VMS, IP_FORWARD,
+    HostSettings, INOTIFY_INSTANCES, INOTIFY_INSTANCES_FOR_VMS, IP_FORWARD, remove_if_present,
 };
 use crate::command::{run, run_with_input};
 use crate::lock::FileLock;
@@ -278,9 +278,7 @@ async fn remove_locked(slot: Slot) -> Vec<String> {
     {
         removed.push(format!("network namespace {}", slot.netns()));
     }
-    if let Err(e) = std::fs::remove_file(slot.owner_file())
-        && e.kind() != std::io::ErrorKind::NotFound
-    {
+    if let Err(e) = remove_if_present(&slot.owner_file()) {
         tracing::warn!("forgetting the owner of network slot {}: {e}", slot.0);
     }
     if !any_vm_left() {
