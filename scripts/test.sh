@@ -13,6 +13,9 @@ if ! cmp -s "$client/package-lock.json" "$client/node_modules/.azlin-installed-l
     npm run --prefix "$client" --silent build
     cp "$client/package-lock.json" "$client/node_modules/.azlin-installed-lock"
 fi
+# The fuzz targets are a workspace of their own: a stale lock file fails here, in seconds,
+# rather than after the whole suite.
+cargo metadata --locked --format-version 1 --manifest-path fuzz/Cargo.toml >/dev/null
 export AZLIN_IMAGE_DIR="${AZLIN_IMAGE_DIR:-/var/cache/azlin/images}"
 cargo nextest run --workspace --locked --no-fail-fast "$@"
 if [ "$#" -eq 0 ]; then
