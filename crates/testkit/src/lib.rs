@@ -16,6 +16,7 @@ pub mod actions;
 pub mod arm_double;
 pub mod conformance;
 pub mod git_server;
+pub mod github_double;
 pub mod nats;
 pub mod pki;
 pub mod stub_az;
