@@ -11,7 +11,8 @@ use azlin_control::{
 use azlin_core::{ErrorKind, ProviderError, ProviderKind, Vm, VmName, VmProvider};
 use azlin_providers::azure::{AzureProvider, AzureSettings};
 use azlin_providers::image::ImageStore;
-use azlin_providers::nspawn::{NspawnProvider, NspawnSettings};
+use azlin_providers::network::NetworkSettings;
+use azlin_providers::nspawn::NspawnProvider;
 use azlin_providers::qemu::QemuProvider;
 use azlin_providers::sim::SimProvider;
 use azlin_remote::Identity;
@@ -40,21 +41,23 @@ impl Providers {
         ImageStore::new(&self.settings.image_dir, &self.settings.mirror)
     }
 
+    /// What local VMs may reach, from `[network]`.
+    fn network(&self) -> NetworkSettings {
+        let network = &self.settings.config.network;
+        NetworkSettings {
+            offered_ports: network.host_ports.clone(),
+            egress: network.egress.clone(),
+        }
+    }
+
     fn build(&self, kind: ProviderKind) -> Result<Arc<dyn VmProvider>, ProviderError> {
         let state = &self.settings.paths.state_dir;
         Ok(match kind {
-            ProviderKind::Nspawn => {
-                let network = &self.settings.config.network;
-                let settings = NspawnSettings {
-                    offered_ports: network.host_ports.clone(),
-                    egress: network.egress.clone(),
-                };
-                Arc::new(NspawnProvider::new(
-                    state.join("nspawn"),
-                    self.images(),
-                    settings,
-                ))
-            }
+            ProviderKind::Nspawn => Arc::new(NspawnProvider::new(
+                state.join("nspawn"),
+                self.images(),
+                self.network(),
+            )),
             ProviderKind::Sim => Arc::new(
                 SimProvider::new(state.join("sim"), self.settings.sim)
                     .with_delete_fail_rate(self.settings.sim_delete_fail_rate),
@@ -68,8 +71,7 @@ impl Providers {
                 Arc::new(AzureProvider::new(azure)?)
             }
             ProviderKind::Qemu => Arc::new(
-                QemuProvider::new(state.join("qemu"), self.images())
-                    .with_egress(self.settings.config.network.egress.clone()),
+                QemuProvider::new(state.join("qemu"), self.images()).with_network(self.network()),
             ),
         })
     }

@@ -165,7 +165,7 @@ impl Settings {
             cache_protocol: cache.protocol,
             addresses: vec![
                 std::net::Ipv4Addr::LOCALHOST.into(),
-                azlin_providers::nspawn::network::HOST_ALIAS.into(),
+                azlin_providers::network::HOST_ALIAS.into(),
             ],
             port: None,
         }

@@ -7,6 +7,7 @@ pub mod command;
 pub mod image;
 mod local;
 pub mod lock;
+pub mod network;
 pub mod nspawn;
 mod process;
 pub mod qemu;

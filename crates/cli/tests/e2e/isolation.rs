@@ -13,13 +13,14 @@ use std::time::{Duration, Instant};
 
 /// The outside network: the host end and two server addresses.
 const OUTSIDE_HOST: &str = "198.51.100.1";
-const OUTSIDE_A: &str = "198.51.100.2";
-const OUTSIDE_B: &str = "198.51.100.3";
+pub const OUTSIDE_A: &str = "198.51.100.2";
+pub const OUTSIDE_B: &str = "198.51.100.3";
 /// The port the outside server listens on.
-const OUTSIDE_PORT: u16 = 8080;
+pub const OUTSIDE_PORT: u16 = 8080;
 
-/// Only one test here makes the outside namespace and changes `ip_forward`.
-static HOST_STATE: Mutex<()> = Mutex::new(());
+/// Only one test at a time makes the outside namespace (the qemu tests use it too) and changes
+/// `ip_forward`.
+pub static HOST_STATE: Mutex<()> = Mutex::new(());
 
 fn ip(args: &[&str]) {
     let out = Command::new("ip").args(args).output().unwrap();
@@ -32,13 +33,13 @@ fn ip(args: &[&str]) {
 
 /// A network namespace standing for the internet, with an HTTP server on two addresses;
 /// removed (server, namespace, veth) when dropped.
-struct Outside {
+pub struct Outside {
     netns: String,
     server: Child,
 }
 
 impl Outside {
-    fn start() -> Outside {
+    pub fn start() -> Outside {
         let tag = std::process::id() % 100_000;
         let (netns, veth) = (format!("azt-outside-{tag}"), format!("azto{tag}"));
         ip(&["netns", "add", &netns]);
@@ -100,7 +101,7 @@ impl Drop for Outside {
 /// A TCP server on 0.0.0.0 of the host that accepts and drops connections until the test ends.
 /// A server on every host address, on a port outside azlin's job services' range (which
 /// every VM may reach).
-fn host_server() -> u16 {
+pub fn host_server() -> u16 {
     let (listener, port) = loop {
         let listener = TcpListener::bind("0.0.0.0:0").unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -117,7 +118,7 @@ fn host_server() -> u16 {
 }
 
 /// Tries every `(address, port)` from inside `vm` at once (3 s each); the reachable ones.
-fn reachable(azlin: &Azlin, vm: &str, targets: &[(&str, u16)]) -> Vec<String> {
+pub fn reachable(azlin: &Azlin, vm: &str, targets: &[(&str, u16)]) -> Vec<String> {
     let script: String = targets
         .iter()
         .map(|(addr, port)| {
@@ -135,7 +136,7 @@ fn reachable(azlin: &Azlin, vm: &str, targets: &[(&str, u16)]) -> Vec<String> {
     open
 }
 
-fn sorted(items: &[(&str, u16)]) -> Vec<String> {
+pub fn sorted(items: &[(&str, u16)]) -> Vec<String> {
     let mut v: Vec<String> = items.iter().map(|(a, p)| format!("{a}:{p}")).collect();
     v.sort();
     v

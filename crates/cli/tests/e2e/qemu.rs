@@ -1,8 +1,9 @@
 //! `azlin new --provider qemu`, end to end: a real QEMU VM (KVM if it runs guests here, TCG
 //! otherwise) booted from the qemu base image (built by `scripts/setup.sh`), reached over SSH
-//! on a forwarded loopback port, stopped and started with its disk kept, and deleted without
-//! leaving a process, folder or listening port; and broken images that exit 4 after cleaning
-//! up.
+//! (run by root: on its network namespace's address; by another user: on a forwarded loopback
+//! port), stopped and started with its disk kept, and deleted without leaving a process, folder,
+//! network or listening port; what a root-run VM reaches on the host and outside; and broken
+//! images that exit 4 after cleaning up.
 
 use crate::support::{Azlin, assert_nothing_left, image_dir, live_processes};
 use serde_json::Value;
@@ -23,20 +24,50 @@ fn listening(port: u16) -> bool {
     TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_err()
 }
 
-/// What a qemu VM holds on the host.
+/// What a qemu VM holds on the host: its folder, its process, and either a forwarded
+/// loopback port or a network namespace with its veth.
 struct Footprint {
     folder: String,
-    port: u16,
+    access: Access,
+}
+
+enum Access {
+    Loopback(u16),
+    Namespace { netns: String, veth: String },
 }
 
 impl Footprint {
     fn of(vm: &Value) -> Footprint {
+        let access = match vm["details"]["slot"].as_str() {
+            Some(slot) => Access::Namespace {
+                netns: format!("/run/netns/azlin-{slot}"),
+                veth: format!("/sys/class/net/azv{slot}"),
+            },
+            None => {
+                Access::Loopback(u16::try_from(vm["ssh_port"].as_u64().expect("ssh_port")).unwrap())
+            }
+        };
         Footprint {
             folder: vm["details"]["folder"]
                 .as_str()
                 .expect("folder")
                 .to_string(),
-            port: u16::try_from(vm["ssh_port"].as_u64().expect("ssh_port")).unwrap(),
+            access,
+        }
+    }
+
+    /// The way in that is there now.
+    fn access_left(&self) -> Vec<String> {
+        match &self.access {
+            Access::Loopback(port) if listening(*port) => {
+                vec![format!("listener on 127.0.0.1:{port}")]
+            }
+            Access::Loopback(_) => Vec::new(),
+            Access::Namespace { netns, veth } => [netns, veth]
+                .into_iter()
+                .filter(|path| Path::new(path).exists())
+                .cloned()
+                .collect(),
         }
     }
 
@@ -47,7 +78,11 @@ impl Footprint {
             self.folder
         );
         assert_eq!(qemu_processes(&self.folder).len(), 1, "{}", self.folder);
-        assert!(listening(self.port), "nothing listens on {}", self.port);
+        let expected = match self.access {
+            Access::Loopback(_) => 1,
+            Access::Namespace { .. } => 2,
+        };
+        assert_eq!(self.access_left().len(), expected, "{}", self.folder);
     }
 
     fn leftovers(&self) -> Vec<String> {
@@ -60,9 +95,7 @@ impl Footprint {
                 .into_iter()
                 .map(|p| format!("qemu process {p}")),
         );
-        if listening(self.port) {
-            left.push(format!("listener on 127.0.0.1:{}", self.port));
-        }
+        left.extend(self.access_left());
         left
     }
 
@@ -100,7 +133,12 @@ fn qemu_vm_boots_restarts_and_is_deleted_without_leftovers() {
     let vm = azlin.vm("q1");
     assert_eq!(vm["provider"], "qemu");
     assert_eq!(vm["state"], "running");
-    assert_eq!(vm["address"], "127.0.0.1");
+    // Run by root: in its own network namespace, SSH on that namespace's address.
+    assert!(
+        vm["address"].as_str().unwrap().starts_with("10.213."),
+        "{vm}"
+    );
+    assert_eq!(vm["ssh_port"], 22, "{vm}");
     let accel = vm["details"]["accel"].as_str().unwrap().to_string();
     assert!(accel == "kvm" || accel == "tcg", "{vm}");
     let footprint = Footprint::of(&vm);
@@ -169,7 +207,6 @@ fn qemu_vm_boots_restarts_and_is_deleted_without_leftovers() {
     azlin.run(&["stop", "q1"]).expect(0);
     assert_eq!(azlin.vm("q1")["state"], "stopped");
     assert!(qemu_processes(&footprint.folder).is_empty());
-    assert!(!listening(footprint.port));
     azlin.run(&["start", "q1"]).expect(0);
     let vm = azlin.vm("q1");
     assert_eq!(vm["state"], "running");
@@ -274,8 +311,16 @@ fn an_image_without_init_exits_4_after_cleaning_up() {
 #[test]
 fn a_user_without_root_gets_a_qemu_vm() {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let loopback = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    let loopback_port = loopback.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in loopback.incoming() {
+            drop(conn);
+        }
+    });
     let azlin = Azlin::new();
-    azlin.config(CONFIG);
+    // Without root, egress "none" is QEMU's `restrict=on`: not even the host's loopback.
+    azlin.config(&format!("{CONFIG}[network]\negress = \"none\"\n"));
     std::fs::set_permissions(azlin.home.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
     // No --provider: qemu is the default of a user who is not root.
     azlin
@@ -286,6 +331,7 @@ fn a_user_without_root_gets_a_qemu_vm() {
         .expect(0);
     let vm = run.json()["vm"].clone();
     assert_eq!(vm["provider"], "qemu");
+    assert_eq!(vm["address"], "127.0.0.1", "{vm}");
     let footprint = Footprint::of(&vm);
     footprint.assert_present();
     for pid in qemu_processes(&footprint.folder) {
@@ -296,37 +342,75 @@ fn a_user_without_root_gets_a_qemu_vm() {
         .run_as_nobody(&["connect", "qnr", "--", "cloud-init", "status"])
         .expect(0);
     assert!(run.stdout.contains("status: done"), "{}", run.stdout);
+    let probe = format!(
+        "timeout 5 bash -c '</dev/tcp/10.0.2.2/{loopback_port}' 2>/dev/null && echo reached || echo blocked"
+    );
+    let run = azlin
+        .run_as_nobody(&["connect", "qnr", "--", "bash", "-c", &probe])
+        .expect(0);
+    assert_eq!(run.stdout.trim(), "blocked");
     azlin.run_as_nobody(&["delete", "qnr", "--yes"]).expect(0);
     footprint.assert_gone();
 }
 
-/// With `[network] egress = "none"` a QEMU guest is cut off (`restrict=on`): not even the
-/// host's loopback at 10.0.2.2 answers, while SSH in still works. A list of networks is
-/// refused: user-mode networking cannot filter by address.
+/// Run by root, a QEMU VM is confined like an nspawn machine: it reaches the host ports its
+/// config offers — on `host.azlin.internal` and on its gateway 10.0.2.2 alike — and the outside
+/// its egress list allows, and no other host port, whatever address the host server is bound
+/// to. Without root a list of networks is refused: user-mode networking alone filters nothing.
 #[test]
-fn a_qemu_vm_without_egress_reaches_no_host_port() {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
-    let port = listener.local_addr().unwrap().port();
+fn a_qemu_vm_reaches_offered_host_ports_and_allowed_egress_and_nothing_else() {
+    let _host = crate::isolation::HOST_STATE
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let outside = crate::isolation::Outside::start();
+    let (offered, other) = (
+        crate::isolation::host_server(),
+        crate::isolation::host_server(),
+    );
+    // A server on the host's loopback only: what 10.0.2.2 reached before VMs were confined.
+    let loopback = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    let loopback_port = loopback.local_addr().unwrap().port();
     std::thread::spawn(move || {
-        for conn in listener.incoming() {
+        for conn in loopback.incoming() {
             drop(conn);
         }
     });
     let azlin = Azlin::new();
-    azlin.config(&format!("{CONFIG}[network]\negress = [\"192.0.2.0/24\"]\n"));
-    let run = azlin.new_vm("qemu", "q-cidr", &[]).expect(64);
+    let b = crate::isolation::OUTSIDE_B;
+    azlin.config(&format!(
+        "{CONFIG}[network]\nhost_ports = [{offered}]\negress = [\"{b}/32\"]\n"
+    ));
+    std::fs::set_permissions(
+        azlin.home.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    let run = azlin
+        .run_as_nobody(&["new", "--name", "q-cidr", "--no-connect"])
+        .expect(64);
     assert!(run.stderr.contains("cannot limit egress"), "{}", run.stderr);
     azlin.assert_no_vms();
 
-    azlin.config(&format!("{CONFIG}[network]\negress = \"none\"\n"));
-    azlin.new_vm("qemu", "q-none", &[]).expect(0);
-    let probe = format!(
-        "timeout 5 bash -c '</dev/tcp/10.0.2.2/{port}' 2>/dev/null && echo reached || echo blocked"
+    azlin.new_vm("qemu", "q-iso", &[]).expect(0);
+    let host = crate::git_server::HOST_ADDR;
+    let a = crate::isolation::OUTSIDE_A;
+    let port = crate::isolation::OUTSIDE_PORT;
+    let targets = [
+        ("10.0.2.2", offered),
+        ("10.0.2.2", other),
+        ("10.0.2.2", loopback_port),
+        (host, offered),
+        (host, other),
+        (a, port),
+        (b, port),
+    ];
+    assert_eq!(
+        crate::isolation::reachable(&azlin, "q-iso", &targets),
+        crate::isolation::sorted(&[("10.0.2.2", offered), (host, offered), (b, port)])
     );
-    let run = azlin
-        .run(&["connect", "q-none", "--", "bash", "-c", &probe])
-        .expect(0);
-    assert_eq!(run.stdout.trim(), "blocked");
-    azlin.run(&["delete", "q-none", "--yes"]).expect(0);
+    let footprint = Footprint::of(&azlin.vm("q-iso"));
+    azlin.run(&["delete", "q-iso", "--yes"]).expect(0);
+    footprint.assert_gone();
     azlin.assert_no_vms();
+    drop(outside);
 }

@@ -3,47 +3,32 @@
 //! real cloud-init through a NoCloud seed, reached over real SSH.
 
 mod diagnosis;
-mod firewall;
-pub mod host_settings;
 mod idmap;
 mod machine;
-pub mod network;
 mod snapshot;
 
 use crate::image::ImageStore;
 use crate::local::{self, LocalVms};
+use crate::network::{self, NetworkSettings, Slot};
 use crate::record::RecordStore;
 use async_trait::async_trait;
 use azlin_core::cloudinit::{ADMIN_USER, meta_data};
 use azlin_core::{
-    CreateRequest, DeleteReport, Egress, ErrorKind, ProviderError, ProviderKind, Snapshot, Tool,
-    Vm, VmName, VmProvider, VmState,
+    CreateRequest, DeleteReport, ErrorKind, ProviderError, ProviderKind, Snapshot, Tool, Vm,
+    VmName, VmProvider, VmState,
 };
 use machine::MachineDir;
-use network::Slot;
 use snapshot::Snapshots;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// The programs the nspawn provider runs.
-pub const TOOLS: [Tool; 4] = [
+/// The programs the nspawn provider runs, besides those of [`network::TOOLS`].
+pub const TOOLS: [Tool; 2] = [
     Tool {
         program: "systemd-nspawn",
         version_args: &["--version"],
         purpose: "boots local VMs",
         install_hint: "apt-get install systemd-container",
-    },
-    Tool {
-        program: "ip",
-        version_args: &["-V"],
-        purpose: "creates VM network namespaces",
-        install_hint: "apt-get install iproute2",
-    },
-    Tool {
-        program: "nft",
-        version_args: &["--version"],
-        purpose: "gives local VMs outbound NAT and confines them",
-        install_hint: "apt-get install nftables",
     },
     Tool {
         program: "debootstrap",
@@ -66,15 +51,6 @@ mod detail {
 
 /// The first host uid of VM user namespaces: slot `N` maps its root to `UID_BASE + N * 65536`.
 const UID_BASE: u32 = 0x2000_0000;
-
-/// What the nspawn provider's VMs may reach on the network (from `[network]` in the config).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct NspawnSettings {
-    /// TCP ports on `host.azlin.internal` VMs may connect to; none by default.
-    pub offered_ports: Vec<u16>,
-    /// Where outside the host VMs may connect.
-    pub egress: Egress,
-}
 
 /// Removes what machines whose folder is gone left on this host (any azlin home's): their
 /// network (namespace, veth, filter) and cgroups. With `dry_run`, only names them. Returns
@@ -123,29 +99,16 @@ fn leftover_processes(machine: &str) -> Option<String> {
 pub struct NspawnProvider {
     records: RecordStore,
     images: ImageStore,
-    settings: NspawnSettings,
+    settings: NetworkSettings,
 }
 
 impl NspawnProvider {
     /// VMs kept under `vm_dir`, booted from images in `images`, confined by `settings`.
-    pub fn new(vm_dir: impl Into<PathBuf>, images: ImageStore, settings: NspawnSettings) -> Self {
+    pub fn new(vm_dir: impl Into<PathBuf>, images: ImageStore, settings: NetworkSettings) -> Self {
         NspawnProvider {
             records: RecordStore::new(vm_dir),
             images,
             settings,
-        }
-    }
-
-    /// The filter policy of a VM booted now.
-    fn policy(&self) -> firewall::Policy {
-        let NspawnSettings {
-            offered_ports,
-            egress,
-        } = &self.settings;
-        firewall::Policy {
-            offered_ports: offered_ports.clone(),
-            egress: egress.clone(),
-            resolvers: firewall::host_resolvers(),
         }
     }
 
@@ -203,7 +166,7 @@ impl NspawnProvider {
     ) -> Result<Vm, ProviderError> {
         let dir = self.machine(&vm.name);
         let image = vm.details.get(detail::IMAGE).cloned().unwrap_or_default();
-        let policy = self.policy();
+        let policy = self.settings.policy();
         let slot = match Self::slot(&vm) {
             Some(slot) => {
                 network::ensure(slot, &policy, &dir.0).await?;
@@ -301,7 +264,7 @@ impl LocalVms for NspawnProvider {
 #[async_trait]
 impl VmProvider for NspawnProvider {
     fn required_tools(&self) -> Vec<Tool> {
-        TOOLS.to_vec()
+        [&TOOLS[..], &network::TOOLS[..]].concat()
     }
 
     async fn authenticate(&self) -> Result<String, ProviderError> {

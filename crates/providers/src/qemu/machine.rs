@@ -98,10 +98,45 @@ pub struct Boot<'a> {
     pub accel: Accel,
     /// CPUs and memory.
     pub resources: Resources,
-    /// The loopback port forwarded to the guest's SSH.
-    pub ssh_port: u16,
-    /// Whether the guest is cut off from everything but the SSH forward (egress `"none"`).
-    pub isolated: bool,
+    /// Where the guest's network leads.
+    pub link: Link,
+}
+
+/// Where a guest's user-mode network leads, and where its SSH is forwarded from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Link {
+    /// QEMU runs in the host's network: SSH is forwarded from a loopback port, and the guest
+    /// reaches whatever the QEMU process reaches — or nothing, `restrict`ed (egress `"none"`).
+    Host {
+        /// The loopback port forwarded to the guest's SSH.
+        ssh_port: u16,
+        /// Whether the guest is cut off from everything but the SSH forward.
+        restrict: bool,
+    },
+    /// QEMU runs in a VM network namespace (root): SSH is forwarded from the namespace's
+    /// address, and every connection the guest makes leaves through the namespace's filtered
+    /// link (see `crate::network`).
+    Namespace {
+        /// The namespace's name.
+        netns: String,
+        /// Its address, which the host reaches over the veth.
+        address: std::net::Ipv4Addr,
+    },
+}
+
+impl Link {
+    /// QEMU's `-netdev` value.
+    fn netdev(&self) -> String {
+        match self {
+            Link::Host { ssh_port, restrict } => format!(
+                "user,id=net0,restrict={},hostfwd=tcp:127.0.0.1:{ssh_port}-:22",
+                if *restrict { "on" } else { "off" }
+            ),
+            Link::Namespace { address, .. } => {
+                format!("user,id=net0,restrict=off,hostfwd=tcp:{address}:22-:22")
+            }
+        }
+    }
 }
 
 impl Boot<'_> {
@@ -156,22 +191,18 @@ impl Boot<'_> {
                 "-drive",
                 &format!("file={},if=virtio,format=raw,readonly=on", path(dir.seed())),
                 // User-mode networking: the guest reaches out through QEMU (NAT, DHCP, DNS at
-                // 10.0.2.3, the host at 10.0.2.2); the only way in is SSH forwarded from a
-                // loopback port, so nothing listens off loopback.
+                // 10.0.2.3, the host at 10.0.2.2); the only way in is SSH forwarded to it.
                 //
-                // Isolation: QEMU's user-mode network cannot filter by port. Every outbound
-                // connection is a socket of the QEMU process, so with outbound allowed the guest
-                // reaches every host port (10.0.2.2 is the host's loopback; the host's other
-                // addresses work too). `restrict=on` (egress "none") cuts the guest off from
-                // everything, host and outside, and offered ports too: a `guestfwd` to an
-                // offered port cannot use the host alias 10.0.2.2 (QEMU refuses it) and its
-                // `tcp:` form is one connection made when QEMU starts.
+                // Isolation: every outbound connection is a socket of the QEMU process, so it is
+                // filtered where that process runs. In a VM network namespace (root), the
+                // namespace's filter admits what the policy allows, and the guest's 10.0.2.2 —
+                // the namespace's loopback to QEMU — is sent on to the host alias, so it meets
+                // the same filter. In the host's network (non-root) nothing can filter by port:
+                // the guest reaches every host port, unless `restrict=on` (egress "none") cuts
+                // it off from everything, offered ports too (a `guestfwd` cannot use 10.0.2.2,
+                // and its `tcp:` form is one connection made when QEMU starts).
                 "-netdev",
-                &format!(
-                    "user,id=net0,restrict={},hostfwd=tcp:127.0.0.1:{}-:22",
-                    if self.isolated { "on" } else { "off" },
-                    self.ssh_port
-                ),
+                &self.link.netdev(),
                 "-device",
                 "virtio-net-pci,netdev=net0",
                 "-device",
@@ -224,7 +255,15 @@ pub async fn launch(boot: &Boot<'_>) -> Result<u32, LaunchError> {
     for stale in [dir.pid_file(), socket] {
         let _ = std::fs::remove_file(stale);
     }
-    let output = tokio::process::Command::new(QEMU)
+    let mut command = match &boot.link {
+        Link::Host { .. } => tokio::process::Command::new(QEMU),
+        Link::Namespace { netns, .. } => {
+            let mut ip = tokio::process::Command::new("ip");
+            ip.args(["netns", "exec", netns, QEMU]);
+            ip
+        }
+    };
+    let output = command
         .args(boot.args())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -241,7 +280,9 @@ pub async fn launch(boot: &Boot<'_>) -> Result<u32, LaunchError> {
         })?;
     let stderr = String::from_utf8_lossy(&output.stderr);
     if !output.status.success() {
-        if stderr.contains("Could not set up host forwarding rule") {
+        if stderr.contains("Could not set up host forwarding rule")
+            && matches!(boot.link, Link::Host { .. })
+        {
             return Err(LaunchError::PortTaken);
         }
         return Err(LaunchError::Failed(machine_error(format!(
@@ -377,8 +418,10 @@ mod tests {
                 vcpus: 2,
                 memory_mib: 2048,
             },
-            ssh_port: 40022,
-            isolated: false,
+            link: Link::Host {
+                ssh_port: 40022,
+                restrict: false,
+            },
         };
         let args = boot.args();
         let after = |flag: &str| -> Vec<&str> {
@@ -392,13 +435,30 @@ mod tests {
             ["user,id=net0,restrict=off,hostfwd=tcp:127.0.0.1:40022-:22"]
         );
         let isolated = Boot {
-            isolated: true,
-            ..boot
+            link: Link::Host {
+                ssh_port: 40022,
+                restrict: true,
+            },
+            ..boot.clone()
         };
         assert!(
             isolated
                 .args()
                 .contains(&"user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:40022-:22".to_string())
+        );
+        // In a VM network namespace SSH comes in on the namespace's address; the filter there
+        // confines the guest, so nothing is restricted.
+        let confined = Boot {
+            link: Link::Namespace {
+                netns: "azlin-3".into(),
+                address: std::net::Ipv4Addr::new(10, 213, 0, 14),
+            },
+            ..boot.clone()
+        };
+        assert!(
+            confined
+                .args()
+                .contains(&"user,id=net0,restrict=off,hostfwd=tcp:10.213.0.14:22-:22".to_string())
         );
         assert_eq!(after("-smp"), ["2"]);
         assert_eq!(after("-m"), ["2048"]);
@@ -444,8 +504,10 @@ mod tests {
                 vcpus: 1,
                 memory_mib: 512,
             },
-            ssh_port: 40022,
-            isolated: false,
+            link: Link::Host {
+                ssh_port: 40022,
+                restrict: false,
+            },
         };
         match launch(&boot).await {
             Err(LaunchError::Failed(e)) => {

@@ -1,8 +1,10 @@
 //! The `qemu` provider: each VM is a real virtual machine — QEMU with KVM when KVM runs guests
 //! on this host, TCG otherwise — booting the qemu flavour of the base image through a
 //! copy-on-write qcow2 overlay, configured by real cloud-init from a NoCloud seed ISO, reached
-//! over real SSH forwarded from a loopback port. It needs no root, so it is the local provider of
-//! non-root users (the image itself is built by root once).
+//! over real SSH. It needs no root, so it is the local provider of non-root users (the image
+//! itself is built by root once): their VMs' SSH is forwarded from a loopback port. Run by root,
+//! each VM's QEMU runs in a VM network namespace with the same filter as an nspawn machine
+//! (see `crate::network`), and SSH comes in on the namespace's address.
 //!
 //! - `accel`: the KVM-or-TCG verdict (probed with a real guest, remembered per host boot).
 //! - `host`: CPUs, memory and free loopback ports of the host.
@@ -12,7 +14,7 @@
 //!
 //! A VM's folder (`<state>/qemu/<name>/`) holds everything the VM has on the host: record,
 //! overlay, seed, console log, QMP socket, pid file. Deleting the VM kills its process (which
-//! frees its port) and removes the folder; nothing else exists.
+//! frees its port), removes its network namespace if it has one, and removes the folder.
 
 pub mod accel;
 mod disk;
@@ -24,6 +26,7 @@ mod snapshot;
 use crate::image::ImageStore;
 use crate::image::qemu::QemuImage;
 use crate::local::{self, LocalVms};
+use crate::network::{self, NetworkSettings, Slot};
 use crate::record::RecordStore;
 use accel::QEMU;
 use async_trait::async_trait;
@@ -34,11 +37,11 @@ use azlin_core::{
     Vm, VmName, VmProvider, VmState,
 };
 use host::Resources;
-use machine::{Boot, LaunchError, VmDir};
+use machine::{Boot, LaunchError, Link, VmDir};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-/// The programs the qemu provider runs.
+/// The programs the qemu provider runs (and those of `network::TOOLS` when run by root).
 pub const TOOLS: [Tool; 3] = [
     Tool {
         program: QEMU,
@@ -62,7 +65,7 @@ pub const TOOLS: [Tool; 3] = [
 
 /// How many ports a boot tries when others keep taking the chosen one first.
 const PORT_ATTEMPTS: usize = 8;
-/// The VMs' SSH address: the loopback end of QEMU's port forward.
+/// The SSH address of VMs in the host's network: the loopback end of QEMU's port forward.
 const ADDRESS: &str = "127.0.0.1";
 /// Where the accelerator verdict is remembered, inside the VM folder root.
 const ACCEL_CACHE: &str = ".accel.json";
@@ -77,6 +80,17 @@ mod detail {
     pub const ACCEL_REASON: &str = "accel_reason";
     pub const VCPUS: &str = "vcpus";
     pub const MEMORY_MIB: &str = "memory_mib";
+    pub const SLOT: &str = "slot";
+    pub const NETNS: &str = "netns";
+}
+
+/// Where a provider's VMs are networked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Networking {
+    /// Each in a VM network namespace behind a filter (root).
+    Namespace,
+    /// In the host's network, cut off from everything or not.
+    Host { restrict: bool },
 }
 
 /// The qemu provider.
@@ -85,43 +99,82 @@ pub struct QemuProvider {
     records: RecordStore,
     images: ImageStore,
     vm_root: PathBuf,
-    egress: Egress,
+    network: NetworkSettings,
+    /// Whether VMs get a network namespace (only root can make one).
+    namespaced: bool,
 }
 
 impl QemuProvider {
-    /// VMs kept under `vm_dir`, booted from images in `images`, with everything outside
-    /// reachable (see [`QemuProvider::with_egress`]).
+    /// VMs kept under `vm_dir`, booted from images in `images`, with the default network
+    /// settings (see [`QemuProvider::with_network`]); in a VM network namespace each when
+    /// run by root.
     pub fn new(vm_dir: impl Into<PathBuf>, images: ImageStore) -> Self {
         let vm_root = absolute(vm_dir.into());
         QemuProvider {
             records: RecordStore::new(&vm_root),
             images,
             vm_root,
-            egress: Egress::All,
+            network: NetworkSettings::default(),
+            namespaced: nix::unistd::geteuid().is_root(),
         }
     }
 
-    /// The same, with VMs limited to `egress`. User-mode networking knows two states:
-    /// `"all"` (the guest also reaches every host port: it cannot be filtered by port) and
-    /// `"none"` (`restrict=on`: nothing, offered host ports included); a CIDR list is refused
-    /// when a VM boots.
-    pub fn with_egress(mut self, egress: Egress) -> Self {
-        self.egress = egress;
+    /// The same, with VMs confined by `network`. Run by root, every policy applies as for
+    /// nspawn machines. Otherwise user-mode networking knows two states: `"all"` (the guest
+    /// also reaches every host port: nothing filters by port) and `"none"` (`restrict=on`:
+    /// nothing, offered host ports included); a CIDR list is refused when a VM boots.
+    pub fn with_network(mut self, network: NetworkSettings) -> Self {
+        self.network = network;
         self
     }
 
-    /// Whether VMs boot cut off (`restrict=on`), or an error for a policy QEMU cannot apply.
-    fn isolated(&self) -> Result<bool, ProviderError> {
-        match &self.egress {
-            Egress::All => Ok(false),
-            Egress::None => Ok(true),
+    /// How VMs are networked, or an error for a policy that cannot be applied.
+    fn networking(&self) -> Result<Networking, ProviderError> {
+        if self.namespaced {
+            return Ok(Networking::Namespace);
+        }
+        match &self.network.egress {
+            Egress::All => Ok(Networking::Host { restrict: false }),
+            Egress::None => Ok(Networking::Host { restrict: true }),
             Egress::Only(_) => Err(ProviderError::new(
                 ErrorKind::Usage,
-                "the qemu provider cannot limit egress to a list of networks (QEMU's user-mode \
-                 network filters nothing): use `[network] egress = \"all\"` or `\"none\"`, or \
-                 the nspawn provider",
+                "without root the qemu provider cannot limit egress to a list of networks \
+                 (QEMU's user-mode network filters nothing): use `[network] egress = \"all\"` \
+                 or `\"none\"`, or run azlin as root (each VM then gets a filtered network \
+                 namespace)",
             )),
         }
+    }
+
+    fn slot(vm: &Vm) -> Option<Slot> {
+        vm.details.get(detail::SLOT)?.parse().ok().map(Slot)
+    }
+
+    /// Gives a VM its network namespace (a new one, or its own made again after a host
+    /// reboot) and sends the guest's gateway address on to the host; the link QEMU gets.
+    async fn namespace(&self, vm: &mut Vm) -> Result<Link, ProviderError> {
+        let dir = self.dir(&vm.name);
+        let policy = self.network.policy();
+        let slot = match Self::slot(vm) {
+            Some(slot) => {
+                network::ensure(slot, &policy, &dir.0).await?;
+                slot
+            }
+            None => {
+                let slot = network::create(&policy, &dir.0).await?;
+                vm.details.insert(detail::SLOT.into(), slot.0.to_string());
+                vm.details.insert(detail::NETNS.into(), slot.netns());
+                vm.address = slot.guest_ip().to_string();
+                vm.ssh_port = 22;
+                self.records.save(vm)?;
+                slot
+            }
+        };
+        network::send_loopback_to_host(slot).await?;
+        Ok(Link::Namespace {
+            netns: slot.netns(),
+            address: slot.guest_ip(),
+        })
     }
 
     fn dir(&self, name: &VmName) -> VmDir {
@@ -162,7 +215,7 @@ impl QemuProvider {
     /// Starts QEMU for a VM whose disks exist and waits for its init; records pid, port and
     /// accelerator as soon as they are known, so a failure can be cleaned up.
     async fn boot(&self, mut vm: Vm) -> Result<Vm, ProviderError> {
-        let isolated = self.isolated()?;
+        let networking = self.networking()?;
         let dir = self.dir(&vm.name);
         let image = Self::image_of(&vm)?;
         let resources = Self::resources_of(&vm).ok_or_else(|| {
@@ -181,11 +234,52 @@ impl QemuProvider {
             .insert(detail::ACCEL.into(), verdict.accel.to_string());
         vm.details
             .insert(detail::ACCEL_REASON.into(), verdict.reason.clone());
-        // Keep the port a restarted VM had (its user may have it in a command line) while it
-        // is free.
-        let mut port = Some(vm.ssh_port).filter(|p| host::port_is_free(*p));
-        let mut attempts = 0;
-        let pid = loop {
+        let name = vm.name.clone();
+        let boot = |link: Link| Boot {
+            dir: &dir,
+            name: name.as_str(),
+            image: &image,
+            accel: verdict.accel,
+            resources,
+            link,
+        };
+        let pid = match networking {
+            Networking::Namespace => {
+                let link = self.namespace(&mut vm).await?;
+                machine::launch(&boot(link)).await.map_err(|e| match e {
+                    LaunchError::Failed(e) => e,
+                    LaunchError::PortTaken => ProviderError::new(
+                        ErrorKind::Provision,
+                        "QEMU could not forward SSH in the VM's network namespace",
+                    ),
+                })?
+            }
+            Networking::Host { restrict } => {
+                let (pid, ssh_port) = Self::launch_on_loopback(vm.ssh_port, |ssh_port| {
+                    boot(Link::Host { ssh_port, restrict })
+                })
+                .await?;
+                vm.ssh_port = ssh_port;
+                pid
+            }
+        };
+        vm.details.insert(detail::PID.into(), pid.to_string());
+        self.records.save(&vm)?;
+        machine::wait_for_init(&dir, pid, verdict.accel).await?;
+        vm.state = VmState::Running;
+        self.records.save(&vm)?;
+        Ok(vm)
+    }
+
+    /// Launches QEMU with SSH forwarded from a free loopback port — `previous` (the port a
+    /// restarted VM had, which its user may have in a command line) while it is free — trying
+    /// another port when one is taken between its choice and QEMU's bind. The pid and port.
+    async fn launch_on_loopback<'a>(
+        previous: u16,
+        boot: impl Fn(u16) -> Boot<'a>,
+    ) -> Result<(u32, u16), ProviderError> {
+        let mut port = Some(previous).filter(|p| host::port_is_free(*p));
+        for _ in 0..PORT_ATTEMPTS {
             let ssh_port = match port.take() {
                 Some(port) => port,
                 None => host::free_loopback_port().map_err(|e| {
@@ -195,43 +289,21 @@ impl QemuProvider {
                     )
                 })?,
             };
-            let boot = Boot {
-                dir: &dir,
-                name: vm.name.as_str(),
-                image: &image,
-                accel: verdict.accel,
-                resources,
-                ssh_port,
-                isolated,
-            };
-            attempts += 1;
-            match machine::launch(&boot).await {
-                Ok(pid) => {
-                    vm.ssh_port = ssh_port;
-                    break pid;
-                }
+            match machine::launch(&boot(ssh_port)).await {
+                Ok(pid) => return Ok((pid, ssh_port)),
                 // Lost the race for the port (see `host::free_loopback_port`): another one.
-                Err(LaunchError::PortTaken) if attempts < PORT_ATTEMPTS => {
-                    tracing::debug!("port {ssh_port} was taken before QEMU bound it; retrying");
-                }
                 Err(LaunchError::PortTaken) => {
-                    return Err(ProviderError::new(
-                        ErrorKind::Provision,
-                        format!(
-                            "{PORT_ATTEMPTS} loopback ports in a row were taken before QEMU \
-                             could bind them"
-                        ),
-                    ));
+                    tracing::debug!("port {ssh_port} was taken before QEMU bound it; retrying");
                 }
                 Err(LaunchError::Failed(e)) => return Err(e),
             }
-        };
-        vm.details.insert(detail::PID.into(), pid.to_string());
-        self.records.save(&vm)?;
-        machine::wait_for_init(&dir, pid, verdict.accel).await?;
-        vm.state = VmState::Running;
-        self.records.save(&vm)?;
-        Ok(vm)
+        }
+        Err(ProviderError::new(
+            ErrorKind::Provision,
+            format!(
+                "{PORT_ATTEMPTS} loopback ports in a row were taken before QEMU could bind them"
+            ),
+        ))
     }
 
     /// Makes the disks of a claimed VM and boots it.
@@ -259,16 +331,20 @@ impl LocalVms for QemuProvider {
         self.running_pid(vm).is_some()
     }
 
-    /// Removes the VM's process (and with it the forwarded port) and its folder.
+    /// Removes the VM's process (and with it the forwarded port), its network namespace and
+    /// its folder.
     async fn tear_down(&self, vm: &Vm) -> Vec<String> {
         let mut removed = Vec::new();
         let dir = self.dir(&vm.name);
         if let Some(pid) = self.running_pid(vm) {
             machine::stop_now(pid, &dir).await;
             removed.push(format!(
-                "qemu process {pid} (and its SSH forward on {ADDRESS}:{})",
-                vm.ssh_port
+                "qemu process {pid} (and its SSH forward on {}:{})",
+                vm.address, vm.ssh_port
             ));
+        }
+        if let Some(slot) = Self::slot(vm) {
+            removed.extend(network::remove(slot).await);
         }
         if dir.0.exists() && self.records.remove(&vm.name).is_ok() {
             removed.push(format!(
@@ -316,7 +392,11 @@ async fn accelerators() -> Result<Vec<String>, ProviderError> {
 #[async_trait]
 impl VmProvider for QemuProvider {
     fn required_tools(&self) -> Vec<Tool> {
-        TOOLS.to_vec()
+        if self.namespaced {
+            [&TOOLS[..], &network::TOOLS[..]].concat()
+        } else {
+            TOOLS.to_vec()
+        }
     }
 
     /// No credentials and no root: checks that QEMU runs and can emulate a CPU (TCG), and says
@@ -362,7 +442,7 @@ impl VmProvider for QemuProvider {
             return Ok(vm);
         }
         // A policy QEMU cannot apply is refused before anything is made.
-        self.isolated()?;
+        self.networking()?;
         let spec = &request.spec;
         let mut image = self.images.locate_qemu(spec.image).ok_or_else(|| {
             ProviderError::new(

@@ -18,7 +18,7 @@
 //! A VM's chains and map entries are made in one transaction with its network and removed by
 //! its delete; the table goes with the last VM.
 
-use super::network::{HOST_ALIAS, Slot};
+use super::{HOST_ALIAS, Slot};
 use crate::command::run_with_input;
 use azlin_core::network::JOB_SERVICE_PORTS;
 use azlin_core::{Egress, ErrorKind, ProviderError};

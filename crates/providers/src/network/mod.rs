@@ -1,21 +1,42 @@
-//! Networking of nspawn VMs: each VM gets a network namespace, a veth pair, a /30 subnet of
-//! 10.213.0.0/16, outbound NAT and a filter that confines it (see [`firewall`]).
+//! Networking of local VMs run by root: each VM gets a network namespace, a veth pair, a /30
+//! subnet of 10.213.0.0/16, outbound NAT and a filter that confines it (see [`firewall`]). An
+//! nspawn machine boots inside the namespace; a QEMU VM's process runs in it, so that what its
+//! user-mode network reaches is what the filter admits.
 //!
 //! A VM's slot number `N` names everything: namespace `azlin-N`, host veth `azvN`, subnet
 //! `10.213.0.0 + 4N`/30 (host `.1`, VM `.2`), filter chains `slot-N-host` and `slot-N-egress`. Slots are
 //! allocated under a machine-wide lock by looking at which veths exist, so there is no registry
 //! to drift from reality. Every host veth also carries [`HOST_ALIAS`].
 
-use super::firewall::{self, Policy};
-use super::host_settings::{
-    HostSettings, INOTIFY_INSTANCES, INOTIFY_INSTANCES_FOR_VMS, IP_FORWARD, remove_if_present,
-};
+pub mod firewall;
+pub mod host_settings;
+
 use crate::command::{run, run_with_input};
 use crate::lock::FileLock;
-use azlin_core::{ErrorKind, ProviderError};
+use azlin_core::{Egress, ErrorKind, ProviderError, Tool};
+use firewall::Policy;
+use host_settings::{
+    HostSettings, INOTIFY_INSTANCES, INOTIFY_INSTANCES_FOR_VMS, IP_FORWARD, remove_if_present,
+};
 use std::net::Ipv4Addr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+
+/// The programs VM networks are made with.
+pub const TOOLS: [Tool; 2] = [
+    Tool {
+        program: "ip",
+        version_args: &["-V"],
+        purpose: "creates VM network namespaces",
+        install_hint: "apt-get install iproute2",
+    },
+    Tool {
+        program: "nft",
+        version_args: &["--version"],
+        purpose: "gives local VMs outbound NAT and confines them",
+        install_hint: "apt-get install nftables",
+    },
+];
 
 /// First address of the range VM subnets are cut from.
 const RANGE_START: Ipv4Addr = Ipv4Addr::new(10, 213, 0, 0);
@@ -31,6 +52,26 @@ const LOCK_FILE: &str = "/run/azlin/network.lock";
 /// Who owns each slot: `OWNERS_DIR/N` holds the folder of the VM the slot was made for (of
 /// whichever azlin home), so that a slot whose VM folder is gone is provably an orphan.
 const OWNERS_DIR: &str = "/run/azlin/slots";
+
+/// What local VMs may reach on the network (from `[network]` in the config).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NetworkSettings {
+    /// TCP ports on `host.azlin.internal` VMs may connect to; none by default.
+    pub offered_ports: Vec<u16>,
+    /// Where outside the host VMs may connect.
+    pub egress: Egress,
+}
+
+impl NetworkSettings {
+    /// The filter policy of a VM booted now.
+    pub fn policy(&self) -> Policy {
+        Policy {
+            offered_ports: self.offered_ports.clone(),
+            egress: self.egress.clone(),
+            resolvers: firewall::host_resolvers(),
+        }
+    }
+}
 
 /// A VM's network slot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -219,6 +260,52 @@ async fn build(slot: Slot, policy: &Policy) -> Result<(), ProviderError> {
     )
     .await?;
     host_settings()
+}
+
+/// Sends every TCP connection made to the namespace's loopback address out to the host, at
+/// [`HOST_ALIAS`], where the slot's filter judges it like any other: for a QEMU VM in the
+/// namespace, whose user-mode network turns the guest's connections to its gateway (10.0.2.2)
+/// into connections to this loopback. The rules live in the namespace and go with it.
+pub async fn send_loopback_to_host(slot: Slot) -> Result<(), ProviderError> {
+    let ns = slot.netns();
+    // Packets from 127.0.0.1 may leave through eth0 only with `route_localnet`; masquerading
+    // then gives them the namespace's own address.
+    run(
+        ErrorKind::Provision,
+        "ip",
+        &[
+            "netns",
+            "exec",
+            &ns,
+            "sysctl",
+            "-qw",
+            "net.ipv4.conf.all.route_localnet=1",
+        ],
+    )
+    .await?;
+    // Declared, dropped and made again in one transaction: the same rules after a restart.
+    let rules = [
+        "add table ip azlin-loopback".to_string(),
+        "delete table ip azlin-loopback".to_string(),
+        "add table ip azlin-loopback".to_string(),
+        "add chain ip azlin-loopback output { type nat hook output priority -100; }".to_string(),
+        format!(
+            "add rule ip azlin-loopback output ip daddr 127.0.0.1 meta l4proto tcp dnat to {HOST_ALIAS}"
+        ),
+        "add chain ip azlin-loopback postrouting { type nat hook postrouting priority 100; }"
+            .to_string(),
+        "add rule ip azlin-loopback postrouting ip saddr 127.0.0.0/8 oifname \"eth0\" masquerade"
+            .to_string(),
+    ]
+    .join("\n");
+    run_with_input(
+        ErrorKind::Provision,
+        "ip",
+        &["netns", "exec", &ns, "nft", "-f", "-"],
+        &rules,
+    )
+    .await
+    .map(drop)
 }
 
 /// The host settings VMs need, their previous values coming back with the last VM: IPv4
