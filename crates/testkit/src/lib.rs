@@ -8,6 +8,9 @@
 //! - [`ActionRepos`]: the action repositories of the conformance corpus as bare repositories
 //!   (a `file://` actions source); [`GitServer`] serves such a folder over HTTPS with a test CA.
 //! - [`conformance`]: the act conformance corpus and how outcomes are judged against it.
+//! - [`GitHubDouble`]: GitHub's REST API for check runs and commit statuses on loopback, with a
+//!   request log, a bearer token and injectable 5xx and rate-limit faults
+//!   ([`github_double::Fault`]).
 //! - [`NatsServer`]: the real `nats-server` with JetStream on a free loopback port, restartable on
 //!   the same port and storage; with [`ServerOptions`] (TLS, users, accounts) or as a
 //!   [`NatsCluster`]; [`TestPki`] makes the certificates.
@@ -24,6 +27,7 @@ pub mod stub_az;
 pub use actions::ActionRepos;
 pub use arm_double::{ArmDouble, Fault, RecordedRequest, ResourceSnapshot};
 pub use git_server::{GitServer, free_port};
+pub use github_double::GitHubDouble;
 pub use nats::{LAUNCH_MILESTONES, NatsCluster, NatsServer, ServerOptions};
 pub use pki::TestPki;
 pub use stub_az::{AzAccount, StubAz};
