@@ -1,7 +1,7 @@
 //! `azlin gui` on a real nspawn VM: TigerVNC and Xfce installed on first use, the desktop reached
 //! through the SSH tunnel with the session's password (a real VNC authentication), and the VNC
-//! server, its password and the tunnel gone when the session ends. Also `connect --x11`
-//! installing xauth.
+//! server, its password and the tunnel gone when the session ends — also when Ctrl-C comes
+//! while a viewer runs. Also `connect --x11` installing xauth.
 
 use crate::support::Azlin;
 use des::cipher::{BlockEncrypt, KeyInit, generic_array::GenericArray};
@@ -105,6 +105,8 @@ fn gui_serves_a_password_protected_desktop_through_a_tunnel_and_stops_it() {
     ]);
     assert_eq!(left.stdout.trim(), "0", "{}", left.stdout);
 
+    viewer_session_ends_cleanly_on_ctrl_c(&azlin);
+
     // X11 forwarding installs xauth on first use.
     let run = azlin
         .run(&[
@@ -119,4 +121,88 @@ fn gui_serves_a_password_protected_desktop_through_a_tunnel_and_stops_it() {
         .expect(0);
     assert_eq!(run.stdout.trim(), "/usr/bin/xauth");
     azlin.run(&["delete", "desk", "--yes"]).expect(0);
+}
+
+/// A session with a viewer, ended by Ctrl-C while the viewer runs: azlin closes the viewer,
+/// the tunnel and the password file, stops the VNC server, and exits 130. The viewer is a
+/// stand-in script named `vncviewer` (a real one needs a display): it records its arguments
+/// and the mode of the password file it was given, then waits.
+fn viewer_session_ends_cleanly_on_ctrl_c(azlin: &Azlin) {
+    let bin = tempfile::tempdir().unwrap();
+    let record = bin.path().join("viewer-args");
+    let script = format!(
+        "#!/bin/sh\n# stand-in for vncviewer\necho $$ > {}.pid\necho \"$* $(stat -c %a \"$2\")\" > {}\nexec sleep 600\n",
+        record.display(),
+        record.display()
+    );
+    let viewer = bin.path().join("vncviewer");
+    std::fs::write(&viewer, script).unwrap();
+    std::fs::set_permissions(&viewer, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let gui = azlin
+        .command(&["gui", "desk"])
+        .env("PATH", path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(300);
+    let args = loop {
+        if let Ok(args) = std::fs::read_to_string(&record) {
+            if !args.is_empty() {
+                break args;
+            }
+        }
+        assert!(std::time::Instant::now() < deadline, "the viewer never ran");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    // `-passwd FILE 127.0.0.1::PORT MODE`: a private password file and the tunnel's port.
+    let fields: Vec<&str> = args.split_whitespace().collect();
+    assert_eq!(fields.len(), 4, "{args}");
+    assert_eq!(fields[0], "-passwd", "{args}");
+    assert_eq!(fields[3], "600", "{args}");
+    let password_file = fields[1].to_string();
+    let port: u16 = fields[2]
+        .strip_prefix("127.0.0.1::")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(TcpStream::connect(("127.0.0.1", port)).is_ok(), "no tunnel");
+
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &gui.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = gui.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    assert!(stderr.contains("✓ Stopping the VNC server"), "{stderr}");
+    assert!(
+        TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "the tunnel is still open"
+    );
+    assert!(
+        !std::path::Path::new(&password_file).exists(),
+        "the password file is left"
+    );
+    let viewer_pid = std::fs::read_to_string(format!("{}.pid", record.display())).unwrap();
+    assert!(
+        !std::path::Path::new(&format!("/proc/{}", viewer_pid.trim())).exists(),
+        "the viewer still runs"
+    );
+    let left = azlin.run(&[
+        "connect",
+        "desk",
+        "--",
+        "sh",
+        "-c",
+        "pgrep -c Xtigervnc; true",
+    ]);
+    assert_eq!(left.stdout.trim(), "0", "{}", left.stdout);
 }
