@@ -134,6 +134,11 @@ impl Settings {
         Planner::new(&self.config, local_default)
     }
 
+    /// Why azlin stopped VMs on its own (idle stops).
+    pub fn stop_notes(&self) -> azlin_control::StopNotes {
+        azlin_control::StopNotes::new(self.paths.state_dir.join("stopped"))
+    }
+
     /// Where caches and artifacts are kept (`azlin cache`, `azlin artifacts`, the services).
     pub fn services_dir(&self) -> PathBuf {
         self.paths.state_dir.join("services")

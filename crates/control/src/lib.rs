@@ -12,6 +12,7 @@ pub mod orchestrator;
 pub mod orphans;
 pub mod plan;
 pub mod pool;
+pub mod stop_notes;
 pub mod store;
 pub mod worker;
 
@@ -22,5 +23,6 @@ pub use orchestrator::Orchestrator;
 pub use orphans::{Orphan, OrphanStore};
 pub use plan::{LaunchOptions, PlanError, Planner};
 pub use pool::{PoolStatus, Pools};
+pub use stop_notes::StopNotes;
 pub use store::{Claim, KvStore, RecordState, SqliteStore, StateStore, VmRecord};
 pub use worker::{Worker, WorkerSettings};

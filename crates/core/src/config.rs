@@ -150,6 +150,31 @@ pub struct ArtifactsConfig {
     pub max_size_mb: Option<u64>,
 }
 
+/// Living VMs (`[vm]`).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VmConfig {
+    /// `azlin serve` stops running VMs that had no SSH session and next to no CPU use for
+    /// this many minutes (fractions allowed); never when absent.
+    pub idle_stop_minutes: Option<f64>,
+}
+
+impl VmConfig {
+    /// How long a VM may idle before it is stopped, if it may be stopped at all; an error for
+    /// a value that is not a positive number of minutes.
+    pub fn idle_stop(&self) -> Result<Option<std::time::Duration>, String> {
+        match self.idle_stop_minutes {
+            None => Ok(None),
+            Some(m) if m.is_finite() && m > 0.0 && m < 1e9 => {
+                Ok(Some(std::time::Duration::from_secs_f64(m * 60.0)))
+            }
+            Some(m) => Err(format!(
+                "[vm] idle_stop_minutes = {m}: expected a positive number of minutes"
+            )),
+        }
+    }
+}
+
 /// Azure provider settings.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -295,6 +320,9 @@ pub struct Config {
     /// Warm pools by name (`[pool.NAME]`).
     #[serde(default)]
     pub pool: BTreeMap<String, PoolConfig>,
+    /// Living VMs: idle stop.
+    #[serde(default)]
+    pub vm: VmConfig,
 }
 
 /// A config file that could not be used.
@@ -344,6 +372,7 @@ impl std::fmt::Debug for Config {
             artifacts,
             templates,
             pool,
+            vm,
         } = self;
         f.debug_struct("Config")
             .field("provider", provider)
@@ -369,6 +398,7 @@ impl std::fmt::Debug for Config {
             .field("artifacts", artifacts)
             .field("templates", templates)
             .field("pool", pool)
+            .field("vm", vm)
             .finish()
     }
 }

@@ -10,6 +10,7 @@ pub mod copy;
 pub mod desktop;
 pub mod fleet;
 pub mod health;
+pub mod idle;
 pub mod keys;
 pub mod local;
 pub mod quote;

@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 
 /// The running VMs of the state store that `keep` selects (by record), as they are now.
-async fn running_vms(
+pub(crate) async fn running_vms(
     app: &App,
     keep: impl Fn(&azlin_control::VmRecord) -> bool,
 ) -> anyhow::Result<Vec<Vm>> {

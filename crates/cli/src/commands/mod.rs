@@ -8,6 +8,7 @@ pub mod editor;
 pub mod events;
 pub mod fleet;
 pub mod gui;
+pub mod idle;
 pub mod image;
 pub mod keys;
 pub mod new;

@@ -1,6 +1,6 @@
 //! `azlin serve`: follows the events into the state store and keeps `deployment-state.yaml`
 //! current; with `--listen ADDR`, answers `GET /healthz` and `GET /vms` (JSON). With warm pools
-//! configured, it is also their keeper. It runs the cache and artifact services for as long
+//! configured, it is also their keeper; with `[vm] idle_stop_minutes`, it stops idle VMs. It runs the cache and artifact services for as long
 //! as it runs, shared by the workflow runs it serves.
 //!
 //! With NATS it follows the events stream through a durable consumer, so a restarted `serve`
@@ -75,6 +75,7 @@ fn parse_listen(listen: Option<&str>) -> anyhow::Result<Option<SocketAddr>> {
 pub async fn run(app: &App, args: &ServeArgs) -> anyhow::Result<ExitCode> {
     let ServeArgs { listen } = args;
     let listen = parse_listen(listen.as_deref())?;
+    let idle_stop = app.settings.config.vm.idle_stop().map_err(Failure::usage)?;
     let orchestrator = app.orchestrator()?;
     let services = azlin_services::Services::start(app.settings.services_config())
         .await
@@ -138,12 +139,17 @@ pub async fn run(app: &App, args: &ServeArgs) -> anyhow::Result<ExitCode> {
         app.settings.deployment_state().display(),
         services.port()
     );
-    match feed {
-        Some((_bus, mut feed)) => {
-            follow_nats(&mut feed, &orchestrator, &shared, &mut stopped).await?
+    let idle = crate::commands::idle::watch_idle(app, idle_stop, stopped.clone());
+    let follow = async {
+        match feed {
+            Some((_bus, mut feed)) => {
+                follow_nats(&mut feed, &orchestrator, &shared, &mut stopped).await
+            }
+            None => follow_store(&orchestrator, &shared, &mut stopped).await,
         }
-        None => follow_store(&orchestrator, &shared, &mut stopped).await?,
-    }
+    };
+    let (followed, ()) = tokio::join!(follow, idle);
+    followed?;
     if let Some(http) = http {
         http.await??;
     }

@@ -70,6 +70,7 @@ pub async fn list(app: &App, args: &ListArgs) -> anyhow::Result<ExitCode> {
             Err(e) => tracing::warn!("listing {kind} VMs: {e}"),
         }
     }
+    let notes = app.settings.stop_notes();
     let mut rows: Vec<Row> = records
         .iter()
         .map(|r| {
@@ -84,7 +85,12 @@ pub async fn list(app: &App, args: &ListArgs) -> anyhow::Result<ExitCode> {
                     .as_ref()
                     .map_or_else(|| r.address.clone(), |vm| vm.address.clone()),
                 user: r.user.clone(),
-                message: r.message.clone(),
+                // Why azlin stopped it, while it stays stopped.
+                message: vm
+                    .as_ref()
+                    .filter(|vm| vm.state == VmState::Stopped)
+                    .and_then(|_| notes.read(&r.name))
+                    .unwrap_or_else(|| r.message.clone()),
                 health: None,
             }
         })
@@ -228,6 +234,7 @@ pub async fn start(app: &App, args: &NameArgs) -> anyhow::Result<ExitCode> {
     let progress = Progress::new(app.settings.progress_tty);
     let stage = progress.stage(format!("Starting {name}"));
     let vm = provider.start(&name).await?;
+    forget_stop_note(app, &name);
     stage.done(&format!("{} at {}", vm.state, vm.address));
     await_ssh(app, &progress, &vm).await?;
     if app.settings.output == OutputFormat::Json {
@@ -264,11 +271,20 @@ pub async fn stop(app: &App, args: &NameArgs) -> anyhow::Result<ExitCode> {
     let progress = Progress::new(app.settings.progress_tty);
     let stage = progress.stage(format!("Stopping {name}"));
     provider.stop(&name).await?;
+    // Stopped by its user now, not by azlin.
+    forget_stop_note(app, &name);
     stage.done("stopped; its disk is kept");
     if app.settings.output == OutputFormat::Json {
         println!("{}", serde_json::json!({"name": name, "state": "stopped"}));
     }
     Ok(ExitCode::Ok)
+}
+
+/// Forgets why azlin stopped `name` (it started, was stopped by hand, or is gone).
+fn forget_stop_note(app: &App, name: &VmName) {
+    if let Err(e) = app.settings.stop_notes().clear(name) {
+        tracing::warn!("forgetting why '{name}' was stopped: {e}");
+    }
 }
 
 /// Asks on the terminal; refuses outright when there is none.
@@ -322,6 +338,7 @@ pub async fn delete(app: &App, args: &DeleteArgs) -> anyhow::Result<ExitCode> {
                 &app.settings.paths.state_dir,
                 name.as_str(),
             ));
+            forget_stop_note(app, &name);
             stage.done(&format!("removed {}", done.removed.join(", ")));
             if app.settings.output == OutputFormat::Json {
                 println!(

@@ -1,6 +1,6 @@
 //! Living with a VM, against real nspawn VMs with the real OpenSSH client: `cp`, `ssh-config`
 //! (then plain `ssh` and `scp`), `code` (a stand-in `code` records how it was called), `health`
-//! and `logs`; `fleet run` on sim VMs.
+//! and `logs`; `fleet run` on sim VMs; idle stop by `azlin serve`.
 
 use crate::support::Azlin;
 use std::path::Path;
@@ -176,6 +176,9 @@ fn health_shows_tmux_sessions_and_logs_show_the_journal_and_cloud_init() {
     assert!(health["disk_total"].as_u64().unwrap() > 0, "{health}");
     // The VM's own uptime, not the host's.
     assert!(health["uptime_secs"].as_u64().unwrap() < 600, "{health}");
+    // No SSH session but the reading's own; the VM's own CPU time (its cgroup's).
+    assert_eq!(health["ssh_sessions"], 0, "{health}");
+    assert!(health["cpu_usec"].as_u64().unwrap() > 0, "{health}");
     let all = azlin.run(&["-o", "json", "health"]).expect(0).json();
     assert_eq!(all[0]["name"], "hl");
     let table = azlin.run(&["health"]).expect(0);
@@ -539,4 +542,89 @@ fn cleanup_after_a_launch_killed_mid_provision_leaves_nothing() {
             .stdout
             .contains("nothing to clean up")
     );
+}
+
+/// `azlin serve` with `[vm] idle_stop_minutes` stops a VM nobody is logged in to and that does
+/// nothing, says why in `list`, and leaves a VM with an open SSH session running until that
+/// session ends; `start` clears the reason. A limit that is not a positive number is refused.
+#[test]
+fn serve_stops_idle_vms_and_list_says_why() {
+    use std::os::unix::process::CommandExt;
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+    let azlin = Azlin::new();
+    azlin.config("[vm]\nidle_stop_minutes = -1\n");
+    let refused = azlin.run(&["serve"]).expect(64);
+    assert!(
+        refused.stderr.contains("idle_stop_minutes"),
+        "{}",
+        refused.stderr
+    );
+    azlin.new_vm("nspawn", "idle-a", &[]).expect(0);
+    azlin.new_vm("nspawn", "busy-b", &[]).expect(0);
+    // Someone stays logged in to busy-b.
+    let mut session = azlin
+        .command(&["connect", "busy-b", "--no-tmux", "--", "sleep", "600"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    azlin.config("[vm]\nidle_stop_minutes = 0.1\n");
+    let serve = azlin
+        .command(&["serve"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let state = |name: &str| azlin.vm(name)["state"].as_str().unwrap().to_string();
+    let wait_stopped = |name: &str| {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while state(name) != "stopped" {
+            assert!(Instant::now() < deadline, "{name} was not stopped");
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    };
+    wait_stopped("idle-a");
+    assert_eq!(state("busy-b"), "running");
+    let message = |name: &str| {
+        let rows = azlin.run(&["list", "-o", "json"]).expect(0).json();
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == name)
+            .map(|r| r["message"].as_str().unwrap_or_default().to_string())
+            .unwrap()
+    };
+    let why = message("idle-a");
+    assert!(
+        why.contains("stopped by azlin serve") && why.contains("idle for"),
+        "{why}"
+    );
+    // The session ends: busy-b goes idle too.
+    // azlin and the `ssh` it runs: the whole process group.
+    let ended = Command::new("kill")
+        .args(["-TERM", "--", &format!("-{}", session.id())])
+        .status()
+        .unwrap();
+    assert!(ended.success());
+    session.wait().unwrap();
+    wait_stopped("busy-b");
+
+    let stop = Command::new("kill")
+        .args(["-INT", &serve.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(stop.success());
+    let out = serve.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("idle-a stopped by azlin serve"), "{stderr}");
+
+    azlin.run(&["start", "idle-a"]).expect(0);
+    assert!(!message("idle-a").contains("stopped by azlin serve"));
+    for name in ["idle-a", "busy-b"] {
+        azlin.run(&["delete", name, "--yes"]).expect(0);
+    }
+    azlin.assert_no_vms();
 }

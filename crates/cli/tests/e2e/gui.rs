@@ -152,10 +152,10 @@ fn viewer_session_ends_cleanly_on_ctrl_c(azlin: &Azlin) {
         .unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(300);
     let args = loop {
-        if let Ok(args) = std::fs::read_to_string(&record) {
-            if !args.is_empty() {
-                break args;
-            }
+        if let Ok(args) = std::fs::read_to_string(&record)
+            && !args.is_empty()
+        {
+            break args;
         }
         assert!(std::time::Instant::now() < deadline, "the viewer never ran");
         std::thread::sleep(Duration::from_millis(100));
