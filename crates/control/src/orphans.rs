@@ -385,8 +385,8 @@ pub fn forget_mark(mark: &Path) {
     }
 }
 
-/// The requests whose launching process is gone without unmarking them, with their marks.
-pub fn abandoned_requests(state_dir: &Path) -> Vec<(String, PathBuf)> {
+/// Every marked request, its mark, and whether its launching process is alive.
+fn marked_requests(state_dir: &Path) -> Vec<(String, PathBuf, bool)> {
     let Ok(entries) = std::fs::read_dir(state_dir.join(IN_FLIGHT_DIR)) else {
         return Vec::new();
     };
@@ -395,13 +395,30 @@ pub fn abandoned_requests(state_dir: &Path) -> Vec<(String, PathBuf)> {
         .filter_map(|entry| {
             let pid = std::fs::read_to_string(entry.path()).ok()?;
             let alive = Path::new("/proc").join(pid.trim()).exists();
-            (!alive).then(|| {
-                (
-                    entry.file_name().to_string_lossy().into_owned(),
-                    entry.path(),
-                )
-            })
+            Some((
+                entry.file_name().to_string_lossy().into_owned(),
+                entry.path(),
+                alive,
+            ))
         })
+        .collect()
+}
+
+/// The requests whose launching process is gone without unmarking them, with their marks.
+pub fn abandoned_requests(state_dir: &Path) -> Vec<(String, PathBuf)> {
+    marked_requests(state_dir)
+        .into_iter()
+        .filter(|(_, _, alive)| !alive)
+        .map(|(id, mark, _)| (id, mark))
+        .collect()
+}
+
+/// The requests whose launch is under way on this machine.
+pub fn requests_under_way(state_dir: &Path) -> Vec<String> {
+    marked_requests(state_dir)
+        .into_iter()
+        .filter(|(_, _, alive)| *alive)
+        .map(|(id, _, _)| id)
         .collect()
 }
 
@@ -414,6 +431,9 @@ mod in_flight_tests {
         let dir = tempfile::tempdir().unwrap();
         let marks = InFlight::mark(dir.path(), ["req-1", "req-2"]);
         assert!(abandoned_requests(dir.path()).is_empty());
+        let mut live = requests_under_way(dir.path());
+        live.sort();
+        assert_eq!(live, ["req-1", "req-2"]);
         // A mark of a process that is gone.
         std::fs::write(dir.path().join("in-flight/req-3"), "4194304999").unwrap();
         let abandoned: Vec<String> = abandoned_requests(dir.path())

@@ -152,6 +152,14 @@ pub trait VmProvider: Send + Sync {
     /// Deletes a VM and every resource made for it.
     async fn delete(&self, name: &VmName) -> Result<DeleteReport, ProviderError>;
 
+    /// VMs that are gone but left resources this provider made for them (a create killed
+    /// between two resources, a delete that stopped half-way), found in the provider's own
+    /// inventory; `delete` of each name removes them. Resources of the launches in
+    /// `under_way` (request ids) are left out. None for providers whose VM is one resource.
+    async fn orphans(&self, _under_way: &[String]) -> Result<Vec<VmName>, ProviderError> {
+        Ok(Vec::new())
+    }
+
     /// What the VM itself says about its boot, for a VM that does not become ready: the jobs
     /// its init still waits on, cloud-init's errors, the end of its console. `None` when the
     /// provider cannot look inside.

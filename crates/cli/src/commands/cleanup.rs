@@ -1,11 +1,14 @@
 //! `azlin cleanup [--dry-run]`: removes what crashes left behind, and only what azlin provably
 //! made: the resources recorded as orphans when a delete failed, local VMs that no record
-//! names (a create killed half-way), and the networks of nspawn VMs whose folder is gone.
+//! names (a create killed half-way), Azure resources whose VM is gone, and the networks of
+//! nspawn VMs whose folder is gone.
 
 use crate::app::App;
 use crate::args::{CleanupArgs, OutputFormat};
 use azlin_control::ProviderSource;
-use azlin_control::orphans::{Retry, abandoned_requests, delete_with_retry, forget_mark};
+use azlin_control::orphans::{
+    Retry, abandoned_requests, delete_with_retry, forget_mark, requests_under_way,
+};
 use azlin_core::{ExitCode, ProviderKind};
 use std::collections::BTreeSet;
 
@@ -102,6 +105,29 @@ pub async fn run(app: &App, args: &CleanupArgs) -> anyhow::Result<ExitCode> {
                 continue;
             }
             match delete_with_retry(provider.as_ref(), &vm.name, Retry::default()).await {
+                Ok(report) => {
+                    removed.push(what);
+                    removed.extend(report.removed);
+                }
+                Err(e) => failed.push(format!("{what}: {}", e.message)),
+            }
+        }
+    }
+
+    // Resources an Azure VM that is gone left behind (when Azure is in use here).
+    let azure_in_use = records.iter().any(|r| r.provider == ProviderKind::Azure)
+        || app.settings.config.provider.as_deref() == Some("azure")
+        || app.settings.config.azure != Default::default();
+    if azure_in_use {
+        let under_way = requests_under_way(&app.settings.paths.state_dir);
+        let provider = app.providers.provider(ProviderKind::Azure)?;
+        for name in provider.orphans(&under_way).await? {
+            let what = format!("azure resources of VM '{name}', which is gone");
+            if dry_run {
+                removed.push(what);
+                continue;
+            }
+            match delete_with_retry(provider.as_ref(), &name, Retry::default()).await {
                 Ok(report) => {
                     removed.push(what);
                     removed.extend(report.removed);

@@ -644,3 +644,55 @@ fn connect_trusts_the_address_and_host_key_recorded_at_creation_not_the_tags() {
     assert!(known.contains(recorded_base64), "{known}");
     assert!(known.contains(&address), "{known}");
 }
+
+/// `azlin cleanup` finds the NIC, IP, NSG and disk of an Azure VM that is gone (here: its VM
+/// resource vanished, as when a delete is cut short), lists them with `--dry-run`, removes them
+/// (and the shared network with the last of them), and leaves a resource azlin did not make.
+#[test]
+fn cleanup_removes_azure_resources_whose_vm_is_gone_and_nothing_else() {
+    let env = AzureEnv::start(AzState::LoggedIn);
+    env.new_vm("az-orphan").expect(5);
+    env.new_vm("az-kept").expect(5);
+    let theirs = env
+        .double
+        .insert_disk("azlin", "their-disk", "westus2", &BTreeMap::new(), None);
+    assert_eq!(env.double.drop_resources("/virtualMachines/az-orphan"), 1);
+    let dry = env
+        .azlin
+        .run(&["cleanup", "--dry-run", "-o", "json"])
+        .expect(0)
+        .json();
+    let listed = dry.to_string();
+    assert!(listed.contains("VM 'az-orphan'"), "{listed}");
+    assert!(!listed.contains("az-kept"), "{listed}");
+    assert!(
+        env.double
+            .azlin_resources()
+            .iter()
+            .any(|id| id.ends_with("/networkInterfaces/az-orphan-nic")),
+        "the dry run removed something"
+    );
+
+    let done = env.azlin.run(&["cleanup", "-o", "json"]).expect(0).json();
+    let removed = done.to_string();
+    for part in ["az-orphan-nic", "az-orphan-ip", "az-orphan-nsg"] {
+        assert!(removed.contains(part), "{part} not in {removed}");
+    }
+    let left = env.double.azlin_resources();
+    assert!(
+        !left.iter().any(|id| id.contains("az-orphan")),
+        "left: {left:?}"
+    );
+    assert!(
+        left.iter()
+            .any(|id| id.ends_with("/virtualMachines/az-kept")),
+        "{left:?}"
+    );
+    assert!(
+        env.double.resources().iter().any(|r| r.id == theirs),
+        "a resource azlin did not make was removed"
+    );
+    // Nothing more to do.
+    let again = env.azlin.run(&["cleanup", "-o", "json"]).expect(0).json();
+    assert!(!again.to_string().contains("az-orphan"), "{again}");
+}

@@ -3,8 +3,8 @@
 use super::arm::{Arm, ArmError, COMPUTE_API, DISKS_API, NETWORK_API, RESOURCES_API};
 use super::auth::{AzCli, Credentials, INSTALL_HINT};
 use super::resources::{
-    self, MAX_CUSTOM_DATA_BYTES, Scope, TAG_HOST_KEY, TAG_IP, TAG_VM, VmBody, VmNames, is_azlin,
-    tag, types,
+    self, MAX_CUSTOM_DATA_BYTES, Scope, TAG_HOST_KEY, TAG_IP, TAG_REQUEST, TAG_VM, VmBody, VmNames,
+    is_azlin, tag, types,
 };
 use super::settings::{AzureSettings, validate_resource_group};
 use async_trait::async_trait;
@@ -14,6 +14,7 @@ use azlin_core::{
 };
 use base64::Engine;
 use serde_json::Value;
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 /// Azure VMs through the ARM REST API, with credentials from `az`.
@@ -673,6 +674,29 @@ impl VmProvider for AzureProvider {
 
     async fn snapshot_delete(&self, name: &VmName, snapshot: &str) -> Result<(), ProviderError> {
         self.delete_snapshot(name, snapshot).await
+    }
+
+    /// The VMs named by azlin's resources in the configured resource group that no VM of
+    /// the subscription answers to: NICs, public IPs, NSGs and disks a killed create or an
+    /// interrupted delete left. Resources without azlin's tags are never named.
+    async fn orphans(&self, under_way: &[String]) -> Result<Vec<VmName>, ProviderError> {
+        let subscription = self.subscription().await?;
+        let scope = Self::scope(&subscription, &self.settings.resource_group);
+        let list_path = format!("{}/resources", scope.group_path());
+        let items = match self.arm.list(&list_path, RESOURCES_API, &[]).await {
+            Ok(items) => items,
+            Err(e) if e.is_not_found() => return Ok(Vec::new()),
+            Err(e) => return Err(e.into_provider("listing the resource group")),
+        };
+        let live: BTreeSet<VmName> = self.list().await?.into_iter().map(|vm| vm.name).collect();
+        let names: BTreeSet<VmName> = items
+            .iter()
+            .filter(|r| is_azlin(r))
+            .filter(|r| tag(r, TAG_REQUEST).is_none_or(|id| !under_way.iter().any(|u| u == id)))
+            .filter_map(|r| VmName::parse(tag(r, TAG_VM)?).ok())
+            .filter(|name| !live.contains(name))
+            .collect();
+        Ok(names.into_iter().collect())
     }
 
     async fn delete(&self, name: &VmName) -> Result<DeleteReport, ProviderError> {

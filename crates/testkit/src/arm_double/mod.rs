@@ -266,6 +266,24 @@ impl ArmDouble {
         changed
     }
 
+    /// Deletes every resource whose id ends with `suffix` at once, as Azure would (a VM lets
+    /// go of its disk), leaving the rest: what a delete cut short after its first resource
+    /// leaves. Returns how many resources went.
+    pub fn drop_resources(&self, suffix: &str) -> usize {
+        let mut model = lock(&self.model);
+        let suffix = suffix.to_ascii_lowercase();
+        let keys: Vec<_> = model
+            .resources
+            .iter()
+            .filter(|(_, stored)| stored.id.to_ascii_lowercase().ends_with(&suffix))
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in &keys {
+            model.apply(model::Effect::Deleted(key.clone()));
+        }
+        keys.len()
+    }
+
     /// Injects a fault into the next answers.
     pub fn inject(&self, fault: Fault) {
         lock(&self.model).inject(fault);
