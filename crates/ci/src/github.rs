@@ -730,23 +730,13 @@ fn validate_api_url(api_url: &str) -> Result<url::Url, GitHubError> {
     if url.query().is_some() || url.fragment().is_some() {
         return Err(invalid("it has a query or fragment".into()));
     }
-    if url.scheme() == "http" && !is_loopback(&url) {
+    if url.scheme() == "http" && !azlin_core::network::is_loopback_url(&url) {
         return Err(invalid(format!(
             "plain http on host '{}' would send the token unencrypted; use https:// (http:// is accepted only on a loopback host — 127.0.0.1, ::1, localhost — for a local test double)",
             url.host_str().unwrap_or_default().escape_default()
         )));
     }
     Ok(url)
-}
-
-/// Whether `url`'s host is this machine's loopback.
-fn is_loopback(url: &url::Url) -> bool {
-    match url.host() {
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
-        None => false,
-    }
 }
 
 /// `OWNER/NAME` split in two, each of GitHub's name characters.

@@ -16,6 +16,17 @@ use std::str::FromStr;
 /// free one; nothing else on the host should listen there.
 pub const JOB_SERVICE_PORTS: RangeInclusive<u16> = 47400..=47463;
 
+/// Whether `url`'s host is this machine's loopback (127.0.0.0/8, ::1, `localhost`): the only
+/// hosts plain `http://` is accepted for, where a local test double or server listens.
+pub fn is_loopback_url(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+        None => false,
+    }
+}
+
 /// `[network]` in the config file.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -169,7 +169,7 @@ fn validate_endpoint(endpoint: &str) -> Result<(), ProviderError> {
         .ok()
         .filter(|u| u.host().is_some() && matches!(u.scheme(), "https" | "http"));
     match url {
-        Some(u) if u.scheme() == "https" || is_loopback(&u) => Ok(()),
+        Some(u) if u.scheme() == "https" || azlin_core::network::is_loopback_url(&u) => Ok(()),
         Some(u) => Err(usage(format!(
             "Azure endpoint '{}' uses plain http on host '{}': the access token would travel unencrypted; use https:// (http:// is accepted only on a loopback host — 127.0.0.1, ::1, localhost — for a local test double)",
             endpoint.escape_default(),
@@ -179,16 +179,6 @@ fn validate_endpoint(endpoint: &str) -> Result<(), ProviderError> {
             "invalid Azure endpoint '{}': expected a URL such as {DEFAULT_ENDPOINT}",
             endpoint.escape_default()
         ))),
-    }
-}
-
-/// Whether `url`'s host is this machine's loopback.
-fn is_loopback(url: &url::Url) -> bool {
-    match url.host() {
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
-        None => false,
     }
 }
 

@@ -205,6 +205,19 @@ pub async fn create(policy: &Policy, owner: &Path) -> Result<Slot, ProviderError
     }
 }
 
+/// The network of a VM: its slot `recorded` made whole again (see [`ensure`]), or a new one
+/// (see [`create`]) for a VM that has none yet — then also `true`, for the caller to record.
+pub async fn attach(
+    recorded: Option<Slot>,
+    policy: &Policy,
+    owner: &Path,
+) -> Result<(Slot, bool), ProviderError> {
+    match recorded {
+        Some(slot) => ensure(slot, policy, owner).await.map(|()| (slot, false)),
+        None => create(policy, owner).await.map(|slot| (slot, true)),
+    }
+}
+
 /// Re-creates whatever part of a slot's network is missing (after a host reboot), and gives it
 /// the current `policy`.
 pub async fn ensure(slot: Slot, policy: &Policy, owner: &Path) -> Result<(), ProviderError> {
@@ -246,20 +259,19 @@ async fn build(slot: Slot, policy: &Policy) -> Result<(), ProviderError> {
     // The namespace belongs to the host's user namespace, so root of a VM in its own user
     // namespace has no privilege in it (it cannot reconfigure its network, which suits
     // isolation) — nor to bind ports below 1024, which sshd needs: any port may be bound.
+    netns_sysctl(&ns, "net.ipv4.ip_unprivileged_port_start=0").await?;
+    host_settings()
+}
+
+/// Sets a sysctl (`key=value`) inside network namespace `ns`.
+async fn netns_sysctl(ns: &str, setting: &str) -> Result<(), ProviderError> {
     run(
         ErrorKind::Provision,
         "ip",
-        &[
-            "netns",
-            "exec",
-            &ns,
-            "sysctl",
-            "-qw",
-            "net.ipv4.ip_unprivileged_port_start=0",
-        ],
+        &["netns", "exec", ns, "sysctl", "-qw", setting],
     )
-    .await?;
-    host_settings()
+    .await
+    .map(drop)
 }
 
 /// Sends every TCP connection made to the namespace's loopback address out to the host, at
@@ -270,19 +282,7 @@ pub async fn send_loopback_to_host(slot: Slot) -> Result<(), ProviderError> {
     let ns = slot.netns();
     // Packets from 127.0.0.1 may leave through eth0 only with `route_localnet`; masquerading
     // then gives them the namespace's own address.
-    run(
-        ErrorKind::Provision,
-        "ip",
-        &[
-            "netns",
-            "exec",
-            &ns,
-            "sysctl",
-            "-qw",
-            "net.ipv4.conf.all.route_localnet=1",
-        ],
-    )
-    .await?;
+    netns_sysctl(&ns, "net.ipv4.conf.all.route_localnet=1").await?;
     // Declared, dropped and made again in one transaction: the same rules after a restart.
     let rules = [
         "add table ip azlin-loopback".to_string(),

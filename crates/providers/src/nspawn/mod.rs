@@ -167,22 +167,15 @@ impl NspawnProvider {
         let dir = self.machine(&vm.name);
         let image = vm.details.get(detail::IMAGE).cloned().unwrap_or_default();
         let policy = self.settings.policy();
-        let slot = match Self::slot(&vm) {
-            Some(slot) => {
-                network::ensure(slot, &policy, &dir.0).await?;
-                slot
-            }
-            None => {
-                let slot = network::create(&policy, &dir.0).await?;
-                vm.details.insert(detail::SLOT.into(), slot.0.to_string());
-                vm.details.insert(detail::NETNS.into(), slot.netns());
-                let base = UID_BASE + slot.0 * idmap::RANGE;
-                vm.details.insert(detail::UID_BASE.into(), base.to_string());
-                vm.address = slot.guest_ip().to_string();
-                self.records.save(&vm)?;
-                slot
-            }
-        };
+        let (slot, new) = network::attach(Self::slot(&vm), &policy, &dir.0).await?;
+        if new {
+            vm.details.insert(detail::SLOT.into(), slot.0.to_string());
+            vm.details.insert(detail::NETNS.into(), slot.netns());
+            let base = UID_BASE + slot.0 * idmap::RANGE;
+            vm.details.insert(detail::UID_BASE.into(), base.to_string());
+            vm.address = slot.guest_ip().to_string();
+            self.records.save(&vm)?;
+        }
         let uid_base = Self::uid_base(&vm);
         if let Some(source) = clone_of {
             self.fill_from_snapshot(source, &dir, uid_base).await?;

@@ -155,21 +155,14 @@ impl QemuProvider {
     async fn namespace(&self, vm: &mut Vm) -> Result<Link, ProviderError> {
         let dir = self.dir(&vm.name);
         let policy = self.network.policy();
-        let slot = match Self::slot(vm) {
-            Some(slot) => {
-                network::ensure(slot, &policy, &dir.0).await?;
-                slot
-            }
-            None => {
-                let slot = network::create(&policy, &dir.0).await?;
-                vm.details.insert(detail::SLOT.into(), slot.0.to_string());
-                vm.details.insert(detail::NETNS.into(), slot.netns());
-                vm.address = slot.guest_ip().to_string();
-                vm.ssh_port = 22;
-                self.records.save(vm)?;
-                slot
-            }
-        };
+        let (slot, new) = network::attach(Self::slot(vm), &policy, &dir.0).await?;
+        if new {
+            vm.details.insert(detail::SLOT.into(), slot.0.to_string());
+            vm.details.insert(detail::NETNS.into(), slot.netns());
+            vm.address = slot.guest_ip().to_string();
+            vm.ssh_port = 22;
+            self.records.save(vm)?;
+        }
         network::send_loopback_to_host(slot).await?;
         Ok(Link::Namespace {
             netns: slot.netns(),

@@ -287,13 +287,7 @@ impl SourceUrl {
             "https" => false,
             "file" => true,
             "http" => {
-                let loopback = match url.host() {
-                    Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
-                    Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-                    Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-                    None => false,
-                };
-                if !loopback {
+                if !azlin_core::network::is_loopback_url(&url) {
                     return Err(invalid(
                         "http:// is only allowed on loopback (127.0.0.0/8, ::1, localhost): use https://",
                     ));
