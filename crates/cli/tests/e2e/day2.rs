@@ -571,12 +571,14 @@ fn serve_stops_idle_vms_and_list_says_why() {
         .spawn()
         .unwrap();
     azlin.config("[vm]\nidle_stop_minutes = 0.1\n");
-    let serve = azlin
-        .command(&["serve"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let serve = crate::support::Background::new(
+        azlin
+            .command(&["serve"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     let state = |name: &str| azlin.vm(name)["state"].as_str().unwrap().to_string();
     let wait_stopped = |name: &str| {
         let deadline = Instant::now() + Duration::from_secs(120);
@@ -611,12 +613,7 @@ fn serve_stops_idle_vms_and_list_says_why() {
     session.wait().unwrap();
     wait_stopped("busy-b");
 
-    let stop = Command::new("kill")
-        .args(["-INT", &serve.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(stop.success());
-    let out = serve.wait_with_output().unwrap();
+    let out = serve.interrupt();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("idle-a stopped by azlin serve"), "{stderr}");

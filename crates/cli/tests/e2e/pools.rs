@@ -323,23 +323,20 @@ fn new_with_a_pool_hands_a_ready_vm_to_the_user_for_good() {
 fn serve_keeps_the_pools_filled() {
     let azlin = Azlin::new();
     azlin.config(&pool_config("kept", "sim", 2, 4));
-    let serve = azlin
-        .command(&["serve"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let serve = crate::support::Background::new(
+        azlin
+            .command(&["serve"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     let deadline = Instant::now() + Duration::from_secs(60);
     while status(&azlin, "kept")["ready"] != 2 {
         assert!(Instant::now() < deadline, "serve did not fill the pool");
         std::thread::sleep(Duration::from_millis(100));
     }
-    let stop = std::process::Command::new("kill")
-        .args(["-INT", &serve.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(stop.success());
-    let out = serve.wait_with_output().unwrap();
+    let out = serve.interrupt();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("pool 'kept': pool-kept-"), "{stderr}");

@@ -39,6 +39,37 @@ impl Drop for Azlin {
     }
 }
 
+/// A long-running azlin process (`serve`, say) that a failing test must not leave behind:
+/// killed when dropped, unless [`Background::interrupt`] ended it.
+pub struct Background(Option<std::process::Child>);
+
+impl Background {
+    /// Takes charge of `child`.
+    pub fn new(child: std::process::Child) -> Background {
+        Background(Some(child))
+    }
+
+    /// Ends it as Ctrl-C would (SIGINT) and returns its output.
+    pub fn interrupt(mut self) -> std::process::Output {
+        let child = self.0.take().expect("a running process");
+        let sent = Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(sent.success());
+        child.wait_with_output().expect("its output")
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            child.kill().ok();
+            child.wait().ok();
+        }
+    }
+}
+
 impl Azlin {
     /// A fresh home using the shared image cache.
     pub fn new() -> Azlin {
