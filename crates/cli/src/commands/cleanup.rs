@@ -9,7 +9,7 @@ use azlin_control::ProviderSource;
 use azlin_control::orphans::{
     Retry, abandoned_requests, delete_with_retry, forget_mark, requests_under_way,
 };
-use azlin_core::{ExitCode, ProviderKind};
+use azlin_core::{ExitCode, ProviderKind, VmName, VmProvider};
 use std::collections::BTreeSet;
 
 /// Runs `azlin cleanup`.
@@ -100,17 +100,15 @@ pub async fn run(app: &App, args: &CleanupArgs) -> anyhow::Result<ExitCode> {
             .filter(|vm| !recorded.contains(vm.name.as_str()))
         {
             let what = format!("{kind} VM '{}' (no record names it)", vm.name);
-            if dry_run {
-                removed.push(what);
-                continue;
-            }
-            match delete_with_retry(provider.as_ref(), &vm.name, Retry::default()).await {
-                Ok(report) => {
-                    removed.push(what);
-                    removed.extend(report.removed);
-                }
-                Err(e) => failed.push(format!("{what}: {}", e.message)),
-            }
+            delete_found(
+                provider.as_ref(),
+                &vm.name,
+                what,
+                dry_run,
+                &mut removed,
+                &mut failed,
+            )
+            .await;
         }
     }
 
@@ -123,17 +121,15 @@ pub async fn run(app: &App, args: &CleanupArgs) -> anyhow::Result<ExitCode> {
         let provider = app.providers.provider(ProviderKind::Azure)?;
         for name in provider.orphans(&under_way).await? {
             let what = format!("azure resources of VM '{name}', which is gone");
-            if dry_run {
-                removed.push(what);
-                continue;
-            }
-            match delete_with_retry(provider.as_ref(), &name, Retry::default()).await {
-                Ok(report) => {
-                    removed.push(what);
-                    removed.extend(report.removed);
-                }
-                Err(e) => failed.push(format!("{what}: {}", e.message)),
-            }
+            delete_found(
+                provider.as_ref(),
+                &name,
+                what,
+                dry_run,
+                &mut removed,
+                &mut failed,
+            )
+            .await;
         }
     }
 
@@ -163,4 +159,27 @@ pub async fn run(app: &App, args: &CleanupArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::Error
     })
+}
+
+/// Deletes VM `name` that cleanup found (`what` says how) and notes what went in `removed`,
+/// or why not in `failed`; in a dry run, only notes it.
+async fn delete_found(
+    provider: &dyn VmProvider,
+    name: &VmName,
+    what: String,
+    dry_run: bool,
+    removed: &mut Vec<String>,
+    failed: &mut Vec<String>,
+) {
+    if dry_run {
+        removed.push(what);
+        return;
+    }
+    match delete_with_retry(provider, name, Retry::default()).await {
+        Ok(report) => {
+            removed.push(what);
+            removed.extend(report.removed);
+        }
+        Err(e) => failed.push(format!("{what}: {}", e.message)),
+    }
 }

@@ -4,6 +4,7 @@
 
 use crate::app::App;
 use crate::commands::fleet::{read_health, running_vms};
+use azlin_control::ProviderSource;
 use azlin_core::ProviderKind;
 use azlin_remote::idle::{IDLE_CPU_SHARE, IdleWatch, Verdict};
 use std::time::{Duration, Instant};
@@ -61,7 +62,7 @@ async fn sweep(app: &App, watch: &mut IdleWatch, limit: Duration) -> anyhow::Res
             minutes(limit)
         );
         let stop = async {
-            let (provider, _) = app.locate(&vm.name).await?;
+            let provider = app.providers.provider(vm.provider)?;
             provider.stop(&vm.name).await?;
             app.settings.stop_notes().record(&vm.name, &reason)?;
             anyhow::Ok(())
