@@ -571,14 +571,7 @@ fn serve_stops_idle_vms_and_list_says_why() {
         .spawn()
         .unwrap();
     azlin.config("[vm]\nidle_stop_minutes = 0.1\n");
-    let serve = crate::support::Background::new(
-        azlin
-            .command(&["serve"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
+    let serve = crate::support::Background::spawn(azlin.command(&["serve"]));
     let state = |name: &str| azlin.vm(name)["state"].as_str().unwrap().to_string();
     let wait_stopped = |name: &str| {
         let deadline = Instant::now() + Duration::from_secs(120);

@@ -3,11 +3,10 @@
 //! server, its password and the tunnel gone when the session ends — also when Ctrl-C comes
 //! while a viewer runs. Also `connect --x11` installing xauth.
 
-use crate::support::Azlin;
+use crate::support::{Azlin, Background};
 use des::cipher::{BlockEncrypt, KeyInit, generic_array::GenericArray};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::process::Stdio;
 use std::time::Duration;
 
 /// Performs the RFB 3.8 handshake with VNC authentication; returns whether the server accepted
@@ -48,14 +47,9 @@ fn vnc_authenticates(port: u16, password: &str) -> bool {
 fn gui_serves_a_password_protected_desktop_through_a_tunnel_and_stops_it() {
     let azlin = Azlin::new();
     azlin.new_vm("nspawn", "desk", &[]).expect(0);
-    let mut gui = azlin
-        .command(&["gui", "desk", "--no-viewer", "-o", "json"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut gui = Background::spawn(azlin.command(&["gui", "desk", "--no-viewer", "-o", "json"]));
     let mut first = String::new();
-    BufReader::new(gui.stdout.take().unwrap())
+    BufReader::new(gui.take_stdout())
         .read_line(&mut first)
         .unwrap();
     let session: serde_json::Value =
@@ -82,12 +76,7 @@ fn gui_serves_a_password_protected_desktop_through_a_tunnel_and_stops_it() {
     );
     assert!(open.is_err(), "VNC is reachable from outside the VM");
 
-    let status = std::process::Command::new("kill")
-        .args(["-INT", &gui.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let out = gui.wait_with_output().unwrap();
+    let out = gui.interrupt();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("✓ Stopping the VNC server"), "{stderr}");
@@ -144,13 +133,9 @@ fn viewer_session_ends_cleanly_on_ctrl_c(azlin: &Azlin) {
         bin.path().display(),
         std::env::var("PATH").unwrap_or_default()
     );
-    let gui = azlin
-        .command(&["gui", "desk"])
-        .env("PATH", path)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut command = azlin.command(&["gui", "desk"]);
+    command.env("PATH", path);
+    let gui = Background::spawn(command);
     let deadline = std::time::Instant::now() + Duration::from_secs(300);
     let args = loop {
         if let Ok(args) = std::fs::read_to_string(&record)
@@ -174,12 +159,7 @@ fn viewer_session_ends_cleanly_on_ctrl_c(azlin: &Azlin) {
         .unwrap();
     assert!(TcpStream::connect(("127.0.0.1", port)).is_ok(), "no tunnel");
 
-    let status = std::process::Command::new("kill")
-        .args(["-INT", &gui.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let out = gui.wait_with_output().unwrap();
+    let out = gui.interrupt();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(130), "{stderr}");
     assert!(stderr.contains("interrupted"), "{stderr}");

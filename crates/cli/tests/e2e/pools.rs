@@ -323,14 +323,7 @@ fn new_with_a_pool_hands_a_ready_vm_to_the_user_for_good() {
 fn serve_keeps_the_pools_filled() {
     let azlin = Azlin::new();
     azlin.config(&pool_config("kept", "sim", 2, 4));
-    let serve = crate::support::Background::new(
-        azlin
-            .command(&["serve"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
+    let serve = crate::support::Background::spawn(azlin.command(&["serve"]));
     let deadline = Instant::now() + Duration::from_secs(60);
     while status(&azlin, "kept")["ready"] != 2 {
         assert!(Instant::now() < deadline, "serve did not fill the pool");

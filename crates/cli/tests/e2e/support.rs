@@ -44,9 +44,23 @@ impl Drop for Azlin {
 pub struct Background(Option<std::process::Child>);
 
 impl Background {
-    /// Takes charge of `child`.
-    pub fn new(child: std::process::Child) -> Background {
+    /// Starts `command` with its output piped.
+    pub fn spawn(mut command: Command) -> Background {
+        let child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("azlin starts");
         Background(Some(child))
+    }
+
+    /// Its standard output, to read while it runs (then not part of [`Background::interrupt`]'s
+    /// output).
+    pub fn take_stdout(&mut self) -> std::process::ChildStdout {
+        self.0
+            .as_mut()
+            .and_then(|child| child.stdout.take())
+            .expect("a piped stdout")
     }
 
     /// Ends it as Ctrl-C would (SIGINT) and returns its output.
