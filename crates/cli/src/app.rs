@@ -224,6 +224,17 @@ impl App {
                 local_worker: None,
             });
         }
+        self.local_control_plane(identity, concurrency)
+    }
+
+    /// Starts an in-process control plane (a bus and a worker of `concurrency` in this
+    /// process, this machine's state store), NATS or not: VMs that live and die with a
+    /// command on this host, such as the session VMs of `azlin worker --runs`.
+    pub fn local_control_plane(
+        &self,
+        identity: &Identity,
+        concurrency: usize,
+    ) -> anyhow::Result<ControlPlane> {
         let bus: Arc<dyn Bus> = Arc::new(MemoryBus::new());
         let launcher = Arc::new(
             Launcher::new(

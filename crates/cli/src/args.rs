@@ -188,10 +188,10 @@ pub enum Command {
     Gui(GuiArgs),
     /// Run GitHub Actions workflows, one VM per workflow session.
     Run(RunArgs),
-    /// Serve VM launch requests from the bus.
+    /// Serve VM launch requests from the bus, or (--runs) run queued workflow runs.
     Worker(WorkerArgs),
-    /// Follow the bus, keep the state store and deployment-state.yaml current, and keep the
-    /// warm pools filled.
+    /// Follow the bus, keep the state store and deployment-state.yaml current, keep the warm
+    /// pools filled; with --listen, take GitHub webhooks and show a dashboard and metrics.
     Serve(ServeArgs),
     /// Print the audit trail of events.
     Events(EventsArgs),
@@ -454,12 +454,21 @@ pub struct WorkerArgs {
     /// consumer all workers share: the last worker started sets it.
     #[arg(long, value_name = "SECONDS", default_value_t = 30)]
     pub ack_wait: u64,
+    /// Run workflow runs queued by `azlin serve` (from GitHub webhooks) on this host's VMs,
+    /// instead of serving VM launch requests.
+    #[arg(long)]
+    pub runs: bool,
+    /// With --runs: the `runs-on` labels this host serves beyond the Linux ones (a run whose
+    /// jobs ask for a label is left to a worker that declares it).
+    #[arg(long, value_name = "L,...", value_delimiter = ',', requires = "runs")]
+    pub labels: Vec<String>,
 }
 
 /// `azlin serve`
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Address for the HTTP status endpoint (GET /vms, /healthz).
+    /// Address to answer HTTP on: POST /webhook (GitHub deliveries), GET /metrics, /vms,
+    /// /healthz.
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<String>,
 }

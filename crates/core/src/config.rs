@@ -175,6 +175,38 @@ impl VmConfig {
     }
 }
 
+/// How results of CI runs go back to GitHub.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReportMode {
+    /// A check run per job (the default).
+    #[default]
+    Checks,
+    /// A commit status per job.
+    Statuses,
+}
+
+/// `azlin serve` as a CI service (`[serve]`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServeConfig {
+    /// The file holding the secret GitHub signs webhook deliveries with; `POST /webhook`
+    /// refuses every delivery when absent.
+    pub webhook_secret_file: Option<PathBuf>,
+    /// Where a repository is fetched from: `{repository}` stands for `OWNER/NAME`;
+    /// `https://github.com/{repository}.git` when absent.
+    pub repo_url: Option<String>,
+    /// The file holding the token used to fetch repositories and post results.
+    pub token_file: Option<PathBuf>,
+    /// GitHub's REST API; `https://api.github.com` when absent.
+    pub api_url: Option<String>,
+    /// Check runs (the default) or commit statuses.
+    #[serde(default)]
+    pub report: ReportMode,
+    /// The file holding the token the dashboard asks for when it listens beyond loopback.
+    pub dashboard_token_file: Option<PathBuf>,
+}
+
 /// Azure provider settings.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -323,6 +355,9 @@ pub struct Config {
     /// Living VMs: idle stop.
     #[serde(default)]
     pub vm: VmConfig,
+    /// The CI service: webhooks, repositories, results back to GitHub.
+    #[serde(default)]
+    pub serve: ServeConfig,
 }
 
 /// A config file that could not be used.
@@ -373,6 +408,7 @@ impl std::fmt::Debug for Config {
             templates,
             pool,
             vm,
+            serve,
         } = self;
         f.debug_struct("Config")
             .field("provider", provider)
@@ -399,6 +435,7 @@ impl std::fmt::Debug for Config {
             .field("templates", templates)
             .field("pool", pool)
             .field("vm", vm)
+            .field("serve", serve)
             .finish()
     }
 }

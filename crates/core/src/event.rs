@@ -40,6 +40,34 @@ pub mod subject {
     pub const POOL_TAKEN: &str = "pool.vm.taken";
     /// A pool VM was retired: too old, unhealthy, drained, or its taker is gone.
     pub const POOL_RETIRED: &str = "pool.vm.retired";
+    /// A workflow run waiting for a runner (work queue).
+    pub const RUN_REQUEST: &str = "workflow.run.request";
+    /// Progress of a workflow run (accepted by a runner, fetching, …).
+    pub const RUN_STATUS: &str = "workflow.run.status";
+    /// A workflow run ended with every job successful.
+    pub const RUN_COMPLETE: &str = "workflow.run.complete";
+    /// A workflow run ended with a failed job, or could not run.
+    pub const RUN_FAILED: &str = "workflow.run.failed";
+    /// A job started on its VM.
+    pub const JOB_STARTED: &str = "workflow.job.started";
+    /// A job ended (or was skipped).
+    pub const JOB_COMPLETED: &str = "workflow.job.completed";
+    /// A step started.
+    pub const STEP_STARTED: &str = "workflow.step.started";
+    /// A step ended.
+    pub const STEP_COMPLETED: &str = "workflow.step.completed";
+    /// Workflow events on the audit trail (their payloads are the CI service's).
+    pub const WORKFLOW_EVENTS: [&str; 7] = [
+        RUN_STATUS,
+        RUN_COMPLETE,
+        RUN_FAILED,
+        JOB_STARTED,
+        JOB_COMPLETED,
+        STEP_STARTED,
+        STEP_COMPLETED,
+    ];
+    /// Log chunks of a run go on `workflow.log.<run_id>`.
+    pub const LOG_PREFIX: &str = "workflow.log";
     /// Request subjects (consumed by workers).
     pub const REQUESTS: [&str; 2] = [CREATE_REQUEST, DELETE_REQUEST];
     /// Event subjects (the audit trail).
@@ -379,7 +407,8 @@ pub enum DecodeError {
     UnknownSubject(String),
 }
 
-fn decode_payload<T: DeserializeOwned>(subject: &str, bytes: &[u8]) -> Result<T, DecodeError> {
+/// Reads a `schema: 1` JSON payload that arrived on `subject` into `T`.
+pub fn decode_payload<T: DeserializeOwned>(subject: &str, bytes: &[u8]) -> Result<T, DecodeError> {
     let malformed = |e: serde_json::Error| DecodeError::Malformed {
         subject: subject.to_string(),
         reason: e.to_string(),

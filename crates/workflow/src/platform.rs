@@ -14,7 +14,8 @@ pub fn unsupported_label(labels: &[String], served: &[String]) -> Option<String>
         .map(|l| format!("runs-on label '{l}' is not a Linux runner azlin provides"))
 }
 
-fn is_linux_label(label: &str) -> bool {
+/// Whether `label` names a Linux runner (`ubuntu-latest`, `self-hosted`, `linux`, …).
+pub fn is_linux_label(label: &str) -> bool {
     let l = label.trim().to_ascii_lowercase();
     match l.as_str() {
         "ubuntu-latest" | "self-hosted" | "linux" | "x64" | "arm64" => true,

@@ -2,7 +2,7 @@
 //! through the control plane — the same launch path as `azlin new` — and go back on every path,
 //! Ctrl-C included.
 
-use crate::app::App;
+use crate::app::{App, ControlPlane};
 use crate::args::{OutputFormat, RunArgs, VmScope as VmScopeArg};
 use crate::commands::{new, pool, prerequisites};
 use crate::failure::Failure;
@@ -218,8 +218,8 @@ pub async fn run(app: &App, args: &RunArgs) -> anyhow::Result<ExitCode> {
         azlin_core::compact_timestamp(),
         &azlin_core::new_id()[..8]
     );
-    let mut options = RunOptions::new(
-        state.join("sessions"),
+    let mut options = base_options(
+        app,
         log_dir
             .clone()
             .unwrap_or_else(|| state.join("logs").join(&run_id)),
@@ -239,13 +239,6 @@ pub async fn run(app: &App, args: &RunArgs) -> anyhow::Result<ExitCode> {
     options.setup_commands = setup_commands.clone();
     options.cleanup_commands = cleanup_commands.clone();
     options.keep_failed = *keep_failed;
-    options.runner_labels = app
-        .settings
-        .config
-        .pool
-        .values()
-        .flat_map(|pool| pool.labels.iter().cloned())
-        .collect();
     options.repository = repository.clone();
     if let Some(dir) = directory {
         if !dir.is_dir() {
@@ -256,7 +249,7 @@ pub async fn run(app: &App, args: &RunArgs) -> anyhow::Result<ExitCode> {
         }
         options.repo_dir = Some(dir.clone());
     }
-    if let Some(url) = url.as_ref().or(app.settings.config.actions.url.as_ref()) {
+    if let Some(url) = url {
         options.actions.url = url.trim_end_matches('/').to_string();
     }
     options.actions.offline = *actions_offline;
@@ -265,7 +258,6 @@ pub async fn run(app: &App, args: &RunArgs) -> anyhow::Result<ExitCode> {
         .iter()
         .map(|o| action_override(o))
         .collect::<anyhow::Result<_>>()?;
-    options.actions.cache_dir = paths.cache_dir.clone();
     options.max_concurrent = max_concurrent
         .or(app.settings.config.max_concurrent_sessions)
         .unwrap_or(4);
@@ -287,50 +279,7 @@ pub async fn run(app: &App, args: &RunArgs) -> anyhow::Result<ExitCode> {
     // Bad workflows and inputs are refused before the control plane starts or any VM exists.
     check_run(workflows, &options)
         .map_err(|e| Failure::with_code(e.kind().exit_code(), e.to_string()))?;
-    // Session VMs are made like `azlin new` with the configured defaults.
-    let defaults = LaunchOptions {
-        provider: provider.clone(),
-        ..LaunchOptions::default()
-    };
-    let template = new::plan(app, &defaults)?.remove(0);
-    app.settings
-        .planner()
-        .check_pools()
-        .map_err(|e| Failure::usage(e.0))?;
-    if template.provider == ProviderKind::Sim {
-        eprintln!(
-            "⚠ the sim provider runs steps as processes on this machine, as {}, not in a VM",
-            azlin_workflow::local_user()
-        );
-    }
-    let progress = Progress::new(app.settings.progress_tty);
-    let identity =
-        prerequisites::preflight(app, &progress, template.provider, template.image).await?;
-    let control = app.control_plane(&identity, options.max_concurrent).await?;
-    // Steps run as root, as act's do: sessions log in as root rather than pay a `sudo` a step.
-    let root_login = options.run_as == RunAs::Root;
-    let pools = pool::pools(app, &control, &identity);
-    let allocator = LaunchAllocator::new(
-        control.bus.clone(),
-        control.orchestrator.clone(),
-        identity,
-        template,
-        format!("azlin run on {}", crate::app::hostname()),
-        root_login,
-    )
-    .map_err(|e| Failure::usage(e.to_string()))?;
-    // With warm pools configured, sessions whose `runs-on` a pool serves take its VMs.
-    let allocator: Arc<dyn Allocator> = if app.settings.config.pool.is_empty() {
-        Arc::new(allocator)
-    } else {
-        let settings = app.settings.clone();
-        Arc::new(PoolAllocator::new(
-            allocator,
-            pools,
-            app.settings.config.pool.clone(),
-            Arc::new(move |name: &str| pool::spawn_refill(&settings, name)),
-        ))
-    };
+    let stack = session_stack(app, provider.as_deref(), &mut options, Plane::Configured).await?;
     let observer = Arc::new(LiveObserver {
         output_to_stderr: app.settings.output == OutputFormat::Json,
     });
@@ -350,25 +299,12 @@ pub async fn run(app: &App, args: &RunArgs) -> anyhow::Result<ExitCode> {
             let _ = abandon.send(());
         }
     });
-    // Caches and artifacts are served for this run only, from the store they share.
-    let services = Arc::new(
-        azlin_services::Services::start(app.settings.services_config())
-            .await
-            .map_err(|e| Failure::with_code(ExitCode::Error, e.to_string()))?,
-    );
-    options.services = Some(services.clone());
-    let manager = SessionManager::new(allocator, session_config(&options));
     let outcome = tokio::select! {
-        outcome = run_workflows_in(&manager, workflows, &options, observer) => Some(outcome),
+        outcome = run_workflows_in(&stack.manager, workflows, &options, observer) => Some(outcome),
         Ok(()) = abandoned => None,
     };
-    manager.wait_idle().await;
     ctrl_c.abort();
-    control.shutdown().await;
-    options.services = None;
-    if let Some(services) = Arc::into_inner(services) {
-        services.shutdown().await;
-    }
+    stack.shutdown(&mut options).await;
     let Some(outcome) = outcome else {
         return Err(Failure::with_code(
             ExitCode::Error,
@@ -437,6 +373,128 @@ pub async fn run(app: &App, args: &RunArgs) -> anyhow::Result<ExitCode> {
                 .unwrap_or_else(|| "the run failed".to_string()),
         ))
     }
+}
+
+/// The options every workflow run of this machine starts from: session records in the state
+/// folder, logs in `logs_dir`, the warm pools' labels served, actions from the configured URL
+/// cached in the cache folder.
+pub fn base_options(app: &App, logs_dir: PathBuf) -> RunOptions {
+    let paths = &app.settings.paths;
+    let mut options = RunOptions::new(paths.state_dir.join("sessions"), logs_dir);
+    options.runner_labels = app
+        .settings
+        .config
+        .pool
+        .values()
+        .flat_map(|pool| pool.labels.iter().cloned())
+        .collect();
+    if let Some(url) = &app.settings.config.actions.url {
+        options.actions.url = url.trim_end_matches('/').to_string();
+    }
+    options.actions.cache_dir = paths.cache_dir.clone();
+    options
+}
+
+/// Where session VMs come from: the configured control plane (NATS workers when configured), or
+/// one in this process whatever is configured (the runner of `azlin worker --runs`, whose
+/// session VMs live on its own host).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Plane {
+    /// As configured.
+    Configured,
+    /// In this process.
+    Local,
+}
+
+/// What runs workflow sessions on this machine: the control plane that makes their VMs, the
+/// allocator (warm pools first), and the cache and artifact services jobs use.
+pub struct SessionStack {
+    /// Sessions, one VM each.
+    pub manager: Arc<SessionManager>,
+    control: ControlPlane,
+    services: Arc<azlin_services::Services>,
+}
+
+impl SessionStack {
+    /// Waits for every session to release its VM, then stops the control plane and services.
+    pub async fn shutdown(self, options: &mut RunOptions) {
+        self.manager.wait_idle().await;
+        self.control.shutdown().await;
+        options.services = None;
+        drop(self.manager);
+        if let Some(services) = Arc::into_inner(self.services) {
+            services.shutdown().await;
+        }
+    }
+}
+
+/// Sets up session VMs (like `azlin new` with the configured defaults, or `provider`) and the
+/// services for runs with `options`, which get the services' address.
+pub async fn session_stack(
+    app: &App,
+    provider: Option<&str>,
+    options: &mut RunOptions,
+    plane: Plane,
+) -> anyhow::Result<SessionStack> {
+    let defaults = LaunchOptions {
+        provider: provider.map(str::to_string),
+        ..LaunchOptions::default()
+    };
+    let template = new::plan(app, &defaults)?.remove(0);
+    app.settings
+        .planner()
+        .check_pools()
+        .map_err(|e| Failure::usage(e.0))?;
+    if template.provider == ProviderKind::Sim {
+        eprintln!(
+            "⚠ the sim provider runs steps as processes on this machine, as {}, not in a VM",
+            azlin_workflow::local_user()
+        );
+    }
+    let progress = Progress::new(app.settings.progress_tty);
+    let identity =
+        prerequisites::preflight(app, &progress, template.provider, template.image).await?;
+    let control = match plane {
+        Plane::Configured => app.control_plane(&identity, options.max_concurrent).await?,
+        Plane::Local => app.local_control_plane(&identity, options.max_concurrent)?,
+    };
+    // Steps run as root, as act's do: sessions log in as root rather than pay a `sudo` a step.
+    let root_login = options.run_as == RunAs::Root;
+    let pools = pool::pools(app, &control, &identity);
+    let allocator = LaunchAllocator::new(
+        control.bus.clone(),
+        control.orchestrator.clone(),
+        identity,
+        template,
+        format!("azlin run on {}", crate::app::hostname()),
+        root_login,
+    )
+    .map_err(|e| Failure::usage(e.to_string()))?;
+    // With warm pools configured, sessions whose `runs-on` a pool serves take its VMs.
+    let allocator: Arc<dyn Allocator> = if app.settings.config.pool.is_empty() {
+        Arc::new(allocator)
+    } else {
+        let settings = app.settings.clone();
+        Arc::new(PoolAllocator::new(
+            allocator,
+            pools,
+            app.settings.config.pool.clone(),
+            Arc::new(move |name: &str| pool::spawn_refill(&settings, name)),
+        ))
+    };
+    // Caches and artifacts are served while the stack lives, from the store they share.
+    let services = Arc::new(
+        azlin_services::Services::start(app.settings.services_config())
+            .await
+            .map_err(|e| Failure::with_code(ExitCode::Error, e.to_string()))?,
+    );
+    options.services = Some(services.clone());
+    let manager = Arc::new(SessionManager::new(allocator, session_config(options)));
+    Ok(SessionStack {
+        manager,
+        control,
+        services,
+    })
 }
 
 /// One cache lookup or save in words: `cache build: hit deps-1a2b (12.3 MB)`.

@@ -4,9 +4,13 @@
 
 use crate::app::App;
 use crate::args::WorkerArgs;
+use crate::commands::run::{Plane, base_options, session_stack};
 use crate::failure::Failure;
+use azlin_ci::queue::CiBus;
+use azlin_ci::runner::{Runner, RunnerSettings};
 use azlin_control::{Launcher, NatsBus, NatsSettings, Worker, WorkerSettings};
 use azlin_core::ExitCode;
+use azlin_core::nats::NatsConnection;
 use azlin_remote::keys::ensure_identity;
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,6 +30,8 @@ fn settings(
         concurrency,
         max_attempts,
         ack_wait,
+        runs: _,
+        labels: _,
     } = args;
     if *concurrency == 0 {
         return Err(Failure::usage("--concurrency must be at least 1"));
@@ -60,6 +66,9 @@ pub async fn run(app: &App, args: &WorkerArgs) -> anyhow::Result<ExitCode> {
              AZLIN_NATS_URL (without NATS, `azlin new` runs its own worker)",
         ));
     };
+    if args.runs {
+        return serve_runs(app, args, url, worker_settings, nats_settings).await;
+    }
     // Workers started together on a fresh home race to create the key; ensure_identity
     // makes the loser use the winner's.
     let (identity, _) = ensure_identity(&app.settings.paths.ssh_key())?;
@@ -94,6 +103,56 @@ pub async fn run(app: &App, args: &WorkerArgs) -> anyhow::Result<ExitCode> {
     stop.send_replace(true);
     let _ = janitor.await;
     signals.abort();
+    served?;
+    eprintln!("azlin worker {id}: stopped");
+    Ok(ExitCode::Ok)
+}
+
+/// `azlin worker --runs`: workflow runs off the queue, on this host's session VMs.
+async fn serve_runs(
+    app: &App,
+    args: &WorkerArgs,
+    url: &NatsConnection,
+    worker_settings: WorkerSettings,
+    nats_settings: NatsSettings,
+) -> anyhow::Result<ExitCode> {
+    let bus = CiBus::connect(url, nats_settings).await?;
+    let state = &app.settings.paths.state_dir;
+    let mut options = base_options(app, state.join("logs"));
+    options.max_concurrent = worker_settings.concurrency;
+    let stack = session_stack(app, None, &mut options, Plane::Local).await?;
+    let id = app.launch_settings().worker_id;
+    let runner = Runner::new(
+        bus.clone(),
+        stack.manager.clone(),
+        options.clone(),
+        RunnerSettings {
+            worker: id.clone(),
+            labels: args.labels.clone(),
+            concurrency: worker_settings.concurrency,
+            progress_interval: worker_settings.progress_interval,
+            work_dir: state.join("runs"),
+        },
+    );
+    let labels = if args.labels.is_empty() {
+        String::new()
+    } else {
+        format!(", labels {}", args.labels.join(","))
+    };
+    eprintln!(
+        "azlin worker {id}: running workflow runs from {url} (concurrency {}{labels})",
+        worker_settings.concurrency
+    );
+    let (stop, stopped) = watch::channel(false);
+    let signals = tokio::spawn(async move {
+        crate::commands::events::interrupted().await;
+        eprintln!("azlin worker: stopping; finishing the runs in flight");
+        stop.send_replace(true);
+    });
+    let served = runner.run(stopped).await;
+    signals.abort();
+    stack.shutdown(&mut options).await;
+    bus.control().release().await;
     served?;
     eprintln!("azlin worker {id}: stopped");
     Ok(ExitCode::Ok)

@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used)]
 
 // The run result and `new` arguments the e2e binary uses too.
+mod ci_service;
 #[path = "../e2e/common.rs"]
 mod common;
 mod events;

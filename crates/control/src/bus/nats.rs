@@ -531,9 +531,31 @@ pub struct ServeFeed {
 
 /// One event from the [`ServeFeed`]; [`FedEvent::done`] acknowledges it.
 pub struct FedEvent {
-    /// The event (`None` when it could not be read; it is logged, and `done` skips it).
+    /// The VM event (`None` for a workflow event, and for a VM event that could not be read:
+    /// that one is logged, and `done` skips it).
     pub event: Option<Event>,
     message: jetstream::Message,
+}
+
+impl FedEvent {
+    /// The subject it arrived on.
+    pub fn subject(&self) -> &str {
+        &self.message.subject
+    }
+
+    /// Its payload as sent.
+    pub fn payload(&self) -> &[u8] {
+        &self.message.payload
+    }
+
+    /// Its W3C `traceparent` header, if it carries one.
+    pub fn traceparent(&self) -> Option<&str> {
+        self.message
+            .headers
+            .as_ref()?
+            .get(topology::TRACEPARENT_HEADER)
+            .map(|v| v.as_str())
+    }
 }
 
 impl FedEvent {
@@ -553,8 +575,10 @@ impl ServeFeed {
         loop {
             match self.messages.next().await? {
                 Ok(message) => {
+                    let workflow = message.subject.starts_with("workflow.");
                     let event = match Event::decode(&message.subject, &message.payload) {
                         Ok(event) => Some(event),
+                        Err(_) if workflow => None,
                         Err(e) => {
                             tracing::warn!("skipping an event that cannot be read: {e}");
                             None

@@ -6,7 +6,7 @@
 //! | --- | --- | --- | --- | --- |
 //! | `AZLIN_REQUESTS` | stream | `vm.create.request`, `vm.delete.request` | work queue, file; de-duplicated by request id | requests waiting for a worker: a message leaves the stream when a worker acknowledges it |
 //! | `azlin-workers` | durable pull consumer on `AZLIN_REQUESTS` | all | explicit ack; ack wait + backoff per redelivery, extended by progress; bounded deliveries | the ONE consumer every worker pulls from, so each request goes to one worker at a time |
-//! | `AZLIN_EVENTS` | stream | every event subject of seed 001 (`vm.create.status`, …, `vm.delete.*`) | limits (age), file; de-duplicated | the audit trail (`azlin events`), followed by `azlin new` and `azlin serve` |
+//! | `AZLIN_EVENTS` | stream | every event subject of seed 001 (`vm.create.status`, …, `vm.delete.*`, `pool.vm.*`) and the workflow events (`workflow.run.status`, …, `workflow.step.completed`) | limits (age), file; de-duplicated | the audit trail (`azlin events`), followed by `azlin new` and `azlin serve` |
 //! | `AZLIN_DEAD_LETTERS` | stream | `azlin.dead.<original subject>` | limits (age), file | messages given up on, with reason and attempt count |
 //! | `AZLIN_ADVISORIES` | stream | `$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.AZLIN_REQUESTS.azlin-workers` | work queue, file | the server's notice that a request ran out of deliveries (workers kept dying): kept until a worker's janitor dead-letters the request |
 //! | `azlin-janitor` | durable pull consumer on `AZLIN_ADVISORIES` | all | explicit ack | shared by the janitors of all workers |
@@ -54,6 +54,8 @@ pub const REQUEST_ID_HEADER: &str = "Azlin-Request-Id";
 pub const REASON_HEADER: &str = "Azlin-Reason";
 /// Header of a dead letter: how many deliveries it had.
 pub const ATTEMPTS_HEADER: &str = "Azlin-Attempts";
+/// The W3C trace context a message belongs to (from a webhook to the step events).
+pub const TRACEPARENT_HEADER: &str = "traceparent";
 
 /// The subject the server announces a request that ran out of deliveries on.
 pub fn max_deliveries_advisory() -> String {
@@ -142,7 +144,11 @@ impl NatsSettings {
         StreamConfig {
             name: EVENTS_STREAM.to_string(),
             description: Some("azlin: every event (the audit trail)".into()),
-            subjects: subject::EVENTS.iter().map(|s| s.to_string()).collect(),
+            subjects: subject::EVENTS
+                .iter()
+                .chain(&subject::WORKFLOW_EVENTS)
+                .map(|s| s.to_string())
+                .collect(),
             retention: RetentionPolicy::Limits,
             storage: StorageType::File,
             discard: DiscardPolicy::Old,

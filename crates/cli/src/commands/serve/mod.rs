@@ -1,11 +1,15 @@
 //! `azlin serve`: follows the events into the state store and keeps `deployment-state.yaml`
-//! current; with `--listen ADDR`, answers `GET /healthz` and `GET /vms` (JSON). With warm pools
-//! configured, it is also their keeper; with `[vm] idle_stop_minutes`, it stops idle VMs. It runs the cache and artifact services for as long
-//! as it runs, shared by the workflow runs it serves.
+//! current; with `--listen ADDR`, answers `GET /healthz` and `GET /vms` (JSON), `GET /metrics`,
+//! and takes GitHub webhooks (`POST /webhook`) whose runs it queues for `azlin worker --runs`
+//! and whose results it posts back to GitHub (see [`ci`]). With warm pools configured, it is
+//! also their keeper; with `[vm] idle_stop_minutes`, it stops idle VMs. It runs the cache and
+//! artifact services for as long as it runs, shared by the workflow runs it serves.
 //!
 //! With NATS it follows the events stream through a durable consumer, so a restarted `serve`
 //! goes on where it stopped. In-process, the events are recorded by the commands that produce
 //! them (in the SQLite store), and `serve` keeps the state file and the HTTP view current.
+
+mod ci;
 
 use crate::app::App;
 use crate::args::ServeArgs;
@@ -15,6 +19,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
+use azlin_ci::queue::CiBus;
 use azlin_control::bus::nats::ServeFeed;
 use azlin_control::{NatsBus, Orchestrator, StateStore};
 use azlin_core::ExitCode;
@@ -91,20 +96,26 @@ pub async fn run(app: &App, args: &ServeArgs) -> anyhow::Result<ExitCode> {
         started_at: azlin_core::now_rfc3339(),
         services_port: services.port(),
     });
+    let (stop, stopped_rx) = watch::channel(false);
+    let mut stopped = stopped_rx.clone();
     // Connect (and fail) before serving anything. The durable feed is set up before
     // "recording events" is announced: it delivers only events published after its creation,
     // so announcing first lost the events of a launch started right after the announcement.
     let feed = match &app.settings.nats {
         Some(nats) => {
-            let bus = NatsBus::connect_with(nats, app.nats_settings()).await?;
+            let bus = Arc::new(NatsBus::connect_with(nats, app.nats_settings()).await?);
             let feed = bus.serve_feed().await?;
-            Some((bus, feed))
+            Some((CiBus::on(bus).await?, feed))
         }
         None => None,
     };
+    let ci = ci::Ci::start(
+        app,
+        feed.as_ref().map(|(bus, _)| bus.clone()),
+        stopped_rx.clone(),
+    )?;
     orchestrator.write_state().await?;
 
-    let (stop, mut stopped) = watch::channel(false);
     tokio::spawn(async move {
         crate::commands::events::interrupted().await;
         stop.send_replace(true);
@@ -120,7 +131,8 @@ pub async fn run(app: &App, args: &ServeArgs) -> anyhow::Result<ExitCode> {
             let router = axum::Router::new()
                 .route("/healthz", get(healthz))
                 .route("/vms", get(vms))
-                .with_state(shared.clone());
+                .with_state(shared.clone())
+                .merge(ci.service.routes());
             let mut stopped = stopped.clone();
             Some(tokio::spawn(async move {
                 let shutdown = async move {
@@ -143,13 +155,14 @@ pub async fn run(app: &App, args: &ServeArgs) -> anyhow::Result<ExitCode> {
     let follow = async {
         match feed {
             Some((_bus, mut feed)) => {
-                follow_nats(&mut feed, &orchestrator, &shared, &mut stopped).await
+                follow_nats(&mut feed, &orchestrator, &shared, &ci, &mut stopped).await
             }
             None => follow_store(&orchestrator, &shared, &mut stopped).await,
         }
     };
     let (followed, ()) = tokio::join!(follow, idle);
     followed?;
+    ci.stop().await;
     if let Some(http) = http {
         http.await??;
     }
@@ -168,6 +181,7 @@ async fn follow_nats(
     feed: &mut ServeFeed,
     orchestrator: &Orchestrator,
     shared: &Shared,
+    ci: &ci::Ci,
     stopped: &mut watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let mut dirty = false;
@@ -182,7 +196,16 @@ async fn follow_nats(
             _ = stopped.wait_for(|stop| *stop) => break,
         };
         let Some(fed) = next else { break };
+        if let (Some(reporter), Some(run_event)) = (&ci.reporter, ci::run_event(&fed)) {
+            if let Err(e) = reporter.handle(&run_event).await {
+                // Not acknowledged: the event comes again.
+                tracing::warn!("reporting {}: {e}", run_event.subject());
+                continue;
+            }
+            shared.recorded.fetch_add(1, Ordering::Relaxed);
+        }
         if let Some(event) = &fed.event {
+            ci.service.vm_event(event);
             if let Err(e) = orchestrator.store().apply(event).await {
                 // Not acknowledged: the event comes again.
                 tracing::warn!("recording {}: {e}", event.subject());

@@ -1,0 +1,339 @@
+//! `azlin serve` as a CI service: signed GitHub webhooks in, runs queued on NATS for two
+//! `azlin worker --runs` processes, check runs back in the GitHub test double, metrics.
+
+use crate::support::*;
+use azlin_testkit::NatsServer;
+use azlin_testkit::github_double::GitHubDouble;
+use nix::sys::signal::Signal;
+use serde_json::{Value, json};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+const SECRET: &str = "webhook-secret-for-tests";
+const TOKEN: &str = "ghs_serve_test_token";
+
+const CI: &str = r#"name: CI
+on:
+  push:
+    branches: [main]
+jobs:
+  build:
+    runs-on: ubuntu-latest
+    steps:
+      - run: echo "building $GITHUB_SHA"
+      - run: echo "**built on azlin**" >> "$GITHUB_STEP_SUMMARY"
+  broken:
+    runs-on: ubuntu-latest
+    steps:
+      - run: exit 3
+"#;
+const GPU: &str = r#"name: GPU
+on: push
+jobs:
+  train:
+    runs-on: [self-hosted, gpu]
+    steps:
+      - run: echo trained
+"#;
+const DOCS: &str = r#"name: Docs
+on:
+  push:
+    paths: ['docs/**']
+jobs:
+  docs:
+    runs-on: ubuntu-latest
+    steps:
+      - run: echo docs
+"#;
+const RELEASE: &str = r#"name: Release
+on:
+  push:
+    tags: ['v*']
+jobs:
+  release:
+    runs-on: ubuntu-latest
+    steps:
+      - run: echo release
+"#;
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "t")
+        .env("GIT_AUTHOR_EMAIL", "t@example.com")
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@example.com")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "git {args:?}: {out:?}");
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// `octo/app` under `root` with the workflows above committed on `main`; returns the commit.
+fn repository(root: &Path) -> String {
+    let repo = root.join("octo/app");
+    std::fs::create_dir_all(repo.join(".github/workflows")).unwrap();
+    std::fs::create_dir_all(repo.join("src")).unwrap();
+    for (name, text) in [
+        ("ci.yml", CI),
+        ("gpu.yml", GPU),
+        ("docs.yml", DOCS),
+        ("release.yaml", RELEASE),
+    ] {
+        std::fs::write(repo.join(".github/workflows").join(name), text).unwrap();
+    }
+    std::fs::write(repo.join("src/main.rs"), "fn main() {}\n").unwrap();
+    git(&repo, &["init", "-q", "-b", "main"]);
+    git(&repo, &["add", "."]);
+    git(&repo, &["commit", "-q", "-m", "first"]);
+    git(&repo, &["rev-parse", "HEAD"])
+}
+
+fn push_payload(sha: &str) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "ref": "refs/heads/main",
+        "before": "0".repeat(40),
+        "after": sha,
+        "created": false,
+        "deleted": false,
+        "forced": false,
+        "repository": {
+            "full_name": "octo/app",
+            "name": "app",
+            "owner": { "login": "octo" },
+            "default_branch": "main",
+            "clone_url": "https://github.com/octo/app.git"
+        },
+        "pusher": { "name": "octocat" },
+        "sender": { "login": "octocat" },
+        "head_commit": {
+            "id": sha,
+            "message": "change the code",
+            "added": [], "removed": [], "modified": ["src/main.rs"]
+        },
+        "commits": [{
+            "id": sha,
+            "message": "change the code",
+            "added": [], "removed": [], "modified": ["src/main.rs"]
+        }]
+    }))
+    .unwrap()
+}
+
+fn deliver(
+    addr: &str,
+    id: &str,
+    event: &str,
+    body: &[u8],
+    signature: Option<&str>,
+) -> (u16, String) {
+    let signed = azlin_ci::webhook::sign(SECRET.as_bytes(), body);
+    let mut headers = vec![
+        ("X-GitHub-Event", event),
+        ("X-GitHub-Delivery", id),
+        ("Content-Type", "application/json"),
+    ];
+    match signature {
+        Some("") => {}
+        Some(other) => headers.push(("X-Hub-Signature-256", other)),
+        None => headers.push(("X-Hub-Signature-256", &signed)),
+    }
+    http_request(addr, "POST", "/webhook", &headers, body)
+}
+
+/// The metric samples of `/metrics`, by name and labels.
+fn metric(addr: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let (status, text) = http_get(addr, "/metrics");
+    assert_eq!(status, 200);
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).unwrap();
+    scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == name)
+        .filter(|s| labels.iter().all(|(k, v)| s.labels.get(k) == Some(v)))
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            _ => 0.0,
+        })
+        .sum()
+}
+
+fn config(azlin: &Azlin, extra: &str) {
+    let dir = azlin.home.path().join(".config/azlin");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("config.toml"),
+        format!("provider = \"sim\"\n{extra}"),
+    )
+    .unwrap();
+}
+
+fn runner(url: &str, flags: &[&str]) -> (Azlin, Proc) {
+    let azlin = Azlin::new();
+    config(&azlin, "");
+    let mut args = vec!["worker", "--runs", "--nats", url];
+    args.extend_from_slice(flags);
+    let worker = azlin.spawn(&args);
+    worker.wait_for_stderr("running workflow runs", Duration::from_secs(60));
+    (azlin, worker)
+}
+
+#[test]
+fn push_webhooks_run_matching_workflows_on_runners_and_post_check_runs() {
+    let nats = NatsServer::start().unwrap();
+    let url = nats.url();
+    let github = GitHubDouble::start().with_token(TOKEN);
+    let git_root = tempfile::tempdir().unwrap();
+    let sha = repository(git_root.path());
+
+    let server = Azlin::new();
+    let secrets = tempfile::tempdir().unwrap();
+    std::fs::write(secrets.path().join("secret"), format!("{SECRET}\n")).unwrap();
+    std::fs::write(secrets.path().join("token"), TOKEN).unwrap();
+    config(
+        &server,
+        &format!(
+            "[serve]\nwebhook_secret_file = \"{}\"\ntoken_file = \"{}\"\nrepo_url = \"file://{}/{{repository}}\"\napi_url = \"{}\"\n",
+            secrets.path().join("secret").display(),
+            secrets.path().join("token").display(),
+            git_root.path().display(),
+            github.url()
+        ),
+    );
+    let serve = server.spawn(&["serve", "--listen", "127.0.0.1:0", "--nats", &url]);
+    let err = serve.wait_for_stderr("recording events", Duration::from_secs(30));
+    let addr = err
+        .split("listening on http://")
+        .nth(1)
+        .and_then(|rest| rest.lines().next())
+        .unwrap()
+        .to_string();
+    let (gpu_home, gpu) = runner(&url, &["--labels", "gpu"]);
+    let (plain_home, plain) = runner(&url, &[]);
+    let gpu_id = gpu
+        .stderr()
+        .split("azlin worker ")
+        .nth(1)
+        .and_then(|rest| rest.split(':').next())
+        .unwrap()
+        .to_string();
+
+    // Refused: no signature, a wrong one; nothing is queued.
+    let body = push_payload(&sha);
+    assert_eq!(deliver(&addr, "d-unsigned", "push", &body, Some("")).0, 401);
+    let forged = azlin_ci::webhook::sign(b"not the secret", &body);
+    assert_eq!(
+        deliver(&addr, "d-forged", "push", &body, Some(&forged)).0,
+        401
+    );
+    assert_eq!(
+        deliver(&addr, "d-ping", "ping", b"{\"zen\":\"hi\"}", None).0,
+        200
+    );
+
+    let (status, answer) = deliver(&addr, "d-push-1", "push", &body, None);
+    assert_eq!(status, 202, "{answer}");
+    let runs = eventually(
+        Duration::from_secs(120),
+        "three completed check runs",
+        || {
+            let runs = github.check_runs();
+            (runs.len() == 3 && runs.iter().all(|r| r.status == "completed")).then_some(runs)
+        },
+    );
+    let conclusion = |name: &str| {
+        let run = runs
+            .iter()
+            .find(|r| r.name == name)
+            .unwrap_or_else(|| panic!("{name}: {runs:?}"));
+        assert_eq!(run.head_sha, sha);
+        assert_eq!(run.repo, "octo/app");
+        assert_eq!(run.conclusions_posted, 1, "{run:?}");
+        run.conclusion.clone().unwrap()
+    };
+    assert_eq!(conclusion("build"), "success");
+    assert_eq!(conclusion("broken"), "failure");
+    assert_eq!(conclusion("train"), "success");
+    let build = runs.iter().find(|r| r.name == "build").unwrap();
+    assert!(
+        build
+            .output
+            .summary
+            .as_deref()
+            .unwrap_or_default()
+            .contains("success"),
+        "{:?}",
+        build.output
+    );
+    assert!(
+        build
+            .output
+            .text
+            .as_deref()
+            .unwrap_or_default()
+            .contains("built on azlin"),
+        "{:?}",
+        build.output
+    );
+
+    // A replay of the delivery runs nothing again; the job needing `gpu` ran on the runner
+    // that serves it; the docs and release workflows never ran.
+    let (status, answer) = deliver(&addr, "d-push-1", "push", &body, None);
+    assert_eq!(status, 200, "{answer}");
+    assert!(answer.contains("taken before"), "{answer}");
+    let events = server.events(&url);
+    let started: Vec<&Value> = of(&events, "workflow.job.started");
+    assert_eq!(started.len(), 3, "{started:#?}");
+    let train = started
+        .iter()
+        .find(|e| e["payload"]["job"] == "train")
+        .unwrap();
+    assert_eq!(train["payload"]["worker"], gpu_id.as_str());
+    let workflows: Vec<&str> = of(&events, "workflow.run.status")
+        .iter()
+        .map(|e| e["payload"]["run_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(workflows.len(), 2, "{workflows:?}");
+    assert_eq!(of(&events, "workflow.run.failed").len(), 1);
+    assert_eq!(of(&events, "workflow.run.complete").len(), 1);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(github.check_runs().len(), 3);
+
+    // The metrics parse, and count what happened.
+    let delivered = |outcome| {
+        metric(
+            &addr,
+            "azlin_webhook_deliveries_total",
+            &[("event", "push"), ("outcome", outcome)],
+        )
+    };
+    assert_eq!(delivered("queued"), 1.0);
+    assert_eq!(delivered("duplicate"), 1.0);
+    assert_eq!(delivered("refused"), 2.0);
+    eventually(Duration::from_secs(20), "runs counted", || {
+        (metric(&addr, "azlin_runs_total", &[("result", "success")]) == 1.0
+            && metric(&addr, "azlin_runs_total", &[("result", "failure")]) == 1.0)
+            .then_some(())
+    });
+    assert_eq!(metric(&addr, "azlin_runs_queued_total", &[]), 2.0);
+    assert_eq!(
+        metric(&addr, "azlin_job_start_latency_seconds_count", &[]),
+        3.0
+    );
+    assert_eq!(metric(&addr, "azlin_runners", &[]), 2.0);
+    assert_eq!(metric(&addr, "azlin_run_queue_depth", &[]), 0.0);
+
+    for process in [&gpu, &plain, &serve] {
+        process.signal(Signal::SIGTERM);
+    }
+    for process in [gpu, plain, serve] {
+        process.wait(Duration::from_secs(30)).expect(0);
+    }
+    // Every session VM went back.
+    assert_eq!(gpu_home.sim_vms().len(), 0);
+    assert_eq!(plain_home.sim_vms().len(), 0);
+}
