@@ -1,6 +1,6 @@
 //! `azlin cleanup [--dry-run]`: removes what crashes left behind, and only what azlin provably
-//! made: the resources recorded as orphans when a delete failed, local VMs that no record
-//! names (a create killed half-way), Azure resources whose VM is gone, and the networks of
+//! made: the resources recorded as orphans when a delete failed, the VMs of workflow sessions
+//! whose process was killed, local VMs that no record names (a create killed half-way), Azure resources whose VM is gone, and the networks of
 //! nspawn VMs whose folder is gone.
 
 use crate::app::App;
@@ -10,6 +10,8 @@ use azlin_control::orphans::{
     Retry, abandoned_requests, delete_with_retry, forget_mark, requests_under_way,
 };
 use azlin_core::{ExitCode, ProviderKind, VmName, VmProvider};
+use azlin_workflow::SessionState;
+use azlin_workflow::session::SessionStore;
 use std::collections::BTreeSet;
 
 /// Runs `azlin cleanup`.
@@ -49,6 +51,8 @@ pub async fn run(app: &App, args: &CleanupArgs) -> anyhow::Result<ExitCode> {
     if !dry_run {
         orphans.replace(&remaining)?;
     }
+
+    reclaim_sessions(app, dry_run, &mut removed, &mut failed).await?;
 
     // Launches whose process was killed outright (their records say "creating" forever).
     let store = app.store()?;
@@ -159,6 +163,48 @@ pub async fn run(app: &App, args: &CleanupArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::Error
     })
+}
+
+/// Deletes the VMs of workflow sessions whose process was killed (an `azlin run` or a runner
+/// worker): nothing else would ever release them. Their records end as released.
+pub async fn reclaim_sessions(
+    app: &App,
+    dry_run: bool,
+    removed: &mut Vec<String>,
+    failed: &mut Vec<String>,
+) -> anyhow::Result<()> {
+    let sessions = SessionStore::new(app.settings.paths.state_dir.join("sessions"));
+    let store = app.store()?;
+    for mut record in sessions.list()?.into_iter().filter(|r| r.abandoned()) {
+        let Some(vm) = record.vm.clone() else {
+            continue;
+        };
+        let what = format!(
+            "{} VM '{}' of session {} (its process was killed)",
+            vm.provider, vm.name, record.id
+        );
+        let (Ok(kind), Ok(name)) = (vm.provider.parse::<ProviderKind>(), VmName::parse(&vm.name))
+        else {
+            failed.push(format!("{what}: not a VM azlin can name"));
+            continue;
+        };
+        let before = failed.len();
+        match app.providers.provider(kind) {
+            Ok(provider) => {
+                delete_found(provider.as_ref(), &name, what, dry_run, removed, failed).await
+            }
+            Err(e) => failed.push(format!("{what}: {e}")),
+        }
+        if dry_run || failed.len() > before {
+            continue;
+        }
+        if let Err(e) = store.forget(&name).await {
+            tracing::warn!("forgetting VM {name}: {e}");
+        }
+        record.enter(SessionState::Released, "its process was killed; VM deleted by cleanup");
+        sessions.save(&record)?;
+    }
+    Ok(())
 }
 
 /// Deletes VM `name` that cleanup found (`what` says how) and notes what went in `removed`,

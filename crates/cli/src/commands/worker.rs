@@ -4,6 +4,7 @@
 
 use crate::app::App;
 use crate::args::WorkerArgs;
+use crate::commands::cleanup::reclaim_sessions;
 use crate::commands::run::{Plane, base_options, session_stack};
 use crate::failure::Failure;
 use azlin_ci::queue::CiBus;
@@ -117,6 +118,15 @@ async fn serve_runs(
     nats_settings: NatsSettings,
 ) -> anyhow::Result<ExitCode> {
     let bus = CiBus::connect(url, nats_settings).await?;
+    // The session VMs of a runner that was killed here are released before new runs start.
+    let (mut removed, mut failed) = (Vec::new(), Vec::new());
+    reclaim_sessions(app, false, &mut removed, &mut failed).await?;
+    for what in removed {
+        eprintln!("azlin worker: removed {what}");
+    }
+    for what in failed {
+        eprintln!("⚠ azlin worker: could not remove {what}");
+    }
     let state = &app.settings.paths.state_dir;
     let mut options = base_options(app, state.join("logs"));
     options.max_concurrent = worker_settings.concurrency;

@@ -71,17 +71,13 @@ fn git(dir: &Path, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
-/// `octo/app` under `root` with the workflows above committed on `main`; returns the commit.
-fn repository(root: &Path) -> String {
+/// `octo/app` under `root` with `workflows` (file name, text) committed on `main`; returns
+/// the commit.
+fn repository(root: &Path, workflows: &[(&str, &str)]) -> String {
     let repo = root.join("octo/app");
     std::fs::create_dir_all(repo.join(".github/workflows")).unwrap();
     std::fs::create_dir_all(repo.join("src")).unwrap();
-    for (name, text) in [
-        ("ci.yml", CI),
-        ("gpu.yml", GPU),
-        ("docs.yml", DOCS),
-        ("release.yaml", RELEASE),
-    ] {
+    for (name, text) in workflows {
         std::fs::write(repo.join(".github/workflows").join(name), text).unwrap();
     }
     std::fs::write(repo.join("src/main.rs"), "fn main() {}\n").unwrap();
@@ -172,24 +168,53 @@ fn config(azlin: &Azlin, extra: &str) {
     .unwrap();
 }
 
+/// A runner worker in its own installation.
 fn runner(url: &str, flags: &[&str]) -> (Azlin, Proc) {
     let azlin = Azlin::new();
     config(&azlin, "");
+    let worker = start_runner(&azlin, url, flags);
+    (azlin, worker)
+}
+
+fn start_runner(azlin: &Azlin, url: &str, flags: &[&str]) -> Proc {
     let mut args = vec!["worker", "--runs", "--nats", url];
     args.extend_from_slice(flags);
     let worker = azlin.spawn(&args);
     worker.wait_for_stderr("running workflow runs", Duration::from_secs(60));
-    (azlin, worker)
+    worker
 }
 
-#[test]
-fn push_webhooks_run_matching_workflows_on_runners_and_post_check_runs() {
+/// The id a runner worker announced.
+fn runner_id(worker: &Proc) -> String {
+    worker
+        .stderr()
+        .split("azlin worker ")
+        .nth(1)
+        .and_then(|rest| rest.split(':').next())
+        .unwrap()
+        .to_string()
+}
+
+/// nats-server, the GitHub double, a repository with `workflows`, and `azlin serve` taking
+/// its webhooks (`[serve]` as below, plus `extra`).
+struct Service {
+    _nats: NatsServer,
+    url: String,
+    github: GitHubDouble,
+    _git_root: tempfile::TempDir,
+    sha: String,
+    server: Azlin,
+    _secrets: tempfile::TempDir,
+    serve: Proc,
+    addr: String,
+}
+
+fn service(workflows: &[(&str, &str)], extra: &str) -> Service {
     let nats = NatsServer::start().unwrap();
     let url = nats.url();
     let github = GitHubDouble::start().with_token(TOKEN);
     let git_root = tempfile::tempdir().unwrap();
-    let sha = repository(git_root.path());
-
+    let sha = repository(git_root.path(), workflows);
     let server = Azlin::new();
     let secrets = tempfile::tempdir().unwrap();
     std::fs::write(secrets.path().join("secret"), format!("{SECRET}\n")).unwrap();
@@ -197,7 +222,7 @@ fn push_webhooks_run_matching_workflows_on_runners_and_post_check_runs() {
     config(
         &server,
         &format!(
-            "[serve]\nwebhook_secret_file = \"{}\"\ntoken_file = \"{}\"\nrepo_url = \"file://{}/{{repository}}\"\napi_url = \"{}\"\n",
+            "[serve]\nwebhook_secret_file = \"{}\"\ntoken_file = \"{}\"\nrepo_url = \"file://{}/{{repository}}\"\napi_url = \"{}\"\n{extra}",
             secrets.path().join("secret").display(),
             secrets.path().join("token").display(),
             git_root.path().display(),
@@ -212,15 +237,43 @@ fn push_webhooks_run_matching_workflows_on_runners_and_post_check_runs() {
         .and_then(|rest| rest.lines().next())
         .unwrap()
         .to_string();
+    Service {
+        _nats: nats,
+        url,
+        github,
+        _git_root: git_root,
+        sha,
+        server,
+        _secrets: secrets,
+        serve,
+        addr,
+    }
+}
+
+#[test]
+fn push_webhooks_run_matching_workflows_on_runners_and_post_check_runs() {
+    let Service {
+        url,
+        github,
+        sha,
+        server,
+        serve,
+        addr,
+        _nats,
+        _git_root,
+        _secrets,
+    } = service(
+        &[
+            ("ci.yml", CI),
+            ("gpu.yml", GPU),
+            ("docs.yml", DOCS),
+            ("release.yaml", RELEASE),
+        ],
+        "",
+    );
     let (gpu_home, gpu) = runner(&url, &["--labels", "gpu"]);
     let (plain_home, plain) = runner(&url, &[]);
-    let gpu_id = gpu
-        .stderr()
-        .split("azlin worker ")
-        .nth(1)
-        .and_then(|rest| rest.split(':').next())
-        .unwrap()
-        .to_string();
+    let gpu_id = runner_id(&gpu);
 
     // Refused: no signature, a wrong one; nothing is queued.
     let body = push_payload(&sha);
@@ -336,4 +389,90 @@ fn push_webhooks_run_matching_workflows_on_runners_and_post_check_runs() {
     // Every session VM went back.
     assert_eq!(gpu_home.sim_vms().len(), 0);
     assert_eq!(plain_home.sim_vms().len(), 0);
+}
+
+#[test]
+fn a_run_whose_runner_is_killed_completes_once_on_another_and_leaks_no_vm() {
+    let marks = tempfile::tempdir().unwrap();
+    let m = marks.path().display();
+    let slow = format!(
+        "name: Slow\non: push\njobs:\n  slow:\n    runs-on: ubuntu-latest\n    steps:\n      \
+         - run: touch {m}/started-$$; while [ ! -f {m}/go ]; do sleep 0.1; done\n      \
+         - run: echo finished\n"
+    );
+    let Service {
+        url,
+        github,
+        sha,
+        server,
+        serve,
+        addr,
+        _nats,
+        _git_root,
+        _secrets,
+    } = service(&[("slow.yml", &slow)], "");
+    let (first_home, first) = runner(&url, &["--ack-wait", "2"]);
+    let (second_home, second) = runner(&url, &["--ack-wait", "2"]);
+    let ids = [runner_id(&first), runner_id(&second)];
+
+    assert_eq!(deliver(&addr, "d-slow", "push", &push_payload(&sha), None).0, 202);
+    eventually(Duration::from_secs(60), "the step to start", || {
+        std::fs::read_dir(marks.path())
+            .unwrap()
+            .next()
+            .is_some()
+            .then_some(())
+    });
+    let taken = eventually(Duration::from_secs(20), "the run's taker", || {
+        let events = server.events(&url);
+        of(&events, "workflow.run.status")
+            .first()
+            .map(|e| e["payload"]["worker"].as_str().unwrap().to_string())
+    });
+    let (mut victim, victim_home, survivor, survivor_home) = if taken == ids[0] {
+        (first, first_home, second, second_home)
+    } else {
+        assert_eq!(taken, ids[1]);
+        (second, second_home, first, first_home)
+    };
+    victim.kill9();
+    std::fs::write(marks.path().join("go"), "").unwrap();
+
+    let run = eventually(Duration::from_secs(90), "the check run to complete", || {
+        let runs = github.check_runs();
+        runs.first()
+            .filter(|r| r.status == "completed")
+            .cloned()
+    });
+    assert_eq!(run.conclusion.as_deref(), Some("success"), "{run:?}");
+    assert_eq!(run.conclusions_posted, 1);
+    let events = server.events(&url);
+    let takers: Vec<&str> = of(&events, "workflow.run.status")
+        .iter()
+        .map(|e| e["payload"]["worker"].as_str().unwrap())
+        .collect();
+    assert_eq!(takers.len(), 2, "{takers:?}");
+    assert_ne!(takers[0], takers[1]);
+    assert_eq!(of(&events, "workflow.run.complete").len(), 1);
+    assert!(of(&events, "workflow.run.failed").is_empty());
+    assert_eq!(of(&events, "workflow.job.completed").len(), 1);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(github.check_runs().len(), 1);
+    assert_eq!(
+        metric(&addr, "azlin_runs_total", &[("result", "success")]),
+        1.0
+    );
+
+    // The killed runner's session VM is released when a runner starts again on its host.
+    assert_eq!(victim_home.sim_vms().len(), 1);
+    let restarted = start_runner(&victim_home, &url, &[]);
+    assert!(restarted.stderr().contains("removed sim VM"), "{}", restarted.stderr());
+    assert_eq!(victim_home.sim_vms().len(), 0);
+    for process in [&restarted, &survivor, &serve] {
+        process.signal(Signal::SIGTERM);
+    }
+    for process in [restarted, survivor, serve] {
+        process.wait(Duration::from_secs(30)).expect(0);
+    }
+    assert_eq!(survivor_home.sim_vms().len(), 0);
 }

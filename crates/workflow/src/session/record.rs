@@ -98,6 +98,9 @@ pub struct SessionRecord {
     pub updated_at: String,
     /// Every state it entered, in order.
     pub history: Vec<Snapshot>,
+    /// The process that holds it (a session whose process died holds its VM for nobody).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
 }
 
 impl SessionRecord {
@@ -120,7 +123,18 @@ impl SessionRecord {
                 at: now,
                 note: "session created".to_string(),
             }],
+            pid: Some(std::process::id()),
         }
+    }
+
+    /// Whether its VM was abandoned: the session has not ended and the process that held it
+    /// is gone (killed), so nothing will ever release the VM.
+    pub fn abandoned(&self) -> bool {
+        let ended = matches!(self.state, SessionState::Released | SessionState::Kept);
+        let holder_alive = self
+            .pid
+            .is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
+        !ended && self.vm.is_some() && !holder_alive
     }
 
     /// Moves to `state`, recording a snapshot.
