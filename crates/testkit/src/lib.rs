@@ -21,6 +21,7 @@ pub mod conformance;
 pub mod git_server;
 pub mod github_double;
 pub mod nats;
+pub mod netns;
 pub mod pki;
 pub mod stub_az;
 

@@ -56,6 +56,9 @@ pub struct ServerOptions {
     pub files: Vec<(String, String)>,
     /// Environment of the server process: the config's `$VARIABLES`.
     pub env: Vec<(String, String)>,
+    /// The address it listens on: loopback unless a test's own link is named (the host end
+    /// of a [`crate::netns::Lan`], for clients in other network namespaces).
+    pub address: Option<Ipv4Addr>,
 }
 
 impl ServerOptions {
@@ -166,9 +169,13 @@ impl NatsServer {
         self.dir.path()
     }
 
-    /// `nats://127.0.0.1:PORT`.
+    /// `nats://ADDRESS:PORT` (`127.0.0.1` unless [`ServerOptions::address`] says otherwise).
     pub fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
+        format!("nats://{}:{}", self.address(), self.port)
+    }
+
+    fn address(&self) -> Ipv4Addr {
+        self.options.address.unwrap_or(Ipv4Addr::LOCALHOST)
     }
 
     /// The port it listens on (the same across restarts).
@@ -202,8 +209,9 @@ impl NatsServer {
             std::fs::write(self.dir.path().join(name), contents)?;
         }
         let config = format!(
-            "# Written by azlin-testkit.\nlisten: 127.0.0.1:{port}\nserver_name: azlin-test-{port}\n\
+            "# Written by azlin-testkit.\nlisten: {address}:{port}\nserver_name: azlin-test-{port}\n\
              jetstream {{\n    store_dir: {store:?}{sync}\n}}\n{cluster}\n{extra}\n",
+            address = self.address(),
             port = self.port,
             store = self.store_dir().display().to_string(),
             cluster = self.cluster,
@@ -243,7 +251,7 @@ impl NatsServer {
                 )));
             }
             if ready_lines(&log) > ready_before
-                && TcpStream::connect((Ipv4Addr::LOCALHOST, self.port)).is_ok()
+                && TcpStream::connect((self.address(), self.port)).is_ok()
             {
                 return Ok(());
             }

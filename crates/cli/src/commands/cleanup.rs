@@ -201,7 +201,10 @@ pub async fn reclaim_sessions(
         if let Err(e) = store.forget(&name).await {
             tracing::warn!("forgetting VM {name}: {e}");
         }
-        record.enter(SessionState::Released, "its process was killed; VM deleted by cleanup");
+        record.enter(
+            SessionState::Released,
+            "its process was killed; VM deleted by cleanup",
+        );
         sessions.save(&record)?;
     }
     Ok(())

@@ -1,9 +1,11 @@
 //! `azlin serve` as a CI service: signed GitHub webhooks in, runs queued on NATS for two
-//! `azlin worker --runs` processes, check runs back in the GitHub test double, metrics.
+//! `azlin worker --runs` processes, each on its own host (a network namespace that reaches
+//! nothing but the NATS server), check runs back in the GitHub test double, metrics.
 
 use crate::support::*;
-use azlin_testkit::NatsServer;
 use azlin_testkit::github_double::GitHubDouble;
+use azlin_testkit::netns::{Host, Lan};
+use azlin_testkit::{NatsServer, ServerOptions};
 use nix::sys::signal::Signal;
 use serde_json::{Value, json};
 use std::path::Path;
@@ -168,18 +170,19 @@ fn config(azlin: &Azlin, extra: &str) {
     .unwrap();
 }
 
-/// A runner worker in its own installation.
-fn runner(url: &str, flags: &[&str]) -> (Azlin, Proc) {
+/// A runner worker in its own installation, on its own host.
+fn runner(lan: &mut Lan, url: &str, flags: &[&str]) -> (Azlin, Host, Proc) {
     let azlin = Azlin::new();
     config(&azlin, "");
-    let worker = start_runner(&azlin, url, flags);
-    (azlin, worker)
+    let host = lan.host().unwrap();
+    let worker = start_runner(&azlin, &host, url, flags);
+    (azlin, host, worker)
 }
 
-fn start_runner(azlin: &Azlin, url: &str, flags: &[&str]) -> Proc {
+fn start_runner(azlin: &Azlin, host: &Host, url: &str, flags: &[&str]) -> Proc {
     let mut args = vec!["worker", "--runs", "--nats", url];
     args.extend_from_slice(flags);
-    let worker = azlin.spawn(&args);
+    let worker = azlin.spawn_on(Some(host), &args, &[]);
     worker.wait_for_stderr("running workflow runs", Duration::from_secs(60));
     worker
 }
@@ -195,8 +198,8 @@ fn runner_id(worker: &Proc) -> String {
         .to_string()
 }
 
-/// nats-server, the GitHub double, a repository with `workflows`, and `azlin serve` taking
-/// its webhooks (`[serve]` as below, plus `extra`).
+/// nats-server on the LAN's host address, the GitHub double, a repository with `workflows`, and
+/// `azlin serve` taking its webhooks (`[serve]` as below, plus `extra`), on this machine.
 struct Service {
     _nats: NatsServer,
     url: String,
@@ -209,8 +212,12 @@ struct Service {
     addr: String,
 }
 
-fn service(workflows: &[(&str, &str)], extra: &str) -> Service {
-    let nats = NatsServer::start().unwrap();
+fn service(lan: &Lan, workflows: &[(&str, &str)], extra: &str) -> Service {
+    let nats = NatsServer::start_options(ServerOptions {
+        address: Some(lan.gateway()),
+        ..ServerOptions::default()
+    })
+    .unwrap();
     let url = nats.url();
     let github = GitHubDouble::start().with_token(TOKEN);
     let git_root = tempfile::tempdir().unwrap();
@@ -252,6 +259,7 @@ fn service(workflows: &[(&str, &str)], extra: &str) -> Service {
 
 #[test]
 fn push_webhooks_run_matching_workflows_on_runners_and_post_check_runs() {
+    let mut lan = Lan::new().unwrap();
     let Service {
         url,
         github,
@@ -263,6 +271,7 @@ fn push_webhooks_run_matching_workflows_on_runners_and_post_check_runs() {
         _git_root,
         _secrets,
     } = service(
+        &lan,
         &[
             ("ci.yml", CI),
             ("gpu.yml", GPU),
@@ -271,8 +280,8 @@ fn push_webhooks_run_matching_workflows_on_runners_and_post_check_runs() {
         ],
         "",
     );
-    let (gpu_home, gpu) = runner(&url, &["--labels", "gpu"]);
-    let (plain_home, plain) = runner(&url, &[]);
+    let (gpu_home, _gpu_host, gpu) = runner(&mut lan, &url, &["--labels", "gpu"]);
+    let (plain_home, _plain_host, plain) = runner(&mut lan, &url, &[]);
     let gpu_id = runner_id(&gpu);
 
     // Refused: no signature, a wrong one; nothing is queued.
@@ -400,6 +409,7 @@ fn a_run_whose_runner_is_killed_completes_once_on_another_and_leaks_no_vm() {
          - run: touch {m}/started-$$; while [ ! -f {m}/go ]; do sleep 0.1; done\n      \
          - run: echo finished\n"
     );
+    let mut lan = Lan::new().unwrap();
     let Service {
         url,
         github,
@@ -410,12 +420,15 @@ fn a_run_whose_runner_is_killed_completes_once_on_another_and_leaks_no_vm() {
         _nats,
         _git_root,
         _secrets,
-    } = service(&[("slow.yml", &slow)], "");
-    let (first_home, first) = runner(&url, &["--ack-wait", "2"]);
-    let (second_home, second) = runner(&url, &["--ack-wait", "2"]);
+    } = service(&lan, &[("slow.yml", &slow)], "");
+    let (first_home, first_host, first) = runner(&mut lan, &url, &["--ack-wait", "2"]);
+    let (second_home, second_host, second) = runner(&mut lan, &url, &["--ack-wait", "2"]);
     let ids = [runner_id(&first), runner_id(&second)];
 
-    assert_eq!(deliver(&addr, "d-slow", "push", &push_payload(&sha), None).0, 202);
+    assert_eq!(
+        deliver(&addr, "d-slow", "push", &push_payload(&sha), None).0,
+        202
+    );
     eventually(Duration::from_secs(60), "the step to start", || {
         std::fs::read_dir(marks.path())
             .unwrap()
@@ -429,20 +442,18 @@ fn a_run_whose_runner_is_killed_completes_once_on_another_and_leaks_no_vm() {
             .first()
             .map(|e| e["payload"]["worker"].as_str().unwrap().to_string())
     });
-    let (mut victim, victim_home, survivor, survivor_home) = if taken == ids[0] {
-        (first, first_home, second, second_home)
+    let (mut victim, victim_home, victim_host, survivor, survivor_home) = if taken == ids[0] {
+        (first, first_home, first_host, second, second_home)
     } else {
         assert_eq!(taken, ids[1]);
-        (second, second_home, first, first_home)
+        (second, second_home, second_host, first, first_home)
     };
     victim.kill9();
     std::fs::write(marks.path().join("go"), "").unwrap();
 
     let run = eventually(Duration::from_secs(90), "the check run to complete", || {
         let runs = github.check_runs();
-        runs.first()
-            .filter(|r| r.status == "completed")
-            .cloned()
+        runs.first().filter(|r| r.status == "completed").cloned()
     });
     assert_eq!(run.conclusion.as_deref(), Some("success"), "{run:?}");
     assert_eq!(run.conclusions_posted, 1);
@@ -465,8 +476,12 @@ fn a_run_whose_runner_is_killed_completes_once_on_another_and_leaks_no_vm() {
 
     // The killed runner's session VM is released when a runner starts again on its host.
     assert_eq!(victim_home.sim_vms().len(), 1);
-    let restarted = start_runner(&victim_home, &url, &[]);
-    assert!(restarted.stderr().contains("removed sim VM"), "{}", restarted.stderr());
+    let restarted = start_runner(&victim_home, &victim_host, &url, &[]);
+    assert!(
+        restarted.stderr().contains("removed sim VM"),
+        "{}",
+        restarted.stderr()
+    );
     assert_eq!(victim_home.sim_vms().len(), 0);
     for process in [&restarted, &survivor, &serve] {
         process.signal(Signal::SIGTERM);

@@ -3,6 +3,7 @@
 //! are processes that are killed when dropped.
 
 pub use crate::common::{Run, new_args};
+use azlin_testkit::netns::Host;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::Value;
@@ -162,7 +163,16 @@ impl Azlin {
 
     /// The `azlin` command with a scrubbed environment.
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_azlin"));
+        self.command_on(None, args)
+    }
+
+    /// The same, run on `host` (in its network namespace) when one is given.
+    pub fn command_on(&self, host: Option<&Host>, args: &[&str]) -> Command {
+        let binary = env!("CARGO_BIN_EXE_azlin");
+        let mut cmd = match host {
+            Some(host) => host.command(binary),
+            None => Command::new(binary),
+        };
         cmd.args(args)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -196,11 +206,16 @@ impl Azlin {
 
     /// The same, with extra environment variables.
     pub fn spawn_env(&self, args: &[&str], env: &[(&str, &str)]) -> Proc {
+        self.spawn_on(None, args, env)
+    }
+
+    /// Starts azlin in the background on `host` (or this machine), with extra environment.
+    pub fn spawn_on(&self, host: Option<&Host>, args: &[&str], env: &[(&str, &str)]) -> Proc {
         let dir = tempfile::tempdir().unwrap();
         let stdout = dir.path().join("stdout");
         let stderr = dir.path().join("stderr");
         let child = self
-            .command(args)
+            .command_on(host, args)
             .envs(env.iter().copied())
             .stdout(std::fs::File::create(&stdout).unwrap())
             .stderr(std::fs::File::create(&stderr).unwrap())
