@@ -24,6 +24,8 @@ packages=(systemd-container debootstrap nftables iproute2 openssh-client tmux gi
 # Image builds fetch Node.js with `npm pack`. Debian's npm only when there is no npm at all: a
 # NodeSource nodejs brings its own and conflicts with Debian's.
 command -v npm >/dev/null || packages+=(npm)
+# The tests (a debug build) also drive the dashboard in a headless browser.
+[ "$profile" = debug ] && packages+=(chromium)
 # Which of them are not installed.
 missing_packages() {
   local p

@@ -5,14 +5,23 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --debug
-# The official artifact client (npm), bundled into two small JavaScript actions the artifact
-# tests use; installed again only when its lock file changes.
+# npm packages of the tests, installed again only when a lock file changes: the official
+# artifact client, bundled into two small JavaScript actions the artifact tests use, and
+# playwright-core, which drives Debian's Chromium (setup.sh --debug installs it) through the
+# dashboard test.
+npm_install() {
+    if ! cmp -s "$1/package-lock.json" "$1/node_modules/.azlin-installed-lock"; then
+        npm ci --prefix "$1" --no-audit --no-fund --loglevel=error
+        cp "$1/package-lock.json" "$1/node_modules/.azlin-installed-lock"
+        return 0
+    fi
+    return 1
+}
 client=tests/artifact-client
-if ! cmp -s "$client/package-lock.json" "$client/node_modules/.azlin-installed-lock" || [ ! -f "$client/dist/upload.js" ]; then
-    npm ci --prefix "$client" --no-audit --no-fund --loglevel=error
+if npm_install "$client" || [ ! -f "$client/dist/upload.js" ]; then
     npm run --prefix "$client" --silent build
-    cp "$client/package-lock.json" "$client/node_modules/.azlin-installed-lock"
 fi
+npm_install tests/dashboard || true
 # The fuzz targets are a workspace of their own: a stale lock file fails here, in seconds,
 # rather than after the whole suite.
 cargo metadata --locked --format-version 1 --manifest-path fuzz/Cargo.toml >/dev/null

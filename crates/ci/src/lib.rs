@@ -16,7 +16,10 @@
 //! - [`github`]: the GitHub REST client for check runs and commit statuses, with GitHub's retry
 //!   rules (5xx, secondary rate limits, `Retry-After`, `x-ratelimit-reset`).
 //! - [`metrics`]: the Prometheus metrics.
+//! - [`board`], [`dashboard`]: `GET /`, runs with live step output, VMs, pools and runners.
 
+pub mod board;
+pub mod dashboard;
 pub mod event;
 pub mod fetch;
 pub mod github;

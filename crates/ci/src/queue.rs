@@ -530,6 +530,39 @@ impl CiBus {
         }
     }
 
+    /// The output lines of run `run_id`: those stored so far, then new ones as they come.
+    pub async fn follow_log(
+        &self,
+        run_id: &str,
+    ) -> Result<impl futures::Stream<Item = LogLine> + Send + 'static, BusError> {
+        if run_id.is_empty()
+            || !run_id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            return Err(BusError::Setup(format!("'{run_id}' is not a run id")));
+        }
+        let consumer = self
+            .js()
+            .get_stream_no_info(LOGS_STREAM)
+            .await
+            .map_err(|e| transport("opening the run logs")(e.to_string()))?
+            .create_consumer(pull::OrderedConfig {
+                filter_subject: log_subject(run_id),
+                deliver_policy: DeliverPolicy::All,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| transport("following a run's log")(e.to_string()))?;
+        let messages = consumer
+            .messages()
+            .await
+            .map_err(|e| transport("following a run's log")(e.to_string()))?;
+        Ok(messages.filter_map(|message| async move {
+            serde_json::from_slice::<LogLine>(&message.ok()?.payload).ok()
+        }))
+    }
+
     /// The check run posted for `key`, if any.
     pub async fn check(&self, key: &str) -> Result<Option<CheckRecord>, BusError> {
         let entry = self

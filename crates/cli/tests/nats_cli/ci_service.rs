@@ -491,3 +491,113 @@ fn a_run_whose_runner_is_killed_completes_once_on_another_and_leaks_no_vm() {
     }
     assert_eq!(survivor_home.sim_vms().len(), 0);
 }
+
+/// `node tests/dashboard/watch.mjs` on `url`: Chromium watching the dashboard, line by line.
+struct Watcher {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Watcher {
+    fn start(url: &str, line: &str, screenshot: &Path) -> Watcher {
+        use std::io::BufRead;
+        let script = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../tests/dashboard/watch.mjs"
+        );
+        let mut child = Command::new("node")
+            .args([script, url, line])
+            .arg(screenshot)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("node runs (scripts/test.sh installs tests/dashboard)");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Watcher { child, lines }
+    }
+
+    fn expect(&self, said: &str) {
+        let line = self
+            .lines
+            .recv_timeout(Duration::from_secs(120))
+            .unwrap_or_else(|e| panic!("the browser did not say '{said}': {e}"));
+        assert_eq!(line, said);
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn the_dashboard_shows_a_delivered_run_and_its_output_live_in_chromium() {
+    let marks = tempfile::tempdir().unwrap();
+    let m = marks.path().display();
+    let live = format!(
+        "name: Live\non: push\njobs:\n  talk:\n    runs-on: ubuntu-latest\n    steps:\n      \
+         - run: echo hello-from-the-step; while [ ! -f {m}/go ]; do sleep 0.1; done\n"
+    );
+    let mut lan = Lan::new().unwrap();
+    let Service {
+        url,
+        github,
+        sha,
+        serve,
+        addr,
+        _nats,
+        _git_root,
+        _secrets,
+        server: _server,
+    } = service(&lan, &[("live.yml", &live)], "");
+    let (_home, _host, worker) = runner(&mut lan, &url, &[]);
+    let artifacts = concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/test-artifacts");
+    std::fs::create_dir_all(artifacts).unwrap();
+    let screenshot = Path::new(artifacts).join("dashboard.png");
+    let _ = std::fs::remove_file(&screenshot);
+
+    let browser = Watcher::start(
+        &format!("http://{addr}/"),
+        "hello-from-the-step",
+        &screenshot,
+    );
+    browser.expect("ready");
+    assert_eq!(
+        deliver(&addr, "d-live", "push", &push_payload(&sha), None).0,
+        202
+    );
+    browser.expect("run");
+    // The line shows while its step is still running: it came live, not with the result.
+    browser.expect("log");
+    assert!(github.check_runs().iter().all(|r| r.status != "completed"));
+    std::fs::write(marks.path().join("go"), "").unwrap();
+    browser.expect("done");
+    assert!(std::fs::metadata(&screenshot).unwrap().len() > 1000);
+
+    // The page itself is rendered on the server: the run, the VM table, the runner.
+    let (status, page) = http_get(&addr, "/");
+    assert_eq!(status, 200);
+    assert!(
+        page.contains("octo/app") && page.contains("Runner workers"),
+        "{page}"
+    );
+    assert!(page.contains(&runner_id(&worker)), "{page}");
+    for process in [&worker, &serve] {
+        process.signal(Signal::SIGTERM);
+    }
+    for process in [worker, serve] {
+        process.wait(Duration::from_secs(30)).expect(0);
+    }
+}

@@ -1,8 +1,11 @@
 //! The CI service inside `azlin serve`, put together from `[serve]`: webhook intake and metrics,
-//! the planner that turns deliveries into queued runs, the reporter that posts results.
+//! the planner that turns deliveries into queued runs, the reporter that posts results, the
+//! dashboard.
 
 use crate::app::App;
 use crate::failure::Failure;
+use azlin_ci::board::Board;
+use azlin_ci::dashboard::{Access, Dashboard};
 use azlin_ci::fetch::{DEFAULT_TEMPLATE, RepoSource};
 use azlin_ci::github::{DEFAULT_API_URL, GitHub};
 use azlin_ci::metrics::Metrics;
@@ -13,6 +16,7 @@ use azlin_ci::run_event::RunEvent;
 use azlin_ci::service::CiService;
 use azlin_control::bus::nats::FedEvent;
 use azlin_core::nats::Secret;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use tokio::sync::watch;
@@ -22,6 +26,10 @@ use tokio::task::JoinHandle;
 pub struct Ci {
     /// `POST /webhook`, `GET /metrics`.
     pub service: Arc<CiService>,
+    /// The runs the dashboard shows.
+    pub board: Arc<Board>,
+    /// `GET /` and its event streams.
+    pub dashboard: Arc<Dashboard>,
     /// Posts results (with NATS: workflow events come only from there).
     pub reporter: Option<Reporter>,
     planner: Option<JoinHandle<()>>,
@@ -50,6 +58,7 @@ impl Ci {
     pub fn start(
         app: &App,
         bus: Option<CiBus>,
+        listen: Option<SocketAddr>,
         stopped: watch::Receiver<bool>,
     ) -> anyhow::Result<Ci> {
         let config = &app.settings.config.serve;
@@ -78,6 +87,13 @@ impl Ci {
             ),
             None => None,
         };
+        let access = match (listen, &config.dashboard_token_file) {
+            (Some(addr), _) if addr.ip().is_loopback() => Access::Open,
+            (_, Some(file)) => Access::Token(secret("dashboard_token_file", file)?),
+            (_, None) => Access::Closed,
+        };
+        let board = Arc::new(Board::default());
+        let dashboard = Dashboard::new(board.clone(), bus.clone(), app.store()?, access);
         let metrics = Arc::new(Metrics::new());
         let service = CiService::new(webhook_secret, bus.clone(), metrics.clone(), app.store()?);
         let planner = bus.as_ref().map(|bus| {
@@ -101,6 +117,8 @@ impl Ci {
         let reporter = bus.map(|bus| Reporter::new(bus, github, config.report, metrics));
         Ok(Ci {
             service,
+            board,
+            dashboard,
             reporter,
             planner,
         })

@@ -112,6 +112,7 @@ pub async fn run(app: &App, args: &ServeArgs) -> anyhow::Result<ExitCode> {
     let ci = ci::Ci::start(
         app,
         feed.as_ref().map(|(bus, _)| bus.clone()),
+        listen,
         stopped_rx.clone(),
     )?;
     orchestrator.write_state().await?;
@@ -132,7 +133,8 @@ pub async fn run(app: &App, args: &ServeArgs) -> anyhow::Result<ExitCode> {
                 .route("/healthz", get(healthz))
                 .route("/vms", get(vms))
                 .with_state(shared.clone())
-                .merge(ci.service.routes());
+                .merge(ci.service.routes())
+                .merge(ci.dashboard.routes());
             let mut stopped = stopped.clone();
             Some(tokio::spawn(async move {
                 let shutdown = async move {
@@ -202,6 +204,7 @@ async fn follow_nats(
                 tracing::warn!("reporting {}: {e}", run_event.subject());
                 continue;
             }
+            ci.board.apply(&run_event);
             shared.recorded.fetch_add(1, Ordering::Relaxed);
         }
         if let Some(event) = &fed.event {
