@@ -71,7 +71,11 @@ impl Dashboard {
     }
 
     /// Whether a request with these headers and query may look.
-    fn allowed(&self, headers: &HeaderMap, query: &TokenQuery) -> Result<(), Response> {
+    fn allowed(
+        &self,
+        headers: &HeaderMap,
+        query: &TokenQuery,
+    ) -> Result<(), (StatusCode, &'static str)> {
         let expected = match &self.access {
             Access::Open => return Ok(()),
             Access::Closed => {
@@ -79,8 +83,7 @@ impl Dashboard {
                     StatusCode::FORBIDDEN,
                     "the dashboard listens beyond loopback and needs a token: set [serve] \
                      dashboard_token_file",
-                )
-                    .into_response());
+                ));
             }
             Access::Token(token) => token,
         };
@@ -95,8 +98,7 @@ impl Dashboard {
             Err((
                 StatusCode::UNAUTHORIZED,
                 "the dashboard needs its token (?token=…)",
-            )
-                .into_response())
+            ))
         }
     }
 
@@ -243,7 +245,7 @@ async fn page(
     Query(query): Query<TokenQuery>,
 ) -> Response {
     if let Err(refused) = dashboard.allowed(&headers, &query) {
-        return refused;
+        return refused.into_response();
     }
     Html(dashboard.render().await).into_response()
 }
@@ -263,7 +265,7 @@ async fn changes(
     Query(query): Query<TokenQuery>,
 ) -> Response {
     if let Err(refused) = dashboard.allowed(&headers, &query) {
-        return refused;
+        return refused.into_response();
     }
     let receiver = dashboard.board.subscribe();
     let stream = futures::stream::unfold(receiver, |mut receiver| async move {
@@ -290,7 +292,7 @@ async fn log(
     Query(query): Query<TokenQuery>,
 ) -> Response {
     if let Err(refused) = dashboard.allowed(&headers, &query) {
-        return refused;
+        return refused.into_response();
     }
     let Some(bus) = &dashboard.bus else {
         return (StatusCode::NOT_FOUND, "no run logs without NATS").into_response();
