@@ -44,8 +44,39 @@ fn text(value: &Value, path: &[&str]) -> String {
     }
 }
 
-/// The VM, time and one-line detail of an event.
+/// The run, time and one-line detail of a workflow event.
+fn workflow_summary(event: &LoggedEvent) -> (String, String, String) {
+    let p = &event.payload;
+    let (job, step) = (text(p, &["job"]), text(p, &["step"]));
+    let detail = match event.subject.as_str() {
+        "workflow.run.status" => text(p, &["message"]),
+        "workflow.run.complete" | "workflow.run.failed" => {
+            let error = text(p, &["error"]);
+            let error = if error.is_empty() {
+                error
+            } else {
+                format!(": {error}")
+            };
+            format!(
+                "{} {}{error}",
+                text(p, &["workflow"]),
+                text(p, &["conclusion"])
+            )
+        }
+        "workflow.job.started" => format!("job {job} started on {}", text(p, &["vm"])),
+        "workflow.job.completed" => format!("job {job}: {}", text(p, &["conclusion"])),
+        "workflow.step.started" => format!("{job} / {step} started"),
+        "workflow.step.completed" => format!("{job} / {step}: {}", text(p, &["conclusion"])),
+        _ => p.to_string(),
+    };
+    (text(p, &["run_id"]), text(p, &["at"]), detail)
+}
+
+/// The VM (or run), time and one-line detail of an event.
 fn summary(event: &LoggedEvent) -> (String, String, String) {
+    if event.subject.starts_with("workflow.") {
+        return workflow_summary(event);
+    }
     let p = &event.payload;
     let name = match text(p, &["name"]) {
         n if n.is_empty() => text(p, &["vm", "name"]),
@@ -117,6 +148,9 @@ impl Printer {
                 "subject": event.subject,
                 "payload": event.payload,
             });
+            if let Some(traceparent) = &event.traceparent {
+                line["traceparent"] = traceparent.as_str().into();
+            }
             if let Some(at) = stored_at {
                 line["stored_at"] = Value::String(at.to_string());
             }
@@ -218,6 +252,7 @@ mod tests {
             seq: 1,
             subject: subject.into(),
             payload,
+            traceparent: None,
         }
     }
 
@@ -251,5 +286,18 @@ mod tests {
             serde_json::json!({"name": "d", "removed": ["x", "y"]}),
         );
         assert_eq!(summary(&deleted).2, "removed x, y");
+        let job = event(
+            "workflow.job.completed",
+            serde_json::json!({"run_id": "d1-ab", "job": "build", "conclusion": "failure", "at": "T"}),
+        );
+        assert_eq!(
+            summary(&job),
+            ("d1-ab".into(), "T".into(), "job build: failure".into())
+        );
+        let run = event(
+            "workflow.run.failed",
+            serde_json::json!({"run_id": "d1-ab", "workflow": "ci.yml", "conclusion": "failure", "error": "exit 3"}),
+        );
+        assert_eq!(summary(&run).2, "ci.yml failure: exit 3");
     }
 }

@@ -127,6 +127,19 @@ fn deliver(
     body: &[u8],
     signature: Option<&str>,
 ) -> (u16, String) {
+    deliver_with(addr, id, event, body, signature, &[])
+}
+
+/// A delivery signed with the secret (`signature: None`), with none (`Some("")`) or with the
+/// one given, and `extra` headers.
+fn deliver_with(
+    addr: &str,
+    id: &str,
+    event: &str,
+    body: &[u8],
+    signature: Option<&str>,
+    extra: &[(&str, &str)],
+) -> (u16, String) {
     let signed = azlin_ci::webhook::sign(SECRET.as_bytes(), body);
     let mut headers = vec![
         ("X-GitHub-Event", event),
@@ -138,6 +151,7 @@ fn deliver(
         Some(other) => headers.push(("X-Hub-Signature-256", other)),
         None => headers.push(("X-Hub-Signature-256", &signed)),
     }
+    headers.extend_from_slice(extra);
     http_request(addr, "POST", "/webhook", &headers, body)
 }
 
@@ -297,7 +311,16 @@ fn push_webhooks_run_matching_workflows_on_runners_and_post_check_runs() {
         200
     );
 
-    let (status, answer) = deliver(&addr, "d-push-1", "push", &body, None);
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let incoming = format!("00-{trace}-00f067aa0ba902b7-01");
+    let (status, answer) = deliver_with(
+        &addr,
+        "d-push-1",
+        "push",
+        &body,
+        None,
+        &[("traceparent", &incoming)],
+    );
     assert_eq!(status, 202, "{answer}");
     let runs = eventually(
         Duration::from_secs(120),
@@ -362,6 +385,13 @@ fn push_webhooks_run_matching_workflows_on_runners_and_post_check_runs() {
     assert_eq!(workflows.len(), 2, "{workflows:?}");
     assert_eq!(of(&events, "workflow.run.failed").len(), 1);
     assert_eq!(of(&events, "workflow.run.complete").len(), 1);
+    // The webhook's trace reaches every step event.
+    let steps = of(&events, "workflow.step.started");
+    assert_eq!(steps.len(), 4, "{steps:#?}");
+    for event in steps.iter().chain(&of(&events, "workflow.step.completed")) {
+        let traceparent = event["traceparent"].as_str().unwrap_or_default();
+        assert!(traceparent.starts_with(&format!("00-{trace}-")), "{event}");
+    }
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(github.check_runs().len(), 3);
 
@@ -598,6 +628,116 @@ fn the_dashboard_shows_a_delivered_run_and_its_output_live_in_chromium() {
         process.signal(Signal::SIGTERM);
     }
     for process in [worker, serve] {
+        process.wait(Duration::from_secs(30)).expect(0);
+    }
+}
+
+#[test]
+fn commit_statuses_when_configured_and_unreadable_runs_go_to_dead_letters() {
+    let mut lan = Lan::new().unwrap();
+    let Service {
+        url,
+        github,
+        sha,
+        serve,
+        addr,
+        _nats,
+        _git_root,
+        _secrets,
+        server: _server,
+    } = service(&lan, &[("ci.yml", CI)], "report = \"statuses\"\n");
+    let (_home, _host, worker) = runner(&mut lan, &url, &[]);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let bus = azlin_control::NatsBus::connect(&url, azlin_control::NatsSettings::default())
+            .await
+            .unwrap();
+        bus.submit_raw("workflow.run.request", b"{not json".to_vec())
+            .await
+            .unwrap();
+    });
+    let letters = dead_letters(&url);
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert_eq!(letters[0].subject, "workflow.run.request");
+    assert!(letters[0].reason.contains("malformed"), "{letters:?}");
+
+    assert_eq!(
+        deliver(&addr, "d-statuses", "push", &push_payload(&sha), None).0,
+        202
+    );
+    let last = |context: &str| {
+        github
+            .statuses()
+            .into_iter()
+            .filter(|s| s.context == context && s.sha == sha)
+            .next_back()
+            .map(|s| s.state)
+    };
+    eventually(Duration::from_secs(60), "final statuses", || {
+        (last("azlin/CI/build").as_deref() == Some("success")
+            && last("azlin/CI/broken").as_deref() == Some("failure"))
+        .then_some(())
+    });
+    assert!(github.check_runs().is_empty());
+    for process in [&worker, &serve] {
+        process.signal(Signal::SIGTERM);
+    }
+    for process in [worker, serve] {
+        process.wait(Duration::from_secs(30)).expect(0);
+    }
+}
+
+#[test]
+fn beyond_loopback_the_dashboard_needs_its_token_and_webhooks_need_nats() {
+    let lan = Lan::new().unwrap();
+    let listen = format!("{}:0", lan.gateway());
+    let start = |extra: &str| {
+        let azlin = Azlin::new();
+        config(&azlin, extra);
+        let serve = azlin.spawn(&["serve", "--listen", &listen]);
+        let err = serve.wait_for_stderr("recording events", Duration::from_secs(30));
+        let addr = err
+            .split("listening on http://")
+            .nth(1)
+            .and_then(|rest| rest.lines().next())
+            .unwrap()
+            .to_string();
+        (azlin, serve, addr)
+    };
+    let (_closed_home, closed, addr) = start("");
+    assert_eq!(http_get(&addr, "/").0, 403);
+    let (status, answer) = deliver(&addr, "d-1", "push", b"{}", None);
+    assert_eq!(status, 503, "{answer}");
+    assert!(answer.contains("webhook_secret_file"), "{answer}");
+
+    let secrets = tempfile::tempdir().unwrap();
+    std::fs::write(secrets.path().join("dashboard"), "let-me-see\n").unwrap();
+    std::fs::write(secrets.path().join("secret"), SECRET).unwrap();
+    let (_home, open, addr) = start(&format!(
+        "[serve]\ndashboard_token_file = \"{}\"\nwebhook_secret_file = \"{}\"\n",
+        secrets.path().join("dashboard").display(),
+        secrets.path().join("secret").display()
+    ));
+    assert_eq!(http_get(&addr, "/").0, 401);
+    assert_eq!(http_get(&addr, "/?token=wrong").0, 401);
+    assert_eq!(http_get(&addr, "/events").0, 401);
+    let (status, page) = http_get(&addr, "/?token=let-me-see");
+    assert_eq!(status, 200);
+    assert!(page.contains("Runner workers"));
+    let (status, _) = http_request(
+        &addr,
+        "GET",
+        "/",
+        &[("Authorization", "Bearer let-me-see")],
+        b"",
+    );
+    assert_eq!(status, 200);
+    // Signed, but there is no run queue without NATS.
+    let (status, answer) = deliver(&addr, "d-2", "push", b"{}", None);
+    assert_eq!(status, 503, "{answer}");
+    assert!(answer.contains("NATS"), "{answer}");
+    for process in [closed, open] {
+        process.signal(Signal::SIGTERM);
         process.wait(Duration::from_secs(30)).expect(0);
     }
 }

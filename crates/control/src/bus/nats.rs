@@ -521,6 +521,7 @@ pub fn logged(message: &StoredMessage) -> LoggedEvent {
         payload: serde_json::from_slice(&message.payload).unwrap_or_else(|_| {
             serde_json::Value::String(String::from_utf8_lossy(&message.payload).into_owned())
         }),
+        traceparent: message.traceparent.clone(),
     }
 }
 

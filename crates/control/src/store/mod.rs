@@ -197,6 +197,9 @@ pub struct LoggedEvent {
     pub subject: String,
     /// The payload.
     pub payload: serde_json::Value,
+    /// The W3C trace context it travelled with (workflow events of a webhook's run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 /// Persistent state, shared by every azlin process of a machine (or, with NATS, of a fleet).

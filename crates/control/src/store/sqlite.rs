@@ -212,6 +212,7 @@ impl StateStore for SqliteStore {
                     seq: u64::try_from(seq).unwrap_or(0),
                     subject,
                     payload: serde_json::from_str(&payload).unwrap_or(serde_json::Value::Null),
+                    traceparent: None,
                 })
                 .collect())
         })

@@ -27,6 +27,8 @@ pub struct StoredMessage {
     pub payload: Bytes,
     /// When the server stored it (RFC 3339).
     pub stored_at: String,
+    /// Its W3C trace context, if it carries one.
+    pub traceparent: Option<String>,
 }
 
 /// Where a replay starts and whether it stops.
@@ -189,6 +191,11 @@ async fn read_from(
             subject: message.subject.to_string(),
             payload: message.payload.clone(),
             stored_at,
+            traceparent: message
+                .headers
+                .as_ref()
+                .and_then(|h| h.get(super::topology::TRACEPARENT_HEADER))
+                .map(|v| v.to_string()),
         };
         if tx.send(stored).await.is_err() {
             break Read::Done;
