@@ -669,8 +669,7 @@ fn commit_statuses_when_configured_and_unreadable_runs_go_to_dead_letters() {
         github
             .statuses()
             .into_iter()
-            .filter(|s| s.context == context && s.sha == sha)
-            .next_back()
+            .rfind(|s| s.context == context && s.sha == sha)
             .map(|s| s.state)
     };
     eventually(Duration::from_secs(60), "final statuses", || {
