@@ -13,7 +13,7 @@ steps="${1:-20}"
 source bench/lib.sh
 work="$(mktemp -d)"
 export AZLIN_HOME="$work/home"
-trap 'rm -rf "$work"' EXIT
+trap 'remove_work "$work"' EXIT
 
 # The action source: the hello-world action's bundle as a bare repository, over file://.
 mkdir -p "$work/actions/actions" "$work/repo"

@@ -13,6 +13,8 @@
 #   PROFILE=dev VMS=50 RUNS=20 bench/azure_list.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=bench/work.sh
+source bench/work.sh
 profile="${PROFILE:-release}"
 vms="${VMS:-50}"
 runs="${RUNS:-20}"
@@ -45,7 +47,7 @@ cleanup() {
         kill -KILL "$double_pid" 2>/dev/null || true
         wait "$double_pid" 2>/dev/null || true
     fi
-    rm -rf "$work"
+    remove_work "$work"
 }
 trap cleanup EXIT
 

@@ -18,7 +18,7 @@ work="$(mktemp -d)"
 export AZLIN_HOME="$work/home"
 cleanup() {
   "$azlin" delete rawcopy --yes >/dev/null 2>&1 || true
-  rm -rf "$work"
+  remove_work "$work"
 }
 trap cleanup EXIT
 

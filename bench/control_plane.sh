@@ -19,6 +19,8 @@
 # Needs nats-server >= 2.10 (scripts/install-nats.sh); every part starts its own on loopback.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=bench/work.sh
+source bench/work.sh
 bash scripts/install-nats.sh >/dev/null
 echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg) before the run"
 cargo bench -q -p azlin-control --bench control_plane
@@ -31,7 +33,7 @@ pids=()
 cleanup() {
     for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
     wait 2>/dev/null || true
-    rm -rf "$work"
+    remove_work "$work"
 }
 trap cleanup EXIT
 port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"

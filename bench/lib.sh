@@ -7,3 +7,6 @@ else
   cargo build -q --release -p azlin
   azlin="$PWD/target/release/azlin"
 fi
+
+# shellcheck source=bench/work.sh
+source bench/work.sh

@@ -8,13 +8,15 @@
 #   bench/local_new.sh [RUNS]      (default 5; needs root and a built base image)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=bench/work.sh
+source bench/work.sh
 runs="${1:-5}"
 export AZLIN_IMAGE_DIR="${AZLIN_IMAGE_DIR:-/var/cache/azlin/images}"
 cargo build -q --release -p azlin
 azlin="$PWD/target/release/azlin"
 work="$(mktemp -d)"
 export AZLIN_HOME="$work/home"
-trap 'for n in $(seq 1 "$runs") warm; do "$azlin" delete "bench-$n" --yes >/dev/null 2>&1 || true; done; raw_cleanup 2>/dev/null || true; rm -rf "$work"' EXIT
+trap 'for n in $(seq 1 "$runs") warm; do "$azlin" delete "bench-$n" --yes >/dev/null 2>&1 || true; done; raw_cleanup 2>/dev/null || true; remove_work "$work"' EXIT
 
 "$azlin" image build >/dev/null
 image="$("$azlin" image list -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["dir"])')/rootfs"

@@ -46,7 +46,7 @@ cleanup() {
   for vm in $("$azlin" list -o json 2>/dev/null | python3 -c 'import json,sys; [print(v["name"]) for v in json.load(sys.stdin)]'); do
     "$azlin" delete "$vm" --yes >/dev/null 2>&1 || true
   done
-  rm -rf "$work"
+  remove_work "$work"
 }
 trap cleanup EXIT
 

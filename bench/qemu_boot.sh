@@ -8,6 +8,8 @@
 #                                   the images if they are not built yet)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=bench/work.sh
+source bench/work.sh
 runs="${1:-3}"
 export AZLIN_IMAGE_DIR="${AZLIN_IMAGE_DIR:-/var/cache/azlin/images}"
 cargo build -q --release -p azlin
@@ -19,7 +21,7 @@ cleanup() {
     "$azlin" delete "qb-$n" --yes >/dev/null 2>&1 || true
     "$azlin" delete "nb-$n" --yes >/dev/null 2>&1 || true
   done
-  rm -rf "$work"
+  remove_work "$work"
 }
 trap cleanup EXIT
 

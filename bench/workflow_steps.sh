@@ -7,13 +7,15 @@
 #   bench/workflow_steps.sh [STEPS]      (default 100; needs root and a built base image)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=bench/work.sh
+source bench/work.sh
 steps="${1:-100}"
 export AZLIN_IMAGE_DIR="${AZLIN_IMAGE_DIR:-/var/cache/azlin/images}"
 cargo build -q --release -p azlin
 azlin="$PWD/target/release/azlin"
 work="$(mktemp -d)"
 export AZLIN_HOME="$work/home"
-trap '"$azlin" delete bench-floor --yes >/dev/null 2>&1 || true; ssh -O exit -o ControlPath="$work/cm" x 2>/dev/null || true; rm -rf "$work"' EXIT
+trap '"$azlin" delete bench-floor --yes >/dev/null 2>&1 || true; ssh -O exit -o ControlPath="$work/cm" x 2>/dev/null || true; remove_work "$work"' EXIT
 
 # The floor: a VM made by azlin, reached by a plain ssh loop over one ControlMaster connection.
 "$azlin" new --provider nspawn --name bench-floor --no-connect >/dev/null 2>&1

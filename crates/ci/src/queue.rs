@@ -346,9 +346,9 @@ impl CiBus {
         })
     }
 
-    /// The runners' consumer, set up with this runner's ack wait and backoff (the last runner
-    /// started sets them).
-    pub async fn runner_queue(&self) -> Result<Taker, BusError> {
+    /// The runners' consumer, set up with this runner's ack wait, backoff and limit of runs
+    /// held by all runners at once (the last runner started sets them).
+    pub async fn runner_queue(&self, max_in_flight: Option<u32>) -> Result<Taker, BusError> {
         let settings = self.bus.settings();
         let backoff = settings.backoff();
         let config = pull::Config {
@@ -359,7 +359,7 @@ impl CiBus {
             ack_wait: backoff.first().copied().unwrap_or(settings.ack_wait),
             max_deliver: settings.max_deliver,
             backoff,
-            max_ack_pending: 10_000,
+            max_ack_pending: max_in_flight.map_or(10_000, i64::from),
             ..Default::default()
         };
         Ok(Taker {

@@ -36,6 +36,8 @@ pub struct RunnerSettings {
     pub progress_interval: Duration,
     /// Where snapshots are unpacked and logs kept.
     pub work_dir: PathBuf,
+    /// The most runs all runners together hold at once (none: no limit beyond each one's).
+    pub max_in_flight: Option<u32>,
 }
 
 /// A runner worker.
@@ -66,7 +68,7 @@ impl Runner {
 
     /// Takes runs until `stopped` turns true, then waits for those in flight.
     pub async fn run(self: Arc<Self>, mut stopped: watch::Receiver<bool>) -> Result<(), BusError> {
-        let queue: Arc<Taker> = Arc::new(self.bus.runner_queue().await?);
+        let queue: Arc<Taker> = Arc::new(self.bus.runner_queue(self.settings.max_in_flight).await?);
         let heartbeat = tokio::spawn(self.clone().heartbeats(stopped.clone()));
         let permits = Arc::new(Semaphore::new(self.settings.concurrency.max(1)));
         let mut in_flight = JoinSet::new();

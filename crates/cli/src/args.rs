@@ -462,6 +462,10 @@ pub struct WorkerArgs {
     /// jobs ask for a label is left to a worker that declares it).
     #[arg(long, value_name = "L,...", value_delimiter = ',', requires = "runs")]
     pub labels: Vec<String>,
+    /// With --runs: the most runs all runner workers together hold at once (a limit of the
+    /// queue they share: the last runner started sets it).
+    #[arg(long, value_name = "N", requires = "runs")]
+    pub max_in_flight: Option<u32>,
 }
 
 /// `azlin serve`

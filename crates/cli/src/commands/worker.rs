@@ -33,7 +33,11 @@ fn settings(
         ack_wait,
         runs: _,
         labels: _,
+        max_in_flight,
     } = args;
+    if *max_in_flight == Some(0) {
+        return Err(Failure::usage("--max-in-flight must be at least 1"));
+    }
     if *concurrency == 0 {
         return Err(Failure::usage("--concurrency must be at least 1"));
     }
@@ -142,6 +146,7 @@ async fn serve_runs(
             concurrency: worker_settings.concurrency,
             progress_interval: worker_settings.progress_interval,
             work_dir: state.join("runs"),
+            max_in_flight: args.max_in_flight,
         },
     );
     let labels = if args.labels.is_empty() {

@@ -740,3 +740,58 @@ fn beyond_loopback_the_dashboard_needs_its_token_and_webhooks_need_nats() {
         process.wait(Duration::from_secs(30)).expect(0);
     }
 }
+
+#[test]
+fn a_limit_on_runs_in_flight_holds_across_runners() {
+    let marks = tempfile::tempdir().unwrap();
+    let m = marks.path().display();
+    let slow = |name: &str| {
+        format!(
+            "name: {name}\non: push\njobs:\n  wait:\n    runs-on: ubuntu-latest\n    steps:\n      \
+             - run: touch {m}/started-{name}; while [ ! -f {m}/go ]; do sleep 0.1; done\n"
+        )
+    };
+    let (one, two) = (slow("one"), slow("two"));
+    let mut lan = Lan::new().unwrap();
+    let Service {
+        url,
+        github,
+        sha,
+        serve,
+        addr,
+        _nats,
+        _git_root,
+        _secrets,
+        server: _server,
+    } = service(&lan, &[("one.yml", &one), ("two.yml", &two)], "");
+    let limit = ["--max-in-flight", "1"];
+    let (_first_home, _first_host, first) = runner(&mut lan, &url, &limit);
+    let (_second_home, _second_host, second) = runner(&mut lan, &url, &limit);
+
+    assert_eq!(
+        deliver(&addr, "d-limit", "push", &push_payload(&sha), None).0,
+        202
+    );
+    let started = || std::fs::read_dir(marks.path()).unwrap().count();
+    eventually(Duration::from_secs(60), "a run to start", || {
+        (started() == 1).then_some(())
+    });
+    // Two runners with room, two runs queued: the limit keeps the second waiting.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(started(), 1);
+    std::fs::write(marks.path().join("go"), "").unwrap();
+    eventually(Duration::from_secs(60), "both runs to complete", || {
+        let runs = github.check_runs();
+        (runs.len() == 2
+            && runs
+                .iter()
+                .all(|r| r.conclusion.as_deref() == Some("success")))
+        .then_some(())
+    });
+    for process in [&first, &second, &serve] {
+        process.signal(Signal::SIGTERM);
+    }
+    for process in [first, second, serve] {
+        process.wait(Duration::from_secs(30)).expect(0);
+    }
+}

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 pub const RANGE: u32 = 65536;
 
 const OPEN_TREE_CLONE: libc::c_uint = 1;
+const MOUNT_ATTR_RDONLY: u64 = 0x0000_0001;
 const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
 const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
 
@@ -95,7 +96,7 @@ impl Drop for UserNs {
     }
 }
 
-/// Bind-mounts `src` on `dst` with its owners shifted by `base` (0 → `base`).
+/// Bind-mounts `src` read-only on `dst` with its owners shifted by `base` (0 → `base`).
 pub fn bind(src: &Path, dst: &Path, base: u32) -> Result<(), ProviderError> {
     let userns = UserNs::new(base)?;
     let (src_c, dst_c, empty) = (c_path(src)?, c_path(dst)?, c"");
@@ -122,8 +123,10 @@ pub fn bind(src: &Path, dst: &Path, base: u32) -> Result<(), ProviderError> {
     let raw = i32::try_from(raw).map_err(|_| fail("open_tree fd"))?;
     // SAFETY: `raw` is a file descriptor open_tree just returned and nothing else owns.
     let tree = unsafe { OwnedFd::from_raw_fd(raw) };
+    // Read-only: the image is shared by every machine, and a careless `rm -rf` of a machine's
+    // folder must not reach through the mount into it.
     let attr = MountAttr {
-        attr_set: MOUNT_ATTR_IDMAP,
+        attr_set: MOUNT_ATTR_IDMAP | MOUNT_ATTR_RDONLY,
         attr_clr: 0,
         propagation: 0,
         userns_fd: u64::try_from(userns.fd.as_raw_fd()).map_err(|_| fail("userns fd"))?,
