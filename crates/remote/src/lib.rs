@@ -9,6 +9,7 @@ pub mod attach;
 pub mod copy;
 pub mod desktop;
 pub mod fleet;
+pub mod github;
 pub mod health;
 pub mod idle;
 pub mod keys;

@@ -66,6 +66,9 @@ pub enum RemoteError {
     /// A local port to listen on is taken.
     #[error("cannot listen on {0}")]
     PortTaken(String),
+    /// A command on the machine failed (what it said).
+    #[error("{0}")]
+    Failed(String),
 }
 
 impl RemoteError {

@@ -2,7 +2,10 @@
 //! root folder over "dumb" HTTP (run `git update-server-info` in each) with TLS from a test
 //! CA, the way a user's internal git server is reached with its own CA certificate.
 //!
-//! `/OWNER/REPO/…` is also served from `OWNER/REPO.git`, as git hosts do. The socket is bound
+//! `/OWNER/REPO/…` is also served from `OWNER/REPO.git`, as git hosts do. Paths under
+//! `/private/` need HTTP basic auth whose password is the server's token (any user name), as a
+//! git host asks for a private repository: 401 with a `WWW-Authenticate` challenge otherwise.
+//! The socket is bound
 //! with `IP_FREEBIND`, so the address may be one that exists only later (the host address of a
 //! VM's veth); loopback works too.
 
@@ -39,8 +42,19 @@ pub fn free_port(addr: IpAddr) -> u16 {
 
 impl GitServer {
     /// Serves the files under `root` on `addr`, with a certificate for `name` and `addr`.
-    /// `root` must outlive the server.
+    /// `root` must outlive the server. Nothing is private.
     pub fn serve(root: &Path, addr: IpAddr, name: &str) -> GitServer {
+        Self::serve_private(root, addr, name, None)
+    }
+
+    /// The same, with `/private/…` open only to requests carrying `token` as their basic-auth
+    /// password (closed to all without a token).
+    pub fn serve_private(
+        root: &Path,
+        addr: IpAddr,
+        name: &str,
+        token: Option<&str>,
+    ) -> GitServer {
         let dir = tempfile::tempdir().expect("a temporary folder");
         let (ca_pem, tls) = tls_config(name, addr);
         let ca_path = dir.path().join("test-ca.pem");
@@ -68,13 +82,16 @@ impl GitServer {
         let std_listener: std::net::TcpListener = socket.into();
 
         let (stop, stopped) = tokio::sync::oneshot::channel();
-        let root = root.to_path_buf();
+        let site = Arc::new(Site {
+            root: root.to_path_buf(),
+            token: token.map(str::to_string),
+        });
         let thread = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .expect("a runtime");
-            runtime.block_on(serve(std_listener, tls, root, stopped));
+            runtime.block_on(serve(std_listener, tls, site, stopped));
         });
         GitServer {
             url: format!("https://{name}:{port}"),
@@ -135,10 +152,38 @@ fn tls_config(name: &str, addr: IpAddr) -> (String, Arc<rustls::ServerConfig>) {
     (ca_cert.pem(), Arc::new(config))
 }
 
+/// What is served, and the token of its private part.
+struct Site {
+    root: PathBuf,
+    token: Option<String>,
+}
+
+impl Site {
+    /// Whether a request for `path` with these `Authorization` header value may read it.
+    fn allows(&self, path: &str, authorization: Option<&str>) -> bool {
+        if !path.starts_with("/private/") {
+            return true;
+        }
+        let Some(token) = &self.token else {
+            return false;
+        };
+        use base64::Engine;
+        authorization
+            .and_then(|value| value.trim().strip_prefix("Basic "))
+            .and_then(|encoded| {
+                base64::engine::general_purpose::STANDARD
+                    .decode(encoded.trim())
+                    .ok()
+            })
+            .and_then(|decoded| String::from_utf8(decoded).ok())
+            .is_some_and(|pair| pair.split_once(':').is_some_and(|(_, p)| p == token))
+    }
+}
+
 async fn serve(
     listener: std::net::TcpListener,
     tls: Arc<rustls::ServerConfig>,
-    root: PathBuf,
+    site: Arc<Site>,
     mut stopped: tokio::sync::oneshot::Receiver<()>,
 ) {
     let listener = tokio::net::TcpListener::from_std(listener).expect("a tokio listener");
@@ -152,11 +197,11 @@ async fn serve(
             _ = &mut stopped => return,
         };
         let acceptor = acceptor.clone();
-        let root = root.clone();
+        let site = site.clone();
         tokio::spawn(async move {
             if let Ok(stream) = acceptor.accept(stream).await {
                 // A client that hangs up mid-answer is not the server's failure.
-                let _ = respond(stream, &root).await;
+                let _ = respond(stream, &site).await;
             }
         });
     }
@@ -181,24 +226,39 @@ fn locate(root: &Path, path: &str) -> Option<PathBuf> {
     file.is_file().then_some(file)
 }
 
-/// Answers one `GET` with the file it names (query strings ignored), or 404.
+/// Answers one `GET` with the file it names (query strings ignored), 401 for a private one
+/// without the token, or 404.
 async fn respond<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
     stream: S,
-    root: &Path,
+    site: &Site,
 ) -> std::io::Result<()> {
     let mut reader = BufReader::new(stream);
     let mut request_line = String::new();
     reader.read_line(&mut request_line).await?;
+    let mut authorization = None;
     loop {
         let mut header = String::new();
         if reader.read_line(&mut header).await? == 0 || header == "\r\n" || header == "\n" {
             break;
         }
+        if let Some((name, value)) = header.split_once(':')
+            && name.eq_ignore_ascii_case("authorization")
+        {
+            authorization = Some(value.trim().to_string());
+        }
     }
     let path = request_line.split_whitespace().nth(1).unwrap_or("/");
     let path = path.split('?').next().unwrap_or("/");
-    let body = locate(root, path).and_then(|file| std::fs::read(file).ok());
     let mut stream = reader.into_inner();
+    if !site.allows(path, authorization.as_deref()) {
+        stream
+            .write_all(
+                b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"git\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            )
+            .await?;
+        return stream.shutdown().await;
+    }
+    let body = locate(&site.root, path).and_then(|file| std::fs::read(file).ok());
     match body {
         Some(body) => {
             let head = format!(
