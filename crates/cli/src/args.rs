@@ -290,6 +290,10 @@ pub struct NewArgs {
     /// at once, keeps the name it was booted with, and the pool boots a replacement.
     #[arg(long, value_name = "NAME")]
     pub pool: Option<String>,
+    /// A file holding a GitHub token for the VM: its git (private repositories clone) and its
+    /// `gh` are logged in with it. Default: `[github] token_file`, else `gh auth token` here.
+    #[arg(long, value_name = "FILE")]
+    pub gh_token_file: Option<PathBuf>,
 }
 
 /// `azlin list`

@@ -444,11 +444,8 @@ impl Launcher {
             let command = clone_command(repo, dir);
             let warning = match shell.capture(&command).await {
                 Ok(out) if out.code == 0 => None,
-                Ok(out) => Some(format!(
-                    "cloning {repo} failed: {}",
-                    out.stderr_text().trim()
-                )),
-                Err(e) => Some(format!("cloning {repo} failed: {e}")),
+                Ok(out) => Some(clone_failure(repo, &out.stderr_text())),
+                Err(e) => Some(clone_failure(repo, &e.to_string())),
             };
             if let Some(warning) = warning {
                 r.status(Stage::CloningRepos, warning.clone(), true)
@@ -524,13 +521,34 @@ impl Launcher {
 }
 
 /// The shell command that clones `repo` into `~/<dir>` on a VM. A clone already there (left by
-/// an earlier attempt) counts as done.
+/// an earlier attempt) counts as done. git never asks for a password: a repository that needs
+/// one fails at once.
 pub fn clone_command(repo: &azlin_core::RepoUrl, dir: &str) -> String {
     format!(
-        "test -d {dir}/.git || git clone --quiet -- {url} {dir}",
+        "test -d {dir}/.git || GIT_TERMINAL_PROMPT=0 git clone --quiet -- {url} {dir}",
         dir = quote::sh(dir),
         url = quote::sh(repo.as_str())
     )
+}
+
+/// The warning for a clone of `repo` that failed with `detail` (what git said); one that needed
+/// credentials says how to give a token.
+pub fn clone_failure(repo: &azlin_core::RepoUrl, detail: &str) -> String {
+    let detail = detail.trim();
+    let needs_credentials = [
+        "could not read Username",
+        "Authentication failed",
+        "terminal prompts disabled",
+    ]
+    .iter()
+    .any(|sign| detail.contains(sign));
+    let hint = if needs_credentials {
+        " (a private repository: give the VM a GitHub token with --gh-token-file FILE or \
+         [github] token_file, or log in here with `gh auth login`)"
+    } else {
+        ""
+    };
+    format!("cloning {repo} failed: {detail}{hint}")
 }
 
 #[cfg(test)]

@@ -186,6 +186,15 @@ pub enum ReportMode {
     Statuses,
 }
 
+/// GitHub access of new VMs (`[github]`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GithubConfig {
+    /// The file holding a token that new VMs get for git and `gh` (private repositories
+    /// clone); `gh auth token` of this machine when absent and `gh` is logged in.
+    pub token_file: Option<PathBuf>,
+}
+
 /// `azlin serve` as a CI service (`[serve]`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -358,6 +367,9 @@ pub struct Config {
     /// The CI service: webhooks, repositories, results back to GitHub.
     #[serde(default)]
     pub serve: ServeConfig,
+    /// GitHub access of new VMs.
+    #[serde(default)]
+    pub github: GithubConfig,
 }
 
 /// A config file that could not be used.
@@ -409,6 +421,7 @@ impl std::fmt::Debug for Config {
             pool,
             vm,
             serve,
+            github,
         } = self;
         f.debug_struct("Config")
             .field("provider", provider)
@@ -436,6 +449,7 @@ impl std::fmt::Debug for Config {
             .field("pool", pool)
             .field("vm", vm)
             .field("serve", serve)
+            .field("github", github)
             .finish()
     }
 }

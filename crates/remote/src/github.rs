@@ -132,7 +132,10 @@ mod tests {
         let hosts = vec!["github.com".to_string(), "git.example:8443".to_string()];
         let script = script(&hosts);
         assert!(!script.contains("ghp_secret"));
-        assert!(script.contains("'credential.https://git.example:8443.helper'"), "{script}");
+        assert!(
+            script.contains("'credential.https://git.example:8443.helper'"),
+            "{script}"
+        );
         assert_eq!(encode("a+b/c@d"), "a%2Bb%2Fc%40d");
     }
 }

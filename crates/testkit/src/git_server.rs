@@ -49,12 +49,7 @@ impl GitServer {
 
     /// The same, with `/private/…` open only to requests carrying `token` as their basic-auth
     /// password (closed to all without a token).
-    pub fn serve_private(
-        root: &Path,
-        addr: IpAddr,
-        name: &str,
-        token: Option<&str>,
-    ) -> GitServer {
+    pub fn serve_private(root: &Path, addr: IpAddr, name: &str, token: Option<&str>) -> GitServer {
         let dir = tempfile::tempdir().expect("a temporary folder");
         let (ca_pem, tls) = tls_config(name, addr);
         let ca_path = dir.path().join("test-ca.pem");

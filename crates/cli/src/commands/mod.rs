@@ -14,6 +14,7 @@ pub mod keys;
 pub mod new;
 pub mod pool;
 pub mod prerequisites;
+pub mod repos;
 pub mod run;
 pub mod serve;
 pub mod snapshot;

@@ -3,7 +3,7 @@
 
 use crate::app::{App, ControlPlane};
 use crate::args::{NewArgs, OutputFormat};
-use crate::commands::{connect, prerequisites};
+use crate::commands::{connect, prerequisites, repos};
 use crate::failure::Failure;
 use crate::interrupt::Interrupts;
 use crate::notify;
@@ -41,6 +41,7 @@ impl NewArgs {
             x11: _,
             allow_ssh_from_anywhere: _,
             pool: _,
+            gh_token_file: _,
         } = self;
         LaunchOptions {
             provider: provider.clone(),
@@ -175,7 +176,21 @@ pub async fn run(app: &App, args: &NewArgs) -> anyhow::Result<ExitCode> {
         return from_pool(app, args, pool).await;
     }
     let begun = Instant::now();
-    let specs = plan(app, &args.launch_options())?;
+    let mut specs = plan(app, &args.launch_options())?;
+    // With a GitHub token, step 6 runs from here once the VMs are ready: the token never
+    // travels on the bus to a worker.
+    let token = repos::github_token(
+        args.gh_token_file.as_deref(),
+        app.settings.config.github.token_file.as_deref(),
+    )
+    .await?;
+    let mut repos_here = Vec::new();
+    if token.is_some() {
+        // Every VM of a fleet clones the same repositories.
+        for spec in &mut specs {
+            repos_here = std::mem::take(&mut spec.repos);
+        }
+    }
     refuse_ssh_from_anywhere(app, &specs, args.allow_ssh_from_anywhere)?;
     refuse_taken_names(app, &specs).await?;
     let provider_kind = specs[0].provider;
@@ -261,6 +276,16 @@ pub async fn run(app: &App, args: &NewArgs) -> anyhow::Result<ExitCode> {
             ExitCode::Error,
             "the control plane stopped before every VM was ready",
         ));
+    }
+
+    if token.is_some() {
+        for complete in &mut completes {
+            let (_, vm) = app.locate(&complete.vm.name).await?;
+            let warnings =
+                repos::github_and_repos(&progress, &vm, &identity, token.as_ref(), &repos_here)
+                    .await?;
+            complete.warnings.extend(warnings);
+        }
     }
 
     // Step 7: notification (success and failure alike).
@@ -387,33 +412,13 @@ async fn from_pool(app: &App, args: &NewArgs, pool: &str) -> anyhow::Result<Exit
     };
     stage.done(&format!("{} is yours", record.name));
     let vm = record.to_vm();
-    let mut warnings = Vec::new();
-    if !repos.is_empty() {
-        let stage = progress.stage("Repositories");
-        let shell = azlin_remote::connect(&vm, &identity)
-            .await
-            .map_err(|e| Failure::with_code(ExitCode::Readiness, e.to_string()))?;
-        for repo in &repos {
-            let Some(dir) = repo.dir_name() else { continue };
-            stage.update(&format!("cloning {repo} into ~/{dir}"));
-            match shell
-                .capture(&azlin_control::launch::clone_command(repo, dir))
-                .await
-            {
-                Ok(out) if out.code == 0 => {}
-                Ok(out) => warnings.push(format!(
-                    "cloning {repo} failed: {}",
-                    out.stderr_text().trim()
-                )),
-                Err(e) => warnings.push(format!("cloning {repo} failed: {e}")),
-            }
-        }
-        stage.done(&format!(
-            "{} of {} repositories cloned",
-            repos.len() - warnings.len(),
-            repos.len()
-        ));
-    }
+    let token = repos::github_token(
+        args.gh_token_file.as_deref(),
+        app.settings.config.github.token_file.as_deref(),
+    )
+    .await?;
+    let warnings =
+        repos::github_and_repos(&progress, &vm, &identity, token.as_ref(), &repos).await?;
     let complete = CreateComplete {
         schema: SCHEMA,
         request_id: record.request_id.clone(),

@@ -15,10 +15,16 @@ pub const HOST_NAME: &str = "host.azlin.internal";
 /// Its address.
 pub const HOST_ADDR: &str = "10.213.255.254";
 
-/// A running server with one repository; stops when dropped.
+/// The token (basic-auth password) the server's private repository needs.
+pub const PRIVATE_TOKEN: &str = "ghp_azlinTestToken0123456789";
+
+/// A running server with a public repository and a private one; stops when dropped.
 pub struct GitServer {
     /// `https://host.azlin.internal:PORT/demo.git`
     pub url: String,
+    /// `https://host.azlin.internal:PORT/private/demo.git`: the same repository, cloned only
+    /// with [`PRIVATE_TOKEN`].
+    pub private_url: String,
     /// The test CA certificate (PEM file) that signed the server certificate.
     pub ca_path: PathBuf,
     /// The commit the served repository's HEAD points to.
@@ -53,7 +59,7 @@ fn git(dir: &Path, args: &[&str]) -> String {
 }
 
 impl GitServer {
-    /// Makes a repository with one commit and serves it on [`HOST_ADDR`].
+    /// Makes a repository with one commit and serves it on [`HOST_ADDR`], publicly and privately.
     pub fn start() -> GitServer {
         let dir = tempfile::tempdir().unwrap();
         let work = dir.path().join("work");
@@ -77,9 +83,27 @@ impl GitServer {
             ],
         );
         git(&root.join("demo.git"), &["update-server-info"]);
-        let server = azlin_testkit::GitServer::serve(&root, HOST_ADDR.parse().unwrap(), HOST_NAME);
+        std::fs::create_dir(root.join("private")).unwrap();
+        git(
+            dir.path(),
+            &[
+                "clone",
+                "-q",
+                "--bare",
+                work.to_str().unwrap(),
+                root.join("private/demo.git").to_str().unwrap(),
+            ],
+        );
+        git(&root.join("private/demo.git"), &["update-server-info"]);
+        let server = azlin_testkit::GitServer::serve_private(
+            &root,
+            HOST_ADDR.parse().unwrap(),
+            HOST_NAME,
+            Some(PRIVATE_TOKEN),
+        );
         GitServer {
             url: format!("{}/demo.git", server.url),
+            private_url: format!("{}/private/demo.git", server.url),
             ca_path: server.ca_path.clone(),
             commit,
             port: server.port,

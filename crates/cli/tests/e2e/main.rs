@@ -14,6 +14,7 @@ mod common;
 mod day2;
 mod defaults;
 mod git_server;
+mod github_token;
 mod gui;
 mod interrupt;
 mod isolation;
