@@ -7,8 +7,9 @@
 use crate::board::{Board, RunView};
 use crate::queue::CiBus;
 use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
@@ -40,11 +41,6 @@ pub struct Dashboard {
     access: Access,
 }
 
-#[derive(serde::Deserialize)]
-struct TokenQuery {
-    token: Option<String>,
-}
-
 impl Dashboard {
     /// A dashboard of `board`, VMs of `store`, runners and logs of `bus`.
     pub fn new(
@@ -61,20 +57,21 @@ impl Dashboard {
         })
     }
 
-    /// `GET /`, `GET /events`, `GET /runs/{id}/log`.
+    /// `GET /`, `GET /events`, `GET /runs/{id}/log`, each behind the access check.
     pub fn routes(self: &Arc<Self>) -> Router {
         Router::new()
             .route("/", get(page))
             .route("/events", get(changes))
             .route("/runs/{id}/log", get(log))
+            .route_layer(middleware::from_fn_with_state(self.clone(), guard))
             .with_state(self.clone())
     }
 
-    /// Whether a request with these headers and query may look.
+    /// Whether a request with these headers and `?token=` may look.
     fn allowed(
         &self,
         headers: &HeaderMap,
-        query: &TokenQuery,
+        query_token: Option<&str>,
     ) -> Result<(), (StatusCode, &'static str)> {
         let expected = match &self.access {
             Access::Open => return Ok(()),
@@ -91,7 +88,7 @@ impl Dashboard {
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "));
-        let given = query.token.as_deref().or(bearer).unwrap_or_default();
+        let given = query_token.or(bearer).unwrap_or_default();
         if bool::from(given.as_bytes().ct_eq(expected.expose().as_bytes())) {
             Ok(())
         } else {
@@ -239,14 +236,20 @@ fn pool_rows(records: &[VmRecord]) -> String {
         .collect()
 }
 
-async fn page(
-    State(dashboard): State<Arc<Dashboard>>,
-    headers: HeaderMap,
-    Query(query): Query<TokenQuery>,
-) -> Response {
-    if let Err(refused) = dashboard.allowed(&headers, &query) {
-        return refused.into_response();
+/// Lets a request through to the dashboard only if [`Dashboard::allowed`] says so.
+async fn guard(State(dashboard): State<Arc<Dashboard>>, request: Request, next: Next) -> Response {
+    let token = request.uri().query().and_then(|query| {
+        url::form_urlencoded::parse(query.as_bytes())
+            .find(|(key, _)| key == "token")
+            .map(|(_, value)| value.into_owned())
+    });
+    match dashboard.allowed(request.headers(), token.as_deref()) {
+        Ok(()) => next.run(request).await,
+        Err(refused) => refused.into_response(),
     }
+}
+
+async fn page(State(dashboard): State<Arc<Dashboard>>) -> Response {
     Html(dashboard.render().await).into_response()
 }
 
@@ -259,14 +262,7 @@ where
         .into_response()
 }
 
-async fn changes(
-    State(dashboard): State<Arc<Dashboard>>,
-    headers: HeaderMap,
-    Query(query): Query<TokenQuery>,
-) -> Response {
-    if let Err(refused) = dashboard.allowed(&headers, &query) {
-        return refused.into_response();
-    }
+async fn changes(State(dashboard): State<Arc<Dashboard>>) -> Response {
     let receiver = dashboard.board.subscribe();
     let stream = futures::stream::unfold(receiver, |mut receiver| async move {
         loop {
@@ -285,15 +281,7 @@ async fn changes(
     sse(stream)
 }
 
-async fn log(
-    State(dashboard): State<Arc<Dashboard>>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    Query(query): Query<TokenQuery>,
-) -> Response {
-    if let Err(refused) = dashboard.allowed(&headers, &query) {
-        return refused.into_response();
-    }
+async fn log(State(dashboard): State<Arc<Dashboard>>, Path(id): Path<String>) -> Response {
     let Some(bus) = &dashboard.bus else {
         return (StatusCode::NOT_FOUND, "no run logs without NATS").into_response();
     };

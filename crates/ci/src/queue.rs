@@ -465,23 +465,12 @@ impl CiBus {
 
     /// The state of run `id`, if it is known.
     pub async fn run_state(&self, id: &str) -> Result<Option<RunState>, BusError> {
-        let entry = self
-            .runs
-            .get(id)
-            .await
-            .map_err(|e| transport("reading a run")(e.to_string()))?;
-        Ok(entry.and_then(|bytes| serde_json::from_slice(&bytes).ok()))
+        get_json(&self.runs, id, "a run").await
     }
 
     /// Records the state of run `id`.
     pub async fn set_run_state(&self, id: &str, state: &RunState) -> Result<(), BusError> {
-        let bytes = serde_json::to_vec(state)
-            .map_err(|e| transport("encoding a run state")(e.to_string()))?;
-        self.runs
-            .put(id, bytes.into())
-            .await
-            .map(drop)
-            .map_err(|e| transport("recording a run")(e.to_string()))
+        put_json(&self.runs, id, state, "a run").await
     }
 
     /// Every run recorded.
@@ -565,34 +554,17 @@ impl CiBus {
 
     /// The check run posted for `key`, if any.
     pub async fn check(&self, key: &str) -> Result<Option<CheckRecord>, BusError> {
-        let entry = self
-            .checks
-            .get(key)
-            .await
-            .map_err(|e| transport("reading a check run")(e.to_string()))?;
-        Ok(entry.and_then(|bytes| serde_json::from_slice(&bytes).ok()))
+        get_json(&self.checks, key, "a check run").await
     }
 
     /// Records the check run posted for `key`.
     pub async fn set_check(&self, key: &str, record: &CheckRecord) -> Result<(), BusError> {
-        let bytes = serde_json::to_vec(record)
-            .map_err(|e| transport("encoding a check run")(e.to_string()))?;
-        self.checks
-            .put(key, bytes.into())
-            .await
-            .map(drop)
-            .map_err(|e| transport("recording a check run")(e.to_string()))
+        put_json(&self.checks, key, record, "a check run").await
     }
 
     /// Says this runner is alive.
     pub async fn heartbeat(&self, beat: &RunnerBeat) -> Result<(), BusError> {
-        let bytes = serde_json::to_vec(beat)
-            .map_err(|e| transport("encoding a heartbeat")(e.to_string()))?;
-        self.runners
-            .put(&beat.worker, bytes.into())
-            .await
-            .map(drop)
-            .map_err(|e| transport("sending a heartbeat")(e.to_string()))
+        put_json(&self.runners, &beat.worker, beat, "a heartbeat").await
     }
 
     /// Says this runner is gone.
@@ -612,12 +584,7 @@ impl CiBus {
         let mut beats = Vec::new();
         while let Some(key) = keys.next().await {
             let Ok(key) = key else { continue };
-            let entry = self
-                .runners
-                .get(&key)
-                .await
-                .map_err(|e| transport("reading a runner")(e.to_string()))?;
-            if let Some(beat) = entry.and_then(|b| serde_json::from_slice(&b).ok()) {
+            if let Some(beat) = get_json(&self.runners, &key, "a runner").await? {
                 beats.push(beat);
             }
         }
@@ -651,6 +618,36 @@ impl CiBus {
             tracing::warn!("a dead letter was not stored: {e}");
         }
     }
+}
+
+/// The JSON value of `key` in `bucket` (`None` when absent or unreadable); `what` names it in
+/// errors.
+async fn get_json<T: serde::de::DeserializeOwned>(
+    bucket: &kv::Store,
+    key: &str,
+    what: &str,
+) -> Result<Option<T>, BusError> {
+    let entry = bucket
+        .get(key)
+        .await
+        .map_err(|e| transport(&format!("reading {what}"))(e.to_string()))?;
+    Ok(entry.and_then(|bytes| serde_json::from_slice(&bytes).ok()))
+}
+
+/// Stores `value` as JSON under `key` in `bucket`.
+async fn put_json<T: Serialize>(
+    bucket: &kv::Store,
+    key: &str,
+    value: &T,
+    what: &str,
+) -> Result<(), BusError> {
+    let bytes = serde_json::to_vec(value)
+        .map_err(|e| transport(&format!("encoding {what}"))(e.to_string()))?;
+    bucket
+        .put(key, bytes.into())
+        .await
+        .map(drop)
+        .map_err(|e| transport(&format!("recording {what}"))(e.to_string()))
 }
 
 fn work_queue(name: &str, subject: &str, what: &str, settings: &NatsSettings) -> StreamConfig {

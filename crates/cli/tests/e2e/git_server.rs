@@ -72,29 +72,20 @@ impl GitServer {
         let commit = git(&work, &["rev-parse", "HEAD"]);
         let root = dir.path().join("www");
         std::fs::create_dir(&root).unwrap();
-        git(
-            dir.path(),
-            &[
-                "clone",
-                "-q",
-                "--bare",
-                work.to_str().unwrap(),
-                root.join("demo.git").to_str().unwrap(),
-            ],
-        );
-        git(&root.join("demo.git"), &["update-server-info"]);
         std::fs::create_dir(root.join("private")).unwrap();
-        git(
-            dir.path(),
-            &[
-                "clone",
-                "-q",
-                "--bare",
-                work.to_str().unwrap(),
-                root.join("private/demo.git").to_str().unwrap(),
-            ],
-        );
-        git(&root.join("private/demo.git"), &["update-server-info"]);
+        for bare in [root.join("demo.git"), root.join("private/demo.git")] {
+            git(
+                dir.path(),
+                &[
+                    "clone",
+                    "-q",
+                    "--bare",
+                    work.to_str().unwrap(),
+                    bare.to_str().unwrap(),
+                ],
+            );
+            git(&bare, &["update-server-info"]);
+        }
         let server = azlin_testkit::GitServer::serve_private(
             &root,
             HOST_ADDR.parse().unwrap(),

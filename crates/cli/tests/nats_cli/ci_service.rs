@@ -6,7 +6,6 @@ use crate::support::*;
 use azlin_testkit::github_double::GitHubDouble;
 use azlin_testkit::netns::{Host, Lan};
 use azlin_testkit::{NatsServer, ServerOptions};
-use nix::sys::signal::Signal;
 use serde_json::{Value, json};
 use std::path::Path;
 use std::process::Command;
@@ -251,13 +250,7 @@ fn service(lan: &Lan, workflows: &[(&str, &str)], extra: &str) -> Service {
         ),
     );
     let serve = server.spawn(&["serve", "--listen", "127.0.0.1:0", "--nats", &url]);
-    let err = serve.wait_for_stderr("recording events", Duration::from_secs(30));
-    let addr = err
-        .split("listening on http://")
-        .nth(1)
-        .and_then(|rest| rest.lines().next())
-        .unwrap()
-        .to_string();
+    let addr = serve_address(&serve);
     Service {
         _nats: nats,
         url,
@@ -274,17 +267,7 @@ fn service(lan: &Lan, workflows: &[(&str, &str)], extra: &str) -> Service {
 #[test]
 fn push_webhooks_run_matching_workflows_on_runners_and_post_check_runs() {
     let mut lan = Lan::new().unwrap();
-    let Service {
-        url,
-        github,
-        sha,
-        server,
-        serve,
-        addr,
-        _nats,
-        _git_root,
-        _secrets,
-    } = service(
+    let svc = service(
         &lan,
         &[
             ("ci.yml", CI),
@@ -294,27 +277,30 @@ fn push_webhooks_run_matching_workflows_on_runners_and_post_check_runs() {
         ],
         "",
     );
-    let (gpu_home, _gpu_host, gpu) = runner(&mut lan, &url, &["--labels", "gpu"]);
-    let (plain_home, _plain_host, plain) = runner(&mut lan, &url, &[]);
+    let (gpu_home, _gpu_host, gpu) = runner(&mut lan, &svc.url, &["--labels", "gpu"]);
+    let (plain_home, _plain_host, plain) = runner(&mut lan, &svc.url, &[]);
     let gpu_id = runner_id(&gpu);
 
     // Refused: no signature, a wrong one; nothing is queued.
-    let body = push_payload(&sha);
-    assert_eq!(deliver(&addr, "d-unsigned", "push", &body, Some("")).0, 401);
+    let body = push_payload(&svc.sha);
+    assert_eq!(
+        deliver(&svc.addr, "d-unsigned", "push", &body, Some("")).0,
+        401
+    );
     let forged = azlin_ci::webhook::sign(b"not the secret", &body);
     assert_eq!(
-        deliver(&addr, "d-forged", "push", &body, Some(&forged)).0,
+        deliver(&svc.addr, "d-forged", "push", &body, Some(&forged)).0,
         401
     );
     assert_eq!(
-        deliver(&addr, "d-ping", "ping", b"{\"zen\":\"hi\"}", None).0,
+        deliver(&svc.addr, "d-ping", "ping", b"{\"zen\":\"hi\"}", None).0,
         200
     );
 
     let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
     let incoming = format!("00-{trace}-00f067aa0ba902b7-01");
     let (status, answer) = deliver_with(
-        &addr,
+        &svc.addr,
         "d-push-1",
         "push",
         &body,
@@ -326,7 +312,7 @@ fn push_webhooks_run_matching_workflows_on_runners_and_post_check_runs() {
         Duration::from_secs(120),
         "three completed check runs",
         || {
-            let runs = github.check_runs();
+            let runs = svc.github.check_runs();
             (runs.len() == 3 && runs.iter().all(|r| r.status == "completed")).then_some(runs)
         },
     );
@@ -335,7 +321,7 @@ fn push_webhooks_run_matching_workflows_on_runners_and_post_check_runs() {
             .iter()
             .find(|r| r.name == name)
             .unwrap_or_else(|| panic!("{name}: {runs:?}"));
-        assert_eq!(run.head_sha, sha);
+        assert_eq!(run.head_sha, svc.sha);
         assert_eq!(run.repo, "octo/app");
         assert_eq!(run.conclusions_posted, 1, "{run:?}");
         run.conclusion.clone().unwrap()
@@ -367,10 +353,10 @@ fn push_webhooks_run_matching_workflows_on_runners_and_post_check_runs() {
 
     // A replay of the delivery runs nothing again; the job needing `gpu` ran on the runner
     // that serves it; the docs and release workflows never ran.
-    let (status, answer) = deliver(&addr, "d-push-1", "push", &body, None);
+    let (status, answer) = deliver(&svc.addr, "d-push-1", "push", &body, None);
     assert_eq!(status, 200, "{answer}");
     assert!(answer.contains("taken before"), "{answer}");
-    let events = server.events(&url);
+    let events = svc.server.events(&svc.url);
     let started: Vec<&Value> = of(&events, "workflow.job.started");
     assert_eq!(started.len(), 3, "{started:#?}");
     let train = started
@@ -393,12 +379,12 @@ fn push_webhooks_run_matching_workflows_on_runners_and_post_check_runs() {
         assert!(traceparent.starts_with(&format!("00-{trace}-")), "{event}");
     }
     std::thread::sleep(Duration::from_secs(2));
-    assert_eq!(github.check_runs().len(), 3);
+    assert_eq!(svc.github.check_runs().len(), 3);
 
     // The metrics parse, and count what happened.
     let delivered = |outcome| {
         metric(
-            &addr,
+            &svc.addr,
             "azlin_webhook_deliveries_total",
             &[("event", "push"), ("outcome", outcome)],
         )
@@ -407,24 +393,19 @@ fn push_webhooks_run_matching_workflows_on_runners_and_post_check_runs() {
     assert_eq!(delivered("duplicate"), 1.0);
     assert_eq!(delivered("refused"), 2.0);
     eventually(Duration::from_secs(20), "runs counted", || {
-        (metric(&addr, "azlin_runs_total", &[("result", "success")]) == 1.0
-            && metric(&addr, "azlin_runs_total", &[("result", "failure")]) == 1.0)
+        (metric(&svc.addr, "azlin_runs_total", &[("result", "success")]) == 1.0
+            && metric(&svc.addr, "azlin_runs_total", &[("result", "failure")]) == 1.0)
             .then_some(())
     });
-    assert_eq!(metric(&addr, "azlin_runs_queued_total", &[]), 2.0);
+    assert_eq!(metric(&svc.addr, "azlin_runs_queued_total", &[]), 2.0);
     assert_eq!(
-        metric(&addr, "azlin_job_start_latency_seconds_count", &[]),
+        metric(&svc.addr, "azlin_job_start_latency_seconds_count", &[]),
         3.0
     );
-    assert_eq!(metric(&addr, "azlin_runners", &[]), 2.0);
-    assert_eq!(metric(&addr, "azlin_run_queue_depth", &[]), 0.0);
+    assert_eq!(metric(&svc.addr, "azlin_runners", &[]), 2.0);
+    assert_eq!(metric(&svc.addr, "azlin_run_queue_depth", &[]), 0.0);
 
-    for process in [&gpu, &plain, &serve] {
-        process.signal(Signal::SIGTERM);
-    }
-    for process in [gpu, plain, serve] {
-        process.wait(Duration::from_secs(30)).expect(0);
-    }
+    stop_all(vec![gpu, plain, svc.serve]);
     // Every session VM went back.
     assert_eq!(gpu_home.sim_vms().len(), 0);
     assert_eq!(plain_home.sim_vms().len(), 0);
@@ -440,23 +421,13 @@ fn a_run_whose_runner_is_killed_completes_once_on_another_and_leaks_no_vm() {
          - run: echo finished\n"
     );
     let mut lan = Lan::new().unwrap();
-    let Service {
-        url,
-        github,
-        sha,
-        server,
-        serve,
-        addr,
-        _nats,
-        _git_root,
-        _secrets,
-    } = service(&lan, &[("slow.yml", &slow)], "");
-    let (first_home, first_host, first) = runner(&mut lan, &url, &["--ack-wait", "2"]);
-    let (second_home, second_host, second) = runner(&mut lan, &url, &["--ack-wait", "2"]);
+    let svc = service(&lan, &[("slow.yml", &slow)], "");
+    let (first_home, first_host, first) = runner(&mut lan, &svc.url, &["--ack-wait", "2"]);
+    let (second_home, second_host, second) = runner(&mut lan, &svc.url, &["--ack-wait", "2"]);
     let ids = [runner_id(&first), runner_id(&second)];
 
     assert_eq!(
-        deliver(&addr, "d-slow", "push", &push_payload(&sha), None).0,
+        deliver(&svc.addr, "d-slow", "push", &push_payload(&svc.sha), None).0,
         202
     );
     eventually(Duration::from_secs(60), "the step to start", || {
@@ -467,7 +438,7 @@ fn a_run_whose_runner_is_killed_completes_once_on_another_and_leaks_no_vm() {
             .then_some(())
     });
     let taken = eventually(Duration::from_secs(20), "the run's taker", || {
-        let events = server.events(&url);
+        let events = svc.server.events(&svc.url);
         of(&events, "workflow.run.status")
             .first()
             .map(|e| e["payload"]["worker"].as_str().unwrap().to_string())
@@ -482,12 +453,12 @@ fn a_run_whose_runner_is_killed_completes_once_on_another_and_leaks_no_vm() {
     std::fs::write(marks.path().join("go"), "").unwrap();
 
     let run = eventually(Duration::from_secs(90), "the check run to complete", || {
-        let runs = github.check_runs();
+        let runs = svc.github.check_runs();
         runs.first().filter(|r| r.status == "completed").cloned()
     });
     assert_eq!(run.conclusion.as_deref(), Some("success"), "{run:?}");
     assert_eq!(run.conclusions_posted, 1);
-    let events = server.events(&url);
+    let events = svc.server.events(&svc.url);
     let takers: Vec<&str> = of(&events, "workflow.run.status")
         .iter()
         .map(|e| e["payload"]["worker"].as_str().unwrap())
@@ -498,27 +469,22 @@ fn a_run_whose_runner_is_killed_completes_once_on_another_and_leaks_no_vm() {
     assert!(of(&events, "workflow.run.failed").is_empty());
     assert_eq!(of(&events, "workflow.job.completed").len(), 1);
     std::thread::sleep(Duration::from_secs(3));
-    assert_eq!(github.check_runs().len(), 1);
+    assert_eq!(svc.github.check_runs().len(), 1);
     assert_eq!(
-        metric(&addr, "azlin_runs_total", &[("result", "success")]),
+        metric(&svc.addr, "azlin_runs_total", &[("result", "success")]),
         1.0
     );
 
     // The killed runner's session VM is released when a runner starts again on its host.
     assert_eq!(victim_home.sim_vms().len(), 1);
-    let restarted = start_runner(&victim_home, &victim_host, &url, &[]);
+    let restarted = start_runner(&victim_home, &victim_host, &svc.url, &[]);
     assert!(
         restarted.stderr().contains("removed sim VM"),
         "{}",
         restarted.stderr()
     );
     assert_eq!(victim_home.sim_vms().len(), 0);
-    for process in [&restarted, &survivor, &serve] {
-        process.signal(Signal::SIGTERM);
-    }
-    for process in [restarted, survivor, serve] {
-        process.wait(Duration::from_secs(30)).expect(0);
-    }
+    stop_all(vec![restarted, survivor, svc.serve]);
     assert_eq!(survivor_home.sim_vms().len(), 0);
 }
 
@@ -581,95 +547,82 @@ fn the_dashboard_shows_a_delivered_run_and_its_output_live_in_chromium() {
          - run: echo hello-from-the-step; while [ ! -f {m}/go ]; do sleep 0.1; done\n"
     );
     let mut lan = Lan::new().unwrap();
-    let Service {
-        url,
-        github,
-        sha,
-        serve,
-        addr,
-        _nats,
-        _git_root,
-        _secrets,
-        server: _server,
-    } = service(&lan, &[("live.yml", &live)], "");
-    let (_home, _host, worker) = runner(&mut lan, &url, &[]);
+    let svc = service(&lan, &[("live.yml", &live)], "");
+    let (_home, _host, worker) = runner(&mut lan, &svc.url, &[]);
     let artifacts = concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/test-artifacts");
     std::fs::create_dir_all(artifacts).unwrap();
     let screenshot = Path::new(artifacts).join("dashboard.png");
     let _ = std::fs::remove_file(&screenshot);
 
     let browser = Watcher::start(
-        &format!("http://{addr}/"),
+        &format!("http://{}/", svc.addr),
         "hello-from-the-step",
         &screenshot,
     );
     browser.expect("ready");
     assert_eq!(
-        deliver(&addr, "d-live", "push", &push_payload(&sha), None).0,
+        deliver(&svc.addr, "d-live", "push", &push_payload(&svc.sha), None).0,
         202
     );
     browser.expect("run");
     // The line shows while its step is still running: it came live, not with the result.
     browser.expect("log");
-    assert!(github.check_runs().iter().all(|r| r.status != "completed"));
+    assert!(
+        svc.github
+            .check_runs()
+            .iter()
+            .all(|r| r.status != "completed")
+    );
     std::fs::write(marks.path().join("go"), "").unwrap();
     browser.expect("done");
     assert!(std::fs::metadata(&screenshot).unwrap().len() > 1000);
 
     // The page itself is rendered on the server: the run, the VM table, the runner.
-    let (status, page) = http_get(&addr, "/");
+    let (status, page) = http_get(&svc.addr, "/");
     assert_eq!(status, 200);
     assert!(
         page.contains("octo/app") && page.contains("Runner workers"),
         "{page}"
     );
     assert!(page.contains(&runner_id(&worker)), "{page}");
-    for process in [&worker, &serve] {
-        process.signal(Signal::SIGTERM);
-    }
-    for process in [worker, serve] {
-        process.wait(Duration::from_secs(30)).expect(0);
-    }
+    stop_all(vec![worker, svc.serve]);
 }
 
 #[test]
 fn commit_statuses_when_configured_and_unreadable_runs_go_to_dead_letters() {
     let mut lan = Lan::new().unwrap();
-    let Service {
-        url,
-        github,
-        sha,
-        serve,
-        addr,
-        _nats,
-        _git_root,
-        _secrets,
-        server: _server,
-    } = service(&lan, &[("ci.yml", CI)], "report = \"statuses\"\n");
-    let (_home, _host, worker) = runner(&mut lan, &url, &[]);
+    let svc = service(&lan, &[("ci.yml", CI)], "report = \"statuses\"\n");
+    let (_home, _host, worker) = runner(&mut lan, &svc.url, &[]);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        let bus = azlin_control::NatsBus::connect(&url, azlin_control::NatsSettings::default())
+        let bus = azlin_control::NatsBus::connect(&svc.url, azlin_control::NatsSettings::default())
             .await
             .unwrap();
         bus.submit_raw("workflow.run.request", b"{not json".to_vec())
             .await
             .unwrap();
     });
-    let letters = dead_letters(&url);
+    let letters = dead_letters(&svc.url);
     assert_eq!(letters.len(), 1, "{letters:?}");
     assert_eq!(letters[0].subject, "workflow.run.request");
     assert!(letters[0].reason.contains("malformed"), "{letters:?}");
 
     assert_eq!(
-        deliver(&addr, "d-statuses", "push", &push_payload(&sha), None).0,
+        deliver(
+            &svc.addr,
+            "d-statuses",
+            "push",
+            &push_payload(&svc.sha),
+            None
+        )
+        .0,
         202
     );
     let last = |context: &str| {
-        github
+        svc.github
             .statuses()
             .into_iter()
-            .rfind(|s| s.context == context && s.sha == sha)
+            .rfind(|s| s.context == context && s.sha == svc.sha)
             .map(|s| s.state)
     };
     eventually(Duration::from_secs(60), "final statuses", || {
@@ -677,13 +630,8 @@ fn commit_statuses_when_configured_and_unreadable_runs_go_to_dead_letters() {
             && last("azlin/CI/broken").as_deref() == Some("failure"))
         .then_some(())
     });
-    assert!(github.check_runs().is_empty());
-    for process in [&worker, &serve] {
-        process.signal(Signal::SIGTERM);
-    }
-    for process in [worker, serve] {
-        process.wait(Duration::from_secs(30)).expect(0);
-    }
+    assert!(svc.github.check_runs().is_empty());
+    stop_all(vec![worker, svc.serve]);
 }
 
 #[test]
@@ -694,13 +642,7 @@ fn beyond_loopback_the_dashboard_needs_its_token_and_webhooks_need_nats() {
         let azlin = Azlin::new();
         config(&azlin, extra);
         let serve = azlin.spawn(&["serve", "--listen", &listen]);
-        let err = serve.wait_for_stderr("recording events", Duration::from_secs(30));
-        let addr = err
-            .split("listening on http://")
-            .nth(1)
-            .and_then(|rest| rest.lines().next())
-            .unwrap()
-            .to_string();
+        let addr = serve_address(&serve);
         (azlin, serve, addr)
     };
     let (_closed_home, closed, addr) = start("");
@@ -735,10 +677,7 @@ fn beyond_loopback_the_dashboard_needs_its_token_and_webhooks_need_nats() {
     let (status, answer) = deliver(&addr, "d-2", "push", b"{}", None);
     assert_eq!(status, 503, "{answer}");
     assert!(answer.contains("NATS"), "{answer}");
-    for process in [closed, open] {
-        process.signal(Signal::SIGTERM);
-        process.wait(Duration::from_secs(30)).expect(0);
-    }
+    stop_all(vec![closed, open]);
 }
 
 #[test]
@@ -753,23 +692,13 @@ fn a_limit_on_runs_in_flight_holds_across_runners() {
     };
     let (one, two) = (slow("one"), slow("two"));
     let mut lan = Lan::new().unwrap();
-    let Service {
-        url,
-        github,
-        sha,
-        serve,
-        addr,
-        _nats,
-        _git_root,
-        _secrets,
-        server: _server,
-    } = service(&lan, &[("one.yml", &one), ("two.yml", &two)], "");
+    let svc = service(&lan, &[("one.yml", &one), ("two.yml", &two)], "");
     let limit = ["--max-in-flight", "1"];
-    let (_first_home, _first_host, first) = runner(&mut lan, &url, &limit);
-    let (_second_home, _second_host, second) = runner(&mut lan, &url, &limit);
+    let (_first_home, _first_host, first) = runner(&mut lan, &svc.url, &limit);
+    let (_second_home, _second_host, second) = runner(&mut lan, &svc.url, &limit);
 
     assert_eq!(
-        deliver(&addr, "d-limit", "push", &push_payload(&sha), None).0,
+        deliver(&svc.addr, "d-limit", "push", &push_payload(&svc.sha), None).0,
         202
     );
     let started = || std::fs::read_dir(marks.path()).unwrap().count();
@@ -781,17 +710,12 @@ fn a_limit_on_runs_in_flight_holds_across_runners() {
     assert_eq!(started(), 1);
     std::fs::write(marks.path().join("go"), "").unwrap();
     eventually(Duration::from_secs(60), "both runs to complete", || {
-        let runs = github.check_runs();
+        let runs = svc.github.check_runs();
         (runs.len() == 2
             && runs
                 .iter()
                 .all(|r| r.conclusion.as_deref() == Some("success")))
         .then_some(())
     });
-    for process in [&first, &second, &serve] {
-        process.signal(Signal::SIGTERM);
-    }
-    for process in [first, second, serve] {
-        process.wait(Duration::from_secs(30)).expect(0);
-    }
+    stop_all(vec![first, second, svc.serve]);
 }

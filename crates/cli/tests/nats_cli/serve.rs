@@ -12,13 +12,7 @@ fn serve(azlin: &Azlin, flags: &[&str]) -> (Proc, String) {
     let mut args = vec!["serve", "--listen", "127.0.0.1:0"];
     args.extend_from_slice(flags);
     let serve = azlin.spawn(&args);
-    let err = serve.wait_for_stderr("recording events", Duration::from_secs(20));
-    let addr = err
-        .split("listening on http://")
-        .nth(1)
-        .and_then(|rest| rest.lines().next())
-        .unwrap()
-        .to_string();
+    let addr = serve_address(&serve);
     (serve, addr)
 }
 

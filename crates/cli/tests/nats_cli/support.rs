@@ -344,6 +344,26 @@ pub fn http_request(
     (status, body)
 }
 
+/// Stops background commands with SIGTERM, all at once, and checks that each exits 0.
+pub fn stop_all(processes: Vec<Proc>) {
+    for process in &processes {
+        process.signal(Signal::SIGTERM);
+    }
+    for process in processes {
+        process.wait(Duration::from_secs(30)).expect(0);
+    }
+}
+
+/// `azlin serve --listen` running: once it records events, the address it listens on.
+pub fn serve_address(serve: &Proc) -> String {
+    let err = serve.wait_for_stderr("recording events", Duration::from_secs(30));
+    err.split("listening on http://")
+        .nth(1)
+        .and_then(|rest| rest.lines().next())
+        .expect("serve says where it listens")
+        .to_string()
+}
+
 /// Polls `check` until it returns `Some`, or panics with `what` after `limit`.
 pub fn eventually<T>(limit: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + limit;
