@@ -1,5 +1,5 @@
-//! What both `azlin` test binaries share: the result of one run and the arguments of
-//! `azlin new`. A module of `e2e`, and of `nats_cli` through `#[path]`.
+//! What both `azlin` test binaries share: the result of one run, the arguments of `azlin new`,
+//! and a search of files for a secret. A module of `e2e`, and of `nats_cli` through `#[path]`.
 
 use serde_json::Value;
 use std::process::Output;
@@ -59,4 +59,32 @@ pub fn new_args<'a>(provider: &'a str, name: &'a str, extra: &[&'a str]) -> Vec<
     ];
     args.extend_from_slice(extra);
     args
+}
+
+/// Every file under `dir` whose bytes contain `needle`.
+pub fn files_containing(dir: &std::path::Path, needle: &str) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
+            if kind.is_dir() {
+                // VM folders hold the machines' own disks: what the VM wrote is not azlin's.
+                if path.ends_with("nspawn") {
+                    continue;
+                }
+                stack.push(path);
+            } else if kind.is_file()
+                && std::fs::read(&path)
+                    .map(|bytes| String::from_utf8_lossy(&bytes).contains(needle))
+                    .unwrap_or(false)
+            {
+                found.push(path);
+            }
+        }
+    }
+    found
 }

@@ -3,6 +3,7 @@
 //! token without one; the VM's `gh` (a stand-in that records its calls) is logged in with the
 //! token on stdin; and the token is in no file azlin wrote.
 
+use crate::common::files_containing;
 use crate::git_server::{GitServer, PRIVATE_TOKEN};
 use crate::support::Azlin;
 
@@ -16,34 +17,6 @@ write_files:
       echo "$*" >> /tmp/gh-calls
       cat >> /tmp/gh-stdin
 "#;
-
-/// Every file under `dir` whose bytes contain `needle`.
-fn files_containing(dir: &std::path::Path, needle: &str) -> Vec<std::path::PathBuf> {
-    let mut found = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-            let path = entry.path();
-            let Ok(kind) = entry.file_type() else {
-                continue;
-            };
-            if kind.is_dir() {
-                // VM folders hold the machines' own disks: what the VM wrote is not azlin's.
-                if path.ends_with("nspawn") {
-                    continue;
-                }
-                stack.push(path);
-            } else if kind.is_file()
-                && std::fs::read(&path)
-                    .map(|bytes| String::from_utf8_lossy(&bytes).contains(needle))
-                    .unwrap_or(false)
-            {
-                found.push(path);
-            }
-        }
-    }
-    found
-}
 
 #[test]
 fn a_private_repository_clones_with_a_token_and_fails_clearly_without() {

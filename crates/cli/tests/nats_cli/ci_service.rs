@@ -405,7 +405,17 @@ fn push_webhooks_run_matching_workflows_on_runners_and_post_check_runs() {
     assert_eq!(metric(&svc.addr, "azlin_runners", &[]), 2.0);
     assert_eq!(metric(&svc.addr, "azlin_run_queue_depth", &[]), 0.0);
 
-    stop_all(vec![gpu, plain, svc.serve]);
+    let outputs = stop_all(vec![gpu, plain, svc.serve]);
+    // The token and the webhook secret are in no output and no file azlin wrote.
+    for secret in [TOKEN, SECRET] {
+        for run in &outputs {
+            assert!(!run.stderr.contains(secret) && !run.stdout.contains(secret));
+        }
+        for home in [&svc.server, &gpu_home, &plain_home] {
+            let leaked = files_containing(home.home.path(), secret);
+            assert!(leaked.is_empty(), "{secret} is in {leaked:?}");
+        }
+    }
     // Every session VM went back.
     assert_eq!(gpu_home.sim_vms().len(), 0);
     assert_eq!(plain_home.sim_vms().len(), 0);

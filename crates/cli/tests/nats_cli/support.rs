@@ -2,7 +2,7 @@
 //! its own `AZLIN_HOME` and a scrubbed environment; long-running commands (workers, `serve`)
 //! are processes that are killed when dropped.
 
-pub use crate::common::{Run, new_args};
+pub use crate::common::{Run, files_containing, new_args};
 use azlin_testkit::netns::Host;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -344,14 +344,16 @@ pub fn http_request(
     (status, body)
 }
 
-/// Stops background commands with SIGTERM, all at once, and checks that each exits 0.
-pub fn stop_all(processes: Vec<Proc>) {
+/// Stops background commands with SIGTERM, all at once, checks that each exits 0, and returns
+/// what they printed.
+pub fn stop_all(processes: Vec<Proc>) -> Vec<Run> {
     for process in &processes {
         process.signal(Signal::SIGTERM);
     }
-    for process in processes {
-        process.wait(Duration::from_secs(30)).expect(0);
-    }
+    processes
+        .into_iter()
+        .map(|process| process.wait(Duration::from_secs(30)).expect(0))
+        .collect()
 }
 
 /// `azlin serve --listen` running: once it records events, the address it listens on.
