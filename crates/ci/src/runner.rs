@@ -139,25 +139,38 @@ impl Runner {
                 return;
             }
         }
-        if let Some(label) = request
-            .labels
-            .iter()
-            .find(|label| !self.settings.labels.contains(label))
-        {
-            tracing::info!(
-                run = %request.run_id,
-                "not taking the run: it needs runs-on label '{label}', which this runner does not serve"
-            );
-            ack(&message, AckKind::Nak(Some(Duration::from_secs(2)))).await;
-            return;
-        }
-        self.running.fetch_add(1, Ordering::Relaxed);
         let traceparent = message
             .headers
             .as_ref()
             .and_then(|h| h.get(azlin_control::bus::nats::topology::TRACEPARENT_HEADER))
             .map(|v| v.to_string())
             .unwrap_or_default();
+        if let Some(label) = request
+            .labels
+            .iter()
+            .find(|label| !self.settings.labels.contains(label))
+        {
+            let settings = self.bus.control().settings();
+            if i64::from(attempt) + 1 >= settings.max_deliver {
+                // Its last delivery: no runner that serves the label took it in all this time.
+                let error = format!(
+                    "no runner serves runs-on label '{label}': start one with \
+                     `azlin worker --runs --labels {label}`"
+                );
+                let ended = self.ended(&request, "failure", Some(error));
+                self.finish(&message, &request, ended, &traceparent).await;
+                return;
+            }
+            tracing::info!(
+                run = %request.run_id,
+                "not taking the run: it needs runs-on label '{label}', which this runner does not serve"
+            );
+            // Left for a runner that serves the label, longer each time.
+            let delay = settings.ack_wait.saturating_mul(attempt);
+            ack(&message, AckKind::Nak(Some(delay))).await;
+            return;
+        }
+        self.running.fetch_add(1, Ordering::Relaxed);
         let alive = {
             let message = message.clone();
             let every = self.settings.progress_interval;
@@ -173,19 +186,46 @@ impl Runner {
         let ended = self.execute(&request, attempt, &traceparent).await;
         alive.abort();
         self.running.fetch_sub(1, Ordering::Relaxed);
-        let end = if ended.conclusion == "success" {
-            RunEvent::Complete(ended.clone())
+        self.finish(&message, &request, ended, &traceparent).await;
+    }
+
+    /// How `request` ended, as its end event says it.
+    fn ended(&self, request: &RunRequested, conclusion: &str, error: Option<String>) -> RunEnded {
+        RunEnded {
+            schema: SCHEMA,
+            run_id: request.run_id.clone(),
+            repository: request.repository.clone(),
+            workflow: request.workflow.clone(),
+            conclusion: conclusion.to_string(),
+            error,
+            worker: self.settings.worker.clone(),
+            at: azlin_core::now_rfc3339(),
+        }
+    }
+
+    /// Announces the end of a run, records it as ended and acknowledges its message (or hands
+    /// it back when that could not be recorded).
+    async fn finish(
+        &self,
+        message: &Message,
+        request: &RunRequested,
+        ended: RunEnded,
+        traceparent: &str,
+    ) {
+        let conclusion = ended.conclusion.clone();
+        let end = if conclusion == "success" {
+            RunEvent::Complete(ended)
         } else {
-            RunEvent::Failed(ended.clone())
+            RunEvent::Failed(ended)
         };
         let recorded = async {
-            self.bus.publish_event(&end, &traceparent).await?;
+            self.bus.publish_event(&end, traceparent).await?;
             self.bus
                 .set_run_state(
                     &request.run_id,
                     &RunState {
                         state: "ended".into(),
-                        conclusion: Some(ended.conclusion.clone()),
+                        conclusion: Some(conclusion),
                         worker: self.settings.worker.clone(),
                         repository: request.repository.clone(),
                         workflow: request.workflow.clone(),
@@ -196,10 +236,10 @@ impl Runner {
                 .await
         };
         match recorded.await {
-            Ok(()) => ack(&message, AckKind::Ack).await,
+            Ok(()) => ack(message, AckKind::Ack).await,
             Err(e) => {
                 tracing::warn!("recording the end of run {}: {e}", request.run_id);
-                ack(&message, AckKind::Nak(Some(Duration::from_secs(1)))).await;
+                ack(message, AckKind::Nak(Some(Duration::from_secs(1)))).await;
             }
         }
     }
@@ -207,16 +247,8 @@ impl Runner {
     /// Runs the workflow; says how it ended.
     async fn execute(&self, request: &RunRequested, attempt: u32, traceparent: &str) -> RunEnded {
         let worker = self.settings.worker.clone();
-        let ended = |conclusion: &str, error: Option<String>| RunEnded {
-            schema: SCHEMA,
-            run_id: request.run_id.clone(),
-            repository: request.repository.clone(),
-            workflow: request.workflow.clone(),
-            conclusion: conclusion.to_string(),
-            error,
-            worker: worker.clone(),
-            at: azlin_core::now_rfc3339(),
-        };
+        let ended =
+            |conclusion: &str, error: Option<String>| self.ended(request, conclusion, error);
         let status = RunEvent::Status(RunStatus {
             schema: SCHEMA,
             run_id: request.run_id.clone(),

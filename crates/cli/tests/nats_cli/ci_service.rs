@@ -729,3 +729,34 @@ fn a_limit_on_runs_in_flight_holds_across_runners() {
     });
     stop_all(vec![first, second, svc.serve]);
 }
+
+#[test]
+fn a_run_no_runner_serves_fails_saying_which_label_is_missing() {
+    let mut lan = Lan::new().unwrap();
+    let svc = service(&lan, &[("gpu.yml", GPU)], "");
+    // A short ack wait and few attempts: the run is handed back sooner, and given up sooner.
+    let (_home, _host, plain) = runner(
+        &mut lan,
+        &svc.url,
+        &["--ack-wait", "1", "--max-attempts", "1"],
+    );
+    assert_eq!(
+        deliver(&svc.addr, "d-gpu", "push", &push_payload(&svc.sha), None).0,
+        202
+    );
+    let failed = eventually(Duration::from_secs(90), "the run to fail", || {
+        let events = svc.server.events(&svc.url);
+        of(&events, "workflow.run.failed")
+            .first()
+            .map(|e| (*e).clone())
+    });
+    let error = failed["payload"]["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("runs-on label 'gpu'") && error.contains("--labels gpu"),
+        "{failed}"
+    );
+    let events = svc.server.events(&svc.url);
+    assert!(of(&events, "workflow.job.started").is_empty());
+    assert!(svc.github.check_runs().is_empty());
+    stop_all(vec![plain, svc.serve]);
+}
