@@ -160,7 +160,7 @@ impl Printer {
                 writeln!(
                     out,
                     "{:>6}  {:<30}  {:<21}  {:<18}  {:<8}  DETAIL",
-                    "SEQ", "TIME", "SUBJECT", "VM", "REQUEST"
+                    "SEQ", "TIME", "SUBJECT", "VM OR RUN", "REQUEST"
                 )?;
             }
             let (name, at, detail) = summary(event);
