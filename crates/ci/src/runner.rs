@@ -151,12 +151,27 @@ impl Runner {
             .find(|label| !self.settings.labels.contains(label))
         {
             let settings = self.bus.control().settings();
+            // A runner alive that serves the label takes the run soon: hand it back at once.
+            let served = match self.bus.runners().await {
+                Ok(beats) => beats.iter().any(|beat| beat.labels.contains(label)),
+                Err(e) => {
+                    tracing::debug!("{e}");
+                    false
+                }
+            };
             if i64::from(attempt) + 1 >= settings.max_deliver {
                 // Its last delivery: no runner that serves the label took it in all this time.
-                let error = format!(
-                    "no runner serves runs-on label '{label}': start one with \
-                     `azlin worker --runs --labels {label}`"
-                );
+                let error = if served {
+                    format!(
+                        "the runners that serve runs-on label '{label}' stayed busy through \
+                         {attempt} deliveries of the run"
+                    )
+                } else {
+                    format!(
+                        "no runner serves runs-on label '{label}': start one with \
+                         `azlin worker --runs --labels {label}`"
+                    )
+                };
                 let ended = self.ended(&request, "failure", Some(error));
                 self.finish(&message, &request, ended, &traceparent).await;
                 return;
@@ -165,8 +180,13 @@ impl Runner {
                 run = %request.run_id,
                 "not taking the run: it needs runs-on label '{label}', which this runner does not serve"
             );
-            // Left for a runner that serves the label, longer each time.
-            let delay = settings.ack_wait.saturating_mul(attempt);
+            // Left for a runner that serves the label: at once when one is alive, otherwise
+            // longer each time, for one to start.
+            let delay = if served {
+                Duration::from_secs(1)
+            } else {
+                settings.ack_wait.saturating_mul(attempt)
+            };
             ack(&message, AckKind::Nak(Some(delay))).await;
             return;
         }
