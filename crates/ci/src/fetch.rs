@@ -65,15 +65,10 @@ impl RepoSource {
 
     /// The URL of `repository` (`OWNER/NAME`, checked to be just that).
     pub fn url(&self, repository: &str) -> Result<String, FetchError> {
-        let valid = repository.split_once('/').is_some_and(|(owner, name)| {
-            [owner, name].iter().all(|part| {
-                !part.is_empty()
-                    && !part.starts_with('.')
-                    && part
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-            })
-        });
+        // GitHub's rule for the parts, and none may start with a dot here: the name is put into a
+        // URL or a path.
+        let valid = crate::github::split_repo(repository)
+            .is_ok_and(|(owner, name)| !owner.starts_with('.') && !name.starts_with('.'));
         if !valid {
             return Err(FetchError::Template(
                 self.template.clone(),

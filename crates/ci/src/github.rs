@@ -740,7 +740,7 @@ fn validate_api_url(api_url: &str) -> Result<url::Url, GitHubError> {
 }
 
 /// `OWNER/NAME` split in two, each of GitHub's name characters.
-fn split_repo(repo: &str) -> Result<(&str, &str), GitHubError> {
+pub(crate) fn split_repo(repo: &str) -> Result<(&str, &str), GitHubError> {
     let valid = |part: &str| {
         !part.is_empty()
             && part != "."

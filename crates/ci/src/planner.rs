@@ -122,6 +122,7 @@ impl Planner {
             .tempdir_in(&self.work_dir)
             .map_err(|e| io("creating a folder in", &self.work_dir, e))?;
         self.source.fetch(repository, sha, checkout.path()).await?;
+        let snapshot = snapshot_name(repository, sha);
         let mut runs = Vec::new();
         for (relative, workflow) in workflows(checkout.path()) {
             let triggers = match Triggers::from_workflow(&workflow) {
@@ -146,7 +147,7 @@ impl Planner {
                 payload: event.payload().clone(),
                 sha: sha.to_string(),
                 git_ref: git_ref.clone(),
-                snapshot: snapshot_name(repository, sha),
+                snapshot: snapshot.clone(),
                 labels: custom_labels(&workflow),
                 received_ms: delivery.received_ms,
             });
@@ -154,7 +155,6 @@ impl Planner {
         if runs.is_empty() {
             return Ok(runs);
         }
-        let snapshot = snapshot_name(repository, sha);
         if !self.bus.has_object(&snapshot).await {
             let tarball = pack(checkout.path(), &self.work_dir)?;
             let mut file = tokio::fs::File::open(tarball.path())

@@ -194,30 +194,28 @@ impl CiBus {
                 .await
                 .map_err(|e| transport(&format!("setting up stream {name}"))(e.to_string()))?;
         }
-        let bucket = |name: &str, what: &str, max_age: Duration| kv::Config {
-            bucket: name.to_string(),
-            description: format!("azlin: {what}"),
-            history: 1,
-            max_age,
-            storage: StorageType::File,
-            num_replicas: settings.replicas,
-            ..Default::default()
-        };
         let month = Duration::from_secs(30 * 24 * 3600);
-        let mut stores = Vec::new();
-        for config in [
-            bucket(DELIVERIES_BUCKET, "webhook deliveries taken", month),
-            bucket(RUNS_BUCKET, "workflow runs", month),
-            bucket(CHECKS_BUCKET, "check runs posted per job", month),
-            bucket(RUNNERS_BUCKET, "runner heartbeats", HEARTBEAT_TTL),
-        ] {
-            let name = config.bucket.clone();
-            stores.push(
+        let bucket = |name: &'static str, what: &'static str, max_age: Duration| {
+            let js = js.clone();
+            let config = kv::Config {
+                bucket: name.to_string(),
+                description: format!("azlin: {what}"),
+                history: 1,
+                max_age,
+                storage: StorageType::File,
+                num_replicas: settings.replicas,
+                ..Default::default()
+            };
+            async move {
                 js.create_or_update_key_value(config)
                     .await
-                    .map_err(|e| transport(&format!("setting up bucket {name}"))(e.to_string()))?,
-            );
-        }
+                    .map_err(|e| transport(&format!("setting up bucket {name}"))(e.to_string()))
+            }
+        };
+        let deliveries = bucket(DELIVERIES_BUCKET, "webhook deliveries taken", month).await?;
+        let runs = bucket(RUNS_BUCKET, "workflow runs", month).await?;
+        let checks = bucket(CHECKS_BUCKET, "check runs posted per job", month).await?;
+        let runners = bucket(RUNNERS_BUCKET, "runner heartbeats", HEARTBEAT_TTL).await?;
         let objects = match js.get_object_store(OBJECTS_BUCKET).await {
             Ok(store) => store,
             Err(_) => js
@@ -232,8 +230,6 @@ impl CiBus {
                 .await
                 .map_err(|e| transport("setting up the object store")(e.to_string()))?,
         };
-        let [deliveries, runs, checks, runners] = <[kv::Store; 4]>::try_from(stores)
-            .map_err(|_| BusError::Setup("setting up buckets".into()))?;
         Ok(CiBus {
             bus,
             deliveries,
@@ -471,23 +467,6 @@ impl CiBus {
     /// Records the state of run `id`.
     pub async fn set_run_state(&self, id: &str, state: &RunState) -> Result<(), BusError> {
         put_json(&self.runs, id, state, "a run").await
-    }
-
-    /// Every run recorded.
-    pub async fn run_states(&self) -> Result<Vec<(String, RunState)>, BusError> {
-        let mut keys = self
-            .runs
-            .keys()
-            .await
-            .map_err(|e| transport("listing runs")(e.to_string()))?;
-        let mut runs = Vec::new();
-        while let Some(key) = keys.next().await {
-            let Ok(key) = key else { continue };
-            if let Some(state) = self.run_state(&key).await? {
-                runs.push((key, state));
-            }
-        }
-        Ok(runs)
     }
 
     /// Publishes a workflow event on the audit trail. Terminal ones (a run's end, a job's

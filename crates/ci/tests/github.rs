@@ -181,23 +181,26 @@ async fn a_502_is_retried() {
 
 #[tokio::test]
 async fn a_secondary_limit_retry_after_is_honoured() {
-    let double = GitHubDouble::start();
-    double.fail_next(
-        1,
+    created_after_waiting(
         Fault::SecondaryRateLimit {
             retry_after: Some(1),
         },
-    );
+        Duration::from_secs(1),
+    )
+    .await;
+}
+
+/// A check run is created on the second attempt, at least `wait` after the first was answered
+/// with `fault`.
+async fn created_after_waiting(fault: Fault, wait: Duration) {
+    let double = GitHubDouble::start();
+    double.fail_next(1, fault);
     let started = Instant::now();
     client(&double)
         .create_check_run(REPO, &new_run("build"))
         .await
         .expect("created after the wait");
-    assert!(
-        started.elapsed() >= Duration::from_secs(1),
-        "{:?}",
-        started.elapsed()
-    );
+    assert!(started.elapsed() >= wait, "{:?}", started.elapsed());
     assert_eq!(statuses(&double), [403, 201]);
 }
 
@@ -226,19 +229,11 @@ async fn a_secondary_limit_without_headers_waits_the_minimum() {
 
 #[tokio::test]
 async fn a_primary_limit_waits_for_the_reset() {
-    let double = GitHubDouble::start();
-    double.fail_next(1, Fault::PrimaryRateLimit { reset_in_secs: 1 });
-    let started = Instant::now();
-    client(&double)
-        .create_check_run(REPO, &new_run("build"))
-        .await
-        .expect("created after the reset");
-    assert!(
-        started.elapsed() >= Duration::from_secs(1),
-        "{:?}",
-        started.elapsed()
-    );
-    assert_eq!(statuses(&double), [403, 201]);
+    created_after_waiting(
+        Fault::PrimaryRateLimit { reset_in_secs: 1 },
+        Duration::from_secs(1),
+    )
+    .await;
 }
 
 #[tokio::test]

@@ -319,6 +319,22 @@ pub(crate) fn nix_is_root() -> bool {
     })
 }
 
+/// The secret held by the file `path` that `origin` (a flag or config key) names, surrounding
+/// white space dropped; a usage error when it cannot be read or holds nothing.
+pub fn read_secret(origin: &str, path: &std::path::Path) -> anyhow::Result<Secret> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        crate::failure::Failure::usage(format!("{origin}: cannot read {}: {e}", path.display()))
+    })?;
+    let value = text.trim();
+    if value.is_empty() {
+        return Err(crate::failure::Failure::usage(format!(
+            "{origin}: {} is empty",
+            path.display()
+        )));
+    }
+    Ok(Secret::new(value))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -45,9 +45,9 @@ fn encode(token: &str) -> String {
 /// The script run on the VM. Its stdin: the raw token on the first line, then the contents of
 /// the credentials file.
 fn script(hosts: &[String]) -> String {
-    let mut script = String::from(
-        "set -e\numask 077\nmkdir -p \"$HOME/.config/azlin\"\nIFS= read -r token\n\
-         creds=\"$HOME/.config/azlin/git-credentials\"\ncat > \"$creds\"\n",
+    let mut script = format!(
+        "set -e\numask 077\nIFS= read -r token\ncreds=\"$HOME/{CREDENTIALS_FILE}\"\n\
+         mkdir -p \"${{creds%/*}}\"\ncat > \"$creds\"\n"
     );
     for host in hosts {
         script.push_str(&format!(

@@ -691,16 +691,14 @@ impl Model {
             let mut seen = std::collections::BTreeSet::new();
             runs.retain(|r| seen.insert(r.name.clone()));
         }
-        let per_page = query
-            .get("per_page")
-            .and_then(|p| p.parse::<usize>().ok())
-            .unwrap_or(30)
-            .clamp(1, 100);
-        let page = query
-            .get("page")
-            .and_then(|p| p.parse::<usize>().ok())
-            .unwrap_or(1)
-            .max(1);
+        let number = |key: &str, default: usize| {
+            query
+                .get(key)
+                .and_then(|n| n.parse::<usize>().ok())
+                .unwrap_or(default)
+        };
+        let per_page = number("per_page", 30).clamp(1, 100);
+        let page = number("page", 1).max(1);
         let shown: Vec<Value> = runs
             .iter()
             .skip((page - 1) * per_page)

@@ -4,6 +4,7 @@
 
 use crate::failure::Failure;
 use crate::progress::Progress;
+use crate::settings::read_secret;
 use azlin_control::launch::{clone_command, clone_failure};
 use azlin_core::nats::Secret;
 use azlin_core::{ExitCode, RepoUrl, Vm};
@@ -26,17 +27,14 @@ pub async fn github_token(
         (None, None) => None,
     };
     if let Some((origin, file)) = file {
-        let text = std::fs::read_to_string(file).map_err(|e| {
-            Failure::usage(format!("{origin}: cannot read {}: {e}", file.display()))
-        })?;
-        let token = text.trim();
-        if token.is_empty() || token.contains(char::is_whitespace) {
+        let token = read_secret(origin, file)?;
+        if token.expose().contains(char::is_whitespace) {
             return Err(Failure::usage(format!(
                 "{origin}: {} does not hold a token",
                 file.display()
             )));
         }
-        return Ok(Some(Secret::new(token)));
+        return Ok(Some(token));
     }
     let asked = tokio::process::Command::new("gh")
         .args(["auth", "token"])

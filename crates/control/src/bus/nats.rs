@@ -549,17 +549,6 @@ impl FedEvent {
         &self.message.payload
     }
 
-    /// Its W3C `traceparent` header, if it carries one.
-    pub fn traceparent(&self) -> Option<&str> {
-        self.message
-            .headers
-            .as_ref()?
-            .get(topology::TRACEPARENT_HEADER)
-            .map(|v| v.as_str())
-    }
-}
-
-impl FedEvent {
     /// The event was recorded: do not deliver it again.
     pub async fn done(self) -> Result<(), BusError> {
         self.message

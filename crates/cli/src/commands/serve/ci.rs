@@ -4,6 +4,7 @@
 
 use crate::app::App;
 use crate::failure::Failure;
+use crate::settings::read_secret;
 use azlin_ci::board::Board;
 use azlin_ci::dashboard::{Access, Dashboard};
 use azlin_ci::fetch::{DEFAULT_TEMPLATE, RepoSource};
@@ -35,22 +36,9 @@ pub struct Ci {
     planner: Option<JoinHandle<()>>,
 }
 
-/// A secret read from `file` (`[serve] KEY`), surrounding whitespace dropped.
+/// A secret read from `file` (`[serve] KEY`).
 fn secret(key: &str, file: &Path) -> anyhow::Result<Secret> {
-    let text = std::fs::read_to_string(file).map_err(|e| {
-        Failure::usage(format!(
-            "[serve] {key}: cannot read {}: {e}",
-            file.display()
-        ))
-    })?;
-    let value = text.trim();
-    if value.is_empty() {
-        return Err(Failure::usage(format!(
-            "[serve] {key}: {} is empty",
-            file.display()
-        )));
-    }
-    Ok(Secret::new(value))
+    read_secret(&format!("[serve] {key}"), file)
 }
 
 impl Ci {
