@@ -20,7 +20,7 @@ fi
 
 # System packages: nspawn machines, their network, image builds, QEMU VMs, SSH, benchmarks.
 packages=(systemd-container debootstrap nftables iproute2 openssh-client tmux git ca-certificates
-          util-linux qemu-system-x86 qemu-utils genisoimage hyperfine python3-pip)
+          util-linux qemu-system-x86 qemu-utils genisoimage passt hyperfine python3-pip)
 # Image builds fetch Node.js with `npm pack`. Debian's npm only when there is no npm at all: a
 # NodeSource nodejs brings its own and conflicts with Debian's.
 command -v npm >/dev/null || packages+=(npm)
@@ -47,6 +47,13 @@ mapfile -t missing < <(missing_packages)
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "setup: could not install ${missing[*]}" >&2
   exit 2
+fi
+
+# QEMU VMs of users without root get their confined network from pasta, which opens the TUN
+# device: open to every user, as Debian's udev rules make it (a machine without udev may have
+# left it root's only).
+if [ -c /dev/net/tun ] && [ "$(stat -c %a /dev/net/tun)" != 666 ]; then
+  chmod 0666 /dev/net/tun
 fi
 
 # A nats-server new enough for JetStream key-value (Debian ships 2.9).

@@ -12,7 +12,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// The outside network: the host end and two server addresses.
-const OUTSIDE_HOST: &str = "198.51.100.1";
+pub const OUTSIDE_HOST: &str = "198.51.100.1";
 pub const OUTSIDE_A: &str = "198.51.100.2";
 pub const OUTSIDE_B: &str = "198.51.100.3";
 /// The port the outside server listens on.
@@ -119,6 +119,15 @@ pub fn host_server() -> u16 {
 
 /// Tries every `(address, port)` from inside `vm` at once (3 s each); the reachable ones.
 pub fn reachable(azlin: &Azlin, vm: &str, targets: &[(&str, u16)]) -> Vec<String> {
+    reachable_by(|args| azlin.run(args), vm, targets)
+}
+
+/// [`reachable`] through `azlin`, a way to run azlin (as another user, say).
+pub fn reachable_by(
+    azlin: impl Fn(&[&str]) -> crate::support::Run,
+    vm: &str,
+    targets: &[(&str, u16)],
+) -> Vec<String> {
     let script: String = targets
         .iter()
         .map(|(addr, port)| {
@@ -128,9 +137,7 @@ pub fn reachable(azlin: &Azlin, vm: &str, targets: &[(&str, u16)]) -> Vec<String
         })
         .chain(["wait".to_string()])
         .collect();
-    let run = azlin
-        .run(&["connect", vm, "--", "bash", "-c", &script])
-        .expect(0);
+    let run = azlin(&["connect", vm, "--", "bash", "-c", &script]).expect(0);
     let mut open: Vec<String> = run.stdout.lines().map(str::to_string).collect();
     open.sort();
     open

@@ -19,6 +19,11 @@ fn qemu_processes(needle: &str) -> Vec<u32> {
     live_processes("qemu-system-x86_64", needle)
 }
 
+/// Live pasta processes (the network of a VM run without root) mentioning `needle`.
+fn pasta_processes(needle: &str) -> Vec<u32> {
+    live_processes("pasta", needle)
+}
+
 /// Whether something listens on loopback `port`.
 fn listening(port: u16) -> bool {
     TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_err()
@@ -78,10 +83,11 @@ impl Footprint {
             self.folder
         );
         assert_eq!(qemu_processes(&self.folder).len(), 1, "{}", self.folder);
-        let expected = match self.access {
-            Access::Loopback(_) => 1,
-            Access::Namespace { .. } => 2,
+        let (expected, pastas) = match self.access {
+            Access::Loopback(_) => (1, 1),
+            Access::Namespace { .. } => (2, 0),
         };
+        assert_eq!(pasta_processes(&self.folder).len(), pastas);
         assert_eq!(self.access_left().len(), expected, "{}", self.folder);
     }
 
@@ -94,6 +100,11 @@ impl Footprint {
             qemu_processes(&self.folder)
                 .into_iter()
                 .map(|p| format!("qemu process {p}")),
+        );
+        left.extend(
+            pasta_processes(&self.folder)
+                .into_iter()
+                .map(|p| format!("pasta process {p}")),
         );
         left.extend(self.access_left());
         left
@@ -308,19 +319,57 @@ fn an_image_without_init_exits_4_after_cleaning_up() {
     assert!(stderr.contains("init"), "{stderr}");
 }
 
-#[test]
-fn a_user_without_root_gets_a_qemu_vm() {
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+/// A TCP server on the host's loopback only that accepts and drops connections: what the
+/// guest's 10.0.2.2 reached before VMs were confined.
+fn loopback_server() -> u16 {
     let loopback = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
-    let loopback_port = loopback.local_addr().unwrap().port();
+    let port = loopback.local_addr().unwrap().port();
     std::thread::spawn(move || {
         for conn in loopback.incoming() {
             drop(conn);
         }
     });
+    port
+}
+
+/// The host's address on its uplink (the first global IPv4 address).
+fn host_address() -> String {
+    let out = std::process::Command::new("ip")
+        .args(["-4", "-o", "addr", "show", "scope", "global"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split_whitespace()
+        .skip_while(|w| *w != "inet")
+        .nth(1)
+        .and_then(|cidr| cidr.split('/').next())
+        .expect("a global IPv4 address")
+        .to_string()
+}
+
+/// A user without root gets a QEMU VM (the default provider without root) confined like
+/// root's: QEMU runs as that user in a network namespace pasta makes, and the guest reaches
+/// the host ports its config offers — on `host.azlin.internal` and its gateway 10.0.2.2 — and
+/// the outside its egress list allows, but no other host port on any host address, even one
+/// inside that list. Its delete leaves no process, port or file.
+#[test]
+fn a_user_without_root_gets_a_confined_qemu_vm() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let _host = crate::isolation::HOST_STATE
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let outside = crate::isolation::Outside::start();
+    let (offered, other) = (
+        crate::isolation::host_server(),
+        crate::isolation::host_server(),
+    );
+    let loopback_port = loopback_server();
     let azlin = Azlin::new();
-    // Without root, egress "none" is QEMU's `restrict=on`: not even the host's loopback.
-    azlin.config(&format!("{CONFIG}[network]\negress = \"none\"\n"));
+    // The outside's /29 holds the host's own end of that link: a host address inside the list.
+    let outside_net = "198.51.100.0/29";
+    azlin.config(&format!(
+        "{CONFIG}[network]\nhost_ports = [{offered}]\negress = [\"{outside_net}\"]\n"
+    ));
     std::fs::set_permissions(azlin.home.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
     // No --provider: qemu is the default of a user who is not root.
     azlin
@@ -334,29 +383,50 @@ fn a_user_without_root_gets_a_qemu_vm() {
     assert_eq!(vm["address"], "127.0.0.1", "{vm}");
     let footprint = Footprint::of(&vm);
     footprint.assert_present();
-    for pid in qemu_processes(&footprint.folder) {
+    for pid in qemu_processes(&footprint.folder)
+        .into_iter()
+        .chain(pasta_processes(&footprint.folder))
+    {
         let uid = std::fs::metadata(format!("/proc/{pid}")).unwrap().uid();
-        assert_eq!(uid, 65534, "QEMU runs as uid {uid}");
+        assert_eq!(uid, 65534, "process {pid} runs as uid {uid}");
     }
     let run = azlin
         .run_as_nobody(&["connect", "qnr", "--", "cloud-init", "status"])
         .expect(0);
     assert!(run.stdout.contains("status: done"), "{}", run.stdout);
-    let probe = format!(
-        "timeout 5 bash -c '</dev/tcp/10.0.2.2/{loopback_port}' 2>/dev/null && echo reached || echo blocked"
+
+    let (host, outside_host) = (host_address(), crate::isolation::OUTSIDE_HOST);
+    let (a, b) = (crate::isolation::OUTSIDE_A, crate::isolation::OUTSIDE_B);
+    let port = crate::isolation::OUTSIDE_PORT;
+    let targets = [
+        ("10.0.2.2", offered),
+        ("host.azlin.internal", offered),
+        ("10.0.2.2", other),
+        ("10.0.2.2", loopback_port),
+        (host.as_str(), offered),
+        (host.as_str(), other),
+        (outside_host, other),
+        (a, port),
+        (b, port),
+    ];
+    assert_eq!(
+        crate::isolation::reachable_by(|args| azlin.run_as_nobody(args), "qnr", &targets),
+        crate::isolation::sorted(&[
+            ("10.0.2.2", offered),
+            ("host.azlin.internal", offered),
+            (a, port),
+            (b, port)
+        ])
     );
-    let run = azlin
-        .run_as_nobody(&["connect", "qnr", "--", "bash", "-c", &probe])
-        .expect(0);
-    assert_eq!(run.stdout.trim(), "blocked");
     azlin.run_as_nobody(&["delete", "qnr", "--yes"]).expect(0);
     footprint.assert_gone();
+    drop(outside);
 }
 
 /// Run by root, a QEMU VM is confined like an nspawn machine: it reaches the host ports its
 /// config offers — on `host.azlin.internal` and on its gateway 10.0.2.2 alike — and the outside
 /// its egress list allows, and no other host port, whatever address the host server is bound
-/// to. Without root a list of networks is refused: user-mode networking alone filters nothing.
+/// to.
 #[test]
 fn a_qemu_vm_reaches_offered_host_ports_and_allowed_egress_and_nothing_else() {
     let _host = crate::isolation::HOST_STATE
@@ -367,30 +437,12 @@ fn a_qemu_vm_reaches_offered_host_ports_and_allowed_egress_and_nothing_else() {
         crate::isolation::host_server(),
         crate::isolation::host_server(),
     );
-    // A server on the host's loopback only: what 10.0.2.2 reached before VMs were confined.
-    let loopback = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
-    let loopback_port = loopback.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for conn in loopback.incoming() {
-            drop(conn);
-        }
-    });
+    let loopback_port = loopback_server();
     let azlin = Azlin::new();
     let b = crate::isolation::OUTSIDE_B;
     azlin.config(&format!(
         "{CONFIG}[network]\nhost_ports = [{offered}]\negress = [\"{b}/32\"]\n"
     ));
-    std::fs::set_permissions(
-        azlin.home.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o777),
-    )
-    .unwrap();
-    let run = azlin
-        .run_as_nobody(&["new", "--name", "q-cidr", "--no-connect"])
-        .expect(64);
-    assert!(run.stderr.contains("cannot limit egress"), "{}", run.stderr);
-    azlin.assert_no_vms();
-
     azlin.new_vm("qemu", "q-iso", &[]).expect(0);
     let host = crate::git_server::HOST_ADDR;
     let a = crate::isolation::OUTSIDE_A;

@@ -27,7 +27,7 @@ use std::net::Ipv4Addr;
 /// The table (family `inet`, so IPv6 from VMs is filtered too).
 const TABLE: &str = "azlin";
 /// The range every VM's subnet is cut from; never reachable from a VM.
-const VM_RANGE: &str = "10.213.0.0/16";
+pub(super) const VM_RANGE: &str = "10.213.0.0/16";
 /// Host veths of VMs (an nft wildcard).
 const VETHS: &str = "\"azv*\"";
 
@@ -88,40 +88,17 @@ fn vm_rules(slot: Slot, policy: &Policy) -> String {
     };
     line(format!("add chain {t} {host}"));
     line(format!("flush chain {t} {host}"));
-    let mut ports: Vec<String> = policy.offered_ports.iter().map(u16::to_string).collect();
-    ports.push(format!(
-        "{}-{}",
-        JOB_SERVICE_PORTS.start(),
-        JOB_SERVICE_PORTS.end()
-    ));
     line(format!(
-        "add rule {t} {host} ip saddr {guest} ip daddr {HOST_ALIAS} tcp dport {{ {} }} accept",
-        ports.join(", ")
+        "add rule {t} {host} ip saddr {guest} ip daddr {HOST_ALIAS} tcp dport {} accept",
+        host_ports(policy)
     ));
     line(format!("add rule {t} {host} drop"));
     line(format!("add chain {t} {egress}"));
     line(format!("flush chain {t} {egress}"));
     line(format!("add rule {t} {egress} ip saddr != {guest} drop"));
     line(format!("add rule {t} {egress} ip daddr {VM_RANGE} drop"));
-    match &policy.egress {
-        Egress::All => line(format!("add rule {t} {egress} meta nfproto ipv4 accept")),
-        Egress::None => {}
-        Egress::Only(cidrs) => {
-            if !policy.resolvers.is_empty() {
-                for proto in ["udp", "tcp"] {
-                    line(format!(
-                        "add rule {t} {egress} ip daddr {{ {} }} {proto} dport 53 accept",
-                        join(&policy.resolvers)
-                    ));
-                }
-            }
-            if !cidrs.is_empty() {
-                line(format!(
-                    "add rule {t} {egress} ip daddr {{ {} }} accept",
-                    join(cidrs)
-                ));
-            }
-        }
+    for rule in egress_rules(&policy.egress, &policy.resolvers) {
+        line(format!("add rule {t} {egress} {rule}"));
     }
     line(format!("add rule {t} {egress} drop"));
     line(format!(
@@ -133,7 +110,44 @@ fn vm_rules(slot: Slot, policy: &Policy) -> String {
     s
 }
 
-fn join<T: std::fmt::Display>(items: &[T]) -> String {
+/// The host ports a VM may connect to, as an nft set: the offered ports and the range azlin's
+/// job services listen in.
+pub(super) fn host_ports(policy: &Policy) -> String {
+    let mut ports: Vec<String> = policy.offered_ports.iter().map(u16::to_string).collect();
+    ports.push(format!(
+        "{}-{}",
+        JOB_SERVICE_PORTS.start(),
+        JOB_SERVICE_PORTS.end()
+    ));
+    format!("{{ {} }}", ports.join(", "))
+}
+
+/// The accepting rules of an egress policy, for a chain that drops whatever they leave (the
+/// host and the VM range are dropped before them): IPv4 anywhere, nothing, or the listed
+/// networks and DNS to `resolvers`.
+pub(super) fn egress_rules(egress: &Egress, resolvers: &[Ipv4Addr]) -> Vec<String> {
+    match egress {
+        Egress::All => vec!["meta nfproto ipv4 accept".to_string()],
+        Egress::None => Vec::new(),
+        Egress::Only(cidrs) => {
+            let mut rules = Vec::new();
+            if !resolvers.is_empty() {
+                for proto in ["udp", "tcp"] {
+                    rules.push(format!(
+                        "ip daddr {{ {} }} {proto} dport 53 accept",
+                        join(resolvers)
+                    ));
+                }
+            }
+            if !cidrs.is_empty() {
+                rules.push(format!("ip daddr {{ {} }} accept", join(cidrs)));
+            }
+            rules
+        }
+    }
+}
+
+pub(super) fn join<T: std::fmt::Display>(items: &[T]) -> String {
     items
         .iter()
         .map(ToString::to_string)

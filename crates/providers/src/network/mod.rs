@@ -7,9 +7,12 @@
 //! `10.213.0.0 + 4N`/30 (host `.1`, VM `.2`), filter chains `slot-N-host` and `slot-N-egress`. Slots are
 //! allocated under a machine-wide lock by looking at which veths exist, so there is no registry
 //! to drift from reality. Every host veth also carries [`HOST_ALIAS`].
+//!
+//! QEMU VMs of a user without root get the same confinement another way: see [`rootless`].
 
 pub mod firewall;
 pub mod host_settings;
+pub mod rootless;
 
 use crate::command::{run, run_with_input};
 use crate::lock::FileLock;
@@ -22,6 +25,14 @@ use std::net::Ipv4Addr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
+/// The program VM filters are made with.
+pub const NFT: Tool = Tool {
+    program: "nft",
+    version_args: &["--version"],
+    purpose: "gives local VMs outbound NAT and confines them",
+    install_hint: "apt-get install nftables",
+};
+
 /// The programs VM networks are made with.
 pub const TOOLS: [Tool; 2] = [
     Tool {
@@ -30,12 +41,7 @@ pub const TOOLS: [Tool; 2] = [
         purpose: "creates VM network namespaces",
         install_hint: "apt-get install iproute2",
     },
-    Tool {
-        program: "nft",
-        version_args: &["--version"],
-        purpose: "gives local VMs outbound NAT and confines them",
-        install_hint: "apt-get install nftables",
-    },
+    NFT,
 ];
 
 /// First address of the range VM subnets are cut from.

@@ -1,15 +1,18 @@
 //! One QEMU VM on the host: its folder and the `qemu-system-x86_64` process that runs it.
 //!
-//! QEMU is started with `-daemonize`: the command azlin runs returns once the VM is set up (or
-//! failed to be, with the reason on stderr), and the VM process lives on in its own session and
-//! process group, so a Ctrl-C in azlin's terminal does not reach it. Its pid comes from the pid
-//! file QEMU writes; it is trusted only while `/proc/PID/cmdline` is QEMU running this VM's
-//! disk, so a recycled pid is never signalled.
+//! Run by root, QEMU is started with `-daemonize` in the VM's network namespace: the command
+//! azlin runs returns once the VM is set up (or failed to be, with the reason on stderr), and
+//! its pid comes from the pid file QEMU writes. Without root, pasta starts QEMU in a network
+//! namespace of its own (see `crate::network::rootless`) and QEMU's pid is pasta's child's.
+//! Either way the VM process lives on in its own session, so a Ctrl-C in azlin's terminal does
+//! not reach it, and its pid is trusted only while `/proc/PID/cmdline` is QEMU running this
+//! VM's disk, so a recycled pid is never signalled.
 
 use super::accel::{Accel, QEMU};
 use super::host::Resources;
 use super::qmp;
 use crate::image::qemu::QemuImage;
+use crate::network::rootless;
 use crate::process::{self, alive, signal};
 use azlin_core::{ErrorKind, ProviderError};
 use nix::sys::signal::Signal;
@@ -35,6 +38,8 @@ pub const POWEROFF_TIMEOUT: Duration = Duration::from_secs(60);
 const POLL: Duration = Duration::from_millis(100);
 /// The longest unix socket path (`sun_path` holds 108 bytes with the terminating NUL).
 const MAX_SOCKET_PATH: usize = 107;
+/// How long pasta may take to start QEMU in its namespace.
+const NAMESPACE_START_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn machine_error(message: String) -> ProviderError {
     ProviderError::new(ErrorKind::Provision, message)
@@ -71,9 +76,41 @@ impl VmDir {
         self.0.join("qmp.sock")
     }
 
-    /// The pid file QEMU writes.
+    /// The pid file QEMU writes (run by root).
     pub fn pid_file(&self) -> PathBuf {
         self.0.join("qemu.pid")
+    }
+
+    /// The filter of the VM's own network namespace (without root).
+    pub fn filter(&self) -> PathBuf {
+        self.0.join("network.nft")
+    }
+
+    /// What QEMU (and the filter's loading) wrote on stderr, without root.
+    pub fn qemu_log(&self) -> PathBuf {
+        self.0.join("qemu.log")
+    }
+
+    /// pasta's log, without root.
+    pub fn pasta_log(&self) -> PathBuf {
+        self.0.join("pasta.log")
+    }
+
+    /// Why QEMU ended, as far as its logs tell (empty when they tell nothing); pasta's
+    /// banner line (`pasta VERSION: PROGRAM (PID)`) left out.
+    pub fn exit_reasons(&self) -> String {
+        [self.qemu_log(), self.pasta_log()]
+            .iter()
+            .filter_map(|log| std::fs::read_to_string(log).ok())
+            .flat_map(|text| {
+                text.lines()
+                    .filter(|line| !line.starts_with(rootless::PASTA.program))
+                    .map(str::to_string)
+                    .collect::<Vec<_>>()
+            })
+            .filter(|line| !line.trim().is_empty())
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
     /// The last lines of the console, for error messages.
@@ -105,13 +142,14 @@ pub struct Boot<'a> {
 /// Where a guest's user-mode network leads, and where its SSH is forwarded from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Link {
-    /// QEMU runs in the host's network: SSH is forwarded from a loopback port, and the guest
-    /// reaches whatever the QEMU process reaches — or nothing, `restrict`ed (egress `"none"`).
-    Host {
-        /// The loopback port forwarded to the guest's SSH.
+    /// QEMU runs in a network namespace of its own user namespace, made by pasta (no root):
+    /// SSH is forwarded from a loopback port of the host, and the `filter` loaded in the
+    /// namespace confines the guest (see `crate::network::rootless`).
+    Private {
+        /// The host's loopback port forwarded to the guest's SSH.
         ssh_port: u16,
-        /// Whether the guest is cut off from everything but the SSH forward.
-        restrict: bool,
+        /// The namespace's nft filter file.
+        filter: PathBuf,
     },
     /// QEMU runs in a VM network namespace (root): SSH is forwarded from the namespace's
     /// address, and every connection the guest makes leaves through the namespace's filtered
@@ -128,9 +166,9 @@ impl Link {
     /// QEMU's `-netdev` value.
     fn netdev(&self) -> String {
         match self {
-            Link::Host { ssh_port, restrict } => format!(
-                "user,id=net0,restrict={},hostfwd=tcp:127.0.0.1:{ssh_port}-:22",
-                if *restrict { "on" } else { "off" }
+            Link::Private { .. } => format!(
+                "user,id=net0,restrict=off,hostfwd=tcp:127.0.0.1:{}-:22",
+                rootless::NAMESPACE_SSH_PORT
             ),
             Link::Namespace { address, .. } => {
                 format!("user,id=net0,restrict=off,hostfwd=tcp:{address}:22-:22")
@@ -194,13 +232,10 @@ impl Boot<'_> {
                 // 10.0.2.3, the host at 10.0.2.2); the only way in is SSH forwarded to it.
                 //
                 // Isolation: every outbound connection is a socket of the QEMU process, so it is
-                // filtered where that process runs. In a VM network namespace (root), the
-                // namespace's filter admits what the policy allows, and the guest's 10.0.2.2 —
-                // the namespace's loopback to QEMU — is sent on to the host alias, so it meets
-                // the same filter. In the host's network (non-root) nothing can filter by port:
-                // the guest reaches every host port, unless `restrict=on` (egress "none") cuts
-                // it off from everything, offered ports too (a `guestfwd` cannot use 10.0.2.2,
-                // and its `tcp:` form is one connection made when QEMU starts).
+                // filtered where that process runs: always in a network namespace whose filter
+                // admits what the policy allows. The guest's 10.0.2.2 — the namespace's
+                // loopback to QEMU — is sent on to the host (its alias with root, pasta's
+                // gateway without) for the offered ports, so it meets the same filter.
                 "-netdev",
                 &self.link.netdev(),
                 "-device",
@@ -211,12 +246,16 @@ impl Boot<'_> {
                 &format!("file:{}", path(dir.console_log())),
                 "-qmp",
                 &format!("unix:{},server=on,wait=off", path(dir.qmp_socket())),
-                "-pidfile",
-                &path(dir.pid_file()),
-                "-daemonize",
             ]
             .map(str::to_string),
         );
+        if let Link::Namespace { .. } = self.link {
+            args.extend([
+                "-pidfile".to_string(),
+                path(dir.pid_file()),
+                "-daemonize".into(),
+            ]);
+        }
         args
     }
 }
@@ -252,18 +291,20 @@ pub async fn launch(boot: &Boot<'_>) -> Result<u32, LaunchError> {
             ))));
         }
     }
-    for stale in [dir.pid_file(), socket] {
+    for stale in [dir.pid_file(), socket, dir.qemu_log(), dir.pasta_log()] {
         let _ = std::fs::remove_file(stale);
     }
-    let mut command = match &boot.link {
-        Link::Host { .. } => tokio::process::Command::new(QEMU),
-        Link::Namespace { netns, .. } => {
-            let mut ip = tokio::process::Command::new("ip");
-            ip.args(["netns", "exec", netns, QEMU]);
-            ip
-        }
-    };
-    let output = command
+    match &boot.link {
+        Link::Namespace { netns, .. } => daemonize(boot, netns).await,
+        Link::Private { ssh_port, filter } => start_in_own_namespace(boot, *ssh_port, filter).await,
+    }
+}
+
+/// Starts QEMU daemonized in the VM network namespace `netns` (root); its pid from its pid file.
+async fn daemonize(boot: &Boot<'_>, netns: &str) -> Result<u32, LaunchError> {
+    let dir = boot.dir;
+    let output = tokio::process::Command::new("ip")
+        .args(["netns", "exec", netns, QEMU])
         .args(boot.args())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -278,20 +319,14 @@ pub async fn launch(boot: &Boot<'_>) -> Result<u32, LaunchError> {
                 format!("cannot run {QEMU}: {e}"),
             ))
         })?;
-    let stderr = String::from_utf8_lossy(&output.stderr);
     if !output.status.success() {
-        if stderr.contains("Could not set up host forwarding rule")
-            && matches!(boot.link, Link::Host { .. })
-        {
-            return Err(LaunchError::PortTaken);
-        }
         return Err(LaunchError::Failed(machine_error(format!(
             "{QEMU} failed ({}): {}",
             output.status,
-            stderr.trim()
+            String::from_utf8_lossy(&output.stderr).trim()
         ))));
     }
-    let pid = std::fs::read_to_string(dir.pid_file())
+    std::fs::read_to_string(dir.pid_file())
         .ok()
         .and_then(|s| s.trim().parse::<u32>().ok())
         .ok_or_else(|| {
@@ -299,8 +334,61 @@ pub async fn launch(boot: &Boot<'_>) -> Result<u32, LaunchError> {
                 "{QEMU} started but wrote no pid to {}",
                 dir.pid_file().display()
             )))
+        })
+}
+
+/// Starts QEMU through pasta in a network namespace of its own, confined by `filter`, with
+/// SSH forwarded from the host's loopback port `ssh_port` (no root); QEMU's pid once it runs.
+async fn start_in_own_namespace(
+    boot: &Boot<'_>,
+    ssh_port: u16,
+    filter: &std::path::Path,
+) -> Result<u32, LaunchError> {
+    let dir = boot.dir;
+    let failed = |message: String| LaunchError::Failed(machine_error(message));
+    let log = std::fs::File::create(dir.qemu_log())
+        .and_then(|log| Ok((log.try_clone()?, log)))
+        .map_err(|e| failed(format!("creating {}: {e}", dir.qemu_log().display())))?;
+    let mut pasta = rootless::command(ssh_port, filter, &dir.pasta_log(), QEMU, &boot.args())
+        .map_err(LaunchError::Failed)?
+        .stdout(log.0)
+        .stderr(log.1)
+        .spawn()
+        .map_err(|e| {
+            LaunchError::Failed(ProviderError::new(
+                ErrorKind::Prerequisites,
+                format!("cannot run {}: {e}", rootless::PASTA.program),
+            ))
         })?;
-    Ok(pid)
+    let pasta_pid = pasta
+        .id()
+        .ok_or_else(|| failed("pasta ended before it could be watched".into()))?;
+    let deadline = Instant::now() + NAMESPACE_START_TIMEOUT;
+    loop {
+        if let Some(pid) = rootless::started_process(pasta_pid).filter(|pid| is_qemu(*pid, dir)) {
+            return Ok(pid);
+        }
+        if let Ok(Some(status)) = pasta.try_wait() {
+            if rootless::port_was_taken(&dir.pasta_log()) {
+                return Err(LaunchError::PortTaken);
+            }
+            return Err(failed(format!(
+                "{QEMU} did not start in the VM's network namespace ({status}): {}",
+                dir.exit_reasons()
+            )));
+        }
+        if Instant::now() >= deadline {
+            if let Err(e) = pasta.kill().await {
+                tracing::warn!("stopping pasta {pasta_pid}: {e}");
+            }
+            return Err(failed(format!(
+                "{QEMU} did not start in the VM's network namespace within {}s: {}",
+                NAMESPACE_START_TIMEOUT.as_secs(),
+                dir.exit_reasons()
+            )));
+        }
+        tokio::time::sleep(POLL).await;
+    }
 }
 
 /// Waits until the guest's init runs from the root disk. Fails with the console's last lines
@@ -316,8 +404,12 @@ pub async fn wait_for_init(dir: &VmDir, pid: u32, accel: Accel) -> Result<(), Pr
         }
         if !is_qemu(pid, dir) {
             return Err(machine_error(format!(
-                "the VM stopped while booting ({accel}); its console ended with:\n{}",
-                dir.console_tail(12)
+                "the VM stopped while booting ({accel}); its console ended with:\n{}{}",
+                dir.console_tail(12),
+                Some(dir.exit_reasons())
+                    .filter(|reasons| !reasons.is_empty())
+                    .map(|reasons| format!("\nand QEMU said:\n{reasons}"))
+                    .unwrap_or_default()
             )));
         }
         if Instant::now() >= deadline {
@@ -406,7 +498,7 @@ mod tests {
     }
 
     #[test]
-    fn command_line_forwards_ssh_on_loopback_only_and_daemonizes() {
+    fn command_line_forwards_ssh_in_the_namespace_and_daemonizes_with_root() {
         let dir = VmDir(PathBuf::from("/state/qemu/q1"));
         let image = image();
         let boot = Boot {
@@ -418,9 +510,9 @@ mod tests {
                 vcpus: 2,
                 memory_mib: 2048,
             },
-            link: Link::Host {
+            link: Link::Private {
                 ssh_port: 40022,
-                restrict: false,
+                filter: PathBuf::from("/state/qemu/q1/network.nft"),
             },
         };
         let args = boot.args();
@@ -430,22 +522,13 @@ mod tests {
                 .map(|w| w[1].as_str())
                 .collect()
         };
+        // Without root, pasta forwards the host's port to the namespace's port 22, which QEMU
+        // forwards to the guest; QEMU stays in the foreground as pasta's child.
         assert_eq!(
             after("-netdev"),
-            ["user,id=net0,restrict=off,hostfwd=tcp:127.0.0.1:40022-:22"]
+            ["user,id=net0,restrict=off,hostfwd=tcp:127.0.0.1:22-:22"]
         );
-        let isolated = Boot {
-            link: Link::Host {
-                ssh_port: 40022,
-                restrict: true,
-            },
-            ..boot.clone()
-        };
-        assert!(
-            isolated
-                .args()
-                .contains(&"user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:40022-:22".to_string())
-        );
+        assert!(!args.iter().any(|a| a == "-daemonize" || a == "-pidfile"));
         // In a VM network namespace SSH comes in on the namespace's address; the filter there
         // confines the guest, so nothing is restricted.
         let confined = Boot {
@@ -479,7 +562,7 @@ mod tests {
             after("-qmp"),
             ["unix:/state/qemu/q1/qmp.sock,server=on,wait=off"]
         );
-        assert!(args.iter().any(|a| a == "-daemonize"));
+        assert!(confined.args().iter().any(|a| a == "-daemonize"));
         assert!(args.iter().any(|a| a == "-no-reboot"));
         assert!(args.iter().any(|a| a == "-nodefaults"));
         let cmdline = boot.kernel_command_line();
@@ -504,9 +587,9 @@ mod tests {
                 vcpus: 1,
                 memory_mib: 512,
             },
-            link: Link::Host {
+            link: Link::Private {
                 ssh_port: 40022,
-                restrict: false,
+                filter: PathBuf::from("/state/a,b/q1/network.nft"),
             },
         };
         match launch(&boot).await {

@@ -2,9 +2,10 @@
 //! on this host, TCG otherwise — booting the qemu flavour of the base image through a
 //! copy-on-write qcow2 overlay, configured by real cloud-init from a NoCloud seed ISO, reached
 //! over real SSH. It needs no root, so it is the local provider of non-root users (the image
-//! itself is built by root once): their VMs' SSH is forwarded from a loopback port. Run by root,
-//! each VM's QEMU runs in a VM network namespace with the same filter as an nspawn machine
-//! (see `crate::network`), and SSH comes in on the namespace's address.
+//! itself is built by root once). Either way each VM's QEMU runs in a network namespace whose
+//! filter confines the guest as an nspawn machine is confined: run by root, a VM network
+//! namespace (see `crate::network`), SSH coming in on the namespace's address; without root, a
+//! namespace pasta makes (see `crate::network::rootless`), SSH forwarded from a loopback port.
 //!
 //! - `accel`: the KVM-or-TCG verdict (probed with a real guest, remembered per host boot).
 //! - `host`: CPUs, memory and free loopback ports of the host.
@@ -26,22 +27,23 @@ mod snapshot;
 use crate::image::ImageStore;
 use crate::image::qemu::QemuImage;
 use crate::local::{self, LocalVms};
-use crate::network::{self, NetworkSettings, Slot};
+use crate::network::{self, NetworkSettings, Slot, rootless};
 use crate::record::RecordStore;
 use accel::QEMU;
 use async_trait::async_trait;
 use azlin_core::cloudinit::{ADMIN_USER, meta_data};
 use azlin_core::provider::check_snapshot_name;
 use azlin_core::{
-    CreateRequest, DeleteReport, Egress, ErrorKind, ProviderError, ProviderKind, Snapshot, Tool,
-    Vm, VmName, VmProvider, VmState,
+    CreateRequest, DeleteReport, ErrorKind, ProviderError, ProviderKind, Snapshot, Tool, Vm,
+    VmName, VmProvider, VmState,
 };
 use host::Resources;
 use machine::{Boot, LaunchError, Link, VmDir};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-/// The programs the qemu provider runs (and those of `network::TOOLS` when run by root).
+/// The programs the qemu provider runs (and those of `network::TOOLS` when run by root, pasta
+/// otherwise).
 pub const TOOLS: [Tool; 3] = [
     Tool {
         program: QEMU,
@@ -89,8 +91,8 @@ mod detail {
 enum Networking {
     /// Each in a VM network namespace behind a filter (root).
     Namespace,
-    /// In the host's network, cut off from everything or not.
-    Host { restrict: bool },
+    /// Each in a namespace of its own made by pasta, its filter inside (no root).
+    Private,
 }
 
 /// The qemu provider.
@@ -119,31 +121,19 @@ impl QemuProvider {
         }
     }
 
-    /// The same, with VMs confined by `network`. Run by root, every policy applies as for
-    /// nspawn machines. Otherwise user-mode networking knows two states: `"all"` (the guest
-    /// also reaches every host port: nothing filters by port) and `"none"` (`restrict=on`:
-    /// nothing, offered host ports included); a CIDR list is refused when a VM boots.
+    /// The same, with VMs confined by `network` (with or without root, as nspawn machines).
     pub fn with_network(mut self, network: NetworkSettings) -> Self {
         self.network = network;
         self
     }
 
-    /// How VMs are networked, or an error for a policy that cannot be applied.
+    /// How VMs are networked, or why they cannot be.
     fn networking(&self) -> Result<Networking, ProviderError> {
         if self.namespaced {
             return Ok(Networking::Namespace);
         }
-        match &self.network.egress {
-            Egress::All => Ok(Networking::Host { restrict: false }),
-            Egress::None => Ok(Networking::Host { restrict: true }),
-            Egress::Only(_) => Err(ProviderError::new(
-                ErrorKind::Usage,
-                "without root the qemu provider cannot limit egress to a list of networks \
-                 (QEMU's user-mode network filters nothing): use `[network] egress = \"all\"` \
-                 or `\"none\"`, or run azlin as root (each VM then gets a filtered network \
-                 namespace)",
-            )),
-        }
+        rootless::check()?;
+        Ok(Networking::Private)
     }
 
     fn slot(vm: &Vm) -> Option<Slot> {
@@ -247,9 +237,19 @@ impl QemuProvider {
                     ),
                 })?
             }
-            Networking::Host { restrict } => {
+            Networking::Private => {
+                let filter = rootless::filter(&self.network.policy(), &rootless::host_addresses());
+                std::fs::write(dir.filter(), filter).map_err(|e| {
+                    ProviderError::new(
+                        ErrorKind::Provision,
+                        format!("writing {}: {e}", dir.filter().display()),
+                    )
+                })?;
                 let (pid, ssh_port) = Self::launch_on_loopback(vm.ssh_port, |ssh_port| {
-                    boot(Link::Host { ssh_port, restrict })
+                    boot(Link::Private {
+                        ssh_port,
+                        filter: dir.filter(),
+                    })
                 })
                 .await?;
                 vm.ssh_port = ssh_port;
@@ -388,7 +388,7 @@ impl VmProvider for QemuProvider {
         if self.namespaced {
             [&TOOLS[..], &network::TOOLS[..]].concat()
         } else {
-            TOOLS.to_vec()
+            [&TOOLS[..], &[rootless::PASTA]].concat()
         }
     }
 
