@@ -65,11 +65,8 @@ impl RepoSource {
 
     /// The URL of `repository` (`OWNER/NAME`, checked to be just that).
     pub fn url(&self, repository: &str) -> Result<String, FetchError> {
-        // GitHub's rule for the parts, and none may start with a dot here: the name is put into a
-        // URL or a path.
-        let valid = crate::github::split_repo(repository)
-            .is_ok_and(|(owner, name)| !owner.starts_with('.') && !name.starts_with('.'));
-        if !valid {
+        // GitHub's rule for the parts (no `.` or `..`, no `/`): safe in a URL or a path.
+        if crate::github::split_repo(repository).is_err() {
             return Err(FetchError::Template(
                 self.template.clone(),
                 format!("'{repository}' is not OWNER/NAME"),
@@ -87,7 +84,7 @@ impl RepoSource {
             sha: sha.to_string(),
             message,
         };
-        if sha.len() != 40 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+        if crate::github::check_sha(sha).is_err() {
             return Err(fail("not a commit id".into()));
         }
         let dir = into.to_string_lossy().into_owned();
@@ -156,7 +153,12 @@ mod tests {
             source.url("octo/app").unwrap(),
             "https://github.com/octo/app.git"
         );
-        for bad in ["octo", "octo/", "../x/y", "a/b c", "a/..", "a/b/c"] {
+        // GitHub's own `.github` repositories are fetched like any other.
+        assert_eq!(
+            source.url("octo/.github").unwrap(),
+            "https://github.com/octo/.github.git"
+        );
+        for bad in ["octo", "octo/", "../x/y", "a/b c", "a/..", "a/b/c", "./x"] {
             assert!(source.url(bad).is_err(), "{bad}");
         }
         RepoSource::new("file:///srv/git/{repository}", None).unwrap();
@@ -169,5 +171,21 @@ mod tests {
         ] {
             assert!(RepoSource::new(bad, None).is_err(), "{bad}");
         }
+    }
+
+    #[tokio::test]
+    async fn commit_ids_that_are_not_full_shas_are_refused_before_git_runs() {
+        let source = RepoSource::new("file:///nowhere/{repository}", None).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        for bad in [
+            "abc123",
+            &"g".repeat(40),
+            &"a".repeat(41),
+            "--upload-pack=x",
+        ] {
+            let e = source.fetch("octo/app", bad, dir.path()).await.unwrap_err();
+            assert!(e.to_string().contains("not a commit id"), "{e}");
+        }
+        assert!(dir.path().read_dir().unwrap().next().is_none());
     }
 }

@@ -756,7 +756,7 @@ pub(crate) fn split_repo(repo: &str) -> Result<(&str, &str), GitHubError> {
 }
 
 /// A full commit SHA: 40 hex digits (SHA-1) or 64 (SHA-256).
-fn check_sha(sha: &str) -> Result<(), GitHubError> {
+pub(crate) fn check_sha(sha: &str) -> Result<(), GitHubError> {
     if matches!(sha.len(), 40 | 64) && sha.chars().all(|c| c.is_ascii_hexdigit()) {
         Ok(())
     } else {

@@ -437,6 +437,15 @@ pub fn is_qemu(pid: u32, dir: &VmDir) -> bool {
         && args.any(|a| String::from_utf8_lossy(a).contains(&disk))
 }
 
+/// The live QEMU running the VM in `dir`, found among all processes.
+pub fn find(dir: &VmDir) -> Option<u32> {
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .find(|pid| is_qemu(*pid, dir))
+}
+
 /// Waits up to `timeout` for the VM process to end; whether it did.
 async fn wait_gone(pid: u32, dir: &VmDir, timeout: Duration) -> bool {
     process::wait_gone(timeout, POLL, || is_qemu(pid, dir)).await
@@ -616,5 +625,6 @@ mod tests {
         let dir = VmDir(tmp.path().to_path_buf());
         assert!(!is_qemu(std::process::id(), &dir));
         assert!(!is_qemu(u32::MAX, &dir));
+        assert_eq!(find(&dir), None);
     }
 }

@@ -329,7 +329,8 @@ impl LocalVms for QemuProvider {
     async fn tear_down(&self, vm: &Vm) -> Vec<String> {
         let mut removed = Vec::new();
         let dir = self.dir(&vm.name);
-        if let Some(pid) = self.running_pid(vm) {
+        // A boot interrupted before QEMU's pid was recorded leaves it unrecorded: found by disk.
+        if let Some(pid) = self.running_pid(vm).or_else(|| machine::find(&dir)) {
             machine::stop_now(pid, &dir).await;
             removed.push(format!(
                 "qemu process {pid} (and its SSH forward on {}:{})",
