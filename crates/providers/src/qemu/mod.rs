@@ -393,9 +393,12 @@ impl VmProvider for QemuProvider {
         }
     }
 
-    /// No credentials and no root: checks that QEMU runs and can emulate a CPU (TCG), and says
-    /// whether KVM is open to this user.
+    /// No credentials and no root: checks that QEMU runs and can emulate a CPU (TCG) and, without
+    /// root, that a VM can get its confined network; says whether KVM is open to this user.
     async fn authenticate(&self) -> Result<String, ProviderError> {
+        if !self.namespaced {
+            rootless::check()?;
+        }
         let accelerators = accelerators().await.map_err(|e| {
             ProviderError::new(ErrorKind::Auth, format!("QEMU cannot run: {}", e.message))
         })?;
