@@ -319,17 +319,39 @@ fn an_image_without_init_exits_4_after_cleaning_up() {
     assert!(stderr.contains("init"), "{stderr}");
 }
 
-/// A TCP server on the host's loopback only that accepts and drops connections: what the
-/// guest's 10.0.2.2 reached before VMs were confined.
-fn loopback_server() -> u16 {
-    let loopback = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
-    let port = loopback.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for conn in loopback.incoming() {
-            drop(conn);
+/// What a QEMU VM's isolation is measured against: the outside network, and TCP servers on
+/// the host — on every address, one on a port the config offers and one on a port it does
+/// not, and one on the loopback only (what the guest's 10.0.2.2 reached before VMs were
+/// confined). Held for the test; one test at a time changes the host.
+struct HostServers {
+    _host: std::sync::MutexGuard<'static, ()>,
+    _outside: crate::isolation::Outside,
+    offered: u16,
+    other: u16,
+    loopback: u16,
+}
+
+impl HostServers {
+    fn start() -> HostServers {
+        let host = crate::isolation::HOST_STATE
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let outside = crate::isolation::Outside::start();
+        let loopback = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let loopback_port = loopback.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            for conn in loopback.incoming() {
+                drop(conn);
+            }
+        });
+        HostServers {
+            _host: host,
+            _outside: outside,
+            offered: crate::isolation::host_server(),
+            other: crate::isolation::host_server(),
+            loopback: loopback_port,
         }
-    });
-    port
+    }
 }
 
 /// The host's address on its uplink (the first global IPv4 address).
@@ -355,15 +377,8 @@ fn host_address() -> String {
 #[test]
 fn a_user_without_root_gets_a_confined_qemu_vm() {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    let _host = crate::isolation::HOST_STATE
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
-    let outside = crate::isolation::Outside::start();
-    let (offered, other) = (
-        crate::isolation::host_server(),
-        crate::isolation::host_server(),
-    );
-    let loopback_port = loopback_server();
+    let servers = HostServers::start();
+    let (offered, other, loopback_port) = (servers.offered, servers.other, servers.loopback);
     let azlin = Azlin::new();
     // The outside's /29 holds the host's own end of that link: a host address inside the list.
     let outside_net = "198.51.100.0/29";
@@ -420,7 +435,6 @@ fn a_user_without_root_gets_a_confined_qemu_vm() {
     );
     azlin.run_as_nobody(&["delete", "qnr", "--yes"]).expect(0);
     footprint.assert_gone();
-    drop(outside);
 }
 
 /// Run by root, a QEMU VM is confined like an nspawn machine: it reaches the host ports its
@@ -429,15 +443,8 @@ fn a_user_without_root_gets_a_confined_qemu_vm() {
 /// to.
 #[test]
 fn a_qemu_vm_reaches_offered_host_ports_and_allowed_egress_and_nothing_else() {
-    let _host = crate::isolation::HOST_STATE
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
-    let outside = crate::isolation::Outside::start();
-    let (offered, other) = (
-        crate::isolation::host_server(),
-        crate::isolation::host_server(),
-    );
-    let loopback_port = loopback_server();
+    let servers = HostServers::start();
+    let (offered, other, loopback_port) = (servers.offered, servers.other, servers.loopback);
     let azlin = Azlin::new();
     let b = crate::isolation::OUTSIDE_B;
     azlin.config(&format!(
@@ -464,5 +471,4 @@ fn a_qemu_vm_reaches_offered_host_ports_and_allowed_egress_and_nothing_else() {
     azlin.run(&["delete", "q-iso", "--yes"]).expect(0);
     footprint.assert_gone();
     azlin.assert_no_vms();
-    drop(outside);
 }
