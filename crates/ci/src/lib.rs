@@ -16,6 +16,7 @@
 //! - [`github`]: the GitHub REST client for check runs and commit statuses, with GitHub's retry
 //!   rules (5xx, secondary rate limits, `Retry-After`, `x-ratelimit-reset`).
 //! - [`metrics`]: the Prometheus metrics.
+//! - [`otlp`]: spans of runs, jobs and steps sent to an OpenTelemetry collector.
 //! - [`board`], [`dashboard`]: `GET /`, runs with live step output, VMs, pools and runners.
 
 pub mod board;
@@ -24,6 +25,7 @@ pub mod event;
 pub mod fetch;
 pub mod github;
 pub mod metrics;
+pub mod otlp;
 pub mod planner;
 pub mod queue;
 pub mod reporter;

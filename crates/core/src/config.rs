@@ -214,6 +214,8 @@ pub struct ServeConfig {
     pub report: ReportMode,
     /// The file holding the token the dashboard asks for when it listens beyond loopback.
     pub dashboard_token_file: Option<PathBuf>,
+    /// An OpenTelemetry collector's OTLP/HTTP base URL: spans of runs, jobs and steps go there.
+    pub otlp_endpoint: Option<String>,
 }
 
 /// Azure provider settings.

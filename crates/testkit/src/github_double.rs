@@ -15,15 +15,14 @@
 //! tags), any well-formed SHA is a commit, and the primary limit is only ever exhausted by a
 //! [`Fault`].
 
+use crate::http_thread::HttpThread;
 use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, VecDeque};
-use std::future::IntoFuture;
 use std::sync::{Arc, Mutex, MutexGuard};
-use tokio::sync::oneshot;
 
 /// The primary rate limit the double reports (that of a GitHub App installation).
 const RATE_LIMIT: u64 = 5000;
@@ -147,8 +146,7 @@ pub struct GitHubDouble {
     url: String,
     token: String,
     state: Arc<Mutex<Model>>,
-    stop: Option<oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    _server: HttpThread,
 }
 
 impl std::fmt::Debug for GitHubDouble {
@@ -164,47 +162,18 @@ impl GitHubDouble {
     /// fresh random token (see [`Self::token`]).
     pub fn start() -> GitHubDouble {
         let token = format!("ghs_double{}", uuid::Uuid::new_v4().simple());
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a loopback port");
-        listener
-            .set_nonblocking(true)
-            .expect("a non-blocking socket");
-        let url = format!(
-            "http://{}",
-            listener.local_addr().expect("the bound address")
-        );
-        let state = Arc::new(Mutex::new(Model::new(url.clone(), token.clone())));
+        let state = Arc::new(Mutex::new(Model::new(String::new(), token.clone())));
         let app = axum::Router::new()
             .fallback(serve)
             .with_state(state.clone());
-        let (stop, stopped) = oneshot::channel::<()>();
-        let thread = std::thread::Builder::new()
-            .name("github-double".into())
-            .spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("a runtime");
-                runtime.block_on(async move {
-                    let listener =
-                        tokio::net::TcpListener::from_std(listener).expect("a tokio listener");
-                    // Dropping the server (and then the runtime) ends every connection at once.
-                    tokio::select! {
-                        result = axum::serve(listener, app).into_future() => {
-                            if let Err(e) = result {
-                                tracing::warn!(error = %e, "GitHub double stopped with an error");
-                            }
-                        }
-                        _ = stopped => {}
-                    }
-                });
-            })
-            .expect("a thread for the GitHub double");
+        let server = HttpThread::start("github-double", app);
+        let url = server.url().to_string();
+        lock(&state).url = url.clone();
         GitHubDouble {
             url,
             token,
             state,
-            stop: Some(stop),
-            thread: Some(thread),
+            _server: server,
         }
     }
 
@@ -255,19 +224,6 @@ impl GitHubDouble {
     /// Every commit status, in the order posted.
     pub fn statuses(&self) -> Vec<CommitStatus> {
         lock(&self.state).statuses.clone()
-    }
-}
-
-impl Drop for GitHubDouble {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            // The server may have stopped already; nothing is left to stop then.
-            let _ = stop.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            // A panicked server thread has already reported itself to the test.
-            let _ = thread.join();
-        }
     }
 }
 

@@ -11,6 +11,8 @@
 //! - [`GitHubDouble`]: GitHub's REST API for check runs and commit statuses on loopback, with a
 //!   request log, a bearer token and injectable 5xx and rate-limit faults
 //!   ([`github_double::Fault`]).
+//! - [`CollectorDouble`]: an OpenTelemetry collector's OTLP/HTTP traces endpoint (JSON) on
+//!   loopback, keeping the spans it receives.
 //! - [`NatsServer`]: the real `nats-server` with JetStream on a free loopback port, restartable on
 //!   the same port and storage; with [`ServerOptions`] (TLS, users, accounts) or as a
 //!   [`NatsCluster`]; [`TestPki`] makes the certificates.
@@ -20,8 +22,10 @@ pub mod arm_double;
 pub mod conformance;
 pub mod git_server;
 pub mod github_double;
+pub mod http_thread;
 pub mod nats;
 pub mod netns;
+pub mod otlp_double;
 pub mod pki;
 pub mod stub_az;
 
@@ -30,5 +34,6 @@ pub use arm_double::{ArmDouble, Fault, RecordedRequest, ResourceSnapshot};
 pub use git_server::{GitServer, free_port};
 pub use github_double::GitHubDouble;
 pub use nats::{LAUNCH_MILESTONES, NatsCluster, NatsServer, ServerOptions};
+pub use otlp_double::CollectorDouble;
 pub use pki::TestPki;
 pub use stub_az::{AzAccount, StubAz};

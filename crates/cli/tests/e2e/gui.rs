@@ -91,9 +91,16 @@ fn gui_serves_a_password_protected_desktop_through_a_tunnel_and_stops_it() {
         "--",
         "sh",
         "-c",
-        "pgrep -c -r D,R,S,T Xtigervnc; test -e ~/.vnc/passwd && echo passwd-left; true",
+        "pgrep -c -r D,R,S,T Xtigervnc; test -e ~/.vnc/passwd && echo passwd-left; \
+         ps -eo pid,ppid,user,stat,etimes,args | grep '[X]tigervnc'; true",
     ]);
-    assert_eq!(left.stdout.trim(), "0", "{}", left.stdout);
+    // The count first; what is left (if anything) after it, for the failure message.
+    let (count, rest) = left.stdout.split_once('\n').unwrap_or((&left.stdout, ""));
+    assert!(
+        count.trim() == "0" && !rest.contains("passwd-left"),
+        "left on the VM after the session: {}",
+        left.stdout
+    );
 
     viewer_session_ends_cleanly_on_ctrl_c(&azlin);
 

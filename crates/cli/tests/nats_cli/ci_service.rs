@@ -3,6 +3,7 @@
 //! nothing but the NATS server), check runs back in the GitHub test double, metrics.
 
 use crate::support::*;
+use azlin_testkit::CollectorDouble;
 use azlin_testkit::github_double::GitHubDouble;
 use azlin_testkit::netns::{Host, Lan};
 use azlin_testkit::{NatsServer, ServerOptions};
@@ -267,6 +268,7 @@ fn service(lan: &Lan, workflows: &[(&str, &str)], extra: &str) -> Service {
 #[test]
 fn push_webhooks_run_matching_workflows_on_runners_and_post_check_runs() {
     let mut lan = Lan::new().unwrap();
+    let collector = CollectorDouble::start();
     let svc = service(
         &lan,
         &[
@@ -275,7 +277,7 @@ fn push_webhooks_run_matching_workflows_on_runners_and_post_check_runs() {
             ("docs.yml", DOCS),
             ("release.yaml", RELEASE),
         ],
-        "",
+        &format!("otlp_endpoint = \"{}\"\n", collector.url()),
     );
     let (gpu_home, _gpu_host, gpu) = runner(&mut lan, &svc.url, &["--labels", "gpu"]);
     let (plain_home, _plain_host, plain) = runner(&mut lan, &svc.url, &[]);
@@ -378,6 +380,65 @@ fn push_webhooks_run_matching_workflows_on_runners_and_post_check_runs() {
         let traceparent = event["traceparent"].as_str().unwrap_or_default();
         assert!(traceparent.starts_with(&format!("00-{trace}-")), "{event}");
     }
+    // The collector got the runs as trees of spans in that trace, each run a child of the
+    // delivery's span.
+    let delivery_span = steps[0]["traceparent"].as_str().unwrap()[36..52].to_string();
+    let spans = eventually(Duration::from_secs(20), "9 spans", || {
+        let spans = collector.spans();
+        (spans.len() >= 9).then_some(spans)
+    });
+    let named = |prefix: &str| -> Vec<&Value> {
+        spans
+            .iter()
+            .filter(|s| s["name"].as_str().unwrap().starts_with(prefix))
+            .collect()
+    };
+    let (run_spans, job_spans, step_spans) = (named("run "), named("job "), named("step "));
+    assert_eq!(
+        (run_spans.len(), job_spans.len(), step_spans.len()),
+        (2, 3, 4),
+        "{spans:#?}"
+    );
+    let ids = |spans: &[&Value]| -> Vec<String> {
+        spans
+            .iter()
+            .map(|s| s["spanId"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let parent = |span: &Value| span["parentSpanId"].as_str().unwrap().to_string();
+    for span in &spans {
+        assert_eq!(span["traceId"], trace, "{span}");
+        let (start, end) = (
+            span["startTimeUnixNano"]
+                .as_str()
+                .unwrap()
+                .parse::<u128>()
+                .unwrap(),
+            span["endTimeUnixNano"]
+                .as_str()
+                .unwrap()
+                .parse::<u128>()
+                .unwrap(),
+        );
+        assert!(start <= end, "{span}");
+    }
+    assert!(run_spans.iter().all(|s| parent(s) == delivery_span));
+    assert!(
+        job_spans
+            .iter()
+            .all(|s| ids(&run_spans).contains(&parent(s)))
+    );
+    assert!(
+        step_spans
+            .iter()
+            .all(|s| ids(&job_spans).contains(&parent(s)))
+    );
+    let failed: Vec<&str> = spans
+        .iter()
+        .filter(|s| s["status"]["code"] == 2)
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert!(failed.contains(&"job broken"), "{failed:?}");
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(svc.github.check_runs().len(), 3);
 

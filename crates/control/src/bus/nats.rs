@@ -549,6 +549,15 @@ impl FedEvent {
         &self.message.payload
     }
 
+    /// The W3C trace context it was published with, if any.
+    pub fn traceparent(&self) -> Option<&str> {
+        self.message
+            .headers
+            .as_ref()?
+            .get(topology::TRACEPARENT_HEADER)
+            .map(|value| value.as_str())
+    }
+
     /// The event was recorded: do not deliver it again.
     pub async fn done(self) -> Result<(), BusError> {
         self.message

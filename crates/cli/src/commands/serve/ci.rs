@@ -10,6 +10,7 @@ use azlin_ci::dashboard::{Access, Dashboard};
 use azlin_ci::fetch::{DEFAULT_TEMPLATE, RepoSource};
 use azlin_ci::github::{DEFAULT_API_URL, GitHub};
 use azlin_ci::metrics::Metrics;
+use azlin_ci::otlp::Exporter;
 use azlin_ci::planner::Planner;
 use azlin_ci::queue::CiBus;
 use azlin_ci::reporter::Reporter;
@@ -33,6 +34,8 @@ pub struct Ci {
     pub dashboard: Arc<Dashboard>,
     /// Posts results (with NATS: workflow events come only from there).
     pub reporter: Option<Reporter>,
+    /// Where spans of runs go, when configured.
+    pub otlp: Option<Exporter>,
     planner: Option<JoinHandle<()>>,
 }
 
@@ -102,12 +105,19 @@ impl Ci {
                 }
             })
         });
+        let otlp = config
+            .otlp_endpoint
+            .as_deref()
+            .map(Exporter::start)
+            .transpose()
+            .map_err(|e| Failure::usage(e.to_string()))?;
         let reporter = bus.map(|bus| Reporter::new(bus, github, config.report, metrics));
         Ok(Ci {
             service,
             board,
             dashboard,
             reporter,
+            otlp,
             planner,
         })
     }

@@ -205,6 +205,9 @@ async fn follow_nats(
                 continue;
             }
             ci.board.apply(&run_event);
+            if let Some(otlp) = &ci.otlp {
+                otlp.record(&run_event, fed.traceparent());
+            }
             shared.recorded.fetch_add(1, Ordering::Relaxed);
         }
         if let Some(event) = &fed.event {
