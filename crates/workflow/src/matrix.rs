@@ -15,25 +15,59 @@ pub const MAX_COMBINATIONS: usize = 256;
 pub struct MatrixError(pub String);
 
 /// Replaces every string holding `${{ }}` inside `value` by what it evaluates to (a lone
-/// expression keeps its type, so `${{ fromJSON(...) }}` can supply a whole vector).
+/// expression keeps its type, so `${{ fromJSON(...) }}` can supply a whole vector). As act
+/// does: a mapping key may be an expression too, a `${{ insert }}` key merges its mapping into
+/// the one holding it, and a list item that evaluates to a list is spliced into its list.
 pub fn resolve_expressions(value: &Value, scope: &Scope<'_>) -> Result<Value, MatrixError> {
-    Ok(match value {
-        Value::String(s) if s.contains("${{") => Template::parse(s)
+    let evaluate = |text: &str| {
+        Template::parse(text)
             .and_then(|t| t.evaluate(scope))
-            .map_err(|e| MatrixError(e.message))?,
-        Value::Array(items) => Value::Array(
-            items
-                .iter()
-                .map(|v| resolve_expressions(v, scope))
-                .collect::<Result<_, _>>()?,
-        ),
-        Value::Object(o) => Value::Object(
-            o.iter()
-                .map(|(k, v)| Ok((k.clone(), resolve_expressions(v, scope)?)))
-                .collect::<Result<_, MatrixError>>()?,
-        ),
+            .map_err(|e| MatrixError(e.message))
+    };
+    Ok(match value {
+        Value::String(s) if s.contains("${{") => evaluate(s)?,
+        Value::Array(items) => {
+            let mut resolved = Vec::with_capacity(items.len());
+            for item in items {
+                match (item, resolve_expressions(item, scope)?) {
+                    (Value::String(_), Value::Array(spliced)) => resolved.extend(spliced),
+                    (_, value) => resolved.push(value),
+                }
+            }
+            Value::Array(resolved)
+        }
+        Value::Object(o) => {
+            let mut resolved = Object::new();
+            for (key, item) in o.iter() {
+                let item = resolve_expressions(item, scope)?;
+                if is_insert(key) {
+                    let Value::Object(inserted) = item else {
+                        return Err(MatrixError(format!(
+                            "`${{{{ insert }}}}` needs a mapping, not a {}",
+                            item.kind()
+                        )));
+                    };
+                    for (key, value) in inserted.iter() {
+                        resolved.insert(key.clone(), value.clone());
+                    }
+                } else if key.contains("${{") {
+                    resolved.insert(evaluate(key)?.to_string(), item);
+                } else {
+                    resolved.insert(key.clone(), item);
+                }
+            }
+            Value::Object(resolved)
+        }
         other => other.clone(),
     })
+}
+
+/// Whether a mapping key is the `${{ insert }}` directive.
+fn is_insert(key: &str) -> bool {
+    key.trim()
+        .strip_prefix("${{")
+        .and_then(|rest| rest.strip_suffix("}}"))
+        .is_some_and(|inner| inner.trim() == "insert")
 }
 
 fn entries(value: &Value, what: &str) -> Result<Vec<Object>, MatrixError> {

@@ -41,8 +41,20 @@ impl JobState<'_> {
             .shell
             .as_deref()
             .or(self.inst.job.defaults.shell.as_deref())
-            .or(facts.workflow.defaults.shell.as_deref());
-        let shell = match ShellCommand::resolve(shell_name, self.session.facts().bash) {
+            .or(facts.workflow.defaults.shell.as_deref())
+            .map(str::to_string);
+        // act reads expressions in a shell name (`shell: ${{ env.MY_SHELL }}`).
+        let shell_name = match shell_name {
+            Some(name) if name.contains("${{") => match self.render(&name).await {
+                Ok(name) => Some(name),
+                Err(e) => {
+                    exec.error = Some(e);
+                    return;
+                }
+            },
+            other => other,
+        };
+        let shell = match ShellCommand::resolve(shell_name.as_deref(), self.session.facts().bash) {
             Ok(s) => s,
             Err(e) => {
                 exec.error = Some(e.0);

@@ -260,3 +260,35 @@ jobs:
     );
     assert_all_released(&env, &counting);
 }
+
+#[tokio::test]
+async fn a_shell_name_may_be_an_expression_as_in_act() {
+    let env = Env::new();
+    let counting = env.allocator(Duration::ZERO);
+    // From act's `shells/sh` case (its container job left out: no Docker here).
+    let wf = env.write(
+        "shells.yml",
+        r#"on: push
+env:
+  MY_SHELL: sh
+jobs:
+  j:
+    runs-on: ubuntu-latest
+    defaults:
+      run:
+        shell: ${{ env.MY_SHELL }}
+    steps:
+      - run: if [ -z ${BASH+x} ]; then echo "I'm sh"; else exit 1; fi
+      - shell: ${{ env.MY_SHELL == 'sh' && 'bash' || 'sh' }}
+        run: if [[ -n "$BASH" ]]; then echo "I'm bash"; else exit 1; fi
+"#,
+    );
+    let (report, observer) = run(&[wf], &env.options(), counting.clone()).await;
+    use StepOutcome::Success;
+    assert_eq!(
+        step_results(job(&report, "j")),
+        [(Success, Success), (Success, Success)]
+    );
+    assert_eq!(observer.texts(), ["I'm sh", "I'm bash"]);
+    assert_all_released(&env, &counting);
+}
