@@ -328,6 +328,28 @@ mod tests {
     }
 
     #[test]
+    fn keys_inserts_and_spliced_lists_as_act_reads_them() {
+        let ctx = Object::new();
+        let scope = Scope::new(&ctx);
+        let v = resolve_expressions(
+            &m(r#"{
+                "${{ 'k' }}": [
+                    {"env": {"a": 1, "${{ insert }}": {"b": 2}, "${{insert}}": "${{ fromJSON('{\"c\": 3}') }}"}},
+                    "${{ fromJSON('[4, 5]') }}"
+                ]
+            }"#),
+            &scope,
+        )
+        .unwrap();
+        assert_eq!(
+            serde_json::to_string(&v).unwrap(),
+            r#"{"k":[{"env":{"a":1,"b":2,"c":3}},4,5]}"#
+        );
+        let refused = resolve_expressions(&m(r#"{"${{ insert }}": [1]}"#), &scope);
+        assert!(refused.unwrap_err().0.contains("needs a mapping"));
+    }
+
+    #[test]
     fn json_from_expressions_expands_like_any_matrix() {
         let ctx = Object::new();
         let scope = Scope::new(&ctx);
