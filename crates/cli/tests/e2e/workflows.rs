@@ -29,7 +29,7 @@ fn act_corpus_on_nspawn_vms() {
         .collect();
     assert_eq!(
         cases.len() + EXCLUDED.len(),
-        54,
+        60,
         "the corpus at {}",
         conformance::corpus_dir().display()
     );

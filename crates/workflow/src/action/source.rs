@@ -127,7 +127,10 @@ impl RemoteRef {
         };
         let (name, git_ref) = reference
             .rsplit_once('@')
-            .ok_or_else(|| invalid("expected OWNER/REPO[/PATH]@REF (the @REF is missing)"))?;
+            // act's and GitHub's words for it.
+            .ok_or_else(|| {
+                invalid("Expected format {org}/{repo}[/path]@ref (the @ref is missing)")
+            })?;
         check_ref(git_ref).map_err(invalid)?;
         let mut parts = name.splitn(3, '/');
         let owner = parts.next().unwrap_or_default();
@@ -886,7 +889,7 @@ mod tests {
             invalid_reason(reference);
         }
         assert!(invalid_reason("a/b@-x").contains("cannot start with '-'"));
-        assert!(invalid_reason("a/b").contains("@REF"));
+        assert!(invalid_reason("a/b").contains("Expected format {org}/{repo}[/path]@ref"));
     }
 
     #[test]

@@ -170,15 +170,21 @@ impl WorkflowRun<'_> {
                     .push(format!("Job '{}' was cancelled", job.id));
             }
         }
-        // act's wording for a run that failed on an action it could not read.
-        if report
+        // act's wording for a run that failed on an action it could not read, and why.
+        let invalid: Vec<&JobReport> = report
             .jobs
             .iter()
-            .any(|r| r.invalid_action && r.conclusion() == JobResult::Failure)
-        {
+            .filter(|r| r.invalid_action && r.conclusion() == JobResult::Failure)
+            .collect();
+        if !invalid.is_empty() {
+            let reasons: Vec<String> = invalid
+                .iter()
+                .flat_map(|r| r.steps.iter().filter_map(|s| s.error.clone()))
+                .collect();
             report
                 .errors
                 .push("jobs failed due to invalid action".to_string());
+            report.errors.extend(reasons);
         }
         report.success = report.errors.is_empty();
         report.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);

@@ -48,8 +48,11 @@ impl<'a> Uses<'a> {
         if action.starts_with("docker://") {
             return Uses::Docker;
         }
-        let base = action.split('@').next().unwrap_or(action);
-        if base.eq_ignore_ascii_case("actions/checkout") {
+        // Without its @REF, checkout is refused like any remote action.
+        let checkout = action
+            .split_once('@')
+            .is_some_and(|(base, _)| base.eq_ignore_ascii_case("actions/checkout"));
+        if checkout {
             Uses::Checkout
         } else {
             Uses::Remote(action)
@@ -493,6 +496,10 @@ mod tests {
     #[test]
     fn uses_names_a_kind_of_step() {
         assert_eq!(Uses::of("actions/checkout@v4"), Uses::Checkout);
+        assert_eq!(
+            Uses::of("actions/checkout"),
+            Uses::Remote("actions/checkout")
+        );
         assert_eq!(Uses::of("./a/b"), Uses::Local("./a/b"));
         assert_eq!(Uses::of("./"), Uses::Local("./"));
         assert_eq!(Uses::of("docker://alpine:3"), Uses::Docker);

@@ -16,7 +16,9 @@ impl JobState<'_> {
         uses: &str,
     ) -> Result<ResolvedAction, ActionProblem> {
         let unavailable = |e: &dyn std::fmt::Display| ActionProblem::Unavailable(e.to_string());
-        let reference = RemoteRef::parse(uses).map_err(|e| unavailable(&e))?;
+        // A malformed reference is an invalid action, as act counts it.
+        let reference =
+            RemoteRef::parse(uses).map_err(|e| ActionProblem::Invalid(e.to_string()))?;
         let fetched = self
             .env
             .actions
