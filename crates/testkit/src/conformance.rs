@@ -105,7 +105,7 @@ mod tests {
     #[test]
     fn the_manifest_lists_every_case_with_a_workflow() {
         let cases = cases();
-        assert_eq!(cases.len(), 42);
+        assert_eq!(cases.len(), 60);
         for case in &cases {
             assert!(!case.workflow_files().is_empty(), "{}", case.name);
         }

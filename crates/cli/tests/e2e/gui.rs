@@ -92,12 +92,13 @@ fn gui_serves_a_password_protected_desktop_through_a_tunnel_and_stops_it() {
         "sh",
         "-c",
         "pgrep -c -r D,R,S,T Xtigervnc; test -e ~/.vnc/passwd && echo passwd-left; \
-         ps -eo pid,ppid,user,stat,etimes,args | grep '[X]tigervnc'; true",
+         for pid in $(pgrep Xtigervnc); do ps -o pid=,ppid=,stat=,etimes=,args= -p $pid; done; true",
     ]);
     // The count first; what is left (if anything) after it, for the failure message.
-    let (count, rest) = left.stdout.split_once('\n').unwrap_or((&left.stdout, ""));
+    let mut lines = left.stdout.lines();
+    let count = lines.next().unwrap_or_default().trim();
     assert!(
-        count.trim() == "0" && !rest.contains("passwd-left"),
+        count == "0" && !lines.any(|l| l == "passwd-left"),
         "left on the VM after the session: {}",
         left.stdout
     );

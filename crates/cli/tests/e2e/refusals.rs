@@ -190,7 +190,9 @@ fn a_broken_image_exits_4_after_cleaning_up() {
 #[test]
 fn ssh_never_coming_up_exits_5_and_leaves_the_vm_running() {
     let azlin = Azlin::new();
-    azlin.config("ssh_timeout_secs = 8\n");
+    // Long enough for a boot on a loaded machine to reach cloud-init and sshd's failure, which
+    // the diagnosis below must name.
+    azlin.config("ssh_timeout_secs = 30\n");
     let cloud_init = azlin.home.path().join("no-sshd.yaml");
     // Runs before sshd starts: without its binary, sshd never listens.
     std::fs::write(
