@@ -52,7 +52,7 @@ impl RepoSource {
                 ));
             }
         }
-        if !url.username().is_empty() || url.password().is_some() {
+        if azlin_core::network::has_credentials(&url) {
             return Err(bad(
                 "credentials do not belong in the URL: put the token in [serve] token_file",
             ));

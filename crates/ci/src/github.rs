@@ -722,7 +722,7 @@ fn validate_api_url(api_url: &str) -> Result<url::Url, GitHubError> {
         .ok()
         .filter(|u| u.host().is_some() && matches!(u.scheme(), "https" | "http"))
         .ok_or_else(|| invalid(format!("expected a URL such as {DEFAULT_API_URL}")))?;
-    if !url.username().is_empty() || url.password().is_some() {
+    if azlin_core::network::has_credentials(&url) {
         return Err(invalid(
             "credentials do not belong in the URL; they go in the token".into(),
         ));

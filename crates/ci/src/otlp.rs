@@ -158,12 +158,19 @@ fn error_of(conclusion: Option<&str>, error: Option<&str>) -> Option<String> {
 struct OpenRun {
     /// When its webhook arrived (or, failing that, when it was first seen).
     start_ns: Option<i128>,
-    /// Jobs started: their start.
-    jobs: HashMap<String, i128>,
-    /// The step running in each job: its index in the job, name and start.
-    steps: HashMap<String, (usize, String, i128)>,
-    /// How many steps each job has started.
-    step_counts: HashMap<String, usize>,
+    /// Its jobs not finished, by name.
+    jobs: HashMap<String, OpenJob>,
+}
+
+/// What is known of a job whose span is not finished.
+#[derive(Debug, Default)]
+struct OpenJob {
+    /// When it started.
+    start_ns: Option<i128>,
+    /// How many steps it has started (a step's number tells same-named steps apart).
+    steps_started: usize,
+    /// The step running: its number, name and start.
+    running: Option<(usize, String, i128)>,
 }
 
 /// Turns workflow events into spans: starts are remembered until the matching end arrives.
@@ -183,19 +190,14 @@ impl SpanBuilder {
             }
             RunEvent::JobStarted(job) => {
                 let run = self.open(&job.run_id, job.received_ms, &job.at);
-                if let Some(at) = nanos(&job.at) {
-                    run.jobs.insert(job.job.clone(), at);
-                }
+                run.jobs.entry(job.job.clone()).or_default().start_ns = nanos(&job.at);
                 Vec::new()
             }
             RunEvent::StepStarted(step) => {
                 let run = self.open(&step.run_id, step.received_ms, &step.at);
-                let count = run.step_counts.entry(step.job.clone()).or_default();
-                *count += 1;
-                if let Some(at) = nanos(&step.at) {
-                    run.steps
-                        .insert(step.job.clone(), (*count, step.step.clone(), at));
-                }
+                let job = run.jobs.entry(step.job.clone()).or_default();
+                job.steps_started += 1;
+                job.running = nanos(&step.at).map(|at| (job.steps_started, step.step.clone(), at));
                 Vec::new()
             }
             RunEvent::StepCompleted(step) => {
@@ -220,8 +222,10 @@ impl SpanBuilder {
         let (index, name, start) = self
             .runs
             .get_mut(&step.run_id)?
-            .steps
-            .remove(&step.job)
+            .jobs
+            .get_mut(&step.job)?
+            .running
+            .take()
             .filter(|(_, name, _)| *name == step.step)?;
         let context = TraceContext::of(traceparent, &step.run_id);
         Some(Span {
@@ -246,13 +250,10 @@ impl SpanBuilder {
 
     fn job_span(&mut self, job: &JobEvent, traceparent: Option<&str>) -> Option<Span> {
         let end = nanos(&job.at)?;
-        let run = self.runs.get_mut(&job.run_id);
-        let start = run
-            .and_then(|run| {
-                run.steps.remove(&job.job);
-                run.step_counts.remove(&job.job);
-                run.jobs.remove(&job.job)
-            })
+        let start = self
+            .runs
+            .get_mut(&job.run_id)
+            .and_then(|run| run.jobs.remove(&job.job)?.start_ns)
             .unwrap_or(end);
         let context = TraceContext::of(traceparent, &job.run_id);
         Some(Span {
@@ -323,7 +324,7 @@ impl Exporter {
         if !matches!(url.scheme(), "http" | "https") {
             return Err(bad("not an http:// or https:// URL"));
         }
-        if !url.username().is_empty() || url.password().is_some() {
+        if azlin_core::network::has_credentials(&url) {
             return Err(bad("credentials do not belong in the URL"));
         }
         let traces = format!("{}{TRACES_PATH}", endpoint.trim_end_matches('/'));

@@ -27,6 +27,11 @@ pub fn is_loopback_url(url: &url::Url) -> bool {
     }
 }
 
+/// Whether `url` carries a user name or password, which azlin never sends or stores in a URL.
+pub fn has_credentials(url: &url::Url) -> bool {
+    !url.username().is_empty() || url.password().is_some()
+}
+
 /// `[network]` in the config file.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -48,7 +48,7 @@ impl RepoUrl {
         if url.scheme() != "https" {
             return fail("only https:// URLs are allowed");
         }
-        if !url.username().is_empty() || url.password().is_some() {
+        if crate::network::has_credentials(&url) {
             return fail(
                 "credentials in the URL are not allowed (use a credential helper on the VM)",
             );

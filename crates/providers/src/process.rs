@@ -16,6 +16,19 @@ pub(crate) fn alive(pid: u32) -> bool {
         .unwrap_or(false)
 }
 
+/// The pids of the host's processes that `is` picks (a VM process found by its command line,
+/// when its pid was never recorded).
+pub(crate) fn pids_where(is: impl Fn(u32) -> bool) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| is(*pid))
+        .collect()
+}
+
 /// Sends `sig` to `pid`, if it is still there.
 pub(crate) fn signal(pid: u32, sig: Signal) {
     if let Ok(pid) = i32::try_from(pid) {

@@ -35,6 +35,7 @@ fn ip(args: &[&str]) {
 /// removed (server, namespace, veth) when dropped.
 pub struct Outside {
     netns: String,
+    veth: String,
     server: Child,
 }
 
@@ -45,6 +46,7 @@ impl Outside {
         ip(&["netns", "add", &netns]);
         let mut outside = Outside {
             netns: netns.clone(),
+            veth: veth.clone(),
             server: Command::new("true").spawn().unwrap(),
         };
         ip(&[
@@ -90,7 +92,12 @@ impl Drop for Outside {
         if self.server.kill().is_ok() {
             self.server.wait().ok();
         }
-        // Deleting the namespace deletes the veth pair with it.
+        // The veth pair first, at once: the namespace's deletion takes it only once the
+        // namespace is torn down, which may be after the next test of this process made its own.
+        Command::new("ip")
+            .args(["link", "del", &self.veth])
+            .status()
+            .ok();
         Command::new("ip")
             .args(["netns", "del", &self.netns])
             .status()
@@ -102,8 +109,13 @@ impl Drop for Outside {
 /// A server on every host address, on a port outside azlin's job services' range (which
 /// every VM may reach).
 pub fn host_server() -> u16 {
+    host_server_on(std::net::Ipv4Addr::UNSPECIFIED)
+}
+
+/// [`host_server`] on `address` only.
+pub fn host_server_on(address: std::net::Ipv4Addr) -> u16 {
     let (listener, port) = loop {
-        let listener = TcpListener::bind("0.0.0.0:0").unwrap();
+        let listener = TcpListener::bind((address, 0)).unwrap();
         let port = listener.local_addr().unwrap().port();
         if !azlin_core::network::JOB_SERVICE_PORTS.contains(&port) {
             break (listener, port);

@@ -324,8 +324,10 @@ fn an_image_without_init_exits_4_after_cleaning_up() {
 /// not, and one on the loopback only (what the guest's 10.0.2.2 reached before VMs were
 /// confined). Held for the test; one test at a time changes the host.
 struct HostServers {
-    _host: std::sync::MutexGuard<'static, ()>,
+    // Fields drop in this order: the outside network is gone before the next test may take
+    // the host (it makes a namespace of the same name in the same process).
     _outside: crate::isolation::Outside,
+    _host: std::sync::MutexGuard<'static, ()>,
     offered: u16,
     other: u16,
     loopback: u16,
@@ -336,20 +338,13 @@ impl HostServers {
         let host = crate::isolation::HOST_STATE
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        let outside = crate::isolation::Outside::start();
-        let loopback = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
-        let loopback_port = loopback.local_addr().unwrap().port();
-        std::thread::spawn(move || {
-            for conn in loopback.incoming() {
-                drop(conn);
-            }
-        });
         HostServers {
+            _outside: crate::isolation::Outside::start(),
             _host: host,
-            _outside: outside,
             offered: crate::isolation::host_server(),
             other: crate::isolation::host_server(),
-            loopback: loopback_port,
+            // Outside the job services' range too, which the guest may reach on 10.0.2.2.
+            loopback: crate::isolation::host_server_on(Ipv4Addr::LOCALHOST),
         }
     }
 }

@@ -17,6 +17,7 @@
 //! root's VMs always is).
 
 use super::firewall::{self, Policy, VM_RANGE};
+use crate::tools::which;
 use azlin_core::{ErrorKind, ProviderError, Tool};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -46,8 +47,8 @@ const BIND_FAILED: &str = "Failed to bind";
 /// Checks that this user can give a VM a confined network: pasta and nft are installed and the
 /// TUN device opens.
 pub fn check() -> Result<(), ProviderError> {
-    find_program(PASTA.program).ok_or_else(|| missing(&PASTA))?;
-    nft()?;
+    installed(&PASTA)?;
+    installed(&super::NFT)?;
     std::fs::File::options()
         .read(true)
         .write(true)
@@ -74,18 +75,16 @@ fn missing(tool: &Tool) -> ProviderError {
     )
 }
 
-/// nft, which a user's `PATH` often leaves out (it lives in `/usr/sbin`).
-fn nft() -> Result<PathBuf, ProviderError> {
-    find_program(super::NFT.program).ok_or_else(|| missing(&super::NFT))
-}
-
-/// `program` in `PATH` or in the system directories.
-fn find_program(program: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/sbin"].map(PathBuf::from))
-        .map(|dir| dir.join(program))
-        .find(|candidate| candidate.is_file())
+/// Where `tool` is: on `PATH`, or in the system directories a user's `PATH` often leaves out
+/// (nft lives in `/usr/sbin`).
+fn installed(tool: &Tool) -> Result<PathBuf, ProviderError> {
+    which(tool.program)
+        .or_else(|| {
+            ["/usr/sbin", "/sbin"]
+                .iter()
+                .find_map(|dir| which(&format!("{dir}/{}", tool.program)))
+        })
+        .ok_or_else(|| missing(tool))
 }
 
 /// The IPv4 addresses of the host's interfaces.
@@ -146,7 +145,7 @@ pub fn command(
     program: &str,
     args: &[String],
 ) -> Result<tokio::process::Command, ProviderError> {
-    let nft = nft()?;
+    let nft = installed(&super::NFT)?;
     // Its own session, like a daemon: a Ctrl-C or hang-up of azlin's terminal does not reach it.
     let mut command = tokio::process::Command::new("setsid");
     command

@@ -2,7 +2,7 @@
 //! NoCloud seed, and the `systemd-nspawn` process that boots it.
 
 use super::idmap;
-use crate::process::{alive, signal, wait_gone};
+use crate::process::{self, alive, signal, wait_gone};
 use azlin_core::{ErrorKind, ProviderError};
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use nix::sys::signal::Signal;
@@ -564,14 +564,7 @@ pub fn is_nspawn(pid: u32, rootfs: &str) -> bool {
 /// The `systemd-nspawn` processes running the machine at `rootfs` (found by their command
 /// line, for a machine whose pid was never recorded).
 pub fn nspawn_processes(rootfs: &str) -> Vec<u32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| is_nspawn(*pid, rootfs))
-        .collect()
+    process::pids_where(|pid| is_nspawn(pid, rootfs))
 }
 
 /// Kills the machine at once: its init (which takes every process of the machine with it) and

@@ -439,11 +439,9 @@ pub fn is_qemu(pid: u32, dir: &VmDir) -> bool {
 
 /// The live QEMU running the VM in `dir`, found among all processes.
 pub fn find(dir: &VmDir) -> Option<u32> {
-    std::fs::read_dir("/proc")
-        .ok()?
-        .flatten()
-        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
-        .find(|pid| is_qemu(*pid, dir))
+    process::pids_where(|pid| is_qemu(pid, dir))
+        .first()
+        .copied()
 }
 
 /// Waits up to `timeout` for the VM process to end; whether it did.

@@ -277,7 +277,7 @@ impl SourceUrl {
             reason: reason.to_string(),
         };
         let url = url::Url::parse(raw).map_err(|e| invalid(&e.to_string()))?;
-        if !url.username().is_empty() || url.password().is_some() {
+        if azlin_core::network::has_credentials(&url) {
             return Err(invalid(
                 "credentials in the URL are refused (they would be stored and shown): \
                  configure a git credential helper instead",

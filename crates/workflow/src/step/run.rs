@@ -45,14 +45,14 @@ impl JobState<'_> {
             .map(str::to_string);
         // act reads expressions in a shell name (`shell: ${{ env.MY_SHELL }}`).
         let shell_name = match shell_name {
-            Some(name) if name.contains("${{") => match self.render(&name).await {
+            Some(name) => match self.render(&name).await {
                 Ok(name) => Some(name),
                 Err(e) => {
                     exec.error = Some(e);
                     return;
                 }
             },
-            other => other,
+            None => None,
         };
         let shell = match ShellCommand::resolve(shell_name.as_deref(), self.session.facts().bash) {
             Ok(s) => s,
