@@ -119,16 +119,20 @@ pub async fn password_file(shell: &dyn Shell) -> Result<Vec<u8>, RemoteError> {
 
 /// Stops the desktop and removes its password. `vncserver -kill` only signals the X server; on
 /// a busy VM it can outlive the command, so this waits (up to 10 s) until it is gone, then kills
-/// it outright and waits (up to 5 s) for it to be gone. (`[X]` keeps the pattern from matching
-/// the shell running this script.)
+/// it outright and waits (up to 5 s) for it to be gone. Gone means exited (a zombie or no
+/// process): the X server's pids are taken before it is signalled, because a process that is
+/// exiting has lost its command line and no longer matches a pattern on it. (`[X]` keeps the
+/// pattern from matching the shell running this script.)
 pub async fn stop(shell: &dyn Shell) -> Result<(), RemoteError> {
     let out = shell
         .capture(&format!(
-            "vncserver -kill :{DISPLAY} >/dev/null 2>&1; \
-             x='[X]tigervnc :{DISPLAY}( |$)'; \
-             for _ in $(seq 100); do pgrep -u \"$(id -u)\" -f \"$x\" >/dev/null || break; sleep 0.1; done; \
-             pkill -KILL -u \"$(id -u)\" -f \"$x\"; \
-             for _ in $(seq 50); do pgrep -u \"$(id -u)\" -f \"$x\" >/dev/null || break; sleep 0.1; done; \
+            "x='[X]tigervnc :{DISPLAY}( |$)'; \
+             pids=$(pgrep -d, -u \"$(id -u)\" -f \"$x\"); \
+             live() {{ [ -n \"$pids\" ] && ps -o stat= -p \"$pids\" | grep -qv '^Z'; }}; \
+             vncserver -kill :{DISPLAY} >/dev/null 2>&1; \
+             for _ in $(seq 100); do live || break; sleep 0.1; done; \
+             if live; then kill -KILL $(echo \"$pids\" | tr , ' ') 2>/dev/null; fi; \
+             for _ in $(seq 50); do live || break; sleep 0.1; done; \
              rm -f ~/.vnc/passwd"
         ))
         .await?;

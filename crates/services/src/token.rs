@@ -92,22 +92,25 @@ fn now_secs() -> i64 {
 
 impl SigningKey {
     /// The key in `path`, made (32 random bytes, mode 0600) when the file does not exist.
+    ///
+    /// Safe when several processes start at once: the key is written to a private file first
+    /// and published under `path` only if no other process published one before; the loser
+    /// reads the winner's.
     pub fn load_or_create(path: &Path) -> std::io::Result<SigningKey> {
-        let mut key = [0u8; 32];
-        match std::fs::File::open(path) {
-            Ok(mut file) => file.read_exact(&mut key)?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                std::fs::File::open("/dev/urandom")?.read_exact(&mut key)?;
-                let mut file = std::fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode_0600()
-                    .open(path)?;
-                file.write_all(&key)?;
-            }
-            Err(e) => return Err(e),
+        match read_key(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            found => return found,
         }
-        Ok(SigningKey(key))
+        let mut key = [0u8; 32];
+        std::fs::File::open("/dev/urandom")?.read_exact(&mut key)?;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let mut staged = tempfile::NamedTempFile::new_in(dir)?;
+        staged.write_all(&key)?;
+        match staged.persist_noclobber(path) {
+            Ok(_) => Ok(SigningKey(key)),
+            Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => read_key(path),
+            Err(e) => Err(e.error),
+        }
     }
 
     fn mac(&self, domain: &str, message: &[u8]) -> HmacSha256 {
@@ -184,16 +187,10 @@ impl SigningKey {
     }
 }
 
-/// `OpenOptions::mode(0o600)` under a name that says why.
-trait PrivateFile {
-    fn mode_0600(&mut self) -> &mut Self;
-}
-
-impl PrivateFile for std::fs::OpenOptions {
-    fn mode_0600(&mut self) -> &mut Self {
-        use std::os::unix::fs::OpenOptionsExt;
-        self.mode(0o600)
-    }
+fn read_key(path: &Path) -> std::io::Result<SigningKey> {
+    let mut key = [0u8; 32];
+    std::fs::File::open(path)?.read_exact(&mut key)?;
+    Ok(SigningKey(key))
 }
 
 #[cfg(test)]
@@ -212,6 +209,31 @@ mod tests {
 
     fn key_in(dir: &Path) -> SigningKey {
         SigningKey::load_or_create(&dir.join("key")).unwrap()
+    }
+
+    #[test]
+    fn processes_starting_at_once_share_one_private_key() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("signing.key");
+        let barrier = std::sync::Barrier::new(8);
+        let keys: Vec<[u8; 32]> = std::thread::scope(|s| {
+            let starts: Vec<_> = (0..8)
+                .map(|_| {
+                    s.spawn(|| {
+                        barrier.wait();
+                        SigningKey::load_or_create(&path).unwrap().0
+                    })
+                })
+                .collect();
+            starts.into_iter().map(|t| t.join().unwrap()).collect()
+        });
+        assert!(keys.iter().all(|k| *k == keys[0]), "one key for all");
+        assert_eq!(std::fs::read(&path).unwrap(), keys[0]);
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let files = std::fs::read_dir(dir.path()).unwrap().count();
+        assert_eq!(files, 1, "no staged key left behind");
     }
 
     #[test]
