@@ -1,17 +1,24 @@
 #!/usr/bin/env bash
 # Prepares this machine (Debian 12, as root) for azlin: system packages, nats-server, the azlin
-# build and the base image for local VMs. Idempotent: a second run only checks.
+# build and the base images for local VMs. Idempotent: a second run only checks.
 #
-#   scripts/setup.sh [--release|--debug]     (default: --release)
+#   scripts/setup.sh [--release|--debug] [--no-images]     (default: --release, with images)
+#
+# --no-images leaves the images to scripts/images.sh (the test script builds them while the
+# tests compile).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 profile=release
-case "${1:-}" in
-  --debug) profile=debug ;;
-  --release|"") profile=release ;;
-  *) echo "usage: $0 [--release|--debug]" >&2; exit 64 ;;
-esac
+images=yes
+for arg in "$@"; do
+  case "$arg" in
+    --debug) profile=debug ;;
+    --release) profile=release ;;
+    --no-images) images=no ;;
+    *) echo "usage: $0 [--release|--debug] [--no-images]" >&2; exit 64 ;;
+  esac
+done
 
 if [ "$(id -u)" -ne 0 ]; then
   echo "setup needs root (local VMs use network namespaces and mounts): sudo $0 $*" >&2
@@ -70,9 +77,6 @@ else
   cargo build --locked -p azlin
 fi
 
-# The base images of local VMs, built once and reused (rebuilt only when their recipe changes):
-# the nspawn rootfs, then the qemu disk made from it (kernel, initramfs, qcow2).
-export AZLIN_IMAGE_DIR="${AZLIN_IMAGE_DIR:-/var/cache/azlin/images}"
-azlin="${CARGO_TARGET_DIR:-target}/$profile/azlin"
-"$azlin" image build --provider nspawn
-"$azlin" image build --provider qemu
+if [ "$images" = yes ]; then
+  bash scripts/images.sh "--$profile"
+fi

@@ -4,7 +4,16 @@
 # each fuzz target. Arguments go to `cargo nextest run` (a filter skips the fuzz run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh --debug
+bash scripts/setup.sh --debug --no-images
+# The VM images take minutes (mostly downloads and disk work): they build while the test
+# binaries compile.
+bash scripts/images.sh --debug &
+images=$!
+if ! cargo nextest run --workspace --locked --no-run; then
+    wait "$images" || true
+    exit 1
+fi
+wait "$images"
 # npm packages of the tests, installed again only when a lock file changes: the official
 # artifact client, bundled into two small JavaScript actions the artifact tests use, and
 # playwright-core, which drives Debian's Chromium (setup.sh --debug installs it) through the
