@@ -44,10 +44,13 @@ const FILES: &[(&str, &str)] = &[
 ];
 
 /// Shell run inside the rootfs to finish it: locales, `host.azlin.internal` in the hosts
-/// template cloud-init renders, no host keys or machine id baked in (each VM gets its own), no
-/// package caches.
+/// template cloud-init renders, none of the periodic jobs a workflow machine does not want (apt's
+/// daily runs take dpkg's lock from a step's `apt-get`; file-system scrubs and dpkg backups
+/// only cost a short-lived VM its boot time), no host keys or machine id baked in (each VM gets
+/// its own), no package caches.
 const FINISH: &str = "set -e\n\
 locale-gen\n\
+systemctl mask apt-daily.timer apt-daily-upgrade.timer dpkg-db-backup.timer e2scrub_all.timer e2scrub_reap.service\n\
 echo '10.213.255.254 host.azlin.internal' >> /etc/cloud/templates/hosts.debian.tmpl\n\
 rm -f /etc/ssh/ssh_host_*\n\
 : > /etc/machine-id\n\
