@@ -117,17 +117,23 @@ pub async fn password_file(shell: &dyn Shell) -> Result<Vec<u8>, RemoteError> {
     }
 }
 
-/// Stops the desktop and removes its password. `vncserver -kill` only signals the X server; on
-/// a busy VM it can outlive the command, so this waits (up to 10 s) until it is gone, then kills
-/// it outright and waits (up to 5 s) for it to be gone. Gone means exited (a zombie or no
-/// process): the X server's pids are taken before it is signalled, because a process that is
-/// exiting has lost its command line and no longer matches a pattern on it. (`[X]` keeps the
-/// pattern from matching the shell running this script.)
+/// Stops the desktop and removes its password.
+///
+/// The desktop is the X server and its session: the session script (`Xtigervnc-session`, a
+/// session leader of its own) and what it started. `vncserver -kill` only signals the X server,
+/// and the session winds down after it by itself; on a busy VM either can outlive the command,
+/// so this waits (up to 10 s) until all of them have exited, then kills what is left and waits
+/// (up to 5 s) again. Their pids are taken before anything is signalled, because a process that
+/// is exiting has lost its command line and no longer matches a pattern on it; exited means a
+/// zombie or no process. (`[X]` keeps the patterns from matching the shell running this script.)
 pub async fn stop(shell: &dyn Shell) -> Result<(), RemoteError> {
     let out = shell
         .capture(&format!(
-            "x='[X]tigervnc :{DISPLAY}( |$)'; \
-             pids=$(pgrep -d, -u \"$(id -u)\" -f \"$x\"); \
+            "uid=$(id -u); \
+             sessions=$(for p in $(pgrep -u \"$uid\" -f '[X]tigervnc-session'); do \
+               grep -qxz 'DISPLAY=:{DISPLAY}' /proc/$p/environ 2>/dev/null && ps -o sid= -p $p; done); \
+             pids=$({{ pgrep -u \"$uid\" -f '[X]tigervnc :{DISPLAY}( |$)'; \
+               for s in $sessions; do pgrep -s $s; done; }} | sort -u | paste -sd, -); \
              live() {{ [ -n \"$pids\" ] && ps -o stat= -p \"$pids\" | grep -qv '^Z'; }}; \
              vncserver -kill :{DISPLAY} >/dev/null 2>&1; \
              for _ in $(seq 100); do live || break; sleep 0.1; done; \
