@@ -187,6 +187,7 @@ impl SigningKey {
     }
 }
 
+/// The key stored in `path`.
 fn read_key(path: &Path) -> std::io::Result<SigningKey> {
     let mut key = [0u8; 32];
     std::fs::File::open(path)?.read_exact(&mut key)?;
